@@ -1,0 +1,206 @@
+"""What the database says about the tables a plan touches, read from the catalogs (no table scans)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+# Row-count estimates come from pg_class; for a table never analyzed (reltuples = -1) the rows are
+# estimated from its size and the average width of its columns, as the planner does.
+_TABLE = """
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::float8,
+       pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
+       (SELECT 24 + coalesce(sum(CASE WHEN t.typlen > 0 THEN t.typlen ELSE 32 END), 0)
+          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS row_width
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = to_regclass(%s)
+"""
+
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid
+  FROM pg_attribute a
+ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""
+
+_CONSTRAINTS = """
+SELECT con.conname, con.contype::text, con.convalidated, pg_get_constraintdef(con.oid),
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
+       fn.nspname AS ref_schema, fc.relname AS ref_table,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) AS ref_columns,
+       con.confmatchtype::text,
+       CASE WHEN con.contype = 'c' THEN pg_get_expr(con.conbin, con.conrelid) END AS check_expr
+  FROM pg_constraint con
+  LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+  LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+ WHERE con.conrelid = %s
+ ORDER BY con.conname
+"""
+
+_INDEXES = """
+SELECT ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL AS partial,
+       i.indexprs IS NOT NULL AS expressions,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS columns,
+       {nulls_not_distinct} AS nulls_not_distinct
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+ WHERE i.indrelid = %s
+ ORDER BY ic.relname
+"""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    not_null: bool
+    type_oid: int
+
+
+@dataclass(frozen=True)
+class ConstraintInfo:
+    name: str
+    type: str  # c check, f foreign key, u unique, p primary key, n not null (PG 18), x exclusion
+    validated: bool
+    definition: str
+    columns: tuple[str, ...]
+    ref_schema: str | None
+    ref_table: str | None
+    ref_columns: tuple[str, ...]
+    match_full: bool
+    check_expression: str | None
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str
+    unique: bool
+    valid: bool
+    partial: bool
+    expressions: bool
+    columns: tuple[str, ...]
+    nulls_not_distinct: bool
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    oid: int
+    schema: str
+    name: str
+    kind: str
+    estimated_rows: int
+    rows_estimated_from_size: bool
+    heap_bytes: int
+    total_bytes: int
+    columns: dict[str, ColumnInfo]
+    constraints: dict[str, ConstraintInfo]
+    indexes: dict[str, IndexInfo]
+
+    @property
+    def relation(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def unique_keys(self) -> list[frozenset[str]]:
+        """Column sets a foreign key may reference: valid, non-partial, plain-column unique indexes."""
+        return [
+            frozenset(ix.columns)
+            for ix in self.indexes.values()
+            if ix.unique and ix.valid and not ix.partial and not ix.expressions
+        ]
+
+
+@dataclass
+class Catalog:
+    """A lazily filled snapshot of the tables a plan touches. Reads catalogs only, never table data."""
+
+    conn: psycopg.Connection[Any]
+    _tables: dict[tuple[str | None, str], TableInfo | None] = field(default_factory=dict)
+
+    @property
+    def server_version(self) -> int:
+        return self.conn.info.server_version
+
+    def table(self, schema: str | None, name: str) -> TableInfo | None:
+        key = (schema, name)
+        if key not in self._tables:
+            self._tables[key] = self._load(schema, name)
+        return self._tables[key]
+
+    def _load(self, schema: str | None, name: str) -> TableInfo | None:
+        regclass = sql.Identifier(*[p for p in (schema, name) if p is not None]).as_string(self.conn)
+        row = self.conn.execute(_TABLE, (regclass,)).fetchone()
+        if row is None or row[3] not in ("r", "p"):
+            return None
+        oid, nspname, relname, relkind, reltuples, heap_bytes, total_bytes, row_width = row
+        from_size = reltuples < 0
+        estimated = int(heap_bytes / max(int(row_width), 1)) if from_size else int(reltuples)
+        columns = {
+            r[0]: ColumnInfo(name=r[0], type=r[1], not_null=r[2], type_oid=r[3])
+            for r in self.conn.execute(_COLUMNS, (oid,))
+        }
+        constraints = {
+            r[0]: ConstraintInfo(
+                name=r[0],
+                type=r[1],
+                validated=r[2],
+                definition=r[3],
+                columns=tuple(r[4]),
+                ref_schema=r[5],
+                ref_table=r[6],
+                ref_columns=tuple(r[7]),
+                match_full=r[8] == "f",
+                check_expression=r[9],
+            )
+            for r in self.conn.execute(_CONSTRAINTS, (oid,))
+        }
+        nnd = "i.indnullsnotdistinct" if self.server_version >= 150000 else "false"
+        indexes = {
+            r[0]: IndexInfo(
+                name=r[0],
+                unique=r[1],
+                valid=r[2],
+                partial=r[3],
+                expressions=r[4],
+                columns=tuple(r[5]),
+                nulls_not_distinct=r[6],
+            )
+            for r in self.conn.execute(sql.SQL(_INDEXES).format(nulls_not_distinct=sql.SQL(nnd)), (oid,))
+        }
+        return TableInfo(
+            oid=oid,
+            schema=nspname,
+            name=relname,
+            kind=relkind,
+            estimated_rows=max(estimated, 0),
+            rows_estimated_from_size=from_size,
+            heap_bytes=heap_bytes,
+            total_bytes=total_bytes,
+            columns=columns,
+            constraints=constraints,
+            indexes=indexes,
+        )
+
+    def assignment_cast_exists(self, source_type_oid: int, target_type: str) -> bool:
+        """Whether PostgreSQL converts ``source`` to ``target`` without USING (an assignment or implicit cast,
+        a binary-coercible pair, or an I/O conversion to a string type)."""
+        row = self.conn.execute(
+            """
+            SELECT t.oid = %(src)s
+                OR t.typcategory = 'S'
+                OR EXISTS (SELECT 1 FROM pg_cast c WHERE c.castsource = %(src)s AND c.casttarget = t.oid
+                           AND c.castcontext IN ('a', 'i'))
+                OR EXISTS (SELECT 1 FROM pg_type s WHERE s.oid = %(src)s AND s.typbasetype = t.oid)
+              FROM pg_type t WHERE t.oid = %(target)s::regtype
+            """,
+            {"src": source_type_oid, "target": target_type},
+        ).fetchone()
+        return bool(row and row[0])
+
+    def maintenance_work_mem(self) -> str:
+        return str(self.conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]

@@ -1,0 +1,900 @@
+"""Deterministic checks per plan step (spec 1.1.04b): each a small piece of data naming the SQL it runs.
+
+``derive_checks(plan, catalog, options)`` walks the plan in order and asks ``checks_for(step, context)``
+for each step, then lets the context absorb the step. The context knows what earlier steps did to each
+table (a table created in the plan is empty; a column added with a default has that value; a simple
+backfill UPDATE changes the rows it matches), so checks read the table *as it will be* at their step:
+a table changed earlier in the plan is read through a derived relation that applies those changes.
+Execution lives in ``preflight``; nothing here touches table data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pglast
+from pglast import ast, enums
+from pglast.stream import RawStream
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field
+
+from .catalog import Catalog, TableInfo
+from .contract import DEFAULT_SAMPLE_CAP, Outcome, TargetRef
+from .plan import (
+    AddCheck,
+    AddColumn,
+    AddForeignKey,
+    AddUnique,
+    AlterColumnType,
+    CreateIndex,
+    CreateTable,
+    DropColumn,
+    DropConstraint,
+    DropIndex,
+    DropNotNull,
+    DropTable,
+    MigrationPlan,
+    RawSQL,
+    SetNotNull,
+    Step,
+    TableStep,
+    ValidateConstraint,
+    display_name,
+)
+
+NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"
+UNIQUE_PRECHECK = "UNIQUE_PRECHECK"
+FK_VIOLATIONS_PRECHECK = "FK_VIOLATIONS_PRECHECK"
+CAST_PRECHECK = "CAST_PRECHECK"
+CHECK_CONSTRAINT_PRECHECK = "CHECK_CONSTRAINT_PRECHECK"
+OBJECT_PRECHECK = "OBJECT_PRECHECK"
+LARGE_TABLE_WARNING = "LARGE_TABLE_WARNING"
+NON_CONCURRENT_INDEX_WARNING = "NON_CONCURRENT_INDEX_WARNING"
+DESTRUCTIVE_CHANGE_WARNING = "DESTRUCTIVE_CHANGE_WARNING"
+UNMODELLED_SQL_WARNING = "UNMODELLED_SQL_WARNING"
+
+
+class PreflightOptions(BaseModel):
+    """The caps and thresholds of a preflight. Every field can also be passed to ``run_preflight``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_cap: int = Field(default=DEFAULT_SAMPLE_CAP, ge=0, le=10_000, description="sample rows kept per finding")
+    check_timeout: float = Field(default=60.0, gt=0, description="seconds one check may run before it blocks")
+    large_table_rows: int = Field(default=1_000_000, ge=0, description="estimated rows that make a table large")
+    large_table_bytes: int = Field(default=1 << 30, ge=0, description="total bytes that make a table large")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a check runs: a probe. Probes are data; preflight renders and executes them.
+
+
+@dataclass(frozen=True)
+class Source:
+    """A table as it is at one step of the plan: the base table, or a derived relation over it."""
+
+    key: str  # equal keys read the same rows: their checks may share one scan
+    relation: sql.Composable
+    alias: str
+    columns: tuple[tuple[str, str], ...]  # (name, type) at this step
+    derived: bool
+
+    def from_item(self) -> sql.Composed:
+        return sql.SQL("{} AS {}").format(self.relation, sql.Identifier(self.alias))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A result known without reading data: from the catalog, or from what the plan does."""
+
+    outcome: Outcome
+    message: str
+    stats: dict[str, int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RowsProbe:
+    """Violations are the rows of ``source`` for which ``predicate`` is true. Shares scans by source key."""
+
+    source: Source
+    predicate: sql.Composable
+
+
+@dataclass(frozen=True)
+class DuplicatesProbe:
+    source: Source
+    columns: tuple[str, ...]
+    nulls_not_distinct: bool
+    where: sql.Composable | None = None
+
+
+@dataclass(frozen=True)
+class OrphansProbe:
+    child: Source
+    columns: tuple[str, ...]
+    parent: Source
+    ref_columns: tuple[str, ...]
+    match_full: bool
+
+
+@dataclass(frozen=True)
+class CastProbe:
+    """Rows whose new value cannot be produced: the USING expression or the cast fails, or a NOT NULL
+    column would get NULL. ``length_limit`` covers varchar(n)/char(n), which assignment enforces."""
+
+    source: Source
+    column: str
+    expression: sql.Composable
+    type: str
+    not_null: bool
+    length_limit: int | None
+
+
+Probe = Verdict | RowsProbe | DuplicatesProbe | OrphansProbe | CastProbe
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of one step. ``fail``/``ok`` are message templates filled with the measured stats."""
+
+    check_id: str
+    step: int
+    step_summary: str
+    target: TargetRef | None
+    probe: Probe
+    fail: str = ""
+    ok: str = ""
+    notes: tuple[str, ...] = ()
+    failure: Literal["warning", "blocking"] = "blocking"
+
+    def message(self, text: str, stats: dict[str, Any]) -> str:
+        body = text.format(**{k: (f"{v:,}" if isinstance(v, int) else v) for k, v in stats.items()})
+        return " ".join([body, *self.notes])
+
+    def describe(self) -> dict[str, Any]:
+        """What a notebook shows of a check before it runs."""
+        return {
+            "checkId": self.check_id,
+            "step": self.step,
+            "stepSummary": self.step_summary,
+            "target": self.target.label() if self.target else "",
+            "probe": type(self.probe).__name__,
+            "source": getattr(getattr(self.probe, "source", None), "key", None)
+            or getattr(getattr(self.probe, "child", None), "key", None),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What each DDL takes and does, for the scheduling hint (PostgreSQL's documented lock levels).
+
+_LOCKS: dict[str, tuple[str, str]] = {
+    "add_column": ("ACCESS EXCLUSIVE", "no rewrite for a constant or non-volatile default (PostgreSQL 11+); "
+                   "a volatile default rewrites the table; NOT NULL without a default scans it"),
+    "set_not_null": ("ACCESS EXCLUSIVE", "a full scan to verify no NULLs, blocking reads and writes meanwhile"),
+    "drop_not_null": ("ACCESS EXCLUSIVE", "a catalog change only, but it waits for and blocks all traffic"),
+    "alter_column_type": ("ACCESS EXCLUSIVE", "a rewrite of the table and its indexes unless the types are "
+                          "binary coercible"),
+    "add_unique": ("ACCESS EXCLUSIVE", "a full scan and sort to build the unique index"),
+    "create_index": ("SHARE", "a full scan and sort; writes wait until it ends"),
+    "create_index_concurrently": ("SHARE UPDATE EXCLUSIVE", "two scans; reads and writes go on"),
+    "add_foreign_key": ("SHARE ROW EXCLUSIVE on both tables", "a full scan of the referencing table"),
+    "add_foreign_key_not_valid": ("SHARE ROW EXCLUSIVE on both tables", "no scan (NOT VALID)"),
+    "add_check": ("ACCESS EXCLUSIVE", "a full scan to verify the expression"),
+    "add_check_not_valid": ("ACCESS EXCLUSIVE", "no scan (NOT VALID)"),
+    "validate_constraint": ("SHARE UPDATE EXCLUSIVE", "a full scan; reads and writes go on"),
+    "drop_column": ("ACCESS EXCLUSIVE", "a catalog change; the space is reclaimed by later rewrites"),
+    "drop_table": ("ACCESS EXCLUSIVE", "the table and its data are removed"),
+    "drop_constraint": ("ACCESS EXCLUSIVE", "a catalog change"),
+    "raw": ("unknown", "an unmodelled statement"),
+}
+
+
+def _lock_key(step: Step) -> str:
+    if isinstance(step, CreateIndex) and step.concurrently:
+        return "create_index_concurrently"
+    if isinstance(step, (AddForeignKey, AddCheck)) and step.not_valid:
+        return f"{step.kind}_not_valid"
+    return step.kind
+
+
+def _human_rows(n: int) -> str:
+    return f"{n:,}"
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan's effect on each table, step by step.
+
+
+@dataclass
+class TableState:
+    schema: str
+    name: str
+    info: TableInfo | None  # None: created in this plan
+    created_step: int | None = None
+    dropped_step: int | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # name -> type, in order
+    not_null: set[str] = field(default_factory=set)
+    no_nulls_because: dict[str, str] = field(default_factory=dict)
+    layers: list[tuple[str, tuple[tuple[str, sql.Composable | None], ...]]] = field(default_factory=list)
+    raw_touches: list[int] = field(default_factory=list)
+    backfills: list[int] = field(default_factory=list)
+    unique_keys: list[frozenset[str]] = field(default_factory=list)
+    plan_constraints: dict[str, Step] = field(default_factory=dict)
+    inserted_by: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return display_name(self.schema, self.name)
+
+    def column_label(self, column: str) -> str:
+        return f"{self.label}.{display_name(column)}"
+
+    def source(self) -> Source:
+        assert self.info is not None, "a table created in the plan has no rows to read"
+        relation: sql.Composable = self.info.relation
+        alias = self.name
+        for layer_alias, projection in self.layers:
+            items = [
+                sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) if expr is not None else sql.Identifier(name)
+                for name, expr in projection
+            ]
+            relation = sql.SQL("(SELECT {} FROM {} AS {})").format(
+                sql.SQL(", ").join(items), relation, sql.Identifier(layer_alias)
+            )
+        return Source(
+            key=f"{self.schema}.{self.name}@{len(self.layers)}",
+            relation=relation,
+            alias=alias,
+            columns=tuple(self.columns.items()),
+            derived=bool(self.layers),
+        )
+
+    def push_layer(self, changes: dict[str, sql.Composable | None], *, alias: str | None = None,
+                   new_types: dict[str, str] | None = None) -> None:
+        """Derive the next state: ``changes`` maps a column to its new expression (None drops it)."""
+        projection: list[tuple[str, sql.Composable | None]] = []
+        for name in self.columns:
+            if name in changes:
+                if changes[name] is not None:
+                    projection.append((name, changes[name]))
+            else:
+                projection.append((name, None))
+        for name, expr in changes.items():
+            if name not in self.columns and expr is not None:
+                projection.append((name, expr))
+        if self.info is not None:
+            self.layers.append((alias or self.name, tuple(projection)))
+        types = dict(self.columns)
+        types.update(new_types or {})
+        self.columns = {name: types[name] for name, _ in projection}
+
+    def history_notes(self) -> tuple[str, ...]:
+        notes = []
+        if self.backfills:
+            steps = ", ".join(str(s) for s in self.backfills)
+            notes.append(f"The rows were read as the UPDATE of step {steps} leaves them.")
+        if self.raw_touches:
+            steps = ", ".join(str(s) for s in self.raw_touches)
+            notes.append(
+                f"Step {steps} (raw SQL) also changes {self.label}; its effect is not simulated, so this "
+                "precheck reads the rows as they are now and PostgreSQL re-checks at apply."
+            )
+        return tuple(notes)
+
+
+def _length_limit(type_text: str) -> int | None:
+    node = pglast.parse_sql(f"SELECT NULL::{type_text}")[0].stmt.targetList[0].val.typeName
+    name = node.names[-1].sval
+    if name in ("varchar", "bpchar") and node.typmods and not node.arrayBounds:
+        return int(node.typmods[0].val.ival)
+    return None
+
+
+def _is_constant(expression: str | None) -> bool:
+    if expression is None:
+        return False
+    node = pglast.parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    return isinstance(node, ast.A_Const) and not node.isnull
+
+
+def _is_null_constant(expression: str | None) -> bool:
+    if expression is None:
+        return True
+    node = pglast.parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    return isinstance(node, ast.A_Const) and bool(node.isnull)
+
+
+def _cast(expression: sql.Composable, type_text: str) -> sql.Composed:
+    return sql.SQL("CAST(({}) AS {})").format(expression, sql.SQL(type_text))
+
+
+def _all_not_null(columns: tuple[str, ...], qualifier: str | None = None) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} IS NOT NULL").format(sql.Identifier(*([qualifier] if qualifier else []), c)) for c in columns
+    )
+
+
+def _any_null(columns: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns)
+
+
+def _walk(node: Any) -> Any:
+    """Every AST node under ``node``, depth first."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _walk(item)
+    elif isinstance(node, ast.Node):
+        yield node
+        for name in node:
+            yield from _walk(getattr(node, name))
+
+
+@dataclass
+class PlanContext:
+    """What the database holds and what earlier steps of the plan did to it."""
+
+    catalog: Catalog
+    options: PreflightOptions = field(default_factory=PreflightOptions)
+    _states: dict[tuple[str, str], TableState] = field(default_factory=dict)
+    _current_schema: str | None = None
+
+    @property
+    def current_schema(self) -> str:
+        if self._current_schema is None:
+            row = self.catalog.conn.execute("SELECT current_schema()").fetchone()
+            self._current_schema = str(row[0]) if row and row[0] else "public"
+        return self._current_schema
+
+    def state(self, schema: str | None, name: str) -> TableState | None:
+        """The table as the plan has left it so far; None when it exists neither in the database nor the plan."""
+        key = (schema or self.current_schema, name)
+        if key in self._states:
+            return self._states[key]
+        info = self.catalog.table(schema, name)
+        if info is None:
+            return None
+        real_key = (info.schema, info.name)
+        if real_key not in self._states:
+            self._states[real_key] = TableState(
+                schema=info.schema,
+                name=info.name,
+                info=info,
+                columns={c.name: c.type for c in info.columns.values()},
+                not_null={c.name for c in info.columns.values() if c.not_null},
+                unique_keys=info.unique_keys(),
+            )
+        return self._states[real_key]
+
+    def is_large(self, state: TableState) -> bool:
+        info = state.info
+        if info is None:
+            return False
+        return (
+            info.estimated_rows > self.options.large_table_rows or info.total_bytes > self.options.large_table_bytes
+        )
+
+    # --- effects of steps -------------------------------------------------------------------------------
+
+    def absorb(self, index: int, step: Step) -> None:
+        """Record what ``step`` (1-based ``index``) does, for the checks of later steps."""
+        if isinstance(step, CreateTable):
+            if self.state(step.schema_, step.table) is not None and step.if_not_exists:
+                return
+            state = TableState(
+                schema=step.schema_ or self.current_schema, name=step.table, info=None, created_step=index,
+                columns={c.name: c.type for c in step.columns},
+                not_null={c.name for c in step.columns if c.not_null},
+            )
+            state.unique_keys = _create_table_keys(step)
+            self._states[(state.schema, state.name)] = state
+            return
+        if isinstance(step, RawSQL):
+            self._absorb_raw(index, step)
+            return
+        if not isinstance(step, TableStep):
+            return
+        state = self.state(step.schema_, step.table)
+        if state is None:
+            return
+        if isinstance(step, AddColumn):
+            if step.column in state.columns:
+                return
+            value = sql.SQL(step.default) if step.default is not None else sql.SQL("NULL")
+            state.push_layer({step.column: _cast(value, step.type)}, new_types={step.column: step.type})
+            if step.not_null:
+                state.not_null.add(step.column)
+            if _is_constant(step.default):
+                state.no_nulls_because[step.column] = f"step {index} adds it with DEFAULT {step.default}"
+        elif isinstance(step, AlterColumnType):
+            using = sql.SQL(step.using) if step.using else sql.Identifier(step.column)
+            state.push_layer({step.column: _cast(using, step.type)}, new_types={step.column: step.type})
+            state.no_nulls_because.pop(step.column, None)
+        elif isinstance(step, DropColumn):
+            if step.column in state.columns:
+                state.push_layer({step.column: None})
+                state.not_null.discard(step.column)
+        elif isinstance(step, SetNotNull):
+            state.not_null.add(step.column)
+        elif isinstance(step, DropNotNull):
+            state.not_null.discard(step.column)
+        elif isinstance(step, AddUnique):
+            state.unique_keys.append(frozenset(step.columns))
+            if step.name:
+                state.plan_constraints[step.name] = step
+            if step.primary_key:
+                state.not_null.update(step.columns)
+        elif isinstance(step, CreateIndex):
+            if step.unique and not step.where:
+                state.unique_keys.append(frozenset(step.columns))
+        elif isinstance(step, (AddForeignKey, AddCheck)):
+            if step.name:
+                state.plan_constraints[step.name] = step
+        elif isinstance(step, DropTable):
+            state.dropped_step = index
+
+    def _absorb_raw(self, index: int, step: RawSQL) -> None:
+        try:
+            statements = pglast.parse_sql(step.statement)
+        except pglast.parser.ParseError:
+            return
+        for raw in statements:
+            stmt = raw.stmt
+            if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
+                continue
+            for node in _walk(stmt):
+                if isinstance(node, ast.RangeVar):
+                    state = self.state(node.schemaname, node.relname)
+                    if state is not None and index not in state.raw_touches:
+                        if isinstance(stmt, ast.InsertStmt) and state.info is None:
+                            state.inserted_by.append(index)
+                        state.raw_touches.append(index)
+
+    def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
+        """A single-table ``UPDATE t SET col = expr [WHERE cond]`` becomes a derived column:
+        ``CASE WHEN cond THEN expr ELSE col END``. Anything more complex is only noted."""
+        if stmt.fromClause or stmt.withClause or not stmt.relation.inh:
+            return False
+        state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+        if state is None or state.info is None:
+            return False
+        changes: dict[str, sql.Composable | None] = {}
+        for target in stmt.targetList:
+            if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
+                return False
+            if any(isinstance(n, (ast.SubLink, ast.SetToDefault)) for n in _walk(target.val)):
+                return False
+            changes[target.name] = sql.SQL(RawStream()(target.val))
+        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in _walk(stmt.whereClause)):
+            return False
+        alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
+        for name, value in list(changes.items()):
+            new = _cast(value, state.columns[name])  # type: ignore[arg-type]
+            if stmt.whereClause is not None:
+                new = sql.SQL("CASE WHEN ({}) THEN {} ELSE {} END").format(
+                    sql.SQL(RawStream()(stmt.whereClause)), new, sql.Identifier(alias, name)
+                )
+            changes[name] = new
+            state.no_nulls_because.pop(name, None)
+        state.push_layer(changes, alias=alias)
+        state.backfills.append(index)
+        return True
+
+
+def _create_table_keys(step: CreateTable) -> list[frozenset[str]]:
+    keys: list[frozenset[str]] = []
+    for column in step.columns:
+        for text in column.constraints:
+            if text.startswith(("PRIMARY KEY", "UNIQUE")) and "(" not in text:
+                keys.append(frozenset([column.name]))
+    for text in step.constraints:
+        node = pglast.parse_sql(f"CREATE TABLE x ({text})")[0].stmt.tableElts[0]
+        if isinstance(node, ast.Constraint) and node.contype in (
+            enums.ConstrType.CONSTR_PRIMARY,
+            enums.ConstrType.CONSTR_UNIQUE,
+        ):
+            keys.append(frozenset(k.sval for k in node.keys))
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks per step.
+
+
+def _verdict(check_id: str, index: int, step: Step, outcome: Outcome, message: str,
+             target: TargetRef | None = None, **stats: int | float) -> Check:
+    return Check(
+        check_id=check_id,
+        step=index,
+        step_summary=step.summary(),
+        target=target or step.target(),
+        probe=Verdict(outcome=outcome, message=message, stats=dict(stats)),
+        failure="warning" if outcome == "warning" else "blocking",
+    )
+
+
+def _primary_check_id(step: Step) -> str:
+    if isinstance(step, SetNotNull):
+        return NOT_NULL_PRECHECK
+    if isinstance(step, AddColumn):
+        return NOT_NULL_PRECHECK if step.not_null else OBJECT_PRECHECK
+    if isinstance(step, AddUnique) or (isinstance(step, CreateIndex) and step.unique):
+        return UNIQUE_PRECHECK
+    if isinstance(step, AddForeignKey):
+        return FK_VIOLATIONS_PRECHECK
+    if isinstance(step, AlterColumnType):
+        return CAST_PRECHECK
+    if isinstance(step, AddCheck):
+        return CHECK_CONSTRAINT_PRECHECK
+    return OBJECT_PRECHECK
+
+
+def _missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
+    """The table or column a step needs is missing (or one it creates exists): a clear blocking result."""
+    if not isinstance(step, TableStep):
+        return None
+    check_id = _primary_check_id(step)
+    if isinstance(step, CreateTable):
+        if ctx.state(step.schema_, step.table) is not None and not step.if_not_exists:
+            return _verdict(check_id, index, step, "blocking",
+                            f"table {display_name(step.schema_, step.table)} already exists; CREATE TABLE would "
+                            "fail. Drop the step, use IF NOT EXISTS, or pick another name.")
+        return None
+    state = ctx.state(step.schema_, step.table)
+    shown = display_name(step.schema_, step.table)
+    if state is None or state.dropped_step is not None:
+        if isinstance(step, (DropTable,)) and step.if_exists:
+            return None
+        why = f"is dropped by step {state.dropped_step}" if state else "does not exist"
+        return _verdict(check_id, index, step, "blocking",
+                        f"table {shown} {why}; this step would fail. Check the table name and schema "
+                        "(search_path) or the order of the steps.")
+    needed: tuple[str, ...] = ()
+    if isinstance(step, (SetNotNull, DropNotNull, AlterColumnType)) or (
+        isinstance(step, DropColumn) and not step.if_exists
+    ):
+        needed = (step.column,)
+    elif isinstance(step, (AddUnique, CreateIndex, AddForeignKey)):
+        needed = step.columns
+    missing = [c for c in needed if c not in state.columns]
+    if missing:
+        cols = ", ".join(display_name(c) for c in missing)
+        return _verdict(check_id, index, step, "blocking",
+                        f"column {cols} does not exist in {state.label}; this step would fail. "
+                        f"Its columns are: {', '.join(display_name(c) for c in state.columns) or '(none)'}.")
+    if isinstance(step, AddColumn) and step.column in state.columns and not step.if_not_exists:
+        return _verdict(check_id, index, step, "blocking",
+                        f"column {state.column_label(step.column)} already exists; ADD COLUMN would fail. "
+                        "Use ADD COLUMN IF NOT EXISTS or another name.")
+    if isinstance(step, AddForeignKey):
+        parent = ctx.state(step.ref_schema, step.ref_table)
+        if parent is None or parent.dropped_step is not None:
+            return _verdict(check_id, index, step, "blocking",
+                            f"referenced table {display_name(step.ref_schema, step.ref_table)} does not exist; "
+                            "the foreign key cannot be added.")
+        missing = [c for c in step.ref_columns if c not in parent.columns]
+        if missing:
+            return _verdict(check_id, index, step, "blocking",
+                            f"referenced column {', '.join(display_name(c) for c in missing)} does not exist "
+                            f"in {parent.label}.")
+        if frozenset(step.ref_columns) not in parent.unique_keys or len(set(step.ref_columns)) != len(
+            step.ref_columns
+        ):
+            return _verdict(check_id, index, step, "blocking",
+                            f"{parent.label}({', '.join(display_name(c) for c in step.ref_columns)}) has no "
+                            "primary key or unique constraint on exactly these columns, so PostgreSQL refuses "
+                            "the foreign key. Add a UNIQUE constraint (or unique index) on them first.")
+    return None
+
+
+def _large_table_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]:
+    if not isinstance(step, TableStep) or isinstance(step, CreateTable):
+        return []
+    checks: list[Check] = []
+    tables = [ctx.state(s, t) for s, t in step.tables()]
+    lock, work = _LOCKS.get(_lock_key(step), ("ACCESS EXCLUSIVE", ""))
+    for state in tables:
+        if state is None or state.info is None or not ctx.is_large(state):
+            continue
+        info = state.info
+        estimate = "estimated from its size (never analyzed)" if info.rows_estimated_from_size else "estimated"
+        stats = {"estimatedRows": info.estimated_rows, "totalBytes": info.total_bytes}
+        checks.append(_verdict(
+            LARGE_TABLE_WARNING, index, step, "warning",
+            f"{state.label} is large: ~{_human_rows(info.estimated_rows)} rows ({estimate}), "
+            f"{_human_bytes(info.total_bytes)}. This step takes a {lock} lock; {work}. "
+            "Schedule it off-peak, with a lock_timeout.",
+            target=TargetRef(kind="table", schema=state.schema, table=state.name), **stats,
+        ))
+        if isinstance(step, CreateIndex) and not step.concurrently or isinstance(step, AddUnique):
+            alternative = (
+                "build it with CREATE INDEX CONCURRENTLY instead"
+                if isinstance(step, CreateIndex)
+                else "build a unique index CONCURRENTLY first, then ADD CONSTRAINT … UNIQUE USING INDEX"
+            )
+            checks.append(_verdict(
+                NON_CONCURRENT_INDEX_WARNING, index, step, "warning",
+                f"builds an index on large table {state.label} without CONCURRENTLY, blocking writes "
+                f"({lock}) for the whole build. Apply will require an explicit confirmation naming "
+                f"{state.label}; or {alternative}.",
+                target=TargetRef(kind="table", schema=state.schema, table=state.name), **stats,
+            ))
+    return checks
+
+
+def _created_in_plan(index: int, step: Step, state: TableState, check_id: str, what: str) -> Check:
+    if state.inserted_by:
+        steps = ", ".join(str(s) for s in state.inserted_by)
+        return _verdict(check_id, index, step, "warning",
+                        f"{state.label} is created by step {state.created_step} and filled by step {steps} "
+                        f"(raw SQL), which preflight cannot read before apply: {what} is checked by "
+                        "PostgreSQL at apply time only.")
+    return _verdict(check_id, index, step, "pass",
+                    f"{state.label} is created by step {state.created_step} and is empty here: {what} holds.")
+
+
+def _not_null_check(index: int, step: Step, state: TableState, column: str, ctx: PlanContext,
+                    predicate: sql.Composable | None = None) -> Check:
+    label = state.column_label(column)
+    if state.info is None:
+        return _created_in_plan(index, step, state, NOT_NULL_PRECHECK, f"NOT NULL on {label}")
+    if predicate is None and column in state.no_nulls_because:
+        return _verdict(NOT_NULL_PRECHECK, index, step, "pass",
+                        f"{label} has no NULLs: {state.no_nulls_because[column]}.")
+    if predicate is None and column in state.not_null and not state.layers:
+        return _verdict(NOT_NULL_PRECHECK, index, step, "pass", f"{label} is already NOT NULL.")
+    return Check(
+        check_id=NOT_NULL_PRECHECK,
+        step=index,
+        step_summary=step.summary(),
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,)),
+        probe=RowsProbe(source=state.source(), predicate=predicate or sql.SQL("{} IS NULL").format(
+            sql.Identifier(column))),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in {display_name(column)}; "
+        f"{step.summary()} would fail. Backfill them (UPDATE … SET {display_name(column)} = … WHERE "
+        f"{display_name(column)} IS NULL) or delete them first.",
+        ok=f"no NULLs in {label} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )
+
+
+def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState) -> list[Check]:
+    cols = ", ".join(display_name(c) for c in step.columns)
+    target = TargetRef(kind="column", schema=state.schema, table=state.name, columns=step.columns)
+    if state.info is None:
+        return [_created_in_plan(index, step, state, UNIQUE_PRECHECK, f"uniqueness of ({cols})")]
+    checks = []
+    source = state.source()
+    if isinstance(step, AddUnique) and step.primary_key:
+        nullable = tuple(c for c in step.columns if c not in state.not_null or state.layers)
+        if nullable:
+            checks.append(Check(
+                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(), target=target,
+                probe=RowsProbe(source=source, predicate=_any_null(nullable)),
+                fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in ({cols}); a primary "
+                "key makes its columns NOT NULL, so the step would fail. Backfill or delete those rows.",
+                ok=f"no NULLs in the primary key columns ({cols}) of {state.label} ({{totalRows}} rows).",
+                notes=state.history_notes(),
+            ))
+    where = sql.SQL(step.where) if isinstance(step, CreateIndex) and step.where else None
+    nnd = step.nulls_not_distinct or (isinstance(step, AddUnique) and step.primary_key)
+    null_rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"
+    checks.append(Check(
+        check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(), target=target,
+        probe=DuplicatesProbe(source=source, columns=step.columns, nulls_not_distinct=nnd, where=where),
+        fail=f"{{duplicateGroups}} values of ({cols}) occur more than once in {state.label}, in "
+        f"{{violations}} rows{null_rule}; {step.summary()} would fail. Dedupe those rows first.",
+        ok=f"({cols}) is unique in {state.label} ({{totalRows}} rows){null_rule}.",
+        notes=state.history_notes(),
+    ))
+    return checks
+
+
+def _fk_check(index: int, step: Step, state: TableState, parent: TableState, columns: tuple[str, ...],
+              ref_columns: tuple[str, ...], match_full: bool) -> Check:
+    cols = ", ".join(display_name(c) for c in columns)
+    refs = ", ".join(display_name(c) for c in ref_columns)
+    target = TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
+                       ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns)
+    if state.info is None:
+        return _created_in_plan(index, step, state, FK_VIOLATIONS_PRECHECK, "the foreign key")
+    rule = ("MATCH FULL: a key that is partly NULL is a violation too" if match_full
+            else "rows with a NULL in the key are not checked (MATCH SIMPLE)")
+    common = dict(
+        check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=step.summary(), target=target,
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} have a ({cols}) with no matching "
+        f"{parent.label}({refs}); {rule}. Fix the orphans (delete them, set the key to NULL, or insert the "
+        "missing parents) before adding the foreign key.",
+        ok=f"every ({cols}) of {state.label} has a matching {parent.label}({refs}) ({{totalRows}} rows; {rule}).",
+        notes=state.history_notes() + parent.history_notes(),
+    )
+    if parent.info is None and not parent.inserted_by:
+        # The referenced table is new and empty: every fully non-NULL key is an orphan.
+        keyed = _all_not_null(columns)
+        if match_full:
+            keyed = sql.SQL("({}) OR NOT ({})").format(keyed, sql.SQL(" AND ").join(
+                sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns))
+        return Check(probe=RowsProbe(source=state.source(), predicate=keyed), **common)  # type: ignore[arg-type]
+    if parent.info is None:
+        return _created_in_plan(index, step, parent, FK_VIOLATIONS_PRECHECK, "the foreign key")
+    return Check(  # type: ignore[arg-type]
+        probe=OrphansProbe(child=state.source(), columns=columns, parent=parent.source(),
+                           ref_columns=ref_columns, match_full=match_full),
+        **common,
+    )
+
+
+def _check_constraint_check(index: int, step: Step, state: TableState, expression: str,
+                            name: str | None) -> Check:
+    shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
+    if state.info is None:
+        return _created_in_plan(index, step, state, CHECK_CONSTRAINT_PRECHECK, shown)
+    return Check(
+        check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=step.summary(),
+        target=TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
+        # A CHECK passes when its expression is true or NULL: only FALSE violates it.
+        probe=RowsProbe(source=state.source(), predicate=sql.SQL("({}) IS FALSE").format(sql.SQL(expression))),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} violate {shown}; the step would fail. "
+        "Correct or delete those rows, or add the constraint NOT VALID and validate it after cleanup.",
+        ok=f"every row of {state.label} satisfies {shown} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )
+
+
+def _cast_check(index: int, step: AlterColumnType, state: TableState, ctx: PlanContext) -> Check:
+    label = state.column_label(step.column)
+    if state.info is None:
+        return _created_in_plan(index, step, state, CAST_PRECHECK, f"the conversion of {label}")
+    base = state.info.columns.get(step.column)
+    if step.using is None and base is not None and not state.layers:
+        if not ctx.catalog.assignment_cast_exists(base.type_oid, step.type):
+            return _verdict(CAST_PRECHECK, index, step, "blocking",
+                            f"{label} ({base.type}) cannot be converted to {step.type} automatically; PostgreSQL "
+                            f"would refuse the step. Add USING, e.g. USING {display_name(step.column)}::{step.type}.")
+    expression = sql.SQL(step.using) if step.using else sql.Identifier(step.column)
+    return Check(
+        check_id=CAST_PRECHECK, step=index, step_summary=step.summary(),
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(step.column,)),
+        probe=CastProbe(source=state.source(), column=step.column, expression=expression, type=step.type,
+                        not_null=step.column in state.not_null, length_limit=_length_limit(step.type)),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} cannot be converted to {step.type}"
+        f"{' with USING ' + step.using if step.using else ''}{{firstError}}; the step would fail. "
+        "Fix those values or change the USING expression.",
+        ok=f"every value of {label} converts to {step.type} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )
+
+
+def _validate_checks(index: int, step: ValidateConstraint, state: TableState, ctx: PlanContext) -> list[Check]:
+    planned = state.plan_constraints.get(step.name)
+    if isinstance(planned, AddForeignKey):
+        parent = ctx.state(planned.ref_schema, planned.ref_table)
+        if parent is not None:
+            return [_fk_check(index, step, state, parent, planned.columns, planned.ref_columns, planned.match_full)]
+    if isinstance(planned, AddCheck):
+        return [_check_constraint_check(index, step, state, planned.expression, planned.name)]
+    info = state.info.constraints.get(step.name) if state.info else None
+    if info is None:
+        return [_verdict(OBJECT_PRECHECK, index, step, "blocking",
+                         f"constraint {display_name(step.name)} does not exist on {state.label}; VALIDATE would "
+                         "fail. Check its name in \\d of the table.")]
+    if info.validated:
+        return [_verdict(OBJECT_PRECHECK, index, step, "pass",
+                         f"constraint {display_name(step.name)} is already valid; VALIDATE does nothing.")]
+    if info.type == "f" and info.ref_table:
+        parent = ctx.state(info.ref_schema, info.ref_table)
+        if parent is not None:
+            return [_fk_check(index, step, state, parent, info.columns, info.ref_columns, info.match_full)]
+    if info.type == "c" and info.check_expression:
+        return [_check_constraint_check(index, step, state, info.check_expression, info.name)]
+    if info.type == "n" and info.columns:
+        return [_not_null_check(index, step, state, info.columns[0], ctx,
+                                predicate=sql.SQL("{} IS NULL").format(sql.Identifier(info.columns[0])))]
+    return [_verdict(OBJECT_PRECHECK, index, step, "warning",
+                     f"constraint {display_name(step.name)} ({info.definition}) is of a kind preflight does not "
+                     "precheck; PostgreSQL validates it at apply.")]
+
+
+def _destructive(index: int, step: Step, ctx: PlanContext) -> Check | None:
+    if isinstance(step, DropTable):
+        state = ctx.state(step.schema_, step.table)
+        rows = state.info.estimated_rows if state and state.info else 0
+        return _verdict(DESTRUCTIVE_CHANGE_WARNING, index, step, "warning",
+                        f"drops table {display_name(step.schema_, step.table)} (~{_human_rows(rows)} rows) and its "
+                        "data; it cannot be undone without a backup." + (" CASCADE also drops dependent objects."
+                                                                          if step.cascade else ""),
+                        estimatedRows=rows)
+    if isinstance(step, DropColumn):
+        state = ctx.state(step.schema_, step.table)
+        rows = state.info.estimated_rows if state and state.info else 0
+        return _verdict(DESTRUCTIVE_CHANGE_WARNING, index, step, "warning",
+                        f"drops column {display_name(step.schema_, step.table, step.column)} and its values in "
+                        f"~{_human_rows(rows)} rows; code that still reads it will fail.", estimatedRows=rows)
+    if isinstance(step, DropConstraint):
+        return _verdict(DESTRUCTIVE_CHANGE_WARNING, index, step, "warning",
+                        f"drops constraint {display_name(step.name)} on {display_name(step.schema_, step.table)}: "
+                        "the data is no longer guaranteed to satisfy it.")
+    if isinstance(step, DropIndex):
+        how = "" if step.concurrently else " It takes an ACCESS EXCLUSIVE lock on the table; DROP INDEX " \
+            "CONCURRENTLY does not block traffic."
+        return _verdict(DESTRUCTIVE_CHANGE_WARNING, index, step, "warning",
+                        f"drops index {display_name(step.schema_, step.name)}: queries that use it slow down, and a "
+                        f"unique index stops enforcing uniqueness.{how}")
+    return None
+
+
+def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
+    """The checks of one step (1-based ``index``), in a fixed order: warnings from the catalog first,
+    then the data checks. The context must already hold the effects of the steps before it."""
+    if isinstance(step, RawSQL):
+        return [_verdict(UNMODELLED_SQL_WARNING, index, step, "warning",
+                         f"step {index} is not modelled ({step.reason}); it is applied as written and nothing "
+                         "about its data is prechecked. Split it into supported statements to get prechecks.")]
+    checks: list[Check] = []
+    destructive = _destructive(index, step, context)
+    if destructive:
+        checks.append(destructive)
+    missing = _missing_objects(index, step, context)
+    if missing is not None:
+        return checks + [missing]
+    checks.extend(_large_table_checks(index, step, context))
+    if not isinstance(step, TableStep) or isinstance(step, CreateTable):
+        return checks
+    state = context.state(step.schema_, step.table)
+    assert state is not None
+    if isinstance(step, SetNotNull):
+        checks.append(_not_null_check(index, step, state, step.column, context))
+    elif isinstance(step, AddColumn) and step.not_null and step.column not in state.columns:
+        if _is_null_constant(step.default):
+            # Every existing row would get NULL: all of them violate, so the check is a row count.
+            checks.append(Check(
+                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(),
+                target=step.target(), probe=RowsProbe(source=state.source(), predicate=sql.SQL("true"))
+                if state.info else Verdict("pass", f"{state.label} is created by step {state.created_step} "
+                                                   "and is empty here."),
+                fail=f"{state.label} has {{totalRows}} rows and the new column {display_name(step.column)} is "
+                "NOT NULL without a DEFAULT, so every row would violate it. Add a DEFAULT, or add the column "
+                "nullable, backfill, then SET NOT NULL.",
+                ok=f"{state.label} is empty, so a NOT NULL column without a default can be added.",
+                notes=state.history_notes(),
+            ))
+        elif not _is_constant(step.default) and state.info is not None:
+            value = _cast(sql.SQL(step.default or "NULL"), step.type)
+            checks.append(_not_null_check(index, step, state, step.column, context,
+                                          predicate=sql.SQL("{} IS NULL").format(value)))
+    elif isinstance(step, AlterColumnType):
+        checks.append(_cast_check(index, step, state, context))
+    elif isinstance(step, AddUnique) or (isinstance(step, CreateIndex) and step.unique):
+        checks.extend(_unique_check(index, step, state))
+    elif isinstance(step, AddForeignKey) and not step.not_valid:
+        parent = context.state(step.ref_schema, step.ref_table)
+        assert parent is not None
+        checks.append(_fk_check(index, step, state, parent, step.columns, step.ref_columns, step.match_full))
+    elif isinstance(step, AddCheck) and not step.not_valid:
+        checks.append(_check_constraint_check(index, step, state, step.expression, step.name))
+    elif isinstance(step, ValidateConstraint):
+        checks.extend(_validate_checks(index, step, state, context))
+    return checks
+
+
+def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions | None = None) -> list[Check]:
+    """All checks of a plan, in step order. The same plan on the same catalog gives the same checks."""
+    context = PlanContext(catalog=catalog, options=options or PreflightOptions())
+    checks: list[Check] = []
+    for index, step in enumerate(plan.steps, start=1):
+        checks.extend(checks_for(index, step, context))
+        context.absorb(index, step)
+    return checks

@@ -1,0 +1,188 @@
+"""The preflight result contract (spec 1.1.04a) as pydantic models.
+
+The JSON of these models is the seed's TypeScript contract, key for key: ``checkId``, ``severity``,
+``targetRef``, ``message``, ``sampleRows``, ``stats`` for a finding; ``status``, ``results``,
+``createdAt`` for the report. Optional keys are left out of the JSON rather than written as null,
+as TypeScript's ``key?: T`` expects. The report carries one additional key, ``checks``: every check
+that ran (passes included) with its outcome, counts and duration, so a checklist can show passes too.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PreflightStatus = Literal["clear", "blocked"]
+Severity = Literal["warning", "blocking"]
+Outcome = Literal["pass", "warning", "blocking", "skipped"]
+
+DEFAULT_SAMPLE_CAP = 50
+
+
+def _iso_utc(value: datetime) -> str:
+    # The shape of JavaScript's Date.toISOString(): milliseconds and a literal Z.
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+IsoUtc = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str, when_used="json")]
+
+
+def utc_now() -> datetime:
+    return _to_millis(datetime.now(timezone.utc))
+
+
+def _to_millis(value: datetime) -> datetime:
+    # The JSON keeps milliseconds; keeping no more in memory makes the JSON round-trip exact.
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+class ContractModel(BaseModel):
+    """camelCase JSON keys, snake_case attributes, optional keys omitted when empty."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    # TypeScript's ``key?: T`` means "absent", not null: optional keys are left out unless asked for.
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("exclude_none", True)
+        return super().model_dump(**kwargs)
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        kwargs.setdefault("exclude_none", True)
+        return super().model_dump_json(**kwargs)
+
+
+class TargetRef(ContractModel):
+    """What a check looks at: a table, a column or columns, a relationship (both ends), an index or constraint."""
+
+    kind: Literal["table", "column", "relationship", "index", "constraint", "statement"]
+    schema_: str | None = Field(default=None, alias="schema")
+    table: str | None = None
+    columns: tuple[str, ...] | None = None
+    ref_schema: str | None = None
+    ref_table: str | None = None
+    ref_columns: tuple[str, ...] | None = None
+    name: str | None = None
+
+    def label(self) -> str:
+        """A short human label such as ``public.orders(customer_id) → public.customers(id)``."""
+        if self.kind == "statement":
+            return self.name or "statement"
+        table = ".".join(p for p in (self.schema_, self.table) if p)
+        text = table
+        if self.columns:
+            text += "(" + ", ".join(self.columns) + ")"
+        if self.ref_table:
+            ref = ".".join(p for p in (self.ref_schema, self.ref_table) if p)
+            text += " → " + ref + ("(" + ", ".join(self.ref_columns) + ")" if self.ref_columns else "")
+        if self.name and self.kind in ("index", "constraint"):
+            text = f"{self.name} on {text}" if text else self.name
+        return text
+
+
+class PreflightCheckResult(ContractModel):
+    """One finding: a warning or a blocker. Passing checks are not findings; see ``CheckRun``."""
+
+    check_id: str
+    severity: Severity
+    target_ref: TargetRef | None = None
+    message: str
+    sample_rows: list[dict[str, Any]] | None = None
+    stats: dict[str, int | float] | None = None
+
+
+class SampleColumn(ContractModel):
+    """A column of the sample rows, with its PostgreSQL type, so DataFrames get sensible dtypes."""
+
+    name: str
+    type: str
+
+
+class CheckRun(ContractModel):
+    """One entry of the checklist: a check that ran (or was skipped after an early stop)."""
+
+    check_id: str
+    step: int = Field(description="1-based index of the plan step this check belongs to")
+    step_summary: str
+    target_ref: TargetRef | None = None
+    outcome: Outcome
+    message: str
+    stats: dict[str, int | float] = Field(default_factory=dict)
+    duration_ms: float = 0.0
+    sample_columns: list[SampleColumn] | None = None
+    finding: int | None = Field(default=None, description="index of this check's finding in results")
+
+
+class PreflightReport(ContractModel):
+    """The outcome of a preflight: ``status``, the findings in ``results``, ``createdAt``, and the checklist."""
+
+    status: PreflightStatus
+    results: list[PreflightCheckResult]
+    created_at: IsoUtc = Field(default_factory=utc_now)
+    checks: list[CheckRun] = Field(default_factory=list)
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _to_millis(value)
+
+    @property
+    def blocked(self) -> bool:
+        return self.status == "blocked"
+
+    @property
+    def blockers(self) -> list[PreflightCheckResult]:
+        return [r for r in self.results if r.severity == "blocking"]
+
+    @property
+    def warnings(self) -> list[PreflightCheckResult]:
+        return [r for r in self.results if r.severity == "warning"]
+
+    def contract_json(self, *, indent: int | None = None) -> str:
+        """Exactly the contract JSON (camelCase keys), the same as ``model_dump_json(by_alias=True)``."""
+        return self.model_dump_json(by_alias=True, indent=indent)
+
+    def findings_frame(self) -> pd.DataFrame:
+        from .frames import findings_frame
+
+        return findings_frame(self)
+
+    def checklist_frame(self) -> pd.DataFrame:
+        from .frames import checklist_frame
+
+        return checklist_frame(self)
+
+    def samples(self, check: str | int) -> pd.DataFrame:
+        """Sample violating rows of a finding, by its ``checkId`` or its index in ``results``."""
+        from .frames import samples_frame
+
+        return samples_frame(self, check)
+
+    def summary(self) -> str:
+        """A few plain lines: the status and each finding with its counts."""
+        from .frames import summary_text
+
+        return summary_text(self)
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the contract JSON of a ``PreflightReport`` (camelCase keys)."""
+    return PreflightReport.model_json_schema(by_alias=True, mode="serialization")
+
+
+def report_json_schema_text() -> str:
+    return json.dumps(report_json_schema(), indent=2, sort_keys=True)

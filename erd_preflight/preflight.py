@@ -1,0 +1,429 @@
+"""The orchestrator (spec 1.1.04c): run a plan's checks against PostgreSQL, in step order, and stop at the
+first blocking result. Every query runs here, in a READ ONLY transaction with a statement timeout."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import decimal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from .catalog import Catalog
+from .checks import (
+    CastProbe,
+    Check,
+    DuplicatesProbe,
+    OrphansProbe,
+    PreflightOptions,
+    RowsProbe,
+    Verdict,
+    _all_not_null,
+    derive_checks,
+)
+from .contract import CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
+from .db import Database, connect
+from .plan import MigrationPlan, display_name
+
+ProgressCallback = Callable[[CheckRun, int, int], None]
+"""Called after each check with (its checklist entry, checks done, checks in all)."""
+
+
+@contextlib.contextmanager
+def read_only(conn: psycopg.Connection[Any], timeout_s: float) -> Iterator[None]:
+    """A READ ONLY transaction whose statements and lock waits give up after ``timeout_s``."""
+    conn.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        ms = f"{max(1, int(timeout_s * 1000))}ms"
+        conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", (ms, ms))
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def json_value(value: Any) -> Any:
+    """A sample value as JSON can hold it; the DataFrame restores dtypes from the column types."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+class _Outcome:
+    def __init__(self, outcome: Outcome, message: str, stats: dict[str, int | float],
+                 rows: list[dict[str, Any]] | None = None, columns: list[SampleColumn] | None = None) -> None:
+        self.outcome, self.message, self.stats, self.rows, self.columns = outcome, message, stats, rows, columns
+
+
+class _Executor:
+    """Runs probes. Row-predicate checks on the same relation share one scan (one FILTER per check)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], options: PreflightOptions, checks: list[Check],
+                 work_mem: str) -> None:
+        self.conn = conn
+        self.options = options
+        self.checks = checks
+        self.work_mem = work_mem
+        self._shared: dict[int, dict[str, int] | BaseException] = {}
+        self._shared_ms: dict[int, float] = {}
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+
+    def _fetch(self, query: sql.Composable, params: Any = None) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        cur = self.conn.execute(query, params)
+        return cur.fetchall(), list(cur.description or [])
+
+    def _samples(self, query: sql.Composable, params: Any = None) -> tuple[list[dict[str, Any]], list[SampleColumn]]:
+        if self.options.sample_cap == 0:
+            return [], []
+        rows, desc = self._fetch(query, params)
+        columns = [SampleColumn(name=d.name, type=d.type_display) for d in desc]
+        return [{c.name: json_value(v) for c, v in zip(columns, row)} for row in rows], columns
+
+    def _limit(self) -> sql.Composable:
+        return sql.Literal(self.options.sample_cap)
+
+    def _judge(self, check: Check, stats: dict[str, Any], sampler: Callable[[], Any]) -> _Outcome:
+        if stats["violations"] == 0:
+            return _Outcome("pass", check.message(check.ok, stats), stats)
+        rows, columns = sampler()
+        return _Outcome(check.failure, check.message(check.fail, stats), stats, rows, columns)
+
+    def run(self, position: int) -> tuple[_Outcome, float]:
+        check = self.checks[position]
+        started = time.perf_counter()
+        if isinstance(check.probe, Verdict):
+            v = check.probe
+            return _Outcome(v.outcome, v.message, dict(v.stats)), 0.0
+        try:
+            with read_only(self.conn, self.options.check_timeout):
+                if isinstance(check.probe, RowsProbe):
+                    outcome = self._rows(position)
+                elif isinstance(check.probe, DuplicatesProbe):
+                    outcome = self._duplicates(check, check.probe)
+                elif isinstance(check.probe, OrphansProbe):
+                    outcome = self._orphans(check, check.probe)
+                else:
+                    outcome = self._cast(check, check.probe)
+        except pgerrors.QueryCanceled:
+            outcome = self._timed_out(check)
+        except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn) as exc:
+            outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is missing, "
+                               "so the step would fail too. Check the names in the plan.", {})
+        except psycopg.DatabaseError as exc:
+            outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary or exc}. "
+                               "PostgreSQL would meet the same error at apply; fix the expression or the data.", {})
+        elapsed = (time.perf_counter() - started) * 1000
+        return outcome, self._shared_ms.pop(position, elapsed)
+
+    def _timed_out(self, check: Check) -> _Outcome:
+        cap = self.options.check_timeout
+        return _Outcome(
+            "blocking",
+            f"the check did not finish within {cap:g} s, so preflight cannot say the step is safe. Raise the cap "
+            f"with run_preflight(..., check_timeout={max(cap * 4, 60):g}) or PreflightOptions.check_timeout, "
+            "or run it when the table is quieter.",
+            {"timedOut": 1, "timeoutSeconds": cap},
+        )
+
+    # --- row predicates: NOT NULL, CHECK, ADD COLUMN NOT NULL -------------------------------------------
+
+    def _rows(self, position: int) -> _Outcome:
+        check = self.checks[position]
+        probe = check.probe
+        assert isinstance(probe, RowsProbe)
+        if position not in self._shared:
+            self._scan_group(position)
+        counted = self._shared.pop(position)
+        if isinstance(counted, BaseException):
+            raise counted
+        source = probe.source
+
+        def sampler() -> Any:
+            return self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
+                source.from_item(), probe.predicate, self._limit()))
+
+        return self._judge(check, counted, sampler)
+
+    def _scan_group(self, position: int) -> None:
+        """One scan for this check and every later row-predicate check on the same relation."""
+        first = self.checks[position].probe
+        assert isinstance(first, RowsProbe)
+        group = [
+            i for i in range(position, len(self.checks))
+            if isinstance(self.checks[i].probe, RowsProbe)
+            and self.checks[i].probe.source.key == first.source.key  # type: ignore[union-attr]
+            and i not in self._shared
+        ]
+        filters = [
+            sql.SQL("count(*) FILTER (WHERE {})").format(self.checks[i].probe.predicate)  # type: ignore[union-attr]
+            for i in group
+        ]
+        query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(filters), first.source.from_item())
+        started = time.perf_counter()
+        if len(group) > 1:
+            self.conn.execute("SAVEPOINT erd_preflight_group")
+        try:
+            row = self.conn.execute(query).fetchone()
+        except pgerrors.QueryCanceled:
+            raise
+        except psycopg.DatabaseError:
+            if len(group) == 1:
+                raise
+            # One predicate failed to evaluate: run this check alone, so each check gets its own verdict.
+            self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_group")
+            row = self.conn.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE {}) FROM {}").format(
+                first.predicate, first.source.from_item())).fetchone()
+            group = [position]
+        assert row is not None
+        ms = (time.perf_counter() - started) * 1000
+        for offset, i in enumerate(group):
+            self._shared[i] = {"violations": row[offset + 1], "totalRows": row[0]}
+            if len(group) > 1:
+                self._shared[i]["sharedScanChecks"] = len(group)
+            self._shared_ms[i] = ms
+
+    # --- duplicates -------------------------------------------------------------------------------------
+
+    def _duplicates(self, check: Check, probe: DuplicatesProbe) -> _Outcome:
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
+        # Grouping and counting needs the memory an index build would get (maintenance_work_mem).
+        self.conn.execute("SELECT set_config('work_mem', %s, true)", (self.work_mem,))
+        where = sql.SQL(" WHERE {}").format(probe.where) if probe.where is not None else sql.SQL("")
+        if probe.nulls_not_distinct:
+            dup = sql.SQL("n > 1")
+            null_flag = sql.SQL("")
+        else:
+            # UNIQUE ignores rows with a NULL in the key: their groups never count as duplicates.
+            dup = sql.SQL("n > 1 AND NOT has_null")
+            null_flag = sql.SQL(", ({}) AS has_null").format(sql.SQL(" OR ").join(
+                sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in probe.columns))
+        query = sql.SQL(
+            "SELECT coalesce(sum(n), 0)::bigint, count(*) FILTER (WHERE {dup}), "
+            "coalesce(sum(n) FILTER (WHERE {dup}), 0)::bigint "
+            "FROM (SELECT count(*) AS n{null_flag} FROM {src}{where} GROUP BY {keys}) AS g"
+        ).format(dup=dup, null_flag=null_flag, src=probe.source.from_item(), where=where, keys=keys)
+        total, groups, rows = self.conn.execute(query).fetchone()  # type: ignore[misc]
+        stats = {"violations": int(rows), "duplicateGroups": int(groups), "totalRows": int(total)}
+        count_name = "duplicate_rows"
+        while count_name in probe.columns:
+            count_name += "_"
+
+        def sampler() -> Any:
+            conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else _all_not_null(probe.columns)]
+                          if c is not None]
+            filt = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+            return self._samples(sql.SQL(
+                "SELECT {keys}, count(*) AS {n} FROM {src}{filt} GROUP BY {keys} HAVING count(*) > 1 "
+                "ORDER BY count(*) DESC, {keys} LIMIT {limit}"
+            ).format(keys=keys, n=sql.Identifier(count_name), src=probe.source.from_item(), filt=filt,
+                     limit=self._limit()))
+
+        return self._judge(check, stats, sampler)
+
+    # --- orphans ------------------------------------------------------------------------------------------
+
+    def _orphans(self, check: Check, probe: OrphansProbe) -> _Outcome:
+        found = "erd_preflight_found"
+        on = sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier("c", c))
+            for c, r in zip(probe.columns, probe.ref_columns)
+        )
+        keyed = _all_not_null(probe.columns, "c")
+        if probe.match_full:
+            all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier("c", c)) for c in probe.columns)
+            partial = sql.SQL("(NOT ({}) AND NOT ({}))").format(keyed, all_null)
+        else:
+            partial = sql.SQL("false")
+        parent_keys = sql.SQL(", ").join(sql.Identifier(r) for r in probe.ref_columns)
+        # A hash anti-join, as PostgreSQL's own validation does: each table is read once.
+        query = sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE ({keyed} AND p.{found} IS NULL) OR {partial}) "
+            "FROM {child} AS c LEFT JOIN (SELECT {pkeys}, true AS {found} FROM {parent}) AS p ON {on}"
+        ).format(keyed=keyed, found=sql.Identifier(found), partial=partial, child=probe.child.relation,
+                 pkeys=parent_keys, parent=probe.parent.from_item(), on=on)
+        total, orphans = self.conn.execute(query).fetchone()  # type: ignore[misc]
+        stats = {"violations": int(orphans), "totalRows": int(total)}
+
+        def sampler() -> Any:
+            return self._samples(sql.SQL(
+                "SELECT c.* FROM {child} AS c WHERE ({keyed} AND NOT EXISTS "
+                "(SELECT 1 FROM {parent} WHERE {on})) OR {partial} LIMIT {limit}"
+            ).format(child=probe.child.relation, keyed=keyed, parent=sql.SQL("{} AS p").format(
+                probe.parent.relation), on=on, partial=partial, limit=self._limit()))
+
+        return self._judge(check, stats, sampler)
+
+    # --- casts --------------------------------------------------------------------------------------------
+
+    def _cast_violation(self, probe: CastProbe) -> sql.Composable:
+        parts: list[sql.Composable] = []
+        if probe.not_null:
+            parts.append(sql.SQL("CAST(({}) AS {}) IS NULL").format(probe.expression, sql.SQL(probe.type)))
+        if probe.length_limit is not None:
+            # Assignment to varchar(n)/char(n) fails when more than n characters remain after trailing spaces.
+            parts.append(sql.SQL("char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(
+                probe.expression, sql.Literal(probe.length_limit)))
+        return sql.SQL("coalesce(({}), false)").format(sql.SQL(" OR ").join(parts)) if parts else sql.SQL("false")
+
+    def _cast(self, check: Check, probe: CastProbe) -> _Outcome:
+        converted = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
+        violation = self._cast_violation(probe)
+        self.conn.execute("SAVEPOINT erd_preflight_cast")
+        try:
+            # Evaluating the conversion for every row is PostgreSQL's own test: if this succeeds, so does the step.
+            # count(expr) must evaluate expr for every row; a constant-folded predicate would not.
+            total, _converted, bad = self.conn.execute(sql.SQL(
+                "SELECT count(*), count({}), count(*) FILTER (WHERE {}) FROM {}"
+            ).format(converted, violation, probe.source.from_item())).fetchone()  # type: ignore[misc]
+            stats = {"violations": int(bad), "totalRows": int(total), "firstError": ""}
+
+            def sampler() -> Any:
+                return self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
+                    probe.source.from_item(), violation, self._limit()))
+
+            outcome = self._judge(check, stats, sampler)
+            outcome.stats.pop("firstError", None)
+            return outcome
+        except (pgerrors.DataException, pgerrors.InvalidTextRepresentation) as exc:
+            first_error = exc.diag.message_primary or str(exc)
+            self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_cast")
+        return self._cast_rows(check, probe, converted, violation, first_error)
+
+    def _cast_rows(self, check: Check, probe: CastProbe, converted: sql.Composable, violation: sql.Composable,
+                   first_error: str) -> _Outcome:
+        """Some value fails to convert: count the failing rows one by one (a subtransaction per row)."""
+        body_marker = "$erd_preflight$"
+        source = probe.source
+        text_of = sql.SQL("{} {}").format(converted, violation).as_string(self.conn)
+        if source.derived or body_marker in text_of:
+            # Rows of a derived relation have no ctid to revisit one by one: report the failure, not a count.
+            return _Outcome("blocking", check.message(
+                f"converting {display_name(source.alias, probe.column)} to {probe.type} fails for at least one "
+                f"row (PostgreSQL: {first_error}); the step would fail. Fix those values or the USING expression.",
+                {}), {"violations": 1})
+        table = source.relation
+        block = sql.SQL(
+            "DO $erd_preflight$ DECLARE r record; bad bigint := 0; total bigint := 0; failed boolean; "
+            "is_null boolean; ctids tid[] := '{{}}'; cap int := {cap}; BEGIN "
+            "FOR r IN SELECT ctid AS erd_ctid FROM {table} LOOP total := total + 1; "
+            "BEGIN SELECT {converted} IS NULL, {violation} INTO is_null, failed FROM {table} AS {alias} "
+            "WHERE {alias}.ctid = r.erd_ctid; "
+            "EXCEPTION WHEN OTHERS THEN failed := true; END; "
+            "IF failed THEN bad := bad + 1; IF cardinality(ctids) < cap THEN ctids := ctids || r.erd_ctid; END IF; "
+            "END IF; END LOOP; "
+            "PERFORM set_config('erd_preflight.bad', bad::text, true), "
+            "set_config('erd_preflight.total', total::text, true), "
+            "set_config('erd_preflight.ctids', ctids::text, true); END $erd_preflight$"
+        ).format(cap=sql.Literal(self.options.sample_cap), table=table, converted=converted, violation=violation,
+                 alias=sql.Identifier(source.alias))
+        self.conn.execute(block)
+        bad, total, ctids = self.conn.execute(
+            "SELECT current_setting('erd_preflight.bad')::bigint, current_setting('erd_preflight.total')::bigint, "
+            "current_setting('erd_preflight.ctids')"
+        ).fetchone()  # type: ignore[misc]
+        stats = {"violations": int(bad), "totalRows": int(total), "firstError": f" (first error: {first_error})"}
+
+        def sampler() -> Any:
+            return self._samples(sql.SQL("SELECT * FROM {} WHERE ctid = ANY(%s::tid[])").format(
+                source.from_item()), (ctids,))
+
+        outcome = self._judge(check, stats, sampler)
+        outcome.stats.pop("firstError", None)
+        return outcome
+
+
+def _progress_bar(total: int) -> ProgressCallback:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="preflight", unit="check", leave=True)
+
+    def update(run: CheckRun, done: int, _total: int) -> None:
+        bar.set_postfix_str(f"{run.check_id} {run.outcome}", refresh=False)
+        bar.update(1)
+        if done == _total or run.outcome == "blocking":
+            bar.close()
+
+    return update
+
+
+def run_preflight(
+    plan: MigrationPlan,
+    db: Database | str | Any = None,
+    *,
+    explore: bool = False,
+    progress: ProgressCallback | bool | None = None,
+    options: PreflightOptions | None = None,
+    **option_overrides: Any,
+) -> PreflightReport:
+    """Run the checks of ``plan`` against ``db`` in step order and return the report.
+
+    Stops at the first blocking result (the rest are listed as skipped) unless ``explore=True``, which
+    runs every check for exploratory analysis. Warnings never block. ``progress=True`` shows a tqdm bar;
+    a callable gets ``(check_run, done, total)`` after each check. Caps and thresholds come from
+    ``options`` and may be overridden by keyword: ``sample_cap``, ``check_timeout``, ``large_table_rows``,
+    ``large_table_bytes``.
+    """
+    opts = PreflightOptions(**{**(options or PreflightOptions()).model_dump(), **option_overrides})
+    database = db if isinstance(db, Database) else connect(db)
+    with database.connection() as conn:
+        with read_only(conn, opts.check_timeout):
+            catalog = Catalog(conn)
+            checks = derive_checks(plan, catalog, opts)
+            work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
+        callback = _progress_bar(len(checks)) if progress is True else (progress or None)
+        executor = _Executor(conn, opts, checks, work_mem)
+        results: list[PreflightCheckResult] = []
+        runs: list[CheckRun] = []
+        stopped_at: int | None = None
+        for position, check in enumerate(checks):
+            if stopped_at is not None:
+                runs.append(CheckRun(
+                    check_id=check.check_id, step=check.step, step_summary=check.step_summary,
+                    target_ref=check.target, outcome="skipped",
+                    message=f"not run: preflight stopped at the first blocking result (step {stopped_at}). "
+                    "Run with explore=True to run every check.",
+                ))
+                continue
+            outcome, ms = executor.run(position)
+            finding: int | None = None
+            if outcome.outcome in ("warning", "blocking"):
+                finding = len(results)
+                results.append(PreflightCheckResult(
+                    check_id=check.check_id, severity=outcome.outcome, target_ref=check.target,
+                    message=outcome.message,
+                    sample_rows=outcome.rows[: opts.sample_cap] if outcome.rows is not None else None,
+                    stats=outcome.stats or None,
+                ))
+            run = CheckRun(
+                check_id=check.check_id, step=check.step, step_summary=check.step_summary, target_ref=check.target,
+                outcome=outcome.outcome, message=outcome.message, stats=outcome.stats, duration_ms=round(ms, 3),
+                sample_columns=outcome.columns, finding=finding,
+            )
+            runs.append(run)
+            if callback:
+                callback(run, position + 1, len(checks))
+            if outcome.outcome == "blocking" and not explore:
+                stopped_at = check.step
+    status = "blocked" if any(r.severity == "blocking" for r in results) else "clear"
+    return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs)

@@ -1,0 +1,346 @@
+"""Migration SQL → plan steps, with PostgreSQL's own parser (pglast).
+
+Every statement is parsed; the ones the plan models become typed steps, a multi-command ALTER TABLE
+becomes one step per command, and anything else becomes a ``RawSQL`` step that says why.
+Expressions and type names are normalised to pglast's deparsed form, so ``from_sql(step.sql())``
+gives the same step back and equal plans have equal fingerprints.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pglast
+from pglast import ast, enums
+from pglast.parser import ParseError
+from pglast.stream import RawStream
+
+from .errors import PlanError
+
+if TYPE_CHECKING:
+    from .plan import ColumnDefinition, Step
+
+
+def _deparse(node: Any) -> str:
+    return RawStream()(node)
+
+
+def line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a 0-based character offset."""
+    offset = max(0, min(offset, len(text)))
+    before = text[:offset]
+    line = before.count("\n") + 1
+    column = offset - (before.rfind("\n") + 1) + 1
+    return line, column
+
+
+def _parse(text: str, what: str) -> tuple[Any, ...]:
+    try:
+        return pglast.parse_sql(text)
+    except ParseError as exc:
+        message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        line, column = line_column(text, offset)
+        raise PlanError(f"{what}: {message}", line=line, column=column) from None
+
+
+def _single_select_target(text: str, wrapper: str, what: str) -> Any:
+    stmts = _parse(wrapper.format(text), f"invalid {what} {text!r}")
+    if len(stmts) != 1 or not isinstance(stmts[0].stmt, ast.SelectStmt):
+        raise PlanError(f"{what} {text!r} must be a single {what}, not several statements")
+    select = stmts[0].stmt
+    extra = [
+        select.fromClause,
+        select.whereClause,
+        select.groupClause,
+        select.havingClause,
+        select.sortClause,
+        select.limitCount,
+        select.withClause,
+    ]
+    if any(extra) or select.targetList is None or len(select.targetList) != 1 or select.targetList[0].name:
+        raise PlanError(f"{what} {text!r} must be a single {what}")
+    return select.targetList[0].val
+
+
+def normalize_expression(text: str) -> str:
+    """Validate a SQL expression (a DEFAULT, USING, CHECK or WHERE) and return its canonical text."""
+    if not isinstance(text, str) or not text.strip():
+        raise PlanError("an SQL expression cannot be empty")
+    return _deparse(_single_select_target(text, "SELECT {}", "expression"))
+
+
+def normalize_type(text: str) -> str:
+    """Validate a type name such as ``bigint`` or ``numeric(12, 2)[]`` and return its canonical text."""
+    if not isinstance(text, str) or not text.strip():
+        raise PlanError("a type name cannot be empty")
+    node = _single_select_target(text, "SELECT NULL::{}", "type name")
+    if not isinstance(node, ast.TypeCast) or not isinstance(node.arg, ast.A_Const):
+        raise PlanError(f"{text!r} is not a type name")
+    return _deparse(node.typeName)
+
+
+def _names(items: Any) -> tuple[str, ...]:
+    return tuple(i.sval for i in items or ())
+
+
+def _rel(rv: ast.RangeVar) -> dict[str, Any]:
+    out: dict[str, Any] = {"table": rv.relname}
+    if rv.schemaname:
+        out["schema"] = rv.schemaname
+    return out
+
+
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+class _Unmodelled(Exception):
+    """Raised inside the translation of one statement: it becomes a raw step with this reason."""
+
+
+def _column_definition(cd: ast.ColumnDef) -> ColumnDefinition:
+    from .plan import ColumnDefinition
+
+    not_null, default, others = False, None, []
+    for c in cd.constraints or ():
+        if c.contype == enums.ConstrType.CONSTR_NOTNULL:
+            not_null = True
+        elif c.contype == enums.ConstrType.CONSTR_NULL:
+            continue
+        elif c.contype == enums.ConstrType.CONSTR_DEFAULT:
+            default = _deparse(c.raw_expr)
+        else:
+            others.append(_deparse(c))
+    if cd.collClause is not None:
+        raise _Unmodelled("a column with COLLATE")
+    return ColumnDefinition(
+        name=cd.colname, type=_deparse(cd.typeName), not_null=not_null, default=default, constraints=tuple(others)
+    )
+
+
+def _create_table(stmt: ast.CreateStmt) -> list[Step]:
+    from .plan import CreateTable
+
+    if stmt.inhRelations or stmt.partbound or stmt.partspec or stmt.ofTypename or stmt.options or stmt.tablespacename:
+        raise _Unmodelled("CREATE TABLE with inheritance, partitioning, OF type, storage options or tablespace")
+    if stmt.relation.relpersistence != "p":
+        raise _Unmodelled("a temporary or unlogged table")
+    columns, constraints = [], []
+    for elt in stmt.tableElts or ():
+        if isinstance(elt, ast.ColumnDef):
+            columns.append(_column_definition(elt))
+        elif isinstance(elt, ast.Constraint):
+            constraints.append(_deparse(elt))
+        else:
+            raise _Unmodelled("CREATE TABLE with LIKE")
+    return [
+        CreateTable(
+            **_rel(stmt.relation),
+            columns=tuple(columns),
+            constraints=tuple(constraints),
+            if_not_exists=bool(stmt.if_not_exists),
+        )
+    ]
+
+
+def _add_constraint(rel: dict[str, Any], c: ast.Constraint) -> Step:
+    from .plan import AddCheck, AddForeignKey, AddUnique
+
+    ct = enums.ConstrType
+    if c.deferrable or c.initdeferred:
+        raise _Unmodelled("a DEFERRABLE constraint")
+    name = {"name": c.conname} if c.conname else {}
+    if c.contype in (ct.CONSTR_UNIQUE, ct.CONSTR_PRIMARY):
+        if c.indexname or c.including or c.options or c.indexspace or c.without_overlaps:
+            raise _Unmodelled("a unique constraint with USING INDEX, INCLUDE, WITH or WITHOUT OVERLAPS")
+        return AddUnique(
+            **rel,
+            **name,
+            columns=_names(c.keys),
+            nulls_not_distinct=bool(c.nulls_not_distinct),
+            primary_key=c.contype == ct.CONSTR_PRIMARY,
+        )
+    if c.contype == ct.CONSTR_FOREIGN:
+        if c.fk_matchtype == "p" or c.fk_with_period or c.fk_del_set_cols:
+            raise _Unmodelled("a foreign key with MATCH PARTIAL, PERIOD or ON DELETE SET (columns)")
+        if not c.pk_attrs:
+            raise _Unmodelled("a foreign key without its referenced columns")
+        return AddForeignKey(
+            **rel,
+            **name,
+            columns=_names(c.fk_attrs),
+            **{("ref_" + k): v for k, v in _rel(c.pktable).items()},
+            ref_columns=_names(c.pk_attrs),
+            not_valid=bool(c.skip_validation),
+            match_full=c.fk_matchtype == "f",
+            on_delete=_FK_ACTIONS[c.fk_del_action or "a"],
+            on_update=_FK_ACTIONS[c.fk_upd_action or "a"],
+        )
+    if c.contype == ct.CONSTR_CHECK:
+        if c.is_no_inherit:
+            raise _Unmodelled("a CHECK constraint with NO INHERIT")
+        return AddCheck(**rel, **name, expression=_deparse(c.raw_expr), not_valid=bool(c.skip_validation))
+    raise _Unmodelled(f"ADD CONSTRAINT of type {c.contype.name}")
+
+
+def _alter_cmd(rel: dict[str, Any], cmd: ast.AlterTableCmd) -> Step:
+    from .plan import AddColumn, AlterColumnType, DropColumn, DropConstraint, DropNotNull, SetNotNull, ValidateConstraint
+
+    at = enums.AlterTableType
+    cascade = cmd.behavior == enums.DropBehavior.DROP_CASCADE
+    if cmd.subtype == at.AT_SetNotNull:
+        return SetNotNull(**rel, column=cmd.name)
+    if cmd.subtype == at.AT_DropNotNull:
+        return DropNotNull(**rel, column=cmd.name)
+    if cmd.subtype == at.AT_AddColumn:
+        col = _column_definition(cmd.def_)
+        if col.constraints:
+            raise _Unmodelled("ADD COLUMN with a column constraint other than NOT NULL and DEFAULT")
+        return AddColumn(
+            **rel,
+            column=col.name,
+            type=col.type,
+            not_null=col.not_null,
+            default=col.default,
+            if_not_exists=bool(cmd.missing_ok),
+        )
+    if cmd.subtype == at.AT_AlterColumnType:
+        cd = cmd.def_
+        if cd.collClause is not None:
+            raise _Unmodelled("ALTER COLUMN TYPE with COLLATE")
+        using = _deparse(cd.raw_default) if cd.raw_default is not None else None
+        return AlterColumnType(**rel, column=cmd.name, type=_deparse(cd.typeName), using=using)
+    if cmd.subtype == at.AT_AddConstraint:
+        return _add_constraint(rel, cmd.def_)
+    if cmd.subtype == at.AT_ValidateConstraint:
+        return ValidateConstraint(**rel, name=cmd.name)
+    if cmd.subtype == at.AT_DropColumn:
+        return DropColumn(**rel, column=cmd.name, if_exists=bool(cmd.missing_ok), cascade=cascade)
+    if cmd.subtype == at.AT_DropConstraint:
+        return DropConstraint(**rel, name=cmd.name, if_exists=bool(cmd.missing_ok), cascade=cascade)
+    raise _Unmodelled(f"ALTER TABLE {cmd.subtype.name.removeprefix('AT_')}")
+
+
+def _alter_table(stmt: ast.AlterTableStmt) -> list[Step]:
+    from .plan import RawSQL
+
+    if stmt.objtype != enums.ObjectType.OBJECT_TABLE or stmt.missing_ok or not stmt.relation.inh:
+        raise _Unmodelled("ALTER TABLE IF EXISTS / ONLY, or ALTER of something other than a table")
+    rel = _rel(stmt.relation)
+    steps: list[Step] = []
+    for cmd in stmt.cmds:
+        try:
+            steps.append(_alter_cmd(rel, cmd))
+        except _Unmodelled as why:
+            # One unmodelled command of several stays a statement of its own, in its place.
+            single = ast.AlterTableStmt(relation=stmt.relation, cmds=(cmd,), objtype=stmt.objtype)
+            steps.append(RawSQL(statement=_deparse(single), reason=str(why)))
+    return steps
+
+
+def _create_index(stmt: ast.IndexStmt) -> list[Step]:
+    from .plan import CreateIndex
+
+    if stmt.indexIncludingParams or stmt.options or stmt.tableSpace or not stmt.relation.inh:
+        raise _Unmodelled("CREATE INDEX with INCLUDE, WITH, TABLESPACE or ONLY")
+    columns = []
+    for p in stmt.indexParams:
+        if p.name is None or p.collation or p.opclass or p.ordering or p.nulls_ordering:
+            raise _Unmodelled("an expression index, or one with opclass, collation or ordering")
+        columns.append(p.name)
+    fields: dict[str, Any] = {}
+    if stmt.idxname:
+        fields["name"] = stmt.idxname
+    if stmt.whereClause is not None:
+        fields["where"] = _deparse(stmt.whereClause)
+    return [
+        CreateIndex(
+            **_rel(stmt.relation),
+            **fields,
+            columns=tuple(columns),
+            unique=bool(stmt.unique),
+            concurrently=bool(stmt.concurrent),
+            if_not_exists=bool(stmt.if_not_exists),
+            nulls_not_distinct=bool(stmt.nulls_not_distinct),
+            method=stmt.accessMethod or "btree",
+        )
+    ]
+
+
+def _drop(stmt: ast.DropStmt) -> list[Step]:
+    from .plan import DropIndex, DropTable
+
+    ot = enums.ObjectType
+    cascade = stmt.behavior == enums.DropBehavior.DROP_CASCADE
+    if stmt.removeType not in (ot.OBJECT_TABLE, ot.OBJECT_INDEX):
+        raise _Unmodelled(f"DROP {stmt.removeType.name.removeprefix('OBJECT_')}")
+    steps: list[Step] = []
+    for obj in stmt.objects:
+        names = _names(obj)
+        if len(names) > 2:
+            raise _Unmodelled("a name qualified with a database")
+        rel: dict[str, Any] = {"schema": names[0]} if len(names) == 2 else {}
+        if stmt.removeType == ot.OBJECT_TABLE:
+            steps.append(DropTable(**rel, table=names[-1], if_exists=bool(stmt.missing_ok), cascade=cascade))
+        else:
+            steps.append(
+                DropIndex(
+                    **rel,
+                    name=names[-1],
+                    if_exists=bool(stmt.missing_ok),
+                    cascade=cascade,
+                    concurrently=bool(stmt.concurrent),
+                )
+            )
+    return steps
+
+
+_TRANSLATORS = {
+    ast.CreateStmt: _create_table,
+    ast.AlterTableStmt: _alter_table,
+    ast.IndexStmt: _create_index,
+    ast.DropStmt: _drop,
+}
+
+# BEGIN/COMMIT in a migration file: the apply decides the transactions (phases), so these are dropped.
+_TRANSACTION_KINDS = {
+    enums.TransactionStmtKind.TRANS_STMT_BEGIN,
+    enums.TransactionStmtKind.TRANS_STMT_START,
+    enums.TransactionStmtKind.TRANS_STMT_COMMIT,
+}
+
+
+def parse_plan(text: str) -> tuple[list[Step], list[str]]:
+    """Parse migration SQL into steps, and notes about what was skipped or left raw."""
+    from .plan import RawSQL
+
+    if not text.strip():
+        raise PlanError("the migration SQL is empty: there is nothing to preflight")
+    raw_statements = _parse(text, "the migration SQL does not parse")
+    steps: list[Step] = []
+    notes: list[str] = []
+    for raw in raw_statements:
+        stmt = raw.stmt
+        original = text[raw.stmt_location : raw.stmt_location + raw.stmt_len].strip() if raw.stmt_len else (
+            text[raw.stmt_location :].strip().rstrip(";").strip()
+        )
+        line, _ = line_column(text, raw.stmt_location + (len(original) - len(original.lstrip())))
+        if isinstance(stmt, ast.TransactionStmt):
+            if stmt.kind in _TRANSACTION_KINDS:
+                notes.append(f"line {line}: {original} skipped: the apply runs each phase in its own transaction")
+                continue
+            raise PlanError(
+                f"the migration uses {original!r}; remove it: the apply manages transactions itself",
+                line=line,
+                column=1,
+            )
+        translate = _TRANSLATORS.get(type(stmt))
+        try:
+            if translate is None:
+                raise _Unmodelled(f"{type(stmt).__name__} is not a statement erd_preflight models")
+            steps.extend(translate(stmt))
+        except _Unmodelled as why:
+            notes.append(f"line {line}: kept as raw SQL ({why})")
+            steps.append(RawSQL(statement=original, reason=str(why)))
+    if not steps:
+        raise PlanError("the migration SQL has no statements besides transaction control")
+    return steps, notes
