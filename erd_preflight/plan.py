@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pglast.keywords import RESERVED_KEYWORDS
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .contract import TargetRef
 from .sqlparse import normalize_expression, normalize_type
@@ -117,6 +117,12 @@ class TableStep(Step):
         return sql.SQL("ALTER TABLE {} {}").format(self.relation, action)
 
 
+def _default_clause(expression: str) -> sql.Composed:
+    # DEFAULT takes PostgreSQL's restricted b_expr grammar (no IS NULL, no AND): parenthesise compound ones.
+    text = expression if " " not in expression else f"({expression})"
+    return sql.SQL("DEFAULT ") + sql.SQL(text)
+
+
 def _names(value: Any) -> Any:
     if isinstance(value, str):
         value = (value,)
@@ -143,7 +149,7 @@ class ColumnDefinition(BaseModel):
         if self.not_null:
             parts.append(sql.SQL("NOT NULL"))
         if self.default is not None:
-            parts.append(sql.SQL("DEFAULT ") + sql.SQL(self.default))
+            parts.append(_default_clause(self.default))
         parts.extend(sql.SQL(c) for c in self.constraints)
         return sql.SQL(" ").join(parts)
 
@@ -197,7 +203,7 @@ class AddColumn(ColumnStep):
         if self.not_null:
             parts.append(sql.SQL("NOT NULL"))
         if self.default is not None:
-            parts.append(sql.SQL("DEFAULT ") + sql.SQL(self.default))
+            parts.append(_default_clause(self.default))
         return self._alter(
             sql.SQL("ADD COLUMN {}{}").format(
                 sql.SQL("IF NOT EXISTS ") if self.if_not_exists else sql.SQL(""), sql.SQL(" ").join(parts)
@@ -305,6 +311,12 @@ class CreateIndex(ColumnsStep):
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
     _where = field_validator("where")(classmethod(lambda cls, v: None if v is None else normalize_expression(v)))
+
+    @model_validator(mode="after")
+    def _named_if_not_exists(self) -> CreateIndex:
+        if self.if_not_exists and not self.name:
+            raise ValueError("CREATE INDEX IF NOT EXISTS needs an index name: PostgreSQL requires one")
+        return self
 
     @field_validator("method")
     @classmethod

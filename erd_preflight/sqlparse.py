@@ -342,5 +342,5 @@ def parse_plan(text: str) -> tuple[list[Step], list[str]]:
             notes.append(f"line {line}: kept as raw SQL ({why})")
             steps.append(RawSQL(statement=original, reason=str(why)))
     if not steps:
-        raise PlanError("the migration SQL has no statements besides transaction control")
+        raise PlanError("the migration SQL is empty: it has no statements besides comments and transaction control")
     return steps, notes
