@@ -9,8 +9,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from .contract import PreflightReport, SampleColumn
 
-_INTEGER = ("smallint", "integer", "bigint", "oid")
-_FLOAT = ("real", "double precision")
+# Both spellings: format_type() says "bigint", psycopg's type_display says "int8".
+_INTEGER = ("smallint", "integer", "bigint", "oid", "int2", "int4", "int8")
+_FLOAT = ("real", "double precision", "float4", "float8")
 _TEXT = ("text", "character varying", "character", "varchar", "bpchar", "name", "uuid", "citext")
 
 
@@ -26,12 +27,12 @@ def _dtype_series(values: pd.Series, pg_type: str) -> pd.Series:
         import decimal
 
         return values.map(lambda v: None if v is None else decimal.Decimal(v)).astype(object)
-    if base == "boolean":
+    if base in ("boolean", "bool"):
         return values.astype("boolean")
     if base in _TEXT:
         return values.astype("string")
     if base.startswith("timestamp"):
-        return pd.to_datetime(values, utc="with time zone" in base, format="ISO8601")
+        return pd.to_datetime(values, utc=base == "timestamptz" or "with time zone" in base, format="ISO8601")
     if base == "date":
         return pd.to_datetime(values, format="ISO8601")
     return values
