@@ -186,6 +186,10 @@ class Catalog:
             indexes=indexes,
         )
 
+    def relation_exists(self, schema: str, name: str) -> bool:
+        regclass = sql.Identifier(schema, name).as_string(self.conn)
+        return self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass,)).fetchone()[0]  # type: ignore[index]
+
     def assignment_cast_exists(self, source_type_oid: int, target_type: str) -> bool:
         """Whether PostgreSQL converts ``source`` to ``target`` without USING (an assignment or implicit cast,
         a binary-coercible pair, or an I/O conversion to a string type)."""

@@ -231,6 +231,8 @@ class TableState:
     unique_keys: list[frozenset[str]] = field(default_factory=list)
     plan_constraints: dict[str, Step] = field(default_factory=dict)
     inserted_by: list[int] = field(default_factory=list)
+    has_primary_key: bool = False
+    constraint_names: set[str] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -351,6 +353,10 @@ class PlanContext:
     options: PreflightOptions = field(default_factory=PreflightOptions)
     _states: dict[tuple[str, str], TableState] = field(default_factory=dict)
     _current_schema: str | None = None
+    relations: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) created by the plan
+
+    def relation_exists(self, schema: str, name: str) -> bool:
+        return (schema, name) in self.relations or self.catalog.relation_exists(schema, name)
 
     @property
     def current_schema(self) -> str:
@@ -376,6 +382,8 @@ class PlanContext:
                 columns={c.name: c.type for c in info.columns.values()},
                 not_null={c.name for c in info.columns.values() if c.not_null},
                 unique_keys=info.unique_keys(),
+                has_primary_key=any(c.type == "p" for c in info.constraints.values()),
+                constraint_names=set(info.constraints),
             )
         return self._states[real_key]
 
@@ -400,6 +408,9 @@ class PlanContext:
                 not_null={c.name for c in step.columns if c.not_null},
             )
             state.unique_keys = _create_table_keys(step)
+            state.has_primary_key = any(
+                t.startswith("PRIMARY KEY") for c in step.columns for t in c.constraints
+            ) or any(t.startswith("PRIMARY KEY") for t in step.constraints)
             self._states[(state.schema, state.name)] = state
             return
         if isinstance(step, RawSQL):
@@ -435,14 +446,27 @@ class PlanContext:
             state.unique_keys.append(frozenset(step.columns))
             if step.name:
                 state.plan_constraints[step.name] = step
+                state.constraint_names.add(step.name)
+                self.relations.add((state.schema, step.name))
             if step.primary_key:
                 state.not_null.update(step.columns)
+                state.has_primary_key = True
         elif isinstance(step, CreateIndex):
             if step.unique and not step.where:
                 state.unique_keys.append(frozenset(step.columns))
+            if step.name:
+                self.relations.add((state.schema, step.name))
         elif isinstance(step, (AddForeignKey, AddCheck)):
             if step.name:
                 state.plan_constraints[step.name] = step
+                state.constraint_names.add(step.name)
+        elif isinstance(step, DropConstraint):
+            planned = state.plan_constraints.get(step.name)
+            existing = state.info.constraints.get(step.name) if state.info else None
+            if (isinstance(planned, AddUnique) and planned.primary_key) or (existing and existing.type == "p"):
+                state.has_primary_key = False
+            state.constraint_names.discard(step.name)
+            state.plan_constraints.pop(step.name, None)
         elif isinstance(step, DropTable):
             state.dropped_step = index
 
@@ -579,6 +603,20 @@ def _missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
         return _verdict(check_id, index, step, "blocking",
                         f"column {state.column_label(step.column)} already exists; ADD COLUMN would fail. "
                         "Use ADD COLUMN IF NOT EXISTS or another name.")
+    name = getattr(step, "name", None)
+    if isinstance(step, (AddUnique, AddForeignKey, AddCheck)) and name and name in state.constraint_names:
+        return _verdict(check_id, index, step, "blocking",
+                        f"constraint {display_name(name)} already exists on {state.label}; the step would fail. "
+                        "Pick another name or drop the old constraint first.")
+    index_like = isinstance(step, AddUnique) or (isinstance(step, CreateIndex) and not step.if_not_exists)
+    if index_like and name and ctx.relation_exists(state.schema, name):
+        return _verdict(check_id, index, step, "blocking",
+                        f"a relation named {display_name(state.schema, name)} already exists, so the index "
+                        f"{display_name(name)} cannot be created. Pick another name.")
+    if isinstance(step, AddUnique) and step.primary_key and state.has_primary_key:
+        return _verdict(check_id, index, step, "blocking",
+                        f"{state.label} already has a primary key and a table can have only one; the step would "
+                        "fail. Add a UNIQUE constraint instead, or drop the old primary key first.")
     if isinstance(step, AddForeignKey):
         parent = ctx.state(step.ref_schema, step.ref_table)
         if parent is None or parent.dropped_step is not None:

@@ -1,0 +1,64 @@
+"""PostgreSQL is the oracle: a check's verdict must agree with PostgreSQL running the same DDL in a
+transaction that is rolled back, on generated data (NULLs, duplicates, orphans, partial NULL keys, bad
+casts, empty tables, multi-step plans)."""
+
+import os
+
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+
+import erd_preflight as ep
+
+small = st.none() | st.integers(min_value=-3, max_value=3)
+rows = st.lists(st.tuples(small, small, st.sampled_from(["1", "2", "x", "", " 7", None, "99999999999"])),
+                max_size=12)
+parents = st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), max_size=6, unique=True)
+
+STEPS = [
+    "ALTER TABLE c ALTER COLUMN a SET NOT NULL",
+    "ALTER TABLE c ADD UNIQUE (a)",
+    "ALTER TABLE c ADD UNIQUE (a, b)",
+    "ALTER TABLE c ADD UNIQUE NULLS NOT DISTINCT (a, b)",
+    "ALTER TABLE c ADD PRIMARY KEY (a, b)",
+    "CREATE UNIQUE INDEX c_ab ON c (a, b) WHERE b > 0",
+    "ALTER TABLE c ADD FOREIGN KEY (a, b) REFERENCES p (x, y)",
+    "ALTER TABLE c ADD FOREIGN KEY (a, b) REFERENCES p (x, y) MATCH FULL",
+    "ALTER TABLE c ADD CHECK (a + b > 0)",
+    "ALTER TABLE c ALTER COLUMN v TYPE integer USING v::integer",
+    "ALTER TABLE c ALTER COLUMN v TYPE varchar(1)",
+    "ALTER TABLE c ADD COLUMN d int NOT NULL",
+    "UPDATE c SET a = 0 WHERE a IS NULL",
+    "ALTER TABLE c ADD COLUMN e int DEFAULT 1",
+    "ALTER TABLE c ALTER COLUMN e SET NOT NULL",
+    "ALTER TABLE c ALTER COLUMN b TYPE bigint USING b * 1000000000000",
+    "ALTER TABLE c ALTER COLUMN b TYPE integer",
+]
+
+
+def _postgres_accepts(conninfo: str, statements: list[str]) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            return True
+        except psycopg.errors.DatabaseError:
+            return False
+        finally:
+            conn.rollback()
+
+
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(child=rows, parent=parents, plan_steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=3))
+def test_verdict_agrees_with_postgresql_running_the_ddl(db, conninfo, child, parent, plan_steps):
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS c, p CASCADE")
+        conn.execute("CREATE TABLE p (x int, y int, PRIMARY KEY (x, y)); CREATE TABLE c (a int, b int, v text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO p VALUES (%s, %s)", parent)
+            cur.executemany("INSERT INTO c VALUES (%s, %s, %s)", child)
+    plan = ep.MigrationPlan.from_sql(";\n".join(plan_steps))
+    report = ep.run_preflight(plan, db)
+    accepted = _postgres_accepts(conninfo, plan_steps)
+    assert (report.status == "clear") == accepted, (plan_steps, report.summary())
