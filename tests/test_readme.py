@@ -1,0 +1,27 @@
+"""The README's commands are run: the test command by .ci/run, the demo here (and by .ci/run)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_keeps_the_two_commands_ci_runs():
+    text = (ROOT / "README.md").read_text()
+    assert re.search(r"<!-- demo-command -->\n```bash\npython3 .*erd_preflight\.demo\n", text)
+    assert re.search(r"<!-- test-command -->\n```bash\npython3 .*pytest --nbval-lax\n", text)
+
+
+def test_demo_prints_a_blocked_report_with_sample_rows():
+    env = dict(os.environ)
+    args = [sys.executable, "-m", "erd_preflight.demo"]
+    if env.get("ERD_PREFLIGHT_TEST_URL"):
+        args.append(env["ERD_PREFLIGHT_TEST_URL"])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "preflight BLOCKED" in done.stdout
+    assert "10 of 1,000 rows of erd_preflight_demo.customers have NULL in email" in done.stdout
+    assert "sample rows of FK_VIOLATIONS_PRECHECK" in done.stdout and "shared@example.com" in done.stdout
