@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -93,7 +92,8 @@ def main() -> int:
     started = time.perf_counter()
     build(conninfo, args.rows)
     print(f"built in {time.perf_counter() - started:.1f} s")
-    db = ep.connect(url, connect_args={"options": f"-c search_path={SCHEMA}"}, poolclass=NullPool)
+    # A pooled engine, as a notebook's Database keeps: connection setup is not part of a check's cost.
+    db = ep.connect(url, connect_args={"options": f"-c search_path={SCHEMA}"})
     limits = {"check_timeout": 3600, "large_table_rows": 10**12, "large_table_bytes": 10**15}
 
     sanity = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE orders ALTER COLUMN dirty SET NOT NULL"), db,
@@ -124,6 +124,8 @@ def main() -> int:
         theirs = best(lambda: conn.execute("SELECT count(*) FROM orders").fetchone(), args.repeat)
     print(f"{'3 scan checks vs count(*)':<28} {ours * 1000:>10.1f} {theirs * 1000:>12.1f} {ours / theirs:>7.2f}   "
           "<= 1.3 scans")
+    scan_ms = ep.run_preflight(trio, db, **limits).checks[0].duration_ms
+    print(f"{'  the shared scan alone':<28} {scan_ms:>10.1f} {theirs * 1000:>12.1f} {scan_ms / 1000 / theirs:>7.2f}")
     db.engine.dispose()
     return 0
 

