@@ -233,6 +233,8 @@ class TableState:
     inserted_by: list[int] = field(default_factory=list)
     has_primary_key: bool = False
     constraint_names: set[str] = field(default_factory=set)
+    enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
+    updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
 
     @property
     def label(self) -> str:
@@ -421,6 +423,10 @@ class PlanContext:
         state = self.state(step.schema_, step.table)
         if state is None:
             return
+        if isinstance(step, (SetNotNull, AddUnique, AddForeignKey, AddCheck)) or (
+            isinstance(step, CreateIndex) and step.unique
+        ):
+            state.enforced.append(step)
         if isinstance(step, AddColumn):
             if step.column in state.columns:
                 return
@@ -515,7 +521,31 @@ class PlanContext:
             state.no_nulls_because.pop(name, None)
         state.push_layer(changes, alias=alias)
         state.backfills.append(index)
+        state.updated_at.append(index)
         return True
+
+    def rechecks(self, index: int, step: Step) -> list[Check]:
+        """After a simulated UPDATE: the constraints the plan already added to that table are enforced on
+        the updated rows, so their checks run again on the rows as the UPDATE leaves them."""
+        checks: list[Check] = []
+        for state in self._states.values():
+            if index not in state.updated_at or state.info is None:
+                continue
+            for added in state.enforced:
+                if isinstance(added, SetNotNull):
+                    checks.append(_not_null_check(index, step, state, added.column, self,
+                                                  predicate=sql.SQL("{} IS NULL").format(
+                                                      sql.Identifier(added.column))))
+                elif isinstance(added, (AddUnique, CreateIndex)):
+                    checks.extend(_unique_check(index, added, state, summary=step.summary()))
+                elif isinstance(added, AddForeignKey):
+                    parent = self.state(added.ref_schema, added.ref_table)
+                    if parent is not None:
+                        checks.append(_fk_check(index, step, state, parent, added.columns, added.ref_columns,
+                                                added.match_full))
+                elif isinstance(added, AddCheck):
+                    checks.append(_check_constraint_check(index, step, state, added.expression, added.name))
+        return checks
 
 
 def _create_table_keys(step: CreateTable) -> list[frozenset[str]]:
@@ -709,7 +739,9 @@ def _not_null_check(index: int, step: Step, state: TableState, column: str, ctx:
     )
 
 
-def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState) -> list[Check]:
+def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
+                  summary: str | None = None) -> list[Check]:
+    step_summary = summary or step.summary()
     cols = ", ".join(display_name(c) for c in step.columns)
     target = TargetRef(kind="column", schema=state.schema, table=state.name, columns=step.columns)
     if state.info is None:
@@ -720,7 +752,7 @@ def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState) 
         nullable = tuple(c for c in step.columns if c not in state.not_null or state.layers)
         if nullable:
             checks.append(Check(
-                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(), target=target,
+                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step_summary, target=target,
                 probe=RowsProbe(source=source, predicate=_any_null(nullable)),
                 fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in ({cols}); a primary "
                 "key makes its columns NOT NULL, so the step would fail. Backfill or delete those rows.",
@@ -731,10 +763,10 @@ def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState) 
     nnd = step.nulls_not_distinct or (isinstance(step, AddUnique) and step.primary_key)
     null_rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"
     checks.append(Check(
-        check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(), target=target,
+        check_id=UNIQUE_PRECHECK, step=index, step_summary=step_summary, target=target,
         probe=DuplicatesProbe(source=source, columns=step.columns, nulls_not_distinct=nnd, where=where),
         fail=f"{{duplicateGroups}} values of ({cols}) occur more than once in {state.label}, in "
-        f"{{violations}} rows{null_rule}; {step.summary()} would fail. Dedupe those rows first.",
+        f"{{violations}} rows{null_rule}; {step_summary} would fail. Dedupe those rows first.",
         ok=f"({cols}) is unique in {state.label} ({{totalRows}} rows){null_rule}.",
         notes=state.history_notes(),
     ))
@@ -935,4 +967,5 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
     for index, step in enumerate(plan.steps, start=1):
         checks.extend(checks_for(index, step, context))
         context.absorb(index, step)
+        checks.extend(context.rechecks(index, step))
     return checks

@@ -304,3 +304,14 @@ def test_progress_callback_is_called_once_per_check(db, shop):
     ep.run_preflight(ep.MigrationPlan.from_sql(PLAN), db, explore=True,
                      progress=lambda run, done, total: seen.append((run.check_id, done, total)))
     assert seen == [("NOT_NULL_PRECHECK", 1, 3), ("UNIQUE_PRECHECK", 2, 3), ("FK_VIOLATIONS_PRECHECK", 3, 3)]
+
+
+def test_a_backfill_update_is_checked_against_constraints_added_earlier_in_the_plan(db, run_sql):
+    run_sql("""CREATE TABLE p (x int PRIMARY KEY); INSERT INTO p VALUES (1);
+               CREATE TABLE c (a int); INSERT INTO c VALUES (1), (NULL)""")
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE c ADD FOREIGN KEY (a) REFERENCES p (x);"
+                                     "UPDATE c SET a = 0 WHERE a IS NULL")
+    report = ep.run_preflight(plan, db)
+    assert report.status == "blocked"
+    assert report.results[-1].check_id == "FK_VIOLATIONS_PRECHECK" and report.checks[-1].step == 2
+    assert report.results[-1].stats["violations"] == 1
