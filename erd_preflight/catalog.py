@@ -205,6 +205,3 @@ class Catalog:
             {"src": source_type_oid, "target": target_type},
         ).fetchone()
         return bool(row and row[0])
-
-    def maintenance_work_mem(self) -> str:
-        return str(self.conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]

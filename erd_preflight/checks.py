@@ -304,22 +304,24 @@ def _length_limit(type_text: str) -> int | None:
     return None
 
 
-def _is_constant(expression: str | None) -> bool:
-    if expression is None:
-        return False
+def _constant(expression: str) -> ast.A_Const | None:
+    """The literal an expression is, under any casts; None when it is not a literal."""
     node = pglast.parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val
     while isinstance(node, ast.TypeCast):
         node = node.arg
-    return isinstance(node, ast.A_Const) and not node.isnull
+    return node if isinstance(node, ast.A_Const) else None
+
+
+def _is_constant(expression: str | None) -> bool:
+    const = _constant(expression) if expression is not None else None
+    return const is not None and not const.isnull
 
 
 def _is_null_constant(expression: str | None) -> bool:
     if expression is None:
         return True
-    node = pglast.parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val
-    while isinstance(node, ast.TypeCast):
-        node = node.arg
-    return isinstance(node, ast.A_Const) and bool(node.isnull)
+    const = _constant(expression)
+    return const is not None and bool(const.isnull)
 
 
 def _cast(expression: sql.Composable, type_text: str) -> sql.Composed:
