@@ -4,8 +4,13 @@
     plan = MigrationPlan.from_sql(open("0042.sql").read())
     report = run_preflight(plan, db)
     report.status, report.findings_frame(), report.samples("UNIQUE_PRECHECK")
+
+    run = MigrationRun.start(plan, db)              # stored in erd_preflight.migration_run
+    run.preflight(); run.gate(); run.phases(); run.apply()
+    runs(db)                                        # the audit trail
 """
 
+from .apply import ApplyOptions
 from .checks import Check, PreflightOptions, checks_for, derive_checks
 from .contract import (
     CheckRun,
@@ -15,12 +20,25 @@ from .contract import (
     report_json_schema,
 )
 from .db import Database, connect
-from .errors import ConnectionFailed, PlanError, PreflightError
+from .errors import (
+    ApplyBlocked,
+    ApplyFailed,
+    ConcurrentApply,
+    ConnectionFailed,
+    PhaseOrderError,
+    PlanError,
+    PreflightError,
+    RunStateError,
+    StoreError,
+)
+from .gate import GateDecision
+from .phases import ApplyPhases, compile_phases
 from .plan import (
     AddCheck,
     AddColumn,
     AddForeignKey,
     AddUnique,
+    AddUniqueUsingIndex,
     AlterColumnType,
     ColumnDefinition,
     CreateIndex,
@@ -36,6 +54,9 @@ from .plan import (
     ValidateConstraint,
 )
 from .preflight import run_preflight
+from .remediation import Remediation
+from .run import MigrationRun
+from .store import RunRecord, runs
 
 __version__ = "0.1.0"
 
@@ -44,10 +65,16 @@ __all__ = [
     "AddColumn",
     "AddForeignKey",
     "AddUnique",
+    "AddUniqueUsingIndex",
     "AlterColumnType",
+    "ApplyBlocked",
+    "ApplyFailed",
+    "ApplyOptions",
+    "ApplyPhases",
     "Check",
     "CheckRun",
     "ColumnDefinition",
+    "ConcurrentApply",
     "ConnectionFailed",
     "CreateIndex",
     "CreateTable",
@@ -57,19 +84,28 @@ __all__ = [
     "DropIndex",
     "DropNotNull",
     "DropTable",
+    "GateDecision",
     "MigrationPlan",
+    "MigrationRun",
+    "PhaseOrderError",
     "PlanError",
     "PreflightCheckResult",
     "PreflightError",
     "PreflightOptions",
     "PreflightReport",
     "RawSQL",
+    "Remediation",
+    "RunRecord",
+    "RunStateError",
     "SetNotNull",
+    "StoreError",
     "TargetRef",
     "ValidateConstraint",
     "checks_for",
+    "compile_phases",
     "connect",
     "derive_checks",
     "report_json_schema",
     "run_preflight",
+    "runs",
 ]

@@ -89,6 +89,19 @@ class IndexInfo:
 
 
 @dataclass(frozen=True)
+class IndexRef:
+    """An index found by its name: where it lives, its table, and whether PostgreSQL may use it."""
+
+    schema: str
+    name: str
+    table_schema: str
+    table: str
+    valid: bool
+    unique: bool
+    definition: str
+
+
+@dataclass(frozen=True)
 class TableInfo:
     oid: int
     schema: str
@@ -205,3 +218,20 @@ class Catalog:
             {"src": source_type_oid, "target": target_type},
         ).fetchone()
         return bool(row and row[0])
+
+    def index_by_name(self, schema: str, name: str) -> IndexRef | None:
+        """The index called ``schema.name``, on whichever table, or None when there is no such index."""
+        regclass = sql.Identifier(schema, name).as_string(self.conn)
+        row = self.conn.execute(
+            """
+            SELECT tn.nspname, t.relname, i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid)
+              FROM pg_index i
+              JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+             WHERE i.indexrelid = to_regclass(%s)
+            """,
+            (regclass,),
+        ).fetchone()
+        if row is None:
+            return None
+        return IndexRef(schema=schema, name=name, table_schema=row[0], table=row[1], valid=row[2], unique=row[3],
+                        definition=row[4])

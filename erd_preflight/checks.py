@@ -26,6 +26,7 @@ from .plan import (
     AddColumn,
     AddForeignKey,
     AddUnique,
+    AddUniqueUsingIndex,
     AlterColumnType,
     CreateIndex,
     CreateTable,
@@ -49,6 +50,7 @@ FK_VIOLATIONS_PRECHECK = "FK_VIOLATIONS_PRECHECK"
 CAST_PRECHECK = "CAST_PRECHECK"
 CHECK_CONSTRAINT_PRECHECK = "CHECK_CONSTRAINT_PRECHECK"
 OBJECT_PRECHECK = "OBJECT_PRECHECK"
+INVALID_INDEX_PRECHECK = "INVALID_INDEX_PRECHECK"
 LARGE_TABLE_WARNING = "LARGE_TABLE_WARNING"
 NON_CONCURRENT_INDEX_WARNING = "NON_CONCURRENT_INDEX_WARNING"
 DESTRUCTIVE_CHANGE_WARNING = "DESTRUCTIVE_CHANGE_WARNING"
@@ -182,6 +184,7 @@ _LOCKS: dict[str, tuple[str, str]] = {
     "add_foreign_key_not_valid": ("SHARE ROW EXCLUSIVE on both tables", "no scan (NOT VALID)"),
     "add_check": ("ACCESS EXCLUSIVE", "a full scan to verify the expression"),
     "add_check_not_valid": ("ACCESS EXCLUSIVE", "no scan (NOT VALID)"),
+    "add_unique_using_index": ("ACCESS EXCLUSIVE", "a brief catalog change: the index already exists"),
     "validate_constraint": ("SHARE UPDATE EXCLUSIVE", "a full scan; reads and writes go on"),
     "drop_column": ("ACCESS EXCLUSIVE", "a catalog change; the space is reclaimed by later rewrites"),
     "drop_table": ("ACCESS EXCLUSIVE", "the table and its data are removed"),
@@ -358,6 +361,8 @@ class PlanContext:
     _states: dict[tuple[str, str], TableState] = field(default_factory=dict)
     _current_schema: str | None = None
     relations: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) created by the plan
+    plan_indexes: dict[tuple[str, str], CreateIndex] = field(default_factory=dict)  # named indexes the plan builds
+    invalid_checked: set[tuple[str, str]] = field(default_factory=set)  # tables already checked for INVALID indexes
 
     def relation_exists(self, schema: str, name: str) -> bool:
         return (schema, name) in self.relations or self.catalog.relation_exists(schema, name)
@@ -464,6 +469,15 @@ class PlanContext:
                 state.unique_keys.append(frozenset(step.columns))
             if step.name:
                 self.relations.add((state.schema, step.name))
+                self.plan_indexes[(state.schema, step.name)] = step
+        elif isinstance(step, AddUniqueUsingIndex):
+            state.constraint_names.add(step.constraint_name)
+            planned = self.plan_indexes.get((state.schema, step.index))
+            existing = state.info.indexes.get(step.index) if state.info else None
+            columns = planned.columns if planned else existing.columns if existing else ()
+            if step.primary_key:
+                state.has_primary_key = True
+                state.not_null.update(columns)
         elif isinstance(step, (AddForeignKey, AddCheck)):
             if step.name:
                 state.plan_constraints[step.name] = step
@@ -636,7 +650,14 @@ def _missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
                         f"column {state.column_label(step.column)} already exists; ADD COLUMN would fail. "
                         "Use ADD COLUMN IF NOT EXISTS or another name.")
     name = getattr(step, "name", None)
-    if isinstance(step, (AddUnique, AddForeignKey, AddCheck)) and name and name in state.constraint_names:
+    if isinstance(step, AddUniqueUsingIndex):
+        name = step.constraint_name
+    if isinstance(step, AddUniqueUsingIndex) and step.primary_key and state.has_primary_key:
+        return _verdict(check_id, index, step, "blocking",
+                        f"{state.label} already has a primary key and a table can have only one; the step would "
+                        "fail. Drop the old primary key first, or add a UNIQUE constraint instead.")
+    if isinstance(step, (AddUnique, AddForeignKey, AddCheck, AddUniqueUsingIndex)) and name and \
+            name in state.constraint_names:
         return _verdict(check_id, index, step, "blocking",
                         f"constraint {display_name(name)} already exists on {state.label}; the step would fail. "
                         "Pick another name or drop the old constraint first.")
@@ -668,6 +689,83 @@ def _missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
                             "primary key or unique constraint on exactly these columns, so PostgreSQL refuses "
                             "the foreign key. Add a UNIQUE constraint (or unique index) on them first.")
     return None
+
+
+def _invalid_index_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]:
+    """An INVALID index (left by a failed CREATE INDEX CONCURRENTLY) on a table the plan touches, or under a
+    name the plan creates, must never pass for done: it is a blocker whose fix is a concurrent drop."""
+    checks: list[Check] = []
+    if isinstance(step, CreateIndex) and step.name and step.if_not_exists:
+        state = ctx.state(step.schema_, step.table)
+        schema = state.schema if state else (step.schema_ or ctx.current_schema)
+        found = ctx.catalog.index_by_name(schema, step.name) if (schema, step.name) not in ctx.relations else None
+        if found is not None and not found.valid:
+            ctx.invalid_checked.add((found.table_schema, found.table))
+            drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, step.name))
+            checks.append(_verdict(
+                INVALID_INDEX_PRECHECK, index, step, "blocking",
+                f"index {display_name(schema, step.name)} exists but is INVALID (a CREATE INDEX CONCURRENTLY that "
+                "failed or was cancelled left it behind), and IF NOT EXISTS would silently skip the build, leaving "
+                f"an index PostgreSQL never uses. Drop it first: {drop.as_string()}",
+                target=TargetRef(kind="index", schema=found.table_schema, table=found.table, name=step.name),
+            ))
+    tables = [] if isinstance(step, CreateTable) else [ctx.state(s, t) for s, t in step.tables()]
+    for state in tables:
+        if state is None or state.info is None or (state.schema, state.name) in ctx.invalid_checked:
+            continue
+        ctx.invalid_checked.add((state.schema, state.name))
+        for ix in state.info.indexes.values():
+            if ix.valid:
+                continue
+            drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(state.schema, ix.name))
+            checks.append(_verdict(
+                INVALID_INDEX_PRECHECK, index, step, "blocking",
+                f"index {display_name(state.schema, ix.name)} on {state.label} is INVALID: a CREATE INDEX "
+                "CONCURRENTLY failed or was cancelled and left it behind. PostgreSQL does not use it for queries "
+                "but still maintains it on every write, and a rebuild under the same name would be skipped. "
+                f"Drop it first: {drop.as_string()}",
+                target=TargetRef(kind="index", schema=state.schema, table=state.name, name=ix.name),
+            ))
+    return checks
+
+
+def _using_index_checks(index: int, step: AddUniqueUsingIndex, state: TableState, ctx: PlanContext) -> list[Check]:
+    planned = ctx.plan_indexes.get((state.schema, step.index))
+    existing = state.info.indexes.get(step.index) if state.info else None
+    what = f"index {display_name(state.schema, step.index)}"
+    if planned is not None:
+        ok = planned.unique and not planned.where and planned.method == "btree"
+        columns = planned.columns
+    elif existing is not None:
+        if not existing.valid:
+            return []  # reported by the INVALID index check
+        ok = existing.unique and not existing.partial and not existing.expressions
+        columns = existing.columns
+    else:
+        return [_verdict(OBJECT_PRECHECK, index, step, "blocking",
+                         f"{what} does not exist on {state.label}; build it first (CREATE UNIQUE INDEX "
+                         "CONCURRENTLY), then add the constraint USING INDEX.")]
+    if not ok:
+        return [_verdict(OBJECT_PRECHECK, index, step, "blocking",
+                         f"{what} is not a plain unique btree index on columns (it is partial, on expressions, "
+                         "or not unique), so PostgreSQL refuses to turn it into a constraint.")]
+    checks = [_verdict(OBJECT_PRECHECK, index, step, "pass",
+                       f"{what} is a unique index on ({', '.join(display_name(c) for c in columns)}): the "
+                       "constraint needs no scan for duplicates.")]
+    if step.primary_key:
+        nullable = tuple(c for c in columns if c not in state.not_null or state.layers)
+        if nullable and state.info is not None:
+            checks.append(Check(
+                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(),
+                target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=nullable),
+                probe=RowsProbe(source=state.source(), predicate=_any_null(nullable)),
+                fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in "
+                f"({', '.join(display_name(c) for c in nullable)}); a primary key makes its columns NOT NULL, "
+                "so the step would fail. Backfill or delete those rows.",
+                ok=f"no NULLs in the primary key columns of {state.label} ({{totalRows}} rows).",
+                notes=state.history_notes(),
+            ))
+    return checks
 
 
 def _large_table_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]:
@@ -922,6 +1020,7 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     missing = _missing_objects(index, step, context)
     if missing is not None:
         return checks + [missing]
+    checks.extend(_invalid_index_checks(index, step, context))
     checks.extend(_large_table_checks(index, step, context))
     if not isinstance(step, TableStep) or isinstance(step, CreateTable):
         return checks
@@ -959,6 +1058,8 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
         checks.append(_check_constraint_check(index, step, state, step.expression, step.name))
     elif isinstance(step, ValidateConstraint):
         checks.extend(_validate_checks(index, step, state, context))
+    elif isinstance(step, AddUniqueUsingIndex):
+        checks.extend(_using_index_checks(index, step, state, context))
     return checks
 
 

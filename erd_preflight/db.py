@@ -54,6 +54,8 @@ def _engine_for(url: str, **engine_kwargs: Any) -> Engine:
         raise ConnectionFailed(f"{url!r} is not a database URL such as postgresql://user@host:5432/dbname") from exc
     if parsed.get_backend_name() != "postgresql":
         raise ConnectionFailed(f"erd_preflight works with PostgreSQL only, not {parsed.get_backend_name()!r}")
+    # A notebook keeps its engine for hours: check pooled connections before use (the server may have restarted).
+    engine_kwargs.setdefault("pool_pre_ping", True)
     return sa.create_engine(parsed.set(drivername="postgresql+psycopg"), **engine_kwargs)
 
 
@@ -99,6 +101,25 @@ class Database:
                     conn.autocommit = False
             finally:
                 raw.close()
+
+    @contextlib.contextmanager
+    def dedicated(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of its own for session state (advisory lock, application_name, SET): autocommit,
+        and closed afterwards rather than returned to the pool."""
+        try:
+            raw = self.engine.raw_connection()
+        except sa.exc.OperationalError as exc:
+            raise ConnectionFailed(
+                f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections."
+            ) from exc
+        conn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+        try:
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.autocommit = True
+            yield conn
+        finally:
+            raw.invalidate()
 
     def server_version(self) -> int:
         with self.connection() as conn:

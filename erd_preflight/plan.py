@@ -456,6 +456,37 @@ class ValidateConstraint(TableStep):
         return TargetRef(kind="constraint", schema=self.schema_, table=self.table, name=self.name)
 
 
+class AddUniqueUsingIndex(TableStep):
+    """ADD CONSTRAINT name UNIQUE | PRIMARY KEY USING INDEX index: turns an existing unique index (built
+    CONCURRENTLY beforehand) into a constraint, a catalog change without a scan (a primary key also sets
+    NOT NULL, which scans unless the columns are NOT NULL already). The index takes the constraint's name."""
+
+    kind: Literal["add_unique_using_index"] = "add_unique_using_index"
+    index: str
+    name: str | None = None
+    primary_key: bool = False
+
+    _name = field_validator("name", "index")(classmethod(lambda cls, v: _check_identifier(v)))
+
+    @property
+    def constraint_name(self) -> str:
+        """Without a name, PostgreSQL names the constraint after the index."""
+        return self.name or self.index
+
+    def composed(self) -> sql.Composed:
+        what = sql.SQL("PRIMARY KEY") if self.primary_key else sql.SQL("UNIQUE")
+        return self._alter(sql.SQL("ADD {}{} USING INDEX {}").format(
+            _constraint_name(self.name), what, sql.Identifier(self.index)))
+
+    def summary(self) -> str:
+        what = "primary key" if self.primary_key else "unique constraint"
+        return f"add {what} {display_name(self.constraint_name)} on {self.qualified} using index " \
+            f"{display_name(self.index)}"
+
+    def target(self) -> TargetRef:
+        return TargetRef(kind="constraint", schema=self.schema_, table=self.table, name=self.constraint_name)
+
+
 def _drop_tail(cascade: bool) -> sql.Composable:
     return sql.SQL(" CASCADE") if cascade else sql.SQL("")
 
@@ -568,6 +599,7 @@ PlanStep = Annotated[
         DropNotNull,
         AlterColumnType,
         AddUnique,
+        AddUniqueUsingIndex,
         CreateIndex,
         AddForeignKey,
         AddCheck,

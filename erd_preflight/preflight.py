@@ -311,7 +311,7 @@ class _Executor:
         return self._cast_rows(check, probe, converted, violation, first_error)
 
     def _cast_rows(self, check: Check, probe: CastProbe, converted: sql.Composable, violation: sql.Composable,
-                   first_error: str) -> _Outcome:
+                   first_error: str, cap: int | None = None) -> _Outcome:
         """Some value fails to convert: count the failing rows one by one (a subtransaction per row)."""
         body_marker = "$erd_preflight$"
         source = probe.source
@@ -335,7 +335,7 @@ class _Executor:
             "PERFORM set_config('erd_preflight.bad', bad::text, true), "
             "set_config('erd_preflight.total', total::text, true), "
             "set_config('erd_preflight.ctids', ctids::text, true); END $erd_preflight$"
-        ).format(cap=sql.Literal(self.options.sample_cap), table=table, converted=converted, violation=violation,
+        ).format(cap=sql.Literal(self.options.sample_cap if cap is None else cap), table=table, converted=converted, violation=violation,
                  alias=sql.Identifier(source.alias))
         self.conn.execute(block)
         bad, total, ctids = self.conn.execute(
@@ -345,7 +345,7 @@ class _Executor:
         stats = {"violations": int(bad), "totalRows": int(total), "firstError": f" (first error: {first_error})"}
 
         def sampler() -> Any:
-            return self._samples(sql.SQL("SELECT * FROM {} WHERE ctid = ANY(%s::tid[])").format(
+            return self._samples(sql.SQL("SELECT * FROM {} WHERE ctid = ANY(%s::tid[]) ORDER BY ctid").format(
                 source.from_item()), (ctids,))
 
         outcome = self._judge(check, stats, sampler)
@@ -427,3 +427,38 @@ def run_preflight(
                 stopped_at = check.step
     status = "blocked" if any(r.severity == "blocking" for r in results) else "clear"
     return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs)
+
+
+def violating_rows(db: Database, check: Check, *, offset: int, limit: int,
+                   timeout: float = 60.0) -> tuple[list[dict[str, Any]], list[SampleColumn]]:
+    """A page of every violating row of a data check (duplicates: of every duplicate group), read-only."""
+    from .remediation import order_for, violations_query
+
+    opts = PreflightOptions(sample_cap=min(max(limit, 1), 10_000), check_timeout=timeout)
+    with db.connection() as conn, read_only(conn, timeout):
+        executor = _Executor(conn, opts, [check], "64MB")
+        probe = check.probe
+        if isinstance(probe, CastProbe):
+            converted = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
+            violation = executor._cast_violation(probe)
+            conn.execute("SAVEPOINT erd_preflight_page")
+            try:
+                # When every value converts, the violations are the rows the predicate flags.
+                conn.execute(sql.SQL("SELECT count({}) FROM {}").format(converted, probe.source.from_item()))
+                return executor._samples(sql.SQL("SELECT * FROM {} WHERE {}{} LIMIT {} OFFSET {}").format(
+                    probe.source.from_item(), violation, order_for(check), sql.Literal(limit), sql.Literal(offset)))
+            except psycopg.DataError:
+                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_page")
+            # Some value fails to convert: the per-row path collects failing rows up to offset + limit.
+            paged = executor._cast_rows(check, probe, converted, violation, "", cap=offset + limit)
+            return (paged.rows or [])[offset:], paged.columns or []
+        query = violations_query(check)
+        if query is None:
+            return [], []
+        page = sql.SQL("{}{} LIMIT {} OFFSET {}").format(query, order_for(check), sql.Literal(limit),
+                                                         sql.Literal(offset))
+        if isinstance(probe, DuplicatesProbe):
+            conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
+        cur = conn.execute(page)
+        columns = [SampleColumn(name=d.name, type=d.type_display) for d in cur.description or []]
+        return [{c.name: json_value(v) for c, v in zip(columns, row)} for row in cur.fetchall()], columns

@@ -143,12 +143,15 @@ def _create_table(stmt: ast.CreateStmt) -> list[Step]:
 
 
 def _add_constraint(rel: dict[str, Any], c: ast.Constraint) -> Step:
-    from .plan import AddCheck, AddForeignKey, AddUnique
+    from .plan import AddCheck, AddForeignKey, AddUnique, AddUniqueUsingIndex
 
     ct = enums.ConstrType
     if c.deferrable or c.initdeferred:
         raise _Unmodelled("a DEFERRABLE constraint")
     name = {"name": c.conname} if c.conname else {}
+    if c.contype in (ct.CONSTR_UNIQUE, ct.CONSTR_PRIMARY) and c.indexname:
+        return AddUniqueUsingIndex(**rel, **name, index=c.indexname,
+                                   primary_key=c.contype == ct.CONSTR_PRIMARY)
     if c.contype in (ct.CONSTR_UNIQUE, ct.CONSTR_PRIMARY):
         if c.indexname or c.including or c.options or c.indexspace or c.without_overlaps:
             raise _Unmodelled("a unique constraint with USING INDEX, INCLUDE, WITH or WITHOUT OVERLAPS")

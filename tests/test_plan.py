@@ -37,6 +37,8 @@ steps = st.one_of(
               if_not_exists=st.just(True), unique=st.booleans()),
     st.builds(ep.AddCheck, schema=maybe(names), table=names, name=maybe(names), expression=expressions,
               not_valid=st.booleans()),
+    st.builds(ep.AddUniqueUsingIndex, schema=maybe(names), table=names, index=names, name=maybe(names),
+              primary_key=st.booleans()),
     st.builds(ep.ValidateConstraint, schema=maybe(names), table=names, name=names),
     st.builds(ep.DropColumn, schema=maybe(names), table=names, column=names, if_exists=st.booleans(),
               cascade=st.booleans()),

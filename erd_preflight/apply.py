@@ -1,0 +1,482 @@
+"""Phased apply (spec 1.1.04e): run the compiled phases against PostgreSQL and record every statement.
+
+Every statement runs under ``lock_timeout``, so DDL never queues behind traffic (and traffic never queues
+behind DDL waiting for its lock). A lock timeout is retried with backoff and jitter; each try is recorded.
+The store is written on a separate connection, one short transaction per entry, so the record survives
+whatever happens to the apply connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field
+
+from .db import Database
+from .errors import ApplyFailed, ConcurrentApply
+from .phases import ApplyPhases, PhaseStatement, lock_settings
+from .store import AppliedStatement, RunStore, now_text
+
+# The apply lock: a two-key advisory lock, per database. 0x45524450 is "ERDP".
+_LOCK_CLASS = 0x45524450
+_LOCK_OBJECT = 1
+_APP_NAME = "erd_preflight apply run {}"
+
+
+class ApplyOptions(BaseModel):
+    """Timeouts and retries of an apply. Seconds throughout; a statement timeout of 0 means no limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lock_timeout: float = Field(default=2.0, gt=0, description="the longest any statement waits for a lock")
+    statement_timeout: float = Field(default=3600.0, ge=0, description="the longest one statement may run")
+    lock_retries: int = Field(default=3, ge=0, description="retries after a lock timeout, before the run fails")
+    retry_backoff: float = Field(default=1.0, ge=0, description="the wait before the first retry; doubles each time")
+    retry_backoff_max: float = Field(default=30.0, ge=0)
+    retry_jitter: float = Field(default=0.5, ge=0, le=1, description="a random share of the wait added or taken off")
+    max_report_age: float = Field(default=3600.0, gt=0, description="how old a clear report may be at apply")
+
+
+ApplyProgress = Callable[[PhaseStatement, AppliedStatement], None]
+"""Called when a statement starts and when it ends, with its phase statement and its record."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The apply lock: one apply at a time per database.
+
+
+def try_apply_lock(conn: psycopg.Connection[Any], run_id: int | None) -> bool:
+    if run_id is not None:
+        conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(_APP_NAME.format(run_id))))
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, _LOCK_OBJECT)).fetchone()
+    return bool(row and row[0])
+
+
+def release_apply_lock(conn: psycopg.Connection[Any]) -> None:
+    with contextlib.suppress(psycopg.Error):
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, _LOCK_OBJECT))
+
+
+def apply_lock_holder(conn: psycopg.Connection[Any]) -> tuple[int | None, int | None, str]:
+    """(run id, pid, description) of the session holding the apply lock."""
+    row = conn.execute(
+        "SELECT a.pid, a.application_name, a.usename, a.client_addr::text, a.backend_start "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 2",
+        (_LOCK_CLASS, _LOCK_OBJECT),
+    ).fetchone()
+    if row is None:
+        return None, None, "another session (it finished meanwhile: try again)"
+    match = re.fullmatch(_APP_NAME.format(r"(\d+)"), row[1] or "")
+    run_id = int(match.group(1)) if match else None
+    who = f"pid {row[0]} ({row[2]}" + (f" from {row[3]}" if row[3] else "") + ")"
+    return run_id, row[0], who
+
+
+def concurrent_apply_error(conn: psycopg.Connection[Any]) -> ConcurrentApply:
+    run_id, pid, who = apply_lock_holder(conn)
+    what = f"migration run {run_id}" if run_id is not None else "another apply"
+    return ConcurrentApply(
+        f"{what} is applying on this database right now ({who}); only one apply runs at a time. Wait for it to "
+        f"finish (ep.runs(db) shows its status), then run the preflight again and apply.",
+        run_id=run_id, pid=pid,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Who blocks us: pg_blocking_pids, polled from a second connection while a statement waits.
+
+
+@dataclass(frozen=True)
+class Blocker:
+    pid: int
+    user: str | None
+    application: str | None
+    state: str | None
+    query: str | None
+    transaction_seconds: float | None
+
+    def describe(self) -> str:
+        parts = [f"pid {self.pid}"]
+        if self.user:
+            parts.append(f"user {self.user}")
+        if self.application:
+            parts.append(f"application {self.application!r}")
+        if self.state:
+            parts.append(self.state)
+        if self.transaction_seconds is not None:
+            parts.append(f"transaction open {self.transaction_seconds:.0f} s")
+        text = ", ".join(parts)
+        if self.query:
+            query = " ".join(self.query.split())
+            text += f", last query: {query[:160]}"
+        return text
+
+
+_BLOCKERS = """
+SELECT a.pid, a.usename, a.application_name, a.state, a.query,
+       extract(epoch FROM now() - a.xact_start)::float8
+  FROM pg_stat_activity a
+ WHERE a.pid = ANY(pg_blocking_pids(%s))
+ ORDER BY a.pid
+"""
+
+_HOLDERS = """
+SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, a.query,
+       extract(epoch FROM now() - a.xact_start)::float8
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.granted AND l.relation = to_regclass(%s) AND l.pid <> %s
+ ORDER BY a.pid
+"""
+
+
+class LockWatch:
+    """A thread that, while armed, polls who blocks the apply backend; ``blockers`` keeps the last answer."""
+
+    def __init__(self, db: Database, pid: int, interval: float = 0.1) -> None:
+        self.db = db
+        self.pid = pid
+        self.interval = interval
+        self.blockers: list[Blocker] = []
+        self._armed = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="erd_preflight-lockwatch", daemon=True)
+
+    def __enter__(self) -> LockWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._armed.set()
+        self._thread.join(timeout=5)
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        self.blockers = []
+        self._armed.set()
+        try:
+            yield
+        finally:
+            self._armed.clear()
+
+    def _loop(self) -> None:
+        try:
+            with self.db.connection() as conn:
+                while not self._stop.is_set():
+                    self._armed.wait()
+                    if self._stop.is_set():
+                        return
+                    rows = conn.execute(_BLOCKERS, (self.pid,)).fetchall()
+                    if rows:
+                        self.blockers = [Blocker(*r) for r in rows]
+                    time.sleep(self.interval)
+        except Exception:  # the watch only improves messages; apply must not fail because of it
+            return
+
+
+def holders_of(conn: psycopg.Connection[Any], relation: str, own_pid: int) -> list[Blocker]:
+    return [Blocker(*r) for r in conn.execute(_HOLDERS, (relation, own_pid)).fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    def __init__(self, message: str, *, phase: str) -> None:
+        self.message = message
+        self.phase = phase
+        super().__init__(message)
+
+
+def _relation_text(statement: PhaseStatement) -> str | None:
+    if statement.table is None:
+        return None
+    return sql.Identifier(*[p for p in statement.table if p is not None]).as_string()
+
+
+class PhaseRunner:
+    """Runs compiled phases on one dedicated connection that holds the apply lock."""
+
+    def __init__(self, db: Database, conn: psycopg.Connection[Any], store: RunStore, run_id: int,
+                 options: ApplyOptions, progress: ApplyProgress | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.db = db
+        self.conn = conn
+        self.store = store
+        self.run_id = run_id
+        self.options = options
+        self.progress = progress
+        self.sleep = sleep
+        self.pid = conn.info.backend_pid
+        self.applied: list[PhaseStatement] = []
+        self.cleanup_notes: list[str] = []
+
+    # --- records ------------------------------------------------------------------------------------------
+
+    def _start(self, statement: PhaseStatement, attempt: int, phase: str | None = None,
+               text: str | None = None) -> tuple[int, AppliedStatement]:
+        entry = AppliedStatement(phase=phase or statement.phase, step=statement.step, sql=text or statement.sql,
+                                 attempt=attempt, started=now_text())
+        position = self.store.append_statement(self.run_id, entry)
+        if self.progress:
+            self.progress(statement, entry)
+        return position, entry
+
+    def _finish(self, statement: PhaseStatement, position: int, entry: AppliedStatement, outcome: str,
+                error: str | None = None, rows: int | None = None) -> AppliedStatement:
+        fields: dict[str, Any] = {"outcome": outcome, "finished": now_text()}
+        if error is not None:
+            fields["error"] = error
+        if rows is not None and rows >= 0:
+            fields["rows"] = rows
+        self.store.update_statement(self.run_id, position, **fields)
+        done = entry.model_copy(update=fields)
+        if self.progress:
+            self.progress(statement, done)
+        return done
+
+    # --- the phases -------------------------------------------------------------------------------------
+
+    def run(self, phases: ApplyPhases) -> None:
+        with LockWatch(self.db, self.pid) as watch:
+            self.watch = watch
+            for group in phases.units():
+                if group[0].transactional:
+                    self._transaction(group)
+                else:
+                    self._outside_transaction(group[0])
+
+    def _backoff(self, attempt: int) -> float:
+        o = self.options
+        wait = min(o.retry_backoff * (2 ** (attempt - 1)), o.retry_backoff_max)
+        return max(0.0, wait * (1 + random.uniform(-o.retry_jitter, o.retry_jitter)))
+
+    def _blockers(self, statement: PhaseStatement) -> str:
+        blockers = list(self.watch.blockers)
+        relation = _relation_text(statement)
+        if not blockers and relation:
+            with contextlib.suppress(psycopg.Error), self.db.connection() as conn:
+                blockers = holders_of(conn, relation, self.pid)
+        if not blockers:
+            return "the blocking session was not seen (it may have finished)"
+        return "blocked by " + "; ".join(b.describe() for b in blockers)
+
+    def _transaction(self, group: list[PhaseStatement]) -> None:
+        """One transaction (phase A, or one unit of phase C), retried as a whole after a lock timeout."""
+        phase = group[0].phase
+        attempts = self.options.lock_retries + 1
+        for attempt in range(1, attempts + 1):
+            done: list[tuple[PhaseStatement, int, AppliedStatement]] = []
+            current: tuple[PhaseStatement, int, AppliedStatement] | None = None
+            try:
+                self.conn.execute("BEGIN")
+                self.conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout, local=True))
+                for statement in group:
+                    position, entry = self._start(statement, attempt)
+                    current = (statement, position, entry)
+                    with self.watch.watching():
+                        cursor = self.conn.execute(statement.sql)
+                    done.append((statement, position, entry))
+                    current = None
+                    self._finish(statement, position, entry, "done", rows=cursor.rowcount)
+                self.conn.execute("COMMIT")
+            except pgerrors.LockNotAvailable as exc:
+                assert current is not None
+                blockers = self._blockers(current[0])
+                self._rollback()
+                self._finish(*current, "lock_timeout", error=f"{exc.diag.message_primary}; {blockers}")
+                for item in done:
+                    self._finish(*item, "rolled_back")
+                if attempt == attempts:
+                    raise _Failure(
+                        f"step {current[0].step} could not get its lock within lock_timeout "
+                        f"{self.options.lock_timeout:g} s, {attempts} times; {blockers}. Phase {phase}'s transaction "
+                        "was rolled back each time. Wait for that session to finish (or end it), then apply again.",
+                        phase=phase) from exc
+                self.sleep(self._backoff(attempt))
+                continue
+            except psycopg.OperationalError as exc:
+                if current is not None:
+                    self._finish(*current, "failed", error=_error_text(exc))
+                for item in done:
+                    self._finish(*item, "rolled_back")
+                raise _Failure(self._lost_or_error(exc, group[0], current) + f" PostgreSQL rolls back an unfinished "
+                               f"transaction, so nothing of this phase {phase} transaction was applied.",
+                               phase=phase) from exc
+            except psycopg.Error as exc:
+                self._rollback()
+                if current is not None:
+                    self._finish(*current, "failed", error=_error_text(exc))
+                for item in done:
+                    self._finish(*item, "rolled_back")
+                raise _Failure(self._lost_or_error(exc, group[0], current) + f" Phase {phase}'s transaction was "
+                               "rolled back.", phase=phase) from exc
+            for statement, position, _entry in done:
+                self.store.update_statement(self.run_id, position, outcome="applied")
+                self.applied.append(statement)
+            return
+
+    def _outside_transaction(self, statement: PhaseStatement) -> None:
+        """One phase B statement, alone: CONCURRENTLY cannot run inside a transaction block."""
+        attempts = self.options.lock_retries + 1
+        relation = _relation_text(statement)
+        for attempt in range(1, attempts + 1):
+            before = self._index_oids(relation) if statement.builds_index else set()
+            position, entry = self._start(statement, attempt)
+            try:
+                self.conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout, local=False))
+                with self.watch.watching():
+                    self.conn.execute(statement.sql)
+            except pgerrors.LockNotAvailable as exc:
+                blockers = self._blockers(statement)
+                self._finish(statement, position, entry, "lock_timeout", error=f"{exc.diag.message_primary}; {blockers}")
+                self._drop_new_invalid(statement, relation, before)
+                if attempt == attempts:
+                    raise _Failure(
+                        f"step {statement.step} could not get its lock within lock_timeout "
+                        f"{self.options.lock_timeout:g} s, {attempts} times; {blockers}. Wait for that session "
+                        "to finish (or end it), then apply again.", phase="B") from exc
+                self.sleep(self._backoff(attempt))
+                continue
+            except psycopg.Error as exc:
+                self._finish(statement, position, entry, "failed", error=_error_text(exc))
+                lost = isinstance(exc, psycopg.OperationalError)
+                self._drop_new_invalid(statement, relation, before, reconnect=lost)
+                raise _Failure(self._lost_or_error(exc, statement, None), phase="B") from exc
+            self._finish(statement, position, entry, "applied")
+            self.applied.append(statement)
+            if statement.builds_index:
+                self._verify_valid(statement, relation, before)
+            return
+
+    # --- invalid indexes ---------------------------------------------------------------------------------
+
+    def _index_oids(self, relation: str | None, conn: psycopg.Connection[Any] | None = None) -> set[int]:
+        if relation is None:
+            return set()
+        rows = (conn or self.conn).execute(
+            "SELECT indexrelid::int8 FROM pg_index WHERE indrelid = to_regclass(%s)", (relation,)).fetchall()
+        return {r[0] for r in rows}
+
+    def _invalid_since(self, relation: str | None, before: set[int],
+                       conn: psycopg.Connection[Any]) -> list[str]:
+        if relation is None:
+            return []
+        rows = conn.execute(
+            "SELECT format('%%I.%%I', n.nspname, c.relname), i.indexrelid::int8 FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE i.indrelid = to_regclass(%s) AND NOT i.indisvalid", (relation,)).fetchall()
+        return [r[0] for r in rows if r[1] not in before]
+
+    def _drop_new_invalid(self, statement: PhaseStatement, relation: str | None, before: set[int],
+                          reconnect: bool = False) -> None:
+        """A failed CONCURRENTLY build leaves an INVALID index: drop it (concurrently), and record both."""
+        if not statement.builds_index or relation is None:
+            return
+        with contextlib.ExitStack() as stack:
+            conn = self.conn
+            if reconnect or conn.closed or conn.broken:
+                conn = stack.enter_context(self.db.dedicated())
+                if not try_apply_lock(conn, self.run_id):
+                    self.cleanup_notes.append(
+                        "the connection was lost and another apply took the lock, so an INVALID index the build may "
+                        "have left was not dropped: the next preflight reports it with the DROP that clears it")
+                    return
+            try:
+                names = self._invalid_since(relation, before, conn)
+            except psycopg.Error as exc:
+                self.cleanup_notes.append(f"could not look for an INVALID index after the failure: {_error_text(exc)}")
+                return
+            for name in names:
+                drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+                position, entry = self._start(statement, 1, phase="cleanup", text=drop)
+                try:
+                    conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout, local=False))
+                    conn.execute(drop)
+                except psycopg.Error as exc:
+                    self._finish(statement, position, entry, "failed", error=_error_text(exc))
+                    self.cleanup_notes.append(f"the INVALID index {name} left by the failed build could not be "
+                                              f"dropped ({_error_text(exc)}); run {drop} yourself")
+                    continue
+                self._finish(statement, position, entry, "applied")
+                self.cleanup_notes.append(f"the failed build left the INVALID index {name}; it was dropped")
+
+    def _verify_valid(self, statement: PhaseStatement, relation: str | None, before: set[int]) -> None:
+        """A CONCURRENTLY build that "succeeds" may still leave nothing usable: IF NOT EXISTS skips over an
+        INVALID index of the same name. PostgreSQL's pg_index.indisvalid is the only proof."""
+        if statement.index is not None and relation is not None:
+            schema = statement.table[0] if statement.table else None
+            name = sql.Identifier(*[p for p in (schema, statement.index) if p is not None]).as_string()
+            row = self.conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                                    (name,)).fetchone()
+            if row is not None and not row[0]:
+                raise _Failure(
+                    f"step {statement.step} finished, but index {name} is INVALID: IF NOT EXISTS skipped the build "
+                    f"because an INVALID index of that name was already there. Drop it (DROP INDEX CONCURRENTLY "
+                    f"{name}) and apply again.", phase="B")
+        invalid = self._invalid_since(relation, before, self.conn)
+        if invalid:
+            raise _Failure(f"step {statement.step} left the INVALID index {', '.join(invalid)}.", phase="B")
+
+    # --- messages --------------------------------------------------------------------------------------
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.execute("ROLLBACK")
+
+    def _lost_or_error(self, exc: psycopg.Error, statement: PhaseStatement,
+                       current: tuple[PhaseStatement, int, AppliedStatement] | None) -> str:
+        where = current[0] if current else statement
+        if isinstance(exc, psycopg.OperationalError) or self.conn.broken:
+            return (f"the connection to PostgreSQL was lost during step {where.step} ({_error_text(exc)}); "
+                    "the server ended the session (pg_terminate_backend, a restart, or the network).")
+        if isinstance(exc, pgerrors.QueryCanceled):
+            return (f"step {where.step} ran longer than statement_timeout {self.options.statement_timeout:g} s and "
+                    "was cancelled; raise ApplyOptions.statement_timeout or apply when the table is quieter.")
+        if isinstance(exc, pgerrors.IntegrityConstraintViolation):
+            return (f"step {where.step} failed because the data changed after the preflight: "
+                    f"{_error_text(exc)}. PostgreSQL enforced the constraint anyway. Run the preflight again to see "
+                    "the new violations.")
+        return f"step {where.step} failed: {_error_text(exc)}."
+
+
+def _error_text(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag else None
+    detail = getattr(diag, "message_detail", None) if diag else None
+    text = primary or str(exc).strip() or type(exc).__name__
+    return f"{text} ({detail})" if detail else text
+
+
+def failure_message(run_id: int, phases: ApplyPhases, runner: PhaseRunner, failure: _Failure) -> str:
+    applied_steps = sorted({s.step for s in runner.applied})
+    applied_keys = {(s.phase, s.unit, s.sql) for s in runner.applied}
+    pending = [s for s in phases.statements if (s.phase, s.unit, s.sql) not in applied_keys]
+    parts = [f"Apply of run {run_id} failed in phase {failure.phase}: {failure.message}"]
+    if applied_steps:
+        by_phase: dict[str, list[int]] = {}
+        for s in runner.applied:
+            by_phase.setdefault(s.phase, []).append(s.step)
+        parts.append("Applied: " + "; ".join(
+            f"phase {p} (step{'s' if len(set(v)) > 1 else ''} {', '.join(str(x) for x in sorted(set(v)))})"
+            for p, v in by_phase.items()) + ".")
+    else:
+        parts.append("Nothing was applied.")
+    if pending:
+        pending_steps = sorted({s.step for s in pending})
+        parts.append(f"Not applied: step{'s' if len(pending_steps) > 1 else ''} "
+                     f"{', '.join(str(x) for x in pending_steps)}.")
+    parts.extend(note[0].upper() + note[1:] + "." for note in runner.cleanup_notes)
+    return " ".join(parts)

@@ -1,0 +1,348 @@
+"""The apply phases (spec 1.1.04e): a plan compiles into what runs, in which transaction, in which order.
+
+- Phase A: the transactional DDL, in plan order, in ONE transaction: all of it applies or none of it.
+- Phase B: ``CREATE INDEX CONCURRENTLY`` / ``DROP INDEX CONCURRENTLY`` (and other statements PostgreSQL refuses
+  inside a transaction block), each alone, outside any transaction.
+- Phase C: the constraints that come after the indexes, each in its own transaction: a foreign key is added
+  ``NOT VALID`` (a brief lock, no scan) and then validated in a transaction of its own (a scan that lets reads
+  and writes go on); ``ADD CONSTRAINT … USING INDEX`` turns an index from phase B into a constraint.
+
+Moving a step to a later phase must not change what the plan does: a later step that depends on a moved one
+(drops its column, its table, its index...) makes compilation fail with ``PhaseOrderError``.
+Nothing here executes SQL; ``apply`` runs what this module compiles.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import pglast
+from pglast import ast, enums
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict
+
+from .errors import PhaseOrderError
+from .plan import (
+    AddCheck,
+    AddColumn,
+    AddForeignKey,
+    AddUnique,
+    AddUniqueUsingIndex,
+    CreateIndex,
+    CreateTable,
+    DropIndex,
+    DropNotNull,
+    MigrationPlan,
+    RawSQL,
+    SetNotNull,
+    Step,
+    TableStep,
+    ValidateConstraint,
+    display_name,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .catalog import Catalog
+
+PhaseName = Literal["A", "B", "C"]
+
+PHASE_TITLES: dict[str, str] = {
+    "A": "Phase A: transactional DDL, one transaction",
+    "B": "Phase B: concurrent index builds and drops, each alone, outside any transaction",
+    "C": "Phase C: constraints after the indexes, each in its own transaction",
+}
+
+NAMEDATALEN = 64
+
+
+class PhaseStatement(BaseModel):
+    """One statement apply runs. Statements with the same ``unit`` share one transaction (phase B: none)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    phase: PhaseName
+    unit: int
+    step: int
+    sql: str
+    transactional: bool
+    purpose: str
+    table: tuple[str | None, str] | None = None
+    index: str | None = None  # phase B: the index a concurrent build creates (None: PostgreSQL names it)
+    builds_index: bool = False
+
+
+class ApplyPhases(BaseModel):
+    """The compiled plan: every statement apply will run, grouped by phase and transaction."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plan_fingerprint: str
+    statements: tuple[PhaseStatement, ...]
+
+    def phase(self, name: PhaseName) -> list[PhaseStatement]:
+        return [s for s in self.statements if s.phase == name]
+
+    def units(self) -> list[list[PhaseStatement]]:
+        """The statements grouped as they run: one list per transaction (phase B: one list per statement)."""
+        groups: list[list[PhaseStatement]] = []
+        for statement in self.statements:
+            if groups and (groups[-1][0].phase, groups[-1][0].unit) == (statement.phase, statement.unit):
+                groups[-1].append(statement)
+            else:
+                groups.append([statement])
+        return groups
+
+    def script(self) -> str:
+        """The whole apply as a SQL script, with the transactions and timeouts it uses (for a runbook)."""
+        lines: list[str] = []
+        current = None
+        for group in self.units():
+            phase = group[0].phase
+            if phase != current:
+                lines.append(f"-- {PHASE_TITLES[phase]}")
+                current = phase
+            if group[0].transactional:
+                lines.append("BEGIN;")
+                lines.append("SET LOCAL lock_timeout = …; SET LOCAL statement_timeout = …;")
+            for statement in group:
+                lines.append(f"{statement.sql};  -- step {statement.step}: {statement.purpose}")
+            if group[0].transactional:
+                lines.append("COMMIT;")
+        return "\n".join(lines) + "\n"
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"phase": s.phase, "transaction": f"{s.phase}{s.unit}" if s.transactional else "none",
+                 "step": s.step, "sql": s.sql, "purpose": s.purpose}
+                for s in self.statements
+            ],
+            columns=["phase", "transaction", "step", "sql", "purpose"],
+        )
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which phase a step belongs to.
+
+
+def _outside_transaction(statement: str) -> bool:
+    """Whether PostgreSQL refuses to run this (raw) statement inside a transaction block."""
+    try:
+        parsed = pglast.parse_sql(statement)
+    except pglast.parser.ParseError:
+        return False
+    for raw in parsed:
+        stmt = raw.stmt
+        if isinstance(stmt, (ast.IndexStmt, ast.DropStmt)) and stmt.concurrent:
+            return True
+        if isinstance(stmt, ast.ReindexStmt) and any(p.defname == "concurrently" for p in stmt.params or ()):
+            return True
+        if isinstance(stmt, (ast.VacuumStmt, ast.CreatedbStmt, ast.DropdbStmt, ast.AlterSystemStmt,
+                             ast.CreateTableSpaceStmt, ast.DropTableSpaceStmt)):
+            return True
+        if isinstance(stmt, ast.AlterTableStmt):
+            for cmd in stmt.cmds or ():
+                if cmd.subtype == enums.AlterTableType.AT_DetachPartition and getattr(cmd.def_, "concurrent", False):
+                    return True
+    return False
+
+
+def phase_of(step: Step) -> PhaseName:
+    if isinstance(step, (CreateIndex, DropIndex)) and step.concurrently:
+        return "B"
+    if isinstance(step, RawSQL) and _outside_transaction(step.statement):
+        return "B"
+    if isinstance(step, (AddForeignKey, ValidateConstraint, AddUniqueUsingIndex)):
+        return "C"
+    return "A"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Moving a step later must not change the plan's meaning.
+
+
+def _tables(step: Step) -> set[str]:
+    # Table names without schema: a conservative match (two schemas' "orders" count as the same table).
+    if isinstance(step, RawSQL):
+        return _raw_tables(step.statement) or set()
+    return {t for _, t in step.tables()}
+
+
+def _raw_tables(statement: str) -> set[str] | None:
+    try:
+        parsed = pglast.parse_sql(statement)
+    except pglast.parser.ParseError:
+        return None
+    from .checks import _walk
+
+    return {n.relname for raw in parsed for n in _walk(raw.stmt) if isinstance(n, ast.RangeVar)}
+
+
+def _object_name(step: Step) -> str | None:
+    if isinstance(step, (CreateIndex, AddForeignKey, DropIndex)):
+        return step.name
+    if isinstance(step, AddUniqueUsingIndex):
+        return step.constraint_name
+    if isinstance(step, ValidateConstraint):
+        return step.name
+    return None
+
+
+def _commutes(moved: Step, later: Step) -> bool:
+    """Whether ``later`` (in phase A, or B after a phase C step) may run before ``moved`` without changing
+    what the plan does."""
+    name = _object_name(moved)
+    index_name = moved.index if isinstance(moved, AddUniqueUsingIndex) else None
+    if isinstance(later, RawSQL):
+        touched = _raw_tables(later.statement)
+        if touched is None:
+            return False
+        text = later.statement
+        if name and name in text or index_name and index_name in text:
+            return False
+        if isinstance(moved, DropIndex):
+            return False  # the index's table is not known without the catalog
+        if not touched & _tables(moved):
+            return True
+        # A plain UPDATE of the moved step's own table: the constraint is checked on the final rows either way.
+        parsed = pglast.parse_sql(later.statement)
+        own = {moved.table} if isinstance(moved, TableStep) else set()
+        return (len(parsed) == 1 and isinstance(parsed[0].stmt, ast.UpdateStmt) and not parsed[0].stmt.fromClause
+                and touched <= own)
+    later_name = getattr(later, "name", None)
+    if name and later_name == name or index_name and later_name == index_name:
+        return False
+    if isinstance(moved, DropIndex):
+        # Which table the dropped index is on is not known here: only another index build commutes with it.
+        return isinstance(later, (CreateIndex, CreateTable, AddColumn))
+    if isinstance(later, DropIndex):
+        # A foreign key or USING INDEX may need the index being dropped; another index build does not.
+        return isinstance(moved, CreateIndex)
+    if not _tables(moved) & _tables(later):
+        return True
+    return isinstance(later, (AddColumn, SetNotNull, DropNotNull, AddCheck, AddUnique, CreateTable, CreateIndex))
+
+
+def _check_order(plan: MigrationPlan) -> None:
+    moved: list[tuple[int, Step, PhaseName]] = []
+    for position, step in enumerate(plan.steps, start=1):
+        phase = phase_of(step)
+        for earlier_position, earlier, earlier_phase in moved:
+            if phase == "A" or (phase == "B" and earlier_phase == "C"):
+                if not _commutes(earlier, step):
+                    raise PhaseOrderError(
+                        f"step {position} ({step.summary()}) depends on step {earlier_position} "
+                        f"({earlier.summary()}), but apply runs step {earlier_position} in phase {earlier_phase}, "
+                        f"after phase {phase} where step {position} runs. "
+                        f"Move step {position} before step {earlier_position}, or split the plan into two runs."
+                    )
+        if phase != "A":
+            moved.append((position, step, phase))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Names PostgreSQL would choose, so a foreign key added NOT VALID can be validated by name.
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most ``limit`` bytes of ``text``, never cutting a character (pg_mbcliplen)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode(errors="ignore")
+
+
+def make_object_name(name1: str, name2: str | None, label: str) -> str:
+    """PostgreSQL's makeObjectName: ``name1_name2_label``, shortening the longer part until it fits 63 bytes."""
+    overhead = len(label) + 1 + (1 if name2 else 0)
+    avail = NAMEDATALEN - 1 - overhead
+    n1, n2 = len(name1.encode()), len((name2 or "").encode())
+    while n1 + n2 > avail:
+        if n1 > n2:
+            n1 -= 1
+        else:
+            n2 -= 1
+    parts = [_clip(name1, n1)] + ([_clip(name2, n2)] if name2 else []) + [label]
+    return "_".join(parts)
+
+
+def foreign_key_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
+    """The name PostgreSQL gives an unnamed foreign key (ChooseConstraintName), avoiding ``taken``."""
+    addition = ""
+    for column in columns:
+        addition = f"{addition}_{column}" if addition else column
+        if len(addition.encode()) >= NAMEDATALEN:
+            break
+    addition = _clip(addition, NAMEDATALEN * 2 - 1)
+    candidate = make_object_name(table, addition, "fkey")
+    counter = 0
+    while candidate in taken:
+        counter += 1
+        candidate = make_object_name(table, addition, f"fkey{counter}")
+    return candidate
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> ApplyPhases:
+    """Compile ``plan`` into phases A, B and C. ``catalog`` (optional) supplies the constraint names already
+    taken, so unnamed foreign keys get the name PostgreSQL would give them. Raises ``PhaseOrderError``."""
+    _check_order(plan)
+    taken: set[str] = set()
+    if catalog is not None:
+        rows = catalog.conn.execute(
+            "SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = ANY(current_schemas(false))"
+        ).fetchall()
+        taken = {r[0] for r in rows}
+    for step in plan.steps:
+        if isinstance(step, (AddUnique, AddForeignKey, AddCheck)) and step.name:
+            taken.add(step.name)
+    a: list[PhaseStatement] = []
+    b: list[PhaseStatement] = []
+    c: list[PhaseStatement] = []
+    for position, step in enumerate(plan.steps, start=1):
+        phase = phase_of(step)
+        table = (step.schema_, step.table) if isinstance(step, TableStep) else None
+        if phase == "A":
+            a.append(PhaseStatement(phase="A", unit=1, step=position, sql=step.sql(), transactional=True,
+                                    purpose="as written", table=table))
+        elif phase == "B":
+            builds = isinstance(step, CreateIndex) or (
+                isinstance(step, RawSQL) and isinstance(pglast.parse_sql(step.statement)[0].stmt, ast.IndexStmt))
+            b.append(PhaseStatement(
+                phase="B", unit=len(b) + 1, step=position, sql=step.sql(), transactional=False,
+                purpose="alone, outside any transaction", table=table,
+                index=step.name if isinstance(step, CreateIndex) else None, builds_index=builds,
+            ))
+        elif isinstance(step, AddForeignKey) and not step.not_valid:
+            name = step.name or foreign_key_name(step.table, step.columns, taken)
+            taken.add(name)
+            added = step.model_copy(update={"name": name, "not_valid": True})
+            validate = ValidateConstraint(schema=step.schema_, table=step.table, name=name)
+            c.append(PhaseStatement(phase="C", unit=len(c) + 1, step=position, sql=added.sql(), transactional=True,
+                                    purpose="foreign key added NOT VALID: a brief lock, no scan", table=table))
+            c.append(PhaseStatement(
+                phase="C", unit=len(c) + 1, step=position, sql=validate.sql(), transactional=True,
+                purpose=f"validates {display_name(name)} in its own transaction: a scan that lets reads and "
+                "writes go on", table=table))
+        else:
+            c.append(PhaseStatement(phase="C", unit=len(c) + 1, step=position, sql=step.sql(), transactional=True,
+                                    purpose="in its own transaction, after the indexes", table=table))
+    return ApplyPhases(plan_fingerprint=plan.fingerprint, statements=tuple(a + b + c))
+
+
+def lock_settings(lock_timeout_s: float, statement_timeout_s: float, *, local: bool) -> sql.Composed:
+    """SET [LOCAL] lock_timeout and statement_timeout, in milliseconds (0: no limit)."""
+    scope = sql.SQL("SET LOCAL ") if local else sql.SQL("SET ")
+    return sql.SQL("{}lock_timeout = {}; {}statement_timeout = {}").format(
+        scope, sql.Literal(f"{int(lock_timeout_s * 1000)}ms"), scope, sql.Literal(f"{int(statement_timeout_s * 1000)}ms")
+    )

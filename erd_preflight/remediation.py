@@ -1,0 +1,202 @@
+"""What to do about a blocking finding: the query that lists every violating row, and the SQL that fixes it.
+
+Remediations are data (pydantic models holding SQL text); they are shown, and run only by an explicit call
+(``MigrationRun.remediate``). Values a user supplies (a backfill value) travel as parameters, never as text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict
+
+from .checks import (
+    FK_VIOLATIONS_PRECHECK,
+    INVALID_INDEX_PRECHECK,
+    NON_CONCURRENT_INDEX_WARNING,
+    NOT_NULL_PRECHECK,
+    UNIQUE_PRECHECK,
+    CastProbe,
+    Check,
+    DuplicatesProbe,
+    OrphansProbe,
+    RowsProbe,
+    _all_not_null,
+)
+from .contract import PreflightCheckResult, TargetRef
+from .plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name
+
+RemediationKind = Literal[
+    "open_violations", "backfill", "dedupe", "delete_orphans", "null_orphans", "insert_parents",
+    "use_concurrently", "drop_invalid_index", "preflight_again", "edit_plan",
+]
+
+
+class Remediation(BaseModel):
+    """One way out of a blocking finding (or an unconfirmed large-table index). ``sql`` is what would run;
+    ``runnable`` remediations run only through ``MigrationRun.remediate(...)``; ``needs_value`` ones ask
+    for a value, passed as a query parameter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: RemediationKind
+    finding: int | None = None  # index in the report's results
+    check_id: str
+    title: str
+    sql: str | None = None
+    runnable: bool = False
+    needs_value: bool = False
+    transactional: bool = True
+    target: TargetRef | None = None
+
+
+def _table_of(check: Check) -> sql.Composable | None:
+    probe = check.probe
+    source = getattr(probe, "source", None) or getattr(probe, "child", None)
+    if source is None or source.derived:
+        return None
+    return source.relation
+
+
+def violations_query(check: Check) -> sql.Composable | None:
+    """Every violating row of a data check (duplicates: every duplicate group with its count), no limit."""
+    probe = check.probe
+    if isinstance(probe, RowsProbe):
+        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.predicate)
+    if isinstance(probe, DuplicatesProbe):
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
+        conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else _all_not_null(probe.columns)]
+                      if c is not None]
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        return sql.SQL("SELECT {keys}, count(*) AS duplicate_rows FROM {src}{where} GROUP BY {keys} "
+                       "HAVING count(*) > 1").format(keys=keys, src=probe.source.from_item(), where=where)
+    if isinstance(probe, OrphansProbe):
+        return sql.SQL("SELECT c.* FROM {child} AS c WHERE {cond}").format(
+            child=probe.child.relation, cond=_orphan_condition(probe))
+    if isinstance(probe, CastProbe):
+        return None  # a failing conversion raises; preflight counts those rows one by one
+    return None
+
+
+def _orphan_condition(probe: OrphansProbe, alias: str = "c") -> sql.Composable:
+    on = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier(alias, c))
+        for c, r in zip(probe.columns, probe.ref_columns)
+    )
+    keyed = _all_not_null(probe.columns, alias)
+    missing = sql.SQL("({} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {}))").format(keyed, probe.parent.relation, on)
+    if not probe.match_full:
+        return missing
+    all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier(alias, c)) for c in probe.columns)
+    return sql.SQL("({} OR (NOT ({}) AND NOT ({})))").format(missing, keyed, all_null)
+
+
+def order_for(check: Check) -> sql.Composable:
+    """A stable order for paging violations."""
+    probe = check.probe
+    if isinstance(probe, DuplicatesProbe):
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
+        return sql.SQL(" ORDER BY count(*) DESC, {}").format(keys)
+    source = getattr(probe, "source", None) or getattr(probe, "child", None)
+    if isinstance(probe, OrphansProbe):
+        return sql.SQL(" ORDER BY c.ctid")
+    if source is not None and not source.derived:
+        return sql.SQL(" ORDER BY {}.ctid").format(sql.Identifier(source.alias))
+    return sql.SQL("")
+
+
+def remediations_for(finding: PreflightCheckResult, index: int, check: Check | None,
+                     plan: MigrationPlan) -> list[Remediation]:
+    """The remediations of one finding. ``check`` is the check that produced it, re-derived from the plan."""
+    out: list[Remediation] = []
+    common: dict[str, Any] = {"finding": index, "check_id": finding.check_id, "target": finding.target_ref}
+    if finding.check_id == NON_CONCURRENT_INDEX_WARNING:
+        step = plan.steps[check.step - 1] if check else None
+        alternative = concurrent_alternative(step) if step is not None else None
+        out.append(Remediation(
+            kind="use_concurrently", title="Build the index CONCURRENTLY instead (reads and writes go on)",
+            sql=alternative, **common))
+        return out
+    if finding.severity != "blocking":
+        return out
+    if finding.check_id == INVALID_INDEX_PRECHECK and finding.target_ref and finding.target_ref.name:
+        ref = finding.target_ref
+        out.append(Remediation(
+            kind="drop_invalid_index", title=f"Drop the INVALID index {display_name(ref.schema_, ref.name)}",
+            sql=sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                sql.Identifier(*[p for p in (ref.schema_, ref.name) if p])).as_string(),
+            runnable=True, transactional=False, **common))
+        return out
+    if check is None or (finding.stats or {}).get("timedOut"):
+        out.append(Remediation(kind="preflight_again", title="Run the preflight again (a larger check_timeout, "
+                               "or when the table is quieter)", **common))
+        return out
+    query = violations_query(check)
+    if query is not None:
+        out.append(Remediation(kind="open_violations", title="Open every violating row (paged DataFrame)",
+                               sql=query.as_string(), **common))
+    probe = check.probe
+    table = _table_of(check)
+    target = finding.target_ref
+    if finding.check_id == NOT_NULL_PRECHECK and isinstance(probe, RowsProbe) and table is not None and target \
+            and target.columns and len(target.columns) == 1:
+        column = sql.Identifier(target.columns[0])
+        out.append(Remediation(
+            kind="backfill", title=f"Backfill the NULLs of {display_name(target.columns[0])} with a value you choose",
+            sql=sql.SQL("UPDATE {} SET {} = %(value)s WHERE {} IS NULL").format(table, column, column).as_string(),
+            runnable=True, needs_value=True, **common))
+    if finding.check_id == UNIQUE_PRECHECK and isinstance(probe, DuplicatesProbe) and table is not None:
+        out.append(Remediation(
+            kind="dedupe", title="Delete the duplicates, keeping the first row (lowest ctid) of each group",
+            sql=dedupe_sql(table, probe).as_string(), runnable=True, **common))
+    if finding.check_id == FK_VIOLATIONS_PRECHECK and isinstance(probe, OrphansProbe) and not probe.child.derived \
+            and not probe.parent.derived:
+        child = probe.child.relation
+        cond = _orphan_condition(probe)
+        out.append(Remediation(kind="delete_orphans", title="Delete the orphan rows", runnable=True,
+                               sql=sql.SQL("DELETE FROM {} AS c WHERE {}").format(child, cond).as_string(), **common))
+        sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in probe.columns)
+        out.append(Remediation(kind="null_orphans", title="Set the orphans' key to NULL", runnable=True,
+                               sql=sql.SQL("UPDATE {} AS c SET {} WHERE {}").format(child, sets, cond).as_string(),
+                               **common))
+        parent_cols = sql.SQL(", ").join(sql.Identifier(c) for c in probe.ref_columns)
+        child_cols = sql.SQL(", ").join(sql.Identifier("c", c) for c in probe.columns)
+        out.append(Remediation(
+            kind="insert_parents",
+            title="Insert the missing parents (only the key columns: other NOT NULL columns of the parent need "
+                  "values, so edit before running)",
+            sql=sql.SQL("INSERT INTO {} ({}) SELECT DISTINCT {} FROM {} AS c WHERE {}").format(
+                probe.parent.relation, parent_cols, child_cols, child, _orphan_condition(probe)).as_string(),
+            runnable=True, **common))
+    if not out or all(r.kind == "open_violations" for r in out):
+        out.append(Remediation(kind="edit_plan", title="Change the plan (or the data) and run the preflight again",
+                               **common))
+    return out
+
+
+def dedupe_sql(table: sql.Composable, probe: DuplicatesProbe) -> sql.Composed:
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
+    conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else _all_not_null(probe.columns)]
+                  if c is not None]
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    # ctid identifies a row without relying on a primary key the table may not have.
+    return sql.SQL(
+        "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER "
+        "(PARTITION BY {keys} ORDER BY ctid) AS n FROM {table}{where}) AS d WHERE d.n > 1)"
+    ).format(table=table, keys=keys, where=where)
+
+
+def concurrent_alternative(step: Step) -> str | None:
+    """The SQL that builds the same index without blocking writes."""
+    if isinstance(step, CreateIndex):
+        return step.model_copy(update={"concurrently": True}).sql() + ";"
+    if isinstance(step, AddUnique):
+        index = (step.name or f"{step.table}_{'_'.join(step.columns)}_key")[:63]
+        build = CreateIndex(schema=step.schema_, table=step.table, columns=step.columns, name=index, unique=True,
+                            concurrently=True, nulls_not_distinct=step.nulls_not_distinct)
+        what = "PRIMARY KEY" if step.primary_key else "UNIQUE"
+        attach = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+            step.relation, sql.Identifier(index), sql.SQL(what), sql.Identifier(index))
+        return build.sql() + ";\n" + attach.as_string() + ";"
+    return None

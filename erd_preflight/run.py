@@ -1,0 +1,455 @@
+"""A migration run: the plan, its preflight, the gate, the phased apply, all recorded in ``migration_run``.
+
+    run = MigrationRun.start(plan, db)      # a stored row, status "draft"
+    run.preflight()                         # stores the report; status "blocked" or "clear"
+    run.gate()                              # GateDecision: can_apply, reasons, remediations
+    run.phases()                            # the compiled phases A/B/C, nothing executed
+    run.apply(confirm_large_non_concurrent=["public.orders"])
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from .apply import (
+    ApplyOptions,
+    ApplyProgress,
+    PhaseRunner,
+    _Failure,
+    concurrent_apply_error,
+    failure_message,
+    release_apply_lock,
+    try_apply_lock,
+)
+from .catalog import Catalog
+from .checks import Check, PreflightOptions, derive_checks
+from .contract import PreflightReport, utc_now
+from .db import Database, connect
+from .errors import ApplyBlocked, ApplyFailed, PhaseOrderError, RunStateError
+from .gate import Confirmation, GateDecision, GateReason, confirmation_requests, matches_table
+from .phases import ApplyPhases, compile_phases
+from .plan import MigrationPlan
+from .preflight import ProgressCallback, json_value, read_only, run_preflight, violating_rows
+from .remediation import Remediation, remediations_for
+from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunRecord, RunStore, now_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _tool_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def recover_interrupted(db: Database, store: RunStore, *, holding_lock: bool = False,
+                        except_run: int | None = None) -> list[RunRecord]:
+    """Runs stored as ``applying`` while no apply holds the lock died mid-apply (a crash, a killed kernel):
+    mark them ``failed`` with where they stopped. Returns the runs it marked."""
+    marked: list[RunRecord] = []
+
+    def mark() -> None:
+        for record in store.applying():
+            if record.id == except_run:
+                continue
+            where = record.where_it_stopped() or "before its first statement"
+            message = (
+                f"interrupted: the apply stopped without recording an end (its process or connection was lost), "
+                f"at {where}. PostgreSQL rolled back any transaction that was open; statements marked applied "
+                "stay applied. A CONCURRENTLY build may have left an INVALID index, which the next preflight "
+                "reports with the DROP that clears it."
+            )
+            marked.append(store.transition(record.id, "failed", note=message, error=message))
+
+    if holding_lock:
+        mark()
+        return marked
+    if not store.applying():
+        return marked
+    with db.dedicated() as conn:
+        if try_apply_lock(conn, None):
+            try:
+                mark()
+            finally:
+                release_apply_lock(conn)
+    return marked
+
+
+class MigrationRun:
+    """One attempt to apply one plan, stored as a ``migration_run`` row from draft to applied or failed."""
+
+    def __init__(self, db: Database, store: RunStore, record: RunRecord, plan: MigrationPlan,
+                 options: ApplyOptions | None = None) -> None:
+        self.db = db
+        self.store = store
+        self._record = record
+        self.plan = plan
+        self.options = options or ApplyOptions()
+        self.preflight_options = PreflightOptions()
+
+    # --- creating and loading --------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, plan: MigrationPlan, db: Database | str | Any = None, *, name: str | None = None,
+              store_schema: str = DEFAULT_STORE_SCHEMA, options: ApplyOptions | None = None) -> MigrationRun:
+        """Store a new run of ``plan`` (status ``draft``). Earlier runs of the same plan are in
+        ``previous_runs``; one that died mid-apply is marked failed, with where it stopped, first."""
+        database = connect(db)
+        store = RunStore(database, store_schema)
+        recover_interrupted(database, store)
+        payload = [s.model_dump(mode="json", by_alias=True) for s in plan.steps]
+        run_id = store.create(plan=payload, fingerprint=plan.fingerprint, name=name or plan.name,
+                              tool_version=_tool_version())
+        run = cls(database, store, store.get(run_id), plan, options)
+        unfinished = [r for r in run.previous_runs if r.status == "failed" and not r.nothing_applied]
+        if unfinished:
+            warnings.warn(
+                f"run {unfinished[0].id} of this same plan failed after applying part of it: "
+                f"{unfinished[0].error}", stacklevel=2)
+        return run
+
+    @classmethod
+    def load(cls, run_id: int, db: Database | str | Any = None, *, store_schema: str = DEFAULT_STORE_SCHEMA,
+             options: ApplyOptions | None = None) -> MigrationRun:
+        """A stored run, with the plan it stored."""
+        database = connect(db)
+        store = RunStore(database, store_schema)
+        record = store.get(run_id)
+        plan = MigrationPlan(steps=tuple(record.plan), name=record.name)  # type: ignore[arg-type]
+        return cls(database, store, record, plan, options)
+
+    # --- state -------------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        return self._record.id
+
+    @property
+    def record(self) -> RunRecord:
+        return self._record
+
+    def refresh(self) -> RunRecord:
+        self._record = self.store.get(self.id)
+        return self._record
+
+    @property
+    def status(self) -> str:
+        return self.refresh().status
+
+    @property
+    def report(self) -> PreflightReport | None:
+        data = self._record.preflight_report
+        return PreflightReport.model_validate(data) if data else None
+
+    @property
+    def previous_runs(self) -> list[RunRecord]:
+        """Earlier runs of the same plan (same fingerprint), newest first."""
+        return [r for r in self.store.runs(self.plan.fingerprint) if r.id < self.id]
+
+    def __repr__(self) -> str:
+        return f"MigrationRun(id={self.id}, status={self._record.status!r}, steps={len(self.plan)})"
+
+    # --- preflight ---------------------------------------------------------------------------------------
+
+    def preflight(self, *, explore: bool = False, progress: ProgressCallback | bool | None = None,
+                  options: PreflightOptions | None = None, **overrides: Any) -> PreflightReport:
+        """Run the preflight (read-only) and store its report; the run becomes ``blocked`` or ``clear``."""
+        record = self.refresh()
+        if record.status in ("applying", "applied"):
+            raise RunStateError(f"run {self.id} is {record.status}; start a new run to preflight this plan again.")
+        if record.status == "failed" and not record.nothing_applied:
+            raise RunStateError(
+                f"run {self.id} failed after applying part of the plan ({record.error}); its plan no longer "
+                "describes what is left to do. Write a plan for the remaining steps and start a new run.")
+        opts = PreflightOptions(**{**(options or self.preflight_options).model_dump(), **overrides})
+        self.preflight_options = opts
+        report = run_preflight(self.plan, self.db, explore=explore, progress=progress, options=opts)
+        note = f"preflight {report.status}: {len(report.blockers)} blocking, {len(report.warnings)} warnings"
+        self._record = self.store.transition(
+            self.id, report.status, note=note,
+            preflight_report=report.model_dump(mode="json", by_alias=True),
+            preflight_fingerprint=self.plan.fingerprint, gate=None,
+        )
+        return report
+
+    def update_plan(self, plan: MigrationPlan) -> None:
+        """Replace the plan of a run not yet applied. Its old report no longer opens the gate."""
+        record = self.refresh()
+        if record.status in ("applying", "applied"):
+            raise RunStateError(f"run {self.id} is {record.status}; its plan can no longer change.")
+        payload = [s.model_dump(mode="json", by_alias=True) for s in plan.steps]
+        self.store.update(self.id, plan=payload, plan_fingerprint=plan.fingerprint)
+        self.plan = plan
+        if record.status == "clear":
+            self.store.transition(self.id, "stale", note="the plan changed after its preflight")
+        self.refresh()
+
+    # --- the gate ------------------------------------------------------------------------------------------
+
+    def _derived_checks(self) -> list[Check]:
+        with self.db.connection() as conn, read_only(conn, self.preflight_options.check_timeout):
+            return derive_checks(self.plan, Catalog(conn), self.preflight_options)
+
+    def check_of(self, finding: int | str) -> Check | None:
+        """The check behind a finding of the stored report (by index in ``results`` or by ``checkId``)."""
+        report = self.report
+        if report is None:
+            raise RunStateError(f"run {self.id} has no preflight report yet: run run.preflight() first.")
+        index = _finding_index(report, finding)
+        run = next((c for c in report.checks if c.finding == index), None)
+        if run is None:
+            return None
+        checks = self._derived_checks()
+        position = report.checks.index(run)
+        if position < len(checks) and (checks[position].check_id, checks[position].step) == (run.check_id, run.step):
+            return checks[position]
+        return next((c for c in checks if (c.check_id, c.step, c.target) == (run.check_id, run.step, run.target_ref)),
+                    None)
+
+    def remediations(self) -> list[Remediation]:
+        """What can be done about each blocking finding (and each unconfirmed large-table index)."""
+        report = self.report
+        if report is None:
+            return []
+        checks = self._derived_checks()
+        by_key = {(c.check_id, c.step, c.target): c for c in checks}
+        out: list[Remediation] = []
+        for index, finding in enumerate(report.results):
+            run = next((c for c in report.checks if c.finding == index), None)
+            check = by_key.get((run.check_id, run.step, run.target_ref)) if run else None
+            out.extend(remediations_for(finding, index, check, self.plan))
+        return out
+
+    def phases(self) -> ApplyPhases:
+        """The phases apply would run, compiled against the database's catalog; nothing is executed."""
+        with self.db.connection() as conn, read_only(conn, self.preflight_options.check_timeout):
+            return compile_phases(self.plan, Catalog(conn))
+
+    def gate(self, *, confirm_large_non_concurrent: Iterable[str] = ()) -> GateDecision:
+        """Decide whether Apply may run, store the decision, and return it with reasons and remediations."""
+        if confirm_large_non_concurrent:
+            self.confirm_large_non_concurrent(*confirm_large_non_concurrent)
+        decision = self._decide()
+        record = self._record
+        values: dict[str, Any] = {"gate": decision.model_dump(mode="json")}
+        stale = any(r.code in ("STALE_REPORT", "PLAN_CHANGED") for r in decision.reasons)
+        if record.status == "clear" and stale:
+            self._record = self.store.transition(self.id, "stale", note="; ".join(
+                r.message for r in decision.reasons if r.code in ("STALE_REPORT", "PLAN_CHANGED")), **values)
+        else:
+            self.store.update(self.id, **values)
+            self.refresh()
+        return decision
+
+    def _decide(self) -> GateDecision:
+        record = self.refresh()
+        report = self.report
+        reasons: list[GateReason] = []
+        notes: list[str] = []
+        remediations: list[Remediation] = []
+        now = utc_now()
+        age = (now - report.created_at).total_seconds() if report else None
+        status = record.status
+        if status == "draft" or report is None:
+            reasons.append(GateReason(code="NO_PREFLIGHT", message="no preflight has run for this plan: run "
+                                      "run.preflight() first."))
+        elif status == "applied":
+            reasons.append(GateReason(code="RUN_STATUS", message=f"run {self.id} is already applied."))
+        elif status == "applying":
+            reasons.append(GateReason(code="RUN_STATUS", message=f"run {self.id} is being applied right now."))
+        elif status == "failed":
+            reasons.append(GateReason(code="RUN_STATUS", message=f"run {self.id} failed: {record.error} Run the "
+                                      "preflight again before another apply."))
+        if report is not None and report.blocked:
+            for index, finding in enumerate(report.results):
+                if finding.severity == "blocking":
+                    reasons.append(GateReason(code="BLOCKED", finding=index,
+                                              message=f"{finding.check_id}: {finding.message}"))
+        fingerprints = {record.plan_fingerprint, self.plan.fingerprint}
+        if report is not None and (record.preflight_fingerprint not in fingerprints or len(fingerprints) > 1):
+            reasons.append(GateReason(code="PLAN_CHANGED", message="the plan changed after its preflight "
+                                      f"(report for {str(record.preflight_fingerprint)[:12]}, plan is "
+                                      f"{self.plan.fingerprint[:12]}): run the preflight again."))
+        if age is not None and age > self.options.max_report_age and status in ("clear", "stale", "blocked"):
+            reasons.append(GateReason(code="STALE_REPORT", message=f"the report is {age:.0f} s old, older than "
+                                      f"max_report_age {self.options.max_report_age:g} s: the data may have "
+                                      "changed; run the preflight again."))
+        elif status == "stale" and not any(r.code == "PLAN_CHANGED" for r in reasons):
+            reasons.append(GateReason(code="STALE_REPORT", message="the report is stale (data was changed by a "
+                                      "remediation, or the plan changed): run the preflight again."))
+        confirmed = self._confirmed_tables(report)
+        requests = confirmation_requests(report, confirmed) if report is not None else []
+        for request in requests:
+            if not request.confirmed:
+                reasons.append(GateReason(
+                    code="CONFIRMATION_REQUIRED",
+                    message=f"step {request.step} builds an index on large table {request.table} "
+                            f"(~{request.estimated_rows:,} rows) without CONCURRENTLY, blocking writes for the whole "
+                            f"build: confirm with apply(confirm_large_non_concurrent=[{request.table!r}]) or build "
+                            "it CONCURRENTLY."))
+        try:
+            self.phases()
+        except PhaseOrderError as exc:
+            reasons.append(GateReason(code="PHASE_ORDER", message=str(exc)))
+        if report is not None and (report.blocked or any(not r.confirmed for r in requests)):
+            remediations = [r for r in self.remediations()
+                            if r.kind != "use_concurrently" or any(not q.confirmed for q in requests)]
+        for previous in self.previous_runs[:3]:
+            if previous.status == "failed":
+                notes.append(f"run {previous.id} of this plan failed: {previous.error}")
+        return GateDecision(
+            can_apply=not reasons and status == "clear", run_id=self.id, status=status, reasons=reasons,
+            remediations=remediations, confirmations_needed=requests, notes=notes,
+            plan_fingerprint=self.plan.fingerprint, report_fingerprint=record.preflight_fingerprint,
+            report_created_at=report.created_at if report else None,
+            report_age_seconds=round(age, 3) if age is not None else None,
+            max_report_age_seconds=self.options.max_report_age, decided_at=now,
+        )
+
+    # --- confirmations ---------------------------------------------------------------------------------
+
+    def _confirmed_tables(self, report: PreflightReport | None) -> set[str]:
+        if report is None:
+            return set()
+        created = report.model_dump(mode="json", by_alias=True)["createdAt"]
+        return {c["table"].replace('"', "").lower() for c in self._record.confirmations
+                if c.get("report_created_at") == created}
+
+    def confirm_large_non_concurrent(self, *tables: str, by: str | None = None) -> list[Confirmation]:
+        """Confirm a non-concurrent index build on each named large table (``schema.table`` or ``table``).
+        Stored with who, when, and the estimate of the current report."""
+        report = self.refresh() and self.report
+        if report is None:
+            raise RunStateError(f"run {self.id} has no preflight report to confirm against: run run.preflight().")
+        requests = confirmation_requests(report, set())
+        created = report.model_dump(mode="json", by_alias=True)["createdAt"]
+        confirmations: list[Confirmation] = []
+        for given in tables:
+            matching = [r for r in requests if matches_table(given, r.table)]
+            if not matching:
+                needed = ", ".join(r.table for r in requests) or "none"
+                raise ValueError(f"{given!r} does not name a large table with a non-concurrent index build in this "
+                                 f"plan; the tables that need a confirmation are: {needed}.")
+            for request in matching:
+                confirmations.append(Confirmation(
+                    table=request.table, step=request.step, what=request.step_summary,
+                    estimated_rows=request.estimated_rows, total_bytes=request.total_bytes,
+                    confirmed_by=by or self._record.os_user, db_user=self._record.db_user,
+                    confirmed_at=now_text(), report_created_at=created,
+                ))
+        if confirmations:
+            stored = list(self._record.confirmations) + [c.model_dump(mode="json") for c in confirmations]
+            self.store.update(self.id, confirmations=stored)
+            self.refresh()
+        return confirmations
+
+    # --- remediation -------------------------------------------------------------------------------------
+
+    def violations(self, finding: int | str, *, page: int = 0, page_size: int = 1000) -> pd.DataFrame:
+        """Page ``page`` (0-based) of every violating row of a finding, as a DataFrame (read-only)."""
+        from .frames import rows_frame
+
+        check = self.check_of(finding)
+        if check is None:
+            raise ValueError(f"finding {finding!r} is not a data check of this plan; its rows cannot be listed.")
+        rows, columns = violating_rows(self.db, check, offset=page * page_size, limit=page_size,
+                                       timeout=self.preflight_options.check_timeout)
+        return rows_frame(rows, columns)
+
+    def remediate(self, remediation: Remediation, *, value: Any = None) -> int:
+        """Run one runnable remediation (its own transaction, under lock_timeout) and record it. Returns the
+        rows it changed. The report no longer describes the data: run the preflight again afterwards."""
+        if not remediation.runnable or remediation.sql is None:
+            raise ValueError(f"remediation {remediation.kind!r} is shown, not run: {remediation.title}")
+        if remediation.needs_value and value is None:
+            raise ValueError(f"remediation {remediation.kind!r} needs a value: remediate(r, value=...). It runs "
+                             f"{remediation.sql}")
+        record = self.refresh()
+        if record.status in ("applying", "applied"):
+            raise RunStateError(f"run {self.id} is {record.status}; remediations belong before the apply.")
+        params = {"value": value} if remediation.needs_value else None
+        entry = AppliedStatement(phase="remediation", sql=remediation.sql, started=now_text(),
+                                 **({"params": {"value": json_value(value)}} if params else {}))
+        position = self.store.append_statement(self.id, entry)
+        rows = -1
+        try:
+            with self.db.dedicated() as conn:
+                if remediation.transactional:
+                    with conn.transaction():
+                        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                            sql.Literal(f"{int(self.options.lock_timeout * 1000)}ms")))
+                        rows = conn.execute(remediation.sql, params).rowcount
+                else:
+                    conn.execute(sql.SQL("SET lock_timeout = {}").format(
+                        sql.Literal(f"{int(self.options.lock_timeout * 1000)}ms")))
+                    rows = conn.execute(remediation.sql, params).rowcount
+        except psycopg.Error as exc:
+            message = getattr(exc.diag, "message_primary", None) or str(exc)
+            self.store.update_statement(self.id, position, outcome="failed", finished=now_text(), error=message)
+            raise RunStateError(f"the remediation failed and was rolled back: {message}") from exc
+        self.store.update_statement(self.id, position, outcome="applied", finished=now_text(), rows=max(rows, 0))
+        if record.status == "clear":
+            self.store.transition(self.id, "stale", note=f"data changed by remediation {remediation.kind}")
+        self.refresh()
+        return max(rows, 0)
+
+    # --- apply -------------------------------------------------------------------------------------------
+
+    def apply(self, *, confirm_large_non_concurrent: Iterable[str] = (), options: ApplyOptions | None = None,
+              progress: ApplyProgress | None = None) -> RunRecord:
+        """Apply the plan in phases if the gate allows it; otherwise raise ``ApplyBlocked`` with the reasons.
+
+        Holds the database's apply lock throughout (a second apply raises ``ConcurrentApply``). A failure
+        raises ``ApplyFailed`` after recording what was applied and what was not."""
+        opts = options or self.options
+        self.options = opts
+        with self.db.dedicated() as conn:
+            if not try_apply_lock(conn, self.id):
+                raise concurrent_apply_error(conn)
+            try:
+                recover_interrupted(self.db, self.store, holding_lock=True, except_run=self.id)
+                decision = self.gate(confirm_large_non_concurrent=confirm_large_non_concurrent)
+                if not decision.can_apply:
+                    raise ApplyBlocked(decision, "Apply is blocked:\n" + "\n".join(
+                        f"- {r.message}" for r in decision.reasons))
+                phases = self.phases()
+                self._record = self.store.transition(
+                    self.id, "applying", note=f"apply started: {len(phases)} statements",
+                    gate=decision.model_dump(mode="json"))
+                runner = PhaseRunner(self.db, conn, self.store, self.id, opts, progress)
+                try:
+                    runner.run(phases)
+                except _Failure as failure:
+                    message = failure_message(self.id, phases, runner, failure)
+                    self._record = self.store.transition(self.id, "failed", note=message, error=message)
+                    raise ApplyFailed(message, run_id=self.id, phase=failure.phase) from failure
+                except BaseException as exc:
+                    message = (f"Apply of run {self.id} was interrupted ({type(exc).__name__}: {exc}). "
+                               "PostgreSQL rolled back any open transaction; see applied_sql for what was applied.")
+                    self._record = self.store.transition(self.id, "failed", note=message, error=message)
+                    raise
+                self._record = self.store.transition(
+                    self.id, "applied", note=f"applied {len(phases)} statements in phases "
+                    f"{', '.join(sorted({s.phase for s in phases.statements}))}")
+            finally:
+                release_apply_lock(conn)
+        return self._record
+
+
+def _finding_index(report: PreflightReport, finding: int | str) -> int:
+    if isinstance(finding, int):
+        if not 0 <= finding < len(report.results):
+            raise IndexError(f"the report has {len(report.results)} findings; there is no finding {finding}")
+        return finding
+    for index, result in enumerate(report.results):
+        if result.check_id == finding:
+            return index
+    raise KeyError(f"no finding with checkId {finding!r}; the findings are: "
+                   f"{', '.join(r.check_id for r in report.results) or 'none'}")
+
