@@ -445,7 +445,7 @@ class PhaseRunner:
         if isinstance(exc, pgerrors.QueryCanceled):
             return (f"step {where.step} ran longer than statement_timeout {self.options.statement_timeout:g} s and "
                     "was cancelled; raise ApplyOptions.statement_timeout or apply when the table is quieter.")
-        if isinstance(exc, pgerrors.IntegrityConstraintViolation):
+        if isinstance(exc, psycopg.IntegrityError):
             return (f"step {where.step} failed because the data changed after the preflight: "
                     f"{_error_text(exc)}. PostgreSQL enforced the constraint anyway. Run the preflight again to see "
                     "the new violations.")
