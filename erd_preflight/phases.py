@@ -80,6 +80,8 @@ class ApplyPhases(BaseModel):
 
     plan_fingerprint: str
     statements: tuple[PhaseStatement, ...]
+    lock_timeout: float | None = None  # seconds, as apply will set them (None: not known yet)
+    statement_timeout: float | None = None
 
     def phase(self, name: PhaseName) -> list[PhaseStatement]:
         return [s for s in self.statements if s.phase == name]
@@ -102,15 +104,23 @@ class ApplyPhases(BaseModel):
             phase = group[0].phase
             if phase != current:
                 lines.append(f"-- {PHASE_TITLES[phase]}")
+                if not group[0].transactional:
+                    lines.append(self._settings(local=False))
                 current = phase
             if group[0].transactional:
                 lines.append("BEGIN;")
-                lines.append("SET LOCAL lock_timeout = …; SET LOCAL statement_timeout = …;")
+                lines.append(self._settings(local=True))
             for statement in group:
                 lines.append(f"{statement.sql};  -- step {statement.step}: {statement.purpose}")
             if group[0].transactional:
                 lines.append("COMMIT;")
         return "\n".join(lines) + "\n"
+
+    def _settings(self, *, local: bool) -> str:
+        scope = "SET LOCAL" if local else "SET"
+        lock = f"'{int(self.lock_timeout * 1000)}ms'" if self.lock_timeout is not None else "…"
+        statement = f"'{int(self.statement_timeout * 1000)}ms'" if self.statement_timeout is not None else "…"
+        return f"{scope} lock_timeout = {lock}; {scope} statement_timeout = {statement};"
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd

@@ -36,6 +36,7 @@ from .phases import ApplyPhases, compile_phases
 from .plan import MigrationPlan
 from .preflight import ProgressCallback, json_value, read_only, run_preflight, violating_rows
 from .remediation import Remediation, remediations_for
+from .sqlparse import normalize_expression
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunRecord, RunStore, now_text
 
 if TYPE_CHECKING:
@@ -229,7 +230,9 @@ class MigrationRun:
     def phases(self) -> ApplyPhases:
         """The phases apply would run, compiled against the database's catalog; nothing is executed."""
         with self.db.connection() as conn, read_only(conn, self.preflight_options.check_timeout):
-            return compile_phases(self.plan, Catalog(conn))
+            phases = compile_phases(self.plan, Catalog(conn))
+        return phases.model_copy(update={"lock_timeout": self.options.lock_timeout,
+                                         "statement_timeout": self.options.statement_timeout})
 
     def gate(self, *, confirm_large_non_concurrent: Iterable[str] = ()) -> GateDecision:
         """Decide whether Apply may run, store the decision, and return it with reasons and remediations."""
@@ -362,19 +365,28 @@ class MigrationRun:
                                        timeout=self.preflight_options.check_timeout)
         return rows_frame(rows, columns)
 
-    def remediate(self, remediation: Remediation, *, value: Any = None) -> int:
+    def remediate(self, remediation: Remediation, *, value: Any = None, expression: str | None = None) -> int:
         """Run one runnable remediation (its own transaction, under lock_timeout) and record it. Returns the
-        rows it changed. The report no longer describes the data: run the preflight again afterwards."""
+        rows it changed. The report no longer describes the data: run the preflight again afterwards.
+
+        A backfill needs ``value`` (sent as a query parameter) or ``expression`` (SQL over the row's columns,
+        e.g. ``"'unknown-' || id"``, checked by PostgreSQL's parser)."""
         if not remediation.runnable or remediation.sql is None:
             raise ValueError(f"remediation {remediation.kind!r} is shown, not run: {remediation.title}")
-        if remediation.needs_value and value is None:
-            raise ValueError(f"remediation {remediation.kind!r} needs a value: remediate(r, value=...). It runs "
-                             f"{remediation.sql}")
+        statement = remediation.sql
+        params: dict[str, Any] | None = None
+        if remediation.needs_value:
+            if (value is None) == (expression is None):
+                raise ValueError(f"remediation {remediation.kind!r} needs a value: remediate(r, value=...) or "
+                                 f"remediate(r, expression='SQL expression'). It runs {remediation.sql}")
+            if expression is not None:
+                statement = statement.replace("%(value)s", f"({normalize_expression(expression)})")
+            else:
+                params = {"value": value}
         record = self.refresh()
         if record.status in ("applying", "applied"):
             raise RunStateError(f"run {self.id} is {record.status}; remediations belong before the apply.")
-        params = {"value": value} if remediation.needs_value else None
-        entry = AppliedStatement(phase="remediation", sql=remediation.sql, started=now_text(),
+        entry = AppliedStatement(phase="remediation", sql=statement, started=now_text(),
                                  **({"params": {"value": json_value(value)}} if params else {}))
         position = self.store.append_statement(self.id, entry)
         rows = -1
@@ -384,11 +396,11 @@ class MigrationRun:
                     with conn.transaction():
                         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                             sql.Literal(f"{int(self.options.lock_timeout * 1000)}ms")))
-                        rows = conn.execute(remediation.sql, params).rowcount
+                        rows = conn.execute(statement, params).rowcount
                 else:
                     conn.execute(sql.SQL("SET lock_timeout = {}").format(
                         sql.Literal(f"{int(self.options.lock_timeout * 1000)}ms")))
-                    rows = conn.execute(remediation.sql, params).rowcount
+                    rows = conn.execute(statement, params).rowcount
         except psycopg.Error as exc:
             message = getattr(exc.diag, "message_primary", None) or str(exc)
             self.store.update_statement(self.id, position, outcome="failed", finished=now_text(), error=message)

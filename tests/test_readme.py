@@ -25,3 +25,8 @@ def test_demo_prints_a_blocked_report_with_sample_rows():
     assert "preflight BLOCKED" in done.stdout
     assert "10 of 1,000 rows of erd_preflight_demo.customers have NULL in email" in done.stdout
     assert "sample rows of FK_VIOLATIONS_PRECHECK" in done.stdout and "shared@example.com" in done.stdout
+    # the runbook half: remediated, clear, applied in phases, recorded
+    assert "remediation backfill (NOT_NULL_PRECHECK): 10 rows changed" in done.stdout
+    assert "preflight CLEAR" in done.stdout and re.search(r"run \d+: applied", done.stdout)
+    assert "[B          ] applied  CREATE INDEX CONCURRENTLY" in done.stdout
+    assert "VALIDATE CONSTRAINT" in done.stdout and "0042_orders.sql  applied" in done.stdout

@@ -1,4 +1,5 @@
-"""python -m erd_preflight.demo [URL]: preflight the demo migration and print the blocked report."""
+"""python -m erd_preflight.demo [URL]: the demo runbook. Preflight the demo migration (blocked), remediate
+with the generated SQL, preflight again (clear), apply in phases, and print the audit trail."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from .. import MigrationPlan, run_preflight
+from .. import MigrationPlan, MigrationRun, run_preflight, runs
 from . import demo_database, migration_sql
 
 
@@ -35,7 +36,33 @@ def main(argv: list[str]) -> int:
     for check_id in ("UNIQUE_PRECHECK", "FK_VIOLATIONS_PRECHECK"):
         print(f"\nsample rows of {check_id}:")
         print(explored.samples(check_id).head(10).to_string(index=False))
-    return 0 if report.status == "blocked" else 1
+
+    print("\n== runbook: a stored run, the gate, remediation, phased apply ==")
+    run = MigrationRun.start(plan, db, name="0042_orders.sql")
+    run.preflight(explore=True)
+    decision = run.gate()
+    print(decision.summary())
+    remedies = {(r.check_id, r.kind): r for r in decision.remediations}
+    steps = [
+        (("NOT_NULL_PRECHECK", "backfill"), {"expression": "'customer' || id || '@example.invalid'"}),
+        (("UNIQUE_PRECHECK", "dedupe"), {}),
+        (("FK_VIOLATIONS_PRECHECK", "null_orphans"), {}),
+    ]
+    for key, kwargs in steps:
+        changed = run.remediate(remedies[key], **kwargs)
+        print(f"remediation {key[1]} ({key[0]}): {changed} rows changed")
+    print("  (the dedupe deleted customers that had orders: their orders joined the planted orphans)")
+    second = run.preflight()
+    print(second.summary())
+    print("\nphases that apply will run:")
+    print(run.phases().script())
+    record = run.apply()
+    print(f"run {record.id}: {record.status}")
+    for entry in record.applied_sql:
+        print(f"  [{entry.phase:<11}] {entry.outcome:<8} {entry.sql[:100]}")
+    print("\naudit trail (migration_run):")
+    print(runs(db)[["name", "status", "steps", "blocking", "applied_statements"]].to_string())
+    return 0 if report.status == "blocked" and record.status == "applied" else 1
 
 
 if __name__ == "__main__":
