@@ -66,3 +66,12 @@ def run_sql(conninfo: str) -> Callable[..., list[tuple[Any, ...]]]:
             return cur.fetchall() if cur.description else []
 
     return execute
+
+
+@pytest.fixture
+def store(server_url: str) -> Iterator[str]:
+    """A migration_run store schema of its own for this test, dropped afterwards."""
+    name = f"runs_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

@@ -7,8 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,14 +20,6 @@ from erd_preflight.phases import foreign_key_name
 from erd_preflight.store import STORE_VERSION, RunStore
 
 FAST = ep.ApplyOptions(lock_timeout=0.5, lock_retries=2, retry_backoff=0.05, retry_jitter=0.5)
-
-
-@pytest.fixture
-def store(server_url: str) -> Iterator[str]:
-    name = f"runs_{uuid.uuid4().hex[:10]}"
-    yield name
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -62,3 +62,53 @@ def test_verdict_agrees_with_postgresql_running_the_ddl(db, conninfo, child, par
     report = ep.run_preflight(plan, db)
     accepted = _postgres_accepts(conninfo, plan_steps)
     assert (report.status == "clear") == accepted, (plan_steps, report.summary())
+
+
+_SHAPE = """
+SELECT 'column', attname, format_type(atttypid, atttypmod), attnotnull::text FROM pg_attribute
+ WHERE attrelid = 'c'::regclass AND attnum > 0 AND NOT attisdropped
+UNION ALL
+SELECT 'constraint', conname, pg_get_constraintdef(oid), convalidated::text FROM pg_constraint
+ WHERE conrelid = 'c'::regclass AND contype <> 'n'
+UNION ALL
+SELECT 'index', c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid::text FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'c'::regclass
+UNION ALL
+SELECT 'rows', count(*)::text, coalesce(sum(hashtext(c::text)), 0)::text, '' FROM c
+ORDER BY 1, 2
+"""
+
+
+def _shape_after_plain_ddl(conninfo: str, statements: list[str]) -> list[tuple[str, ...]]:
+    with psycopg.connect(conninfo) as conn:
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            return conn.execute(_SHAPE).fetchall()
+        finally:
+            conn.rollback()
+
+
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(child=rows, parent=parents, plan_steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=3))
+def test_a_clear_plan_applies_in_phases_to_what_postgresql_makes_of_the_plain_ddl(db, conninfo, store, child,
+                                                                                   parent, plan_steps):
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS c, p CASCADE")
+        conn.execute("CREATE TABLE p (x int, y int, PRIMARY KEY (x, y)); CREATE TABLE c (a int, b int, v text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO p VALUES (%s, %s)", parent)
+            cur.executemany("INSERT INTO c VALUES (%s, %s, %s)", child)
+    plan = ep.MigrationPlan.from_sql(";\n".join(plan_steps))
+    try:
+        ep.compile_phases(plan)
+    except ep.PhaseOrderError:
+        return  # refused before anything runs: nothing to compare
+    run = ep.MigrationRun.start(plan, db, store_schema=store)
+    if run.preflight().status != "clear":
+        return
+    expected = _shape_after_plain_ddl(conninfo, plan_steps)
+    assert run.apply(options=ep.ApplyOptions(lock_timeout=5)).status == "applied"
+    with psycopg.connect(conninfo) as conn:
+        assert conn.execute(_SHAPE).fetchall() == expected, plan_steps
