@@ -291,6 +291,9 @@ class PhaseRunner:
                     done.append((statement, position, entry))
                     current = None
                     self._finish(statement, position, entry, "done", rows=cursor.rowcount)
+                # The record of these statements as applied commits in the same transaction as they do: a crash
+                # at any moment leaves migration_run telling the truth.
+                self.conn.execute(self.store.mark_applied([p for _, p, _ in done], self.run_id))
                 self.conn.execute("COMMIT")
             except pgerrors.LockNotAvailable as exc:
                 assert current is not None
@@ -310,6 +313,12 @@ class PhaseRunner:
             except psycopg.OperationalError as exc:
                 if current is not None:
                     self._finish(*current, "failed", error=_error_text(exc))
+                stored = self.store.get(self.run_id).applied_sql
+                if done and current is None and all(stored[p].outcome == "applied" for _, p, _ in done):
+                    # Lost while the COMMIT's answer was on its way: the record committed with the DDL, so it did.
+                    self.applied.extend(statement for statement, _, _ in done)
+                    raise _Failure(self._lost_or_error(exc, group[0], None) + f" The phase {phase} transaction had "
+                                   "committed.", phase=phase) from exc
                 for item in done:
                     self._finish(*item, "rolled_back")
                 raise _Failure(self._lost_or_error(exc, group[0], current) + f" PostgreSQL rolls back an unfinished "
@@ -323,9 +332,10 @@ class PhaseRunner:
                     self._finish(*item, "rolled_back")
                 raise _Failure(self._lost_or_error(exc, group[0], current) + f" Phase {phase}'s transaction was "
                                "rolled back.", phase=phase) from exc
-            for statement, position, _entry in done:
-                self.store.update_statement(self.run_id, position, outcome="applied")
+            for statement, position, entry in done:
                 self.applied.append(statement)
+                if self.progress:
+                    self.progress(statement, entry.model_copy(update={"outcome": "applied"}))
             return
 
     def _outside_transaction(self, statement: PhaseStatement) -> None:

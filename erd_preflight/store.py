@@ -14,6 +14,7 @@ import re
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
+from psycopg import sql as psycopg_sql
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -263,6 +264,15 @@ class RunStore:
                     updated_at=sa.func.now(),
                 )
             )
+
+    def mark_applied(self, positions: list[int], run_id: int) -> psycopg_sql.Composed:
+        """An UPDATE marking ``applied_sql`` entries applied, to run inside the transaction that applies them."""
+        return psycopg_sql.SQL(
+            "UPDATE {} SET updated_at = now(), applied_sql = (SELECT jsonb_agg(CASE WHEN x.n - 1 = ANY({}) "
+            "THEN x.e || '{{\"outcome\": \"applied\"}}'::jsonb ELSE x.e END ORDER BY x.n) "
+            "FROM jsonb_array_elements(applied_sql) WITH ORDINALITY AS x(e, n)) WHERE id = {}"
+        ).format(psycopg_sql.Identifier(self.schema, "migration_run"), psycopg_sql.Literal(positions),
+                 psycopg_sql.Literal(run_id))
 
     def runs(self, fingerprint: str | None = None, limit: int | None = None) -> list[RunRecord]:
         t = self.table
