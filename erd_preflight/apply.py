@@ -23,7 +23,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from .db import Database
-from .errors import ApplyFailed, ConcurrentApply
+from .errors import ConcurrentApply
 from .phases import ApplyPhases, PhaseStatement, lock_settings
 from .store import AppliedStatement, RunStore, now_text
 
@@ -222,6 +222,7 @@ class PhaseRunner:
         self.pid = conn.info.backend_pid
         self.applied: list[PhaseStatement] = []
         self.cleanup_notes: list[str] = []
+        self.watch: LockWatch  # set by run(), for the length of the apply
 
     # --- records ------------------------------------------------------------------------------------------
 

@@ -752,19 +752,8 @@ def _using_index_checks(index: int, step: AddUniqueUsingIndex, state: TableState
     checks = [_verdict(OBJECT_PRECHECK, index, step, "pass",
                        f"{what} is a unique index on ({', '.join(display_name(c) for c in columns)}): the "
                        "constraint needs no scan for duplicates.")]
-    if step.primary_key:
-        nullable = tuple(c for c in columns if c not in state.not_null or state.layers)
-        if nullable and state.info is not None:
-            checks.append(Check(
-                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(),
-                target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=nullable),
-                probe=RowsProbe(source=state.source(), predicate=_any_null(nullable)),
-                fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in "
-                f"({', '.join(display_name(c) for c in nullable)}); a primary key makes its columns NOT NULL, "
-                "so the step would fail. Backfill or delete those rows.",
-                ok=f"no NULLs in the primary key columns of {state.label} ({{totalRows}} rows).",
-                notes=state.history_notes(),
-            ))
+    if step.primary_key and state.info is not None:
+        checks.extend(_primary_key_nulls(index, step.summary(), state, columns))
     return checks
 
 
@@ -839,6 +828,23 @@ def _not_null_check(index: int, step: Step, state: TableState, column: str, ctx:
     )
 
 
+def _primary_key_nulls(index: int, step_summary: str, state: TableState, columns: tuple[str, ...]) -> list[Check]:
+    """A primary key makes its columns NOT NULL: rows with a NULL in any of them fail the step."""
+    nullable = tuple(c for c in columns if c not in state.not_null or state.layers)
+    if not nullable:
+        return []
+    cols = ", ".join(display_name(c) for c in columns)
+    return [Check(
+        check_id=NOT_NULL_PRECHECK, step=index, step_summary=step_summary,
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
+        probe=RowsProbe(source=state.source(), predicate=_any_null(nullable)),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in ({cols}); a primary "
+        "key makes its columns NOT NULL, so the step would fail. Backfill or delete those rows.",
+        ok=f"no NULLs in the primary key columns ({cols}) of {state.label} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )]
+
+
 def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
                   summary: str | None = None) -> list[Check]:
     step_summary = summary or step.summary()
@@ -849,16 +855,7 @@ def _unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
     checks = []
     source = state.source()
     if isinstance(step, AddUnique) and step.primary_key:
-        nullable = tuple(c for c in step.columns if c not in state.not_null or state.layers)
-        if nullable:
-            checks.append(Check(
-                check_id=NOT_NULL_PRECHECK, step=index, step_summary=step_summary, target=target,
-                probe=RowsProbe(source=source, predicate=_any_null(nullable)),
-                fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in ({cols}); a primary "
-                "key makes its columns NOT NULL, so the step would fail. Backfill or delete those rows.",
-                ok=f"no NULLs in the primary key columns ({cols}) of {state.label} ({{totalRows}} rows).",
-                notes=state.history_notes(),
-            ))
+        checks.extend(_primary_key_nulls(index, step_summary, state, step.columns))
     where = sql.SQL(step.where) if isinstance(step, CreateIndex) and step.where else None
     nnd = step.nulls_not_distinct or (isinstance(step, AddUnique) and step.primary_key)
     null_rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"

@@ -3,7 +3,6 @@ first blocking result. Every query runs here, in a READ ONLY transaction with a 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import decimal

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 
 from .apply import (
     ApplyOptions,
@@ -32,7 +32,7 @@ from .contract import PreflightReport, utc_now
 from .db import Database, connect
 from .errors import ApplyBlocked, ApplyFailed, PhaseOrderError, RunStateError
 from .gate import Confirmation, GateDecision, GateReason, confirmation_requests, matches_table
-from .phases import ApplyPhases, compile_phases
+from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
 from .preflight import ProgressCallback, json_value, read_only, run_preflight, violating_rows
 from .remediation import Remediation, remediations_for
@@ -392,14 +392,10 @@ class MigrationRun:
         rows = -1
         try:
             with self.db.dedicated() as conn:
-                if remediation.transactional:
-                    with conn.transaction():
-                        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                            sql.Literal(f"{int(self.options.lock_timeout * 1000)}ms")))
-                        rows = conn.execute(statement, params).rowcount
-                else:
-                    conn.execute(sql.SQL("SET lock_timeout = {}").format(
-                        sql.Literal(f"{int(self.options.lock_timeout * 1000)}ms")))
+                # DROP INDEX CONCURRENTLY cannot run in a transaction block; everything else runs in one.
+                with conn.transaction() if remediation.transactional else contextlib.nullcontext():
+                    conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout,
+                                               local=remediation.transactional))
                     rows = conn.execute(statement, params).rowcount
         except psycopg.Error as exc:
             message = getattr(exc.diag, "message_primary", None) or str(exc)

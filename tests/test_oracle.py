@@ -7,7 +7,6 @@ import os
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 import erd_preflight as ep
 
