@@ -79,7 +79,8 @@ def test_blocked_report_stops_apply_and_after_remediation_apply_records_every_st
     with pytest.raises(ep.ApplyBlocked) as blocked:
         run.apply()
     assert "NOT_NULL_PRECHECK" in str(blocked.value) and blocked.value.decision.reasons
-    assert run_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'")[0][0] == 1  # nothing ran
+    assert run_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders' "
+                   "AND schemaname = current_schema()")[0][0] == 1  # nothing ran
 
     stored = run.refresh()
     assert stored.preflight_report == report.model_dump(mode="json", by_alias=True)
@@ -105,7 +106,8 @@ def test_blocked_report_stops_apply_and_after_remediation_apply_records_every_st
                       ("C", 3, "applied")]
     assert [s.phase for s in record.applied_sql].count("remediation") == 3
     assert [h["status"] for h in record.status_history] == ["draft", "blocked", "clear", "applying", "applied"]
-    assert run_sql("SELECT convalidated FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'") == [(True,)]
+    assert run_sql("SELECT convalidated FROM pg_constraint WHERE conname = 'orders_customer_id_fkey' "
+                   "AND connamespace = current_schema()::regnamespace") == [(True,)]
     trail = ep.runs(db, store_schema=store)
     assert trail.loc[run.id, "status"] == "applied" and trail.loc[run.id, "applied_statements"] == 5 + 3
 
@@ -126,7 +128,7 @@ def test_concurrently_never_runs_inside_a_transaction_block(db, store, run_sql):
     run.preflight()
     record = run.apply(options=FAST)
     assert record.status == "applied"
-    assert run_sql("SELECT indexname FROM pg_indexes WHERE tablename = 't'") == [("t_ab",)]
+    assert run_sql("SELECT indexname FROM pg_indexes WHERE tablename = 't' AND schemaname = current_schema()") == [("t_ab",)]
 
 
 def test_large_table_non_concurrent_index_is_refused_until_confirmed_and_the_confirmation_is_stored(db, store,
@@ -223,6 +225,7 @@ def test_data_changed_after_preflight_fails_phase_a_whole_and_offers_a_new_prefl
     assert record.status == "failed" and record.nothing_applied
     assert [(s.step, s.outcome) for s in record.applied_sql] == [(1, "rolled_back"), (2, "failed")]
     assert run_sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' "
+                   "AND table_schema = current_schema() "
                    "AND column_name = 'note'") == [(0,)]
     report = run.preflight()  # a failed run with nothing applied may be preflighted again
     assert report.status == "blocked" and report.results[0].stats["violations"] == 1
@@ -371,7 +374,8 @@ def test_a_backend_terminated_mid_phase_leaves_a_row_that_says_where_and_the_nex
     assert record.status == "failed" and record.error == message
     failed = [s for s in record.applied_sql if s.outcome == "failed"]
     assert failed and failed[0].phase == phase
-    columns = run_sql("SELECT column_name FROM information_schema.columns WHERE table_name = 't' ORDER BY 1")
+    columns = run_sql("SELECT column_name FROM information_schema.columns WHERE table_name = 't' "
+                      "AND table_schema = current_schema() ORDER BY 1")
     if phase == "A":
         assert "Nothing was applied" in message and ("b",) not in columns
     else:
@@ -417,6 +421,7 @@ def test_a_process_killed_mid_apply_leaves_applying_and_the_next_start_marks_it_
     assert previous.id == run.id and previous.status == "failed"
     assert "interrupted" in previous.error and "phase A, step 2" in previous.error
     assert run_sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' "
+                   "AND table_schema = current_schema() "
                    "AND column_name = 'note'") == [(0,)]
 
 
@@ -465,7 +470,8 @@ def test_unnamed_foreign_keys_get_the_name_postgresql_gives_them(run_sql):
     assert foreign_key_name(long_table, ("x", "yyyyyyyyyyyyyyyyyyyy"), set()) == name
     run_sql(sql.SQL("ALTER TABLE {} ADD FOREIGN KEY (x, yyyyyyyyyyyyyyyyyyyy) REFERENCES p (a, b)").format(
         sql.Identifier(long_table)))
-    names = {r[0] for r in run_sql("SELECT conname FROM pg_constraint WHERE contype = 'f'")}
+    names = {r[0] for r in run_sql("SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                                     "AND connamespace = current_schema()::regnamespace")}
     assert foreign_key_name(long_table, ("x", "yyyyyyyyyyyyyyyyyyyy"), {name}) in names
 
 
@@ -482,7 +488,8 @@ def test_apply_quotes_hostile_identifiers(db, store, run_sql):
     run = ep.MigrationRun.start(plan, db, store_schema=store)
     assert run.preflight().status == "clear"
     assert run.apply(options=FAST).status == "applied"
-    assert run_sql("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated")[0][0] >= 1
+    assert run_sql("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated "
+                   "AND connamespace = current_schema()::regnamespace")[0][0] == 1
 
 
 def test_cast_violations_are_paged_even_when_the_conversion_raises(db, store, run_sql):
