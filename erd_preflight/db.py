@@ -79,15 +79,18 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.url!r}{', embedded' if self.embedded else ''})"
 
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A psycopg connection from the engine's pool, in autocommit mode: callers open transactions."""
+    def _raw_connection(self) -> Any:
         try:
-            raw = self.engine.raw_connection()
+            return self.engine.raw_connection()
         except sa.exc.OperationalError as exc:
             raise ConnectionFailed(
                 f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections."
             ) from exc
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A psycopg connection from the engine's pool, in autocommit mode: callers open transactions."""
+        raw = self._raw_connection()
         conn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
         try:
             conn.rollback()
@@ -106,12 +109,7 @@ class Database:
     def dedicated(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of its own for session state (advisory lock, application_name, SET): autocommit,
         and closed afterwards rather than returned to the pool."""
-        try:
-            raw = self.engine.raw_connection()
-        except sa.exc.OperationalError as exc:
-            raise ConnectionFailed(
-                f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections."
-            ) from exc
+        raw = self._raw_connection()
         conn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
         try:
             if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

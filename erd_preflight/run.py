@@ -197,34 +197,30 @@ class MigrationRun:
         with self.db.connection() as conn, read_only(conn, self.preflight_options.check_timeout):
             return derive_checks(self.plan, Catalog(conn), self.preflight_options)
 
+    def _checks_of_findings(self, report: PreflightReport) -> dict[int, Check | None]:
+        """Each finding's check, re-derived from the plan (same plan and catalog, same checks)."""
+        by_key: dict[tuple[Any, ...], Check] = {}
+        for check in self._derived_checks():
+            by_key.setdefault((check.check_id, check.step, check.target), check)
+        return {run.finding: by_key.get((run.check_id, run.step, run.target_ref))
+                for run in report.checks if run.finding is not None}
+
     def check_of(self, finding: int | str) -> Check | None:
         """The check behind a finding of the stored report (by index in ``results`` or by ``checkId``)."""
         report = self.report
         if report is None:
             raise RunStateError(f"run {self.id} has no preflight report yet: run run.preflight() first.")
-        index = _finding_index(report, finding)
-        run = next((c for c in report.checks if c.finding == index), None)
-        if run is None:
-            return None
-        checks = self._derived_checks()
-        position = report.checks.index(run)
-        if position < len(checks) and (checks[position].check_id, checks[position].step) == (run.check_id, run.step):
-            return checks[position]
-        return next((c for c in checks if (c.check_id, c.step, c.target) == (run.check_id, run.step, run.target_ref)),
-                    None)
+        return self._checks_of_findings(report).get(_finding_index(report, finding))
 
     def remediations(self) -> list[Remediation]:
         """What can be done about each blocking finding (and each unconfirmed large-table index)."""
         report = self.report
         if report is None:
             return []
-        checks = self._derived_checks()
-        by_key = {(c.check_id, c.step, c.target): c for c in checks}
+        checks = self._checks_of_findings(report)
         out: list[Remediation] = []
         for index, finding in enumerate(report.results):
-            run = next((c for c in report.checks if c.finding == index), None)
-            check = by_key.get((run.check_id, run.step, run.target_ref)) if run else None
-            out.extend(remediations_for(finding, index, check, self.plan))
+            out.extend(remediations_for(finding, index, checks.get(index), self.plan))
         return out
 
     def phases(self) -> ApplyPhases:

@@ -36,6 +36,16 @@ STEPS = [
 ]
 
 
+def _load_tables(conninfo: str, child: list, parent: list) -> None:
+    """Fresh tables c (the child) and p (the parent, keyed on (x, y)) holding the generated rows."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS c, p CASCADE")
+        conn.execute("CREATE TABLE p (x int, y int, PRIMARY KEY (x, y)); CREATE TABLE c (a int, b int, v text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO p VALUES (%s, %s)", parent)
+            cur.executemany("INSERT INTO c VALUES (%s, %s, %s)", child)
+
+
 def _postgres_accepts(conninfo: str, statements: list[str]) -> bool:
     with psycopg.connect(conninfo) as conn:
         try:
@@ -51,12 +61,7 @@ def _postgres_accepts(conninfo: str, statements: list[str]) -> bool:
 @settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(child=rows, parent=parents, plan_steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=3))
 def test_verdict_agrees_with_postgresql_running_the_ddl(db, conninfo, child, parent, plan_steps):
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS c, p CASCADE")
-        conn.execute("CREATE TABLE p (x int, y int, PRIMARY KEY (x, y)); CREATE TABLE c (a int, b int, v text)")
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO p VALUES (%s, %s)", parent)
-            cur.executemany("INSERT INTO c VALUES (%s, %s, %s)", child)
+    _load_tables(conninfo, child, parent)
     plan = ep.MigrationPlan.from_sql(";\n".join(plan_steps))
     report = ep.run_preflight(plan, db)
     accepted = _postgres_accepts(conninfo, plan_steps)
@@ -93,12 +98,7 @@ def _shape_after_plain_ddl(conninfo: str, statements: list[str]) -> list[tuple[s
 @given(child=rows, parent=parents, plan_steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=3))
 def test_a_clear_plan_applies_in_phases_to_what_postgresql_makes_of_the_plain_ddl(db, conninfo, store, child,
                                                                                    parent, plan_steps):
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS c, p CASCADE")
-        conn.execute("CREATE TABLE p (x int, y int, PRIMARY KEY (x, y)); CREATE TABLE c (a int, b int, v text)")
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO p VALUES (%s, %s)", parent)
-            cur.executemany("INSERT INTO c VALUES (%s, %s, %s)", child)
+    _load_tables(conninfo, child, parent)
     plan = ep.MigrationPlan.from_sql(";\n".join(plan_steps))
     try:
         ep.compile_phases(plan)
