@@ -8,6 +8,7 @@
     run = MigrationRun.start(plan, db)              # stored in erd_preflight.migration_run
     run.preflight(); run.gate(); run.phases(); run.apply()
     runs(db)                                        # the audit trail
+    PreflightPanel(plan, db)                        # the same, as an ipywidgets panel
 """
 
 from .apply import ApplyOptions
@@ -60,6 +61,18 @@ from .store import RunRecord, runs
 
 __version__ = "0.1.0"
 
+_WIDGETS = ("PreflightPanel", "RunHistoryPanel")
+
+
+def __getattr__(name: str) -> object:
+    # The panels import ipywidgets: load them on first use, so scripts and the CLI start without it.
+    if name in _WIDGETS:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'erd_preflight' has no attribute {name!r}")
+
+
 __all__ = [
     "AddCheck",
     "AddColumn",
@@ -92,9 +105,11 @@ __all__ = [
     "PreflightCheckResult",
     "PreflightError",
     "PreflightOptions",
+    "PreflightPanel",
     "PreflightReport",
     "RawSQL",
     "Remediation",
+    "RunHistoryPanel",
     "RunRecord",
     "RunStateError",
     "SetNotNull",

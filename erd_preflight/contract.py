@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pandas.io.formats.style import Styler
 
 PreflightStatus = Literal["clear", "blocked"]
 Severity = Literal["warning", "blocking"]
@@ -104,6 +105,11 @@ class PreflightCheckResult(ContractModel):
     sample_rows: list[dict[str, Any]] | None = None
     stats: dict[str, int | float] | None = None
 
+    def _repr_html_(self) -> str:
+        from .display import finding_html
+
+        return finding_html(self)
+
 
 class SampleColumn(ContractModel):
     """A column of the sample rows, with its PostgreSQL type, so DataFrames get sensible dtypes."""
@@ -177,6 +183,22 @@ class PreflightReport(ContractModel):
         from .frames import summary_text
 
         return summary_text(self)
+
+    def checklist_styler(self) -> Styler:
+        """The checklist as a pandas Styler: pass / warning / blocking marks, coloured."""
+        from .display import checklist_styler
+
+        return checklist_styler(self)
+
+    def findings_styler(self) -> Styler:
+        from .display import findings_styler
+
+        return findings_styler(self)
+
+    def _repr_html_(self) -> str:
+        from .display import report_html
+
+        return report_html(self)
 
 
 def report_json_schema() -> dict[str, Any]:

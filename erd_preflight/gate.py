@@ -99,6 +99,11 @@ class GateDecision(BaseModel):
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        from .display import gate_html
+
+        return gate_html(self)
+
 
 def _table_key(name: str) -> str:
     return name.replace('"', "").lower()

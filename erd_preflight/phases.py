@@ -137,6 +137,11 @@ class ApplyPhases(BaseModel):
     def __len__(self) -> int:
         return len(self.statements)
 
+    def _repr_html_(self) -> str:
+        from .display import phases_html
+
+        return phases_html(self)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Which phase a step belongs to.

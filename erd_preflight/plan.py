@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pglast.keywords import RESERVED_KEYWORDS
 from psycopg import sql
@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .contract import TargetRef
 from .sqlparse import normalize_expression, normalize_type
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_IDENTIFIER_BYTES = 63
 
@@ -651,3 +654,14 @@ class MigrationPlan(BaseModel):
 
     def __len__(self) -> int:
         return len(self.steps)
+
+    def steps_frame(self) -> pd.DataFrame:
+        """One row per step: its number, the phase apply runs it in, a summary and its SQL."""
+        from .display import plan_frame
+
+        return plan_frame(self)
+
+    def _repr_html_(self) -> str:
+        from .display import plan_html
+
+        return plan_html(self)

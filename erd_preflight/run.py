@@ -156,6 +156,11 @@ class MigrationRun:
     def __repr__(self) -> str:
         return f"MigrationRun(id={self.id}, status={self._record.status!r}, steps={len(self.plan)})"
 
+    def _repr_html_(self) -> str:
+        from .display import run_html
+
+        return run_html(self._record)
+
     # --- preflight ---------------------------------------------------------------------------------------
 
     def preflight(self, *, explore: bool = False, progress: ProgressCallback | bool | None = None,

@@ -171,6 +171,17 @@ class RunRecord(BaseModel):
     def nothing_applied(self) -> bool:
         return not any(s.outcome == "applied" and s.phase in ("A", "B", "C") for s in self.applied_sql)
 
+    def statements_frame(self) -> pd.DataFrame:
+        """Every statement recorded in ``applied_sql`` (remediations, phases A/B/C, cleanup), as a table."""
+        from .display import statements_frame
+
+        return statements_frame(self)
+
+    def _repr_html_(self) -> str:
+        from .display import run_html
+
+        return run_html(self)
+
     def where_it_stopped(self) -> str | None:
         """For a run whose last statement never finished: which one it was."""
         for entry in reversed(self.applied_sql):
