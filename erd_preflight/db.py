@@ -79,13 +79,28 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.url!r}{', embedded' if self.embedded else ''})"
 
+    def _connection_failed(self, exc: sa.exc.OperationalError) -> ConnectionFailed:
+        return ConnectionFailed(
+            f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections.")
+
     def _raw_connection(self) -> Any:
         try:
             return self.engine.raw_connection()
         except sa.exc.OperationalError as exc:
-            raise ConnectionFailed(
-                f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections."
-            ) from exc
+            raise self._connection_failed(exc) from exc
+
+    def sa_connection(self) -> sa.Connection:
+        """A SQLAlchemy connection (for Core queries); a server that does not answer is ConnectionFailed."""
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise self._connection_failed(exc) from exc
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A SQLAlchemy connection in a transaction, committed when the block ends without an error."""
+        with self.sa_connection() as conn, conn.begin():
+            yield conn
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

@@ -91,7 +91,7 @@ def ensure_store(db: Database, schema: str = DEFAULT_STORE_SCHEMA) -> sa.Table:
     if key in _ensured:
         return table
     try:
-        with db.engine.begin() as conn:
+        with db.begin() as conn:
             # Two first runs at once would race on CREATE SCHEMA/TABLE: serialise them.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('erd_preflight.store'))"))
             conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -204,7 +204,7 @@ class RunStore:
 
     def create(self, *, plan: list[dict[str, Any]], fingerprint: str, name: str | None, tool_version: str) -> int:
         t = self.table
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             info = conn.execute(sa.text("SELECT current_user, current_setting('server_version')")).one()
             return int(conn.execute(
                 sa.insert(t).values(
@@ -215,7 +215,7 @@ class RunStore:
             ).scalar_one())
 
     def get(self, run_id: int) -> RunRecord:
-        with self.db.engine.connect() as conn:
+        with self.db.sa_connection() as conn:
             row = conn.execute(sa.select(self.table).where(self.table.c.id == run_id)).mappings().first()
         if row is None:
             raise RunStateError(f"there is no migration run {run_id} in {self.schema}.migration_run")
@@ -223,7 +223,7 @@ class RunStore:
 
     def update(self, run_id: int, **values: Any) -> None:
         t = self.table
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             conn.execute(sa.update(t).where(t.c.id == run_id).values(updated_at=sa.func.now(), **values))
 
     def transition(self, run_id: int, to: RunStatus, *, note: str, **values: Any) -> RunRecord:
@@ -231,7 +231,7 @@ class RunStore:
         t = self.table
         allowed_from = [s for s, targets in TRANSITIONS.items() if to in targets]
         entry = {"status": to, "at": now_text(), "note": note}
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             row = conn.execute(
                 sa.update(t)
                 .where(t.c.id == run_id, t.c.status.in_(allowed_from))
@@ -254,7 +254,7 @@ class RunStore:
     def append_statement(self, run_id: int, entry: AppliedStatement) -> int:
         """Add an ``applied_sql`` entry and commit it; returns its position for later updates."""
         t = self.table
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             length = conn.execute(
                 sa.update(t).where(t.c.id == run_id)
                 .values(applied_sql=t.c.applied_sql.op("||")(sa.cast([entry.model_dump(exclude_none=True)], JSONB)),
@@ -265,7 +265,7 @@ class RunStore:
 
     def update_statement(self, run_id: int, position: int, **fields: Any) -> None:
         t = self.table
-        with self.db.engine.begin() as conn:
+        with self.db.begin() as conn:
             conn.execute(
                 sa.update(t).where(t.c.id == run_id).values(
                     applied_sql=sa.func.jsonb_set(
@@ -292,12 +292,12 @@ class RunStore:
             query = query.where(t.c.plan_fingerprint == fingerprint)
         if limit is not None:
             query = query.limit(limit)
-        with self.db.engine.connect() as conn:
+        with self.db.sa_connection() as conn:
             return [RunRecord(**row) for row in conn.execute(query).mappings()]
 
     def applying(self) -> list[RunRecord]:
         t = self.table
-        with self.db.engine.connect() as conn:
+        with self.db.sa_connection() as conn:
             rows = conn.execute(sa.select(t).where(t.c.status == "applying").order_by(t.c.id)).mappings()
             return [RunRecord(**row) for row in rows]
 
