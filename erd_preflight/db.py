@@ -44,7 +44,50 @@ def embedded_url() -> str:
                 raise ConnectionFailed(f"the embedded PostgreSQL did not start: {exc}") from exc
             _embedded["server"] = server
             _embedded["url"] = server.get_uri()
+            _start_watchdog(server.get_pid(), parent)
         return str(_embedded["url"])
+
+
+# A process killed without running atexit (a notebook kernel stopped by nbval or by "Restart kernel") would
+# leave its embedded server running for ever. A tiny stdlib-only watcher, in a session of its own, waits for
+# this process to end, gives atexit a moment, then stops the postmaster (fast shutdown) and removes its files.
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, postmaster, directory = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive(parent) and alive(postmaster):
+    time.sleep(1)
+time.sleep(3)
+if alive(postmaster):
+    os.kill(postmaster, signal.SIGINT)
+    for _ in range(100):
+        if not alive(postmaster):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(postmaster, signal.SIGKILL)
+shutil.rmtree(directory, ignore_errors=True)
+"""
+
+
+def _start_watchdog(postmaster: int | None, directory: str) -> None:
+    if postmaster is None:
+        return
+    import os
+    import subprocess
+    import sys
+
+    subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(postmaster), directory],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
 
 
 def _engine_for(url: str, **engine_kwargs: Any) -> Engine:
