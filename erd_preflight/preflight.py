@@ -304,7 +304,8 @@ class _Executor:
             outcome = self._judge(check, stats, sampler)
             outcome.stats.pop("firstError", None)
             return outcome
-        except (pgerrors.DataException, pgerrors.InvalidTextRepresentation) as exc:
+        # psycopg.DataError is SQLSTATE class 22: every data exception (bad text, out-of-range dates, overflow).
+        except psycopg.DataError as exc:
             first_error = exc.diag.message_primary or str(exc)
             self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_cast")
         return self._cast_rows(check, probe, converted, violation, first_error)

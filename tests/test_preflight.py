@@ -101,6 +101,17 @@ def test_cast_precheck_counts_failing_rows_and_keeps_samples(db, run_sql):
     assert "invalid input syntax" in finding.message
 
 
+def test_cast_precheck_counts_every_kind_of_data_exception_not_only_bad_text(db, run_sql):
+    # 22008 (date out of range), 22007 (bad datetime format), 22003 (numeric overflow): all SQLSTATE class 22
+    run_sql("CREATE TABLE t (id int, d text, n text); INSERT INTO t VALUES "
+            "(1, '2025-02-30', '1'), (2, 'unknown', '2'), (3, '2024-01-01', '99999999999'), (4, '2024-01-02', '3')")
+    for statement, bad in (("ALTER TABLE t ALTER COLUMN d TYPE date USING d::date", [1, 2]),
+                           ("ALTER TABLE t ALTER COLUMN n TYPE integer USING n::integer", [3])):
+        finding = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db).results[0]
+        assert finding.check_id == "CAST_PRECHECK" and finding.stats == {"violations": len(bad), "totalRows": 4}
+        assert sorted(r["id"] for r in finding.sample_rows) == bad
+
+
 def test_cast_to_shorter_varchar_counts_values_that_would_not_fit(db, run_sql):
     run_sql("CREATE TABLE t (v text); INSERT INTO t VALUES ('abc'), ('abcdef'), ('abc   ')")
     report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN v TYPE varchar(4)"), db)
