@@ -163,11 +163,11 @@ def report_html(report: PreflightReport) -> str:
 
 
 def plan_frame(plan: MigrationPlan) -> pd.DataFrame:
-    """The plan's steps, each with the phase(s) apply runs it in (compiled without a database)."""
+    """The plan's steps, each with the phase apply runs it in (compiled without a database)."""
     import pandas as pd
 
     from .errors import PhaseOrderError
-    from .phases import compile_phases
+    from .phases import compile_phases, phase_of
 
     phases: dict[int, list[str]] = {}
     try:
@@ -175,17 +175,24 @@ def plan_frame(plan: MigrationPlan) -> pd.DataFrame:
             seen = phases.setdefault(statement.step, [])
             if statement.phase not in seen:
                 seen.append(statement.phase)
-    except PhaseOrderError:
-        phases = {}
-    rows = [{"step": i, "phase": "+".join(phases.get(i, [])) or "?", "summary": step.summary(), "sql": step.sql()}
+    except PhaseOrderError:  # each step's own phase; plan_html says why apply would refuse the order
+        phases = {i: [phase_of(step)] for i, step in enumerate(plan.steps, start=1)}
+    rows = [{"step": i, "phase": "+".join(phases.get(i, [])), "summary": step.summary(), "sql": step.sql()}
             for i, step in enumerate(plan.steps, start=1)]
     return pd.DataFrame(rows, columns=["step", "phase", "summary", "sql"])
 
 
 def plan_html(plan: MigrationPlan) -> str:
+    from .errors import PhaseOrderError
+    from .phases import compile_phases
+
     head = (f"<div><b>plan {esc(plan.name or '')}</b> · {len(plan.steps)} steps · fingerprint "
             f"<code>{plan.fingerprint[:12]}</code></div>")
     notes = "".join(f"<div style='color:#6b7280'>note: {esc(n)}</div>" for n in plan.notes)
+    try:
+        compile_phases(plan)
+    except PhaseOrderError as exc:
+        notes += f"<div style='color:#7f1d1d'>apply would refuse this order: {esc(exc)}</div>"
     return f"<div class='erd-plan'>{head}{notes}{frame_html(plan_frame(plan), max_rows=None)}</div>"
 
 
@@ -250,7 +257,8 @@ def statements_frame(record: RunRecord) -> pd.DataFrame:
     import pandas as pd
 
     columns = ["phase", "step", "attempt", "outcome", "rows", "sql", "error", "started", "finished"]
-    return pd.DataFrame([{c: getattr(s, c) for c in columns} for s in record.applied_sql], columns=columns)
+    frame = pd.DataFrame([{c: getattr(s, c) for c in columns} for s in record.applied_sql], columns=columns)
+    return frame.astype({"step": "Int64", "attempt": "Int64", "rows": "Int64"})
 
 
 def run_html(record: RunRecord) -> str:
