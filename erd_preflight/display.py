@@ -77,6 +77,7 @@ def outcome_styler(frame: pd.DataFrame, column: str, kind: str) -> Styler:
     shown = frame.copy()
     shown[column] = [mark(v) for v in shown[column]]
     styler = shown.style.hide(axis="index").apply(_outcome_colours, subset=[column])
+    styler = styler.set_properties(subset=[column], **{"white-space": "nowrap"})
     styler = styler.format(escape="html", na_rep="", precision=1).set_uuid(_uuid(kind, shown.to_dict("split")))
     return styler.set_table_styles([
         {"selector": "th", "props": "text-align:left;"},

@@ -1,0 +1,125 @@
+"""One real browser: JupyterLab serves the quickstart notebook on localhost, Debian's headless Chromium (driven by
+Playwright, no browser download) runs it up to its panel, clicks "Run preflight", and sees the checklist with
+the blocking finding and a disabled Apply. The screenshot is saved under test-output/.
+
+Chromium comes from Debian's package (`apt-get install chromium`, which `.ci/run` does). Without it the test is
+skipped with that hint, unless ERD_PREFLIGHT_REQUIRE_BROWSER=1 (CI), where a missing browser fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("ERD_PREFLIGHT_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOT_DIR = ROOT / "test-output"
+# As the machine's own probe starts it: no background connections to a network that is not there.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def _browser_or_skip() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    message = f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run the browser test"
+    if os.environ.get("ERD_PREFLIGHT_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path) -> Iterator[str]:
+    """JupyterLab on localhost serving a copy of the quickstart notebook; yields the notebook's URL."""
+    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path / "01_quickstart.ipynb")
+    port, token = _free_port(), "erd-preflight-browser-test"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / ".runtime"), "HOME": str(tmp_path)}
+    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         "--allow-root", f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text())
+                time.sleep(0.5)
+        yield f"{base}/lab/tree/01_quickstart.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_stays_disabled(jupyterlab):
+    _browser_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOT_DIR.mkdir(exist_ok=True)
+    screenshot = SCREENSHOT_DIR / "quickstart-preflight-blocked.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        try:
+            page.goto(jupyterlab, timeout=90_000)
+            # The panel's cell: select it, run every cell above it (what a new user runs before the panel: start
+            # the embedded database, load the sample data, parse the plan), then the panel's cell itself.
+            panel_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="ep.PreflightPanel(plan, db")
+            panel_cell.first.wait_for(timeout=90_000)
+            expect(page.locator(".jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus").first).to_be_visible(
+                timeout=90_000)
+            panel_cell.first.locator(".jp-InputPrompt").click()
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Above Selected Cell", exact=True).click()
+            panel_cell.first.locator(".jp-InputPrompt").click()
+            page.keyboard.press("Control+Enter")
+
+            run_button = panel_cell.first.locator("button", has_text="Run preflight")
+            expect(run_button).to_be_visible(timeout=120_000)
+            apply_button = panel_cell.first.locator("button", has_text="Apply")
+            expect(apply_button).to_be_disabled()
+            run_button.click()
+
+            output = panel_cell.first.locator(".jp-OutputArea")
+            expect(output.get_by_text("preflight BLOCKED").first).to_be_visible(timeout=120_000)
+            checklist = output.locator("table", has_text="NOT_NULL_PRECHECK").first
+            expect(checklist).to_be_visible()
+            expect(checklist).to_contain_text("✖ blocking")
+            expect(checklist).to_contain_text("– skipped")
+            expect(output.get_by_text("NOT_NULL_PRECHECK quickstart.customers(email)").first).to_be_visible()
+            expect(apply_button).to_be_disabled()
+            assert "erd-error" not in output.inner_html()
+            panel_cell.first.screenshot(path=str(screenshot))
+        except Exception:
+            page.screenshot(path=str(SCREENSHOT_DIR / "quickstart-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    print(f"screenshot: {screenshot}")
+    assert screenshot.stat().st_size > 10_000
