@@ -77,7 +77,8 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_stays_disabled(jupyterlab):
+def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_stays_disabled_then_run_all_applies(
+        jupyterlab):
     _browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
@@ -116,6 +117,22 @@ def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_st
             expect(apply_button).to_be_disabled()
             assert "erd-error" not in output.inner_html()
             panel_cell.first.screenshot(path=str(screenshot))
+
+            # Then the rest, as a new user would: Run All reaches the applied migration and its record. The
+            # saved outputs are cleared first, so what is asserted below is what this run printed.
+            page.get_by_role("menuitem", name="Edit", exact=True).click()
+            page.get_by_text("Clear Outputs of All Cells", exact=True).click()
+            expect(page.locator(".jp-Notebook .jp-OutputArea-output")).to_have_count(0)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            apply_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="record = panel.apply()")
+            apply_cell.first.scroll_into_view_if_needed()
+            expect(apply_cell.first.locator(".jp-OutputArea-output").first).to_contain_text("applied",
+                                                                                            timeout=180_000)
+            history_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="ep.RunHistoryPanel(db)")
+            history_cell.first.scroll_into_view_if_needed()
+            expect(history_cell.first.locator("button", has_text="Open report")).to_be_visible(timeout=60_000)
+            expect(page.locator(".jp-Notebook .jp-OutputArea-output", has_text="Traceback")).to_have_count(0)
         except Exception:
             page.screenshot(path=str(SCREENSHOT_DIR / "quickstart-failure.png"), full_page=True)
             raise

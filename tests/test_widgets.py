@@ -4,6 +4,7 @@ and the rich HTML a saved notebook keeps."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +207,16 @@ def test_a_saved_report_renders_the_same_html_twice(db, store, shop):
     for finding in ("NOT_NULL_PRECHECK", "UNIQUE_PRECHECK", "FK_VIOLATIONS_PRECHECK"):
         assert finding in html
     assert html.count("✖ blocking") == 6  # three in the checklist, three finding headers
+
+
+def test_the_saved_quickstart_exported_by_nbconvert_is_a_readable_audit_record():
+    import nbconvert
+    import nbformat
+
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(notebook)
+    assert "✖ blocking" in html and "– skipped" in html            # the blocked report's checklist, with marks
+    assert "sample violating rows" in html                           # its finding, with the rows
+    assert "Phase A: transactional DDL" in html                      # what apply ran, phase by phase
+    assert "status history" in html and "statements run" in html     # the stored run: every status and statement
+    assert html.count("applied") >= 8
