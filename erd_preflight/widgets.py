@@ -397,8 +397,12 @@ class PreflightPanel(widgets.VBox):
     def _run_remediation(self, control: RemediationControl) -> None:
         def work() -> None:
             assert self.run is not None
-            control.run_button.disabled = True
-            changed = self.run.remediate(control.remediation, **control.arguments())
+            control.run_button.disabled = True  # one click, one run; enabled again if it fails
+            try:
+                changed = self.run.remediate(control.remediation, **control.arguments())
+            finally:
+                control.run_button.disabled = False
+                control._update()
             self.refresh_gate()
             self.status.value += (f"<div>{badge('remediated', 'stale')} {esc(control.remediation.title)}: "
                                   f"{changed:,} rows changed. Run the preflight again.</div>")

@@ -159,6 +159,7 @@ def test_errors_are_shown_in_the_panel_never_swallowed(db, store, shop, run_sql)
     backfill.run_button.click()
     assert panel.errors and "no_such_column" in panel.errors[-1]
     assert "remediation backfill failed" in panel.error_box.value
+    assert not backfill.run_button.disabled  # fix the expression and run it again
     assert run_sql("SELECT count(*) FROM customers WHERE email IS NULL") == [(8,)]
 
     # Apply forced open on a blocked run: the gate's refusal is shown, nothing applied
