@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pglast.keywords import RESERVED_KEYWORDS
@@ -625,18 +626,61 @@ class MigrationPlan(BaseModel):
     steps: tuple[PlanStep, ...]
     name: str | None = None
     notes: tuple[str, ...] = Field(default=(), description="what parsing had to say, e.g. skipped BEGIN/COMMIT")
+    origins: tuple[str | None, ...] = Field(
+        default=(), description="where each step came from (a file, an Alembic revision); empty: not recorded. "
+        "Not part of the fingerprint: the same steps are the same plan wherever they were written.")
+
+    @model_validator(mode="after")
+    def _one_origin_per_step(self) -> MigrationPlan:
+        if self.origins and len(self.origins) != len(self.steps):
+            raise ValueError(f"origins has {len(self.origins)} entries for {len(self.steps)} steps")
+        return self
 
     @classmethod
-    def from_sql(cls, text: str, *, name: str | None = None) -> MigrationPlan:
+    def from_sql(cls, text: str, *, name: str | None = None, origin: str | None = None) -> MigrationPlan:
         """Parse a migration with PostgreSQL's own parser (pglast) into typed steps.
 
         Statements it does not model become ``RawSQL`` steps, which preflight reports as warnings.
-        A syntax error raises ``PlanError`` with line and column.
+        A syntax error raises ``PlanError`` with line and column (and ``origin``, when given, names the file).
         """
+        from .errors import PlanError
         from .sqlparse import parse_plan
 
-        steps, notes = parse_plan(text)
-        return cls(steps=tuple(steps), name=name, notes=tuple(notes))
+        try:
+            steps, notes = parse_plan(text)
+        except PlanError as exc:
+            if origin is None:
+                raise
+            raise PlanError(f"{origin}: {exc.args[0]}") from exc
+        if origin is not None:
+            notes = [f"{origin}: {note}" for note in notes]
+        return cls(steps=tuple(steps), name=name, notes=tuple(notes),
+                   origins=(origin,) * len(steps) if origin is not None else ())
+
+    @classmethod
+    def concat(cls, plans: list[MigrationPlan], *, name: str | None = None,
+               notes: tuple[str, ...] = ()) -> MigrationPlan:
+        """One plan running ``plans`` in order, each step keeping its origin."""
+        origins: tuple[str | None, ...] = ()
+        if any(p.origins for p in plans):
+            origins = tuple(o for p in plans for o in (p.origins or (None,) * len(p.steps)))
+        return cls(steps=tuple(s for p in plans for s in p.steps), name=name,
+                   notes=tuple(notes) + tuple(n for p in plans for n in p.notes), origins=origins)
+
+    @classmethod
+    def from_dir(cls, path: str | Path, *, db: Any = None, history: bool = True) -> MigrationPlan:
+        """The pending migrations of a folder, in the order its tool applies them (Flyway ``V3__x.sql``,
+        dbmate / golang-migrate timestamps and ``.up.sql``, sqitch's ``sqitch.plan``).
+
+        With ``db`` (a URL, Engine or Database) and ``history=True``, files that the tool's history table
+        (``flyway_schema_history``, ``schema_migrations``) lists as applied are skipped, read read-only."""
+        from .migration_dirs import plan_from_dir
+
+        return plan_from_dir(cls, Path(path), db=db, history=history)
+
+    def origin_of(self, step: int) -> str | None:
+        """Where step ``step`` (1-based) came from, if recorded."""
+        return self.origins[step - 1] if self.origins and 0 < step <= len(self.origins) else None
 
     def canonical_json(self) -> str:
         """The steps as canonical JSON: sorted keys, no whitespace. The fingerprint hashes this."""

@@ -397,9 +397,12 @@ def run_preflight(
         runs: list[CheckRun] = []
         stopped_at: int | None = None
         for position, check in enumerate(checks):
+            origin = plan.origin_of(check.step)
+            # A plan read from a folder or from Alembic: each finding names the file or revision of its step.
+            step_summary = f"{check.step_summary} (from {origin})" if origin else check.step_summary
             if stopped_at is not None:
                 runs.append(CheckRun(
-                    check_id=check.check_id, step=check.step, step_summary=check.step_summary,
+                    check_id=check.check_id, step=check.step, step_summary=step_summary,
                     target_ref=check.target, outcome="skipped",
                     message=f"not run: preflight stopped at the first blocking result (step {stopped_at}). "
                     "Run with explore=True to run every check.",
@@ -411,12 +414,12 @@ def run_preflight(
                 finding = len(results)
                 results.append(PreflightCheckResult(
                     check_id=check.check_id, severity=outcome.outcome, target_ref=check.target,
-                    message=outcome.message,
+                    message=f"{outcome.message} (step {check.step}, from {origin})" if origin else outcome.message,
                     sample_rows=outcome.rows[: opts.sample_cap] if outcome.rows is not None else None,
                     stats=outcome.stats or None,
                 ))
             run = CheckRun(
-                check_id=check.check_id, step=check.step, step_summary=check.step_summary, target_ref=check.target,
+                check_id=check.check_id, step=check.step, step_summary=step_summary, target_ref=check.target,
                 outcome=outcome.outcome, message=outcome.message, stats=outcome.stats, duration_ms=round(ms, 3),
                 sample_columns=outcome.columns, finding=finding,
             )

@@ -1,0 +1,106 @@
+"""Plans from where migrations already live: folders of numbered files (with the tools' history tables read
+read-only from a real database) and Alembic projects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import erd_preflight as ep
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+FLYWAY_TEN = {f"V{n}__step_{n}.sql": f"ALTER TABLE items ADD COLUMN c{n} int;\n" for n in range(1, 11)}
+
+
+def test_flyway_folder_of_ten_with_three_in_history_plans_the_seven_pending_in_version_order(
+        tmp_path, db, run_sql):
+    folder = write(tmp_path / "flyway", {**FLYWAY_TEN, "U3__undo_step_3.sql": "ALTER TABLE items DROP COLUMN c3;"})
+    run_sql("""
+        CREATE TABLE items (id int);
+        CREATE TABLE flyway_schema_history (installed_rank int PRIMARY KEY, version varchar(50),
+            description varchar(200), type varchar(20), script varchar(1000), success boolean NOT NULL);
+        INSERT INTO flyway_schema_history VALUES
+            (1, '1', 'step 1', 'SQL', 'V1__step_1.sql', true),
+            (2, '2', 'step 2', 'SQL', 'V2__step_2.sql', true),
+            (3, '10', 'step 10', 'SQL', 'V10__step_10.sql', true),
+            (4, '3', 'step 3', 'SQL', 'V3__step_3.sql', false);
+    """)
+    plan = ep.MigrationPlan.from_dir(folder, db=db)
+    assert [s.column for s in plan.steps] == ["c3", "c4", "c5", "c6", "c7", "c8", "c9"]
+    assert plan.origins == tuple(f"V{n}__step_{n}.sql" for n in range(3, 10))
+    assert any("V10__step_10.sql: already applied" in n for n in plan.notes)
+    assert any("U3__undo_step_3.sql" in n and "not part of an upgrade" in n for n in plan.notes)
+    # without the database, every upgrade file, V3 before V10
+    everything = ep.MigrationPlan.from_dir(folder)
+    assert [o for o in everything.origins] == [f"V{n}__step_{n}.sql" for n in range(1, 11)]
+    # the history table is only read: the preflight of the pending plan is clear and nothing changed
+    assert ep.run_preflight(plan, db).status == "clear"
+    assert run_sql("SELECT count(*) FROM flyway_schema_history") == [(4,)]
+
+
+def test_golang_migrate_up_files_after_the_current_version_and_a_dirty_version_is_refused(tmp_path, db, run_sql):
+    folder = write(tmp_path / "gm", {
+        "000001_create.up.sql": "CREATE TABLE things (id int);",
+        "000001_create.down.sql": "DROP TABLE things;",
+        "000002_name.up.sql": "ALTER TABLE things ADD COLUMN name text;",
+        "000002_name.down.sql": "ALTER TABLE things DROP COLUMN name;",
+        "000010_require_name.up.sql": "ALTER TABLE things ALTER COLUMN name SET NOT NULL;",
+    })
+    run_sql("CREATE TABLE things (id int); CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, "
+            "dirty boolean NOT NULL); INSERT INTO schema_migrations VALUES (1, false)")
+    plan = ep.MigrationPlan.from_dir(folder, db=db)
+    assert plan.origins == ("000002_name.up.sql", "000010_require_name.up.sql")
+    run_sql("UPDATE schema_migrations SET dirty = true")
+    with pytest.raises(ep.PlanError, match="version 1 is dirty"):
+        ep.MigrationPlan.from_dir(folder, db=db)
+
+
+def test_dbmate_reads_the_up_section_only_and_skips_listed_versions(tmp_path, db, run_sql):
+    folder = write(tmp_path / "dbmate", {
+        "20240101120000_create.sql": "-- migrate:up\nCREATE TABLE notes (id int);\n\n-- migrate:down\nDROP TABLE notes;\n",
+        "20240301090000_body.sql": "-- migrate:up\nALTER TABLE notes ADD COLUMN body text;\n-- migrate:down\n"
+                                   "ALTER TABLE notes DROP COLUMN body;\n",
+        "20240201000000_title.sql": "-- migrate:up\nALTER TABLE notes ADD COLUMN title text;\n-- migrate:down\n"
+                                    "ALTER TABLE notes DROP COLUMN title;\n",
+    })
+    run_sql("CREATE TABLE notes (id int); CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY); "
+            "INSERT INTO schema_migrations VALUES ('20240101120000')")
+    plan = ep.MigrationPlan.from_dir(folder, db=db)
+    assert plan.origins == ("20240201000000_title.sql", "20240301090000_body.sql")
+    assert [s.kind for s in plan.steps] == ["add_column", "add_column"]
+
+
+def test_a_parse_error_in_a_folder_names_the_file_line_and_column(tmp_path):
+    folder = write(tmp_path / "bad", {"V1__ok.sql": "ALTER TABLE t ADD COLUMN a int;",
+                                      "V2__bad.sql": "\n\nALTER TABLE t ADD COLUMN;\n"})
+    with pytest.raises(ep.PlanError, match=r"V2__bad.sql: .*line 3") as caught:
+        ep.MigrationPlan.from_dir(folder)
+    assert caught.value.__cause__.line == 3
+
+
+def test_files_without_an_order_and_duplicate_versions_are_refused(tmp_path):
+    with pytest.raises(ep.PlanError, match="cannot tell where notes.sql goes"):
+        ep.MigrationPlan.from_dir(write(tmp_path / "a", {"V1__x.sql": "SELECT 1;", "notes.sql": "SELECT 2;"}))
+    with pytest.raises(ep.PlanError, match="same version 1.1"):
+        ep.MigrationPlan.from_dir(write(tmp_path / "b", {"V1.1__x.sql": "SELECT 1;", "V1_1__y.sql": "SELECT 2;"}))
+
+
+def test_findings_name_the_file_their_step_came_from(tmp_path, db, run_sql: Callable[..., Any]):
+    run_sql("CREATE TABLE users (id int, email text); INSERT INTO users VALUES (1, NULL), (2, 'a')")
+    folder = write(tmp_path / "m", {"V1__add_name.sql": "ALTER TABLE users ADD COLUMN name text;",
+                                    "V2__require_email.sql": "ALTER TABLE users ALTER COLUMN email SET NOT NULL;"})
+    report = ep.run_preflight(ep.MigrationPlan.from_dir(folder), db)
+    [finding] = report.blockers
+    assert "from V2__require_email.sql" in finding.message
+    assert [c.step_summary for c in report.checks if c.check_id == "NOT_NULL_PRECHECK"][0].endswith(
+        "(from V2__require_email.sql)")
