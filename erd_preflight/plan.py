@@ -678,6 +678,16 @@ class MigrationPlan(BaseModel):
 
         return plan_from_dir(cls, Path(path), db=db, history=history)
 
+    @classmethod
+    def from_alembic(cls, config_or_ini_path: Any, revision_range: str = "current:head", *,
+                     db: Any = None) -> MigrationPlan:
+        """The pending revisions of an Alembic project, rendered by Alembic's offline mode (``--sql``) and
+        parsed; nothing runs. ``current`` is read from ``alembic_version`` in ``db`` (read-only). Each step
+        remembers its revision (``origins``), and findings name it."""
+        from .alembic_source import plan_from_alembic
+
+        return plan_from_alembic(cls, config_or_ini_path, revision_range, db=db)
+
     def origin_of(self, step: int) -> str | None:
         """Where step ``step`` (1-based) came from, if recorded."""
         return self.origins[step - 1] if self.origins and 0 < step <= len(self.origins) else None

@@ -104,3 +104,86 @@ def test_findings_name_the_file_their_step_came_from(tmp_path, db, run_sql: Call
     assert "from V2__require_email.sql" in finding.message
     assert [c.step_summary for c in report.checks if c.check_id == "NOT_NULL_PRECHECK"][0].endswith(
         "(from V2__require_email.sql)")
+
+
+# --- Alembic -----------------------------------------------------------------------------------------------
+
+REVISION = '''"""{doc}"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{body}
+
+
+def downgrade():
+    pass
+'''
+
+
+def alembic_project(folder: Path, url: str, revisions: list[tuple[str, str, str]]) -> Path:
+    """A real Alembic project made by `alembic init`, with ``revisions`` as (id, doc, upgrade body)."""
+    from alembic import command
+    from alembic.config import Config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ini = folder / "alembic.ini"
+    config = Config(str(ini))
+    command.init(config, str(folder / "migrations"))
+    text = ini.read_text().replace("driver://user:pass@localhost/dbname", url.replace("%", "%%"))
+    ini.write_text(text)
+    down = None
+    for revision, doc, body in revisions:
+        (folder / "migrations" / "versions" / f"{revision}.py").write_text(
+            REVISION.format(doc=doc, revision=revision, down=down, body=body))
+        down = revision
+    return ini
+
+
+ALEMBIC_REVISIONS = [
+    ("a1", "create accounts", "    op.create_table('accounts', sa.Column('id', sa.Integer, primary_key=True),\n"
+                              "                    sa.Column('email', sa.Text))"),
+    ("b2", "add plan column", "    op.add_column('accounts', sa.Column('plan', sa.Text, server_default='free'))"),
+    ("c3", "require email", "    op.alter_column('accounts', 'email', nullable=False)"),
+]
+
+
+def test_alembic_pending_revisions_are_preflighted_without_running_and_the_blocked_one_is_named(
+        tmp_path, db, schema, server_url, run_sql):
+    url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    ini = alembic_project(tmp_path / "proj", url, ALEMBIC_REVISIONS)
+    # a1 is applied (the table exists and alembic_version says so), with NULL emails planted
+    run_sql("CREATE TABLE accounts (id int PRIMARY KEY, email text); "
+            "INSERT INTO accounts SELECT g, CASE WHEN g % 4 = 0 THEN NULL ELSE 'a' || g END FROM generate_series(1, 40) g;"
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); "
+            "INSERT INTO alembic_version VALUES ('a1')")
+    plan = ep.MigrationPlan.from_alembic(ini, db=db)
+    assert [s.kind for s in plan.steps] == ["add_column", "set_not_null"]
+    assert plan.origins == ("revision b2 (add plan column)", "revision c3 (require email)")
+    report = ep.run_preflight(plan, db)
+    [blocker] = report.blockers
+    assert blocker.check_id == "NOT_NULL_PRECHECK" and "from revision c3 (require email)" in blocker.message
+    # nothing ran: no plan column, alembic_version untouched
+    assert run_sql("SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+                   "AND table_name = 'accounts' AND column_name = 'plan'") == [(0,)]
+    assert run_sql("SELECT version_num FROM alembic_version") == [("a1",)]
+    # an explicit range needs no database
+    everything = ep.MigrationPlan.from_alembic(ini, "base:head")
+    assert [s.kind for s in everything.steps] == ["create_table", "add_column", "set_not_null"]
+    assert everything.origins[0] == "revision a1 (create accounts)"
+
+
+def test_an_alembic_revision_that_reads_the_database_at_upgrade_gets_a_clear_error_naming_it(tmp_path, server_url):
+    url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    ini = alembic_project(tmp_path / "proj", url, ALEMBIC_REVISIONS[:1] + [
+        ("d4", "backfill from data", "    rows = op.get_bind().execute(sa.text('SELECT id FROM accounts')).fetchall()\n"
+                                     "    op.execute('SELECT 1')"),
+    ])
+    with pytest.raises(ep.PlanError, match=r"revision d4 \(backfill from data\) cannot be rendered to SQL offline"):
+        ep.MigrationPlan.from_alembic(ini, "base:head")

@@ -1,0 +1,219 @@
+"""``erd-preflight``: the same preflight, gate and apply as a notebook, for CI and terminals.
+
+    erd-preflight check PLAN [--db URL] [--explore] [--json]
+    erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...]
+    erd-preflight runs [--db URL]
+
+PLAN is a ``.sql`` file, a folder of migrations, or ``alembic:PATH/alembic.ini``. Without ``--db`` the URL comes
+from ERD_PREFLIGHT_URL, then DATABASE_URL. Exit codes: 0 clear / applied, 1 blocked / refused, 2 usage or
+connection error, 3 apply failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .apply import ApplyOptions
+from .contract import CheckRun, PreflightReport
+from .db import Database, connect
+from .errors import ApplyBlocked, ApplyFailed, ConcurrentApply, ConnectionFailed, PlanError, PreflightError
+from .phases import PhaseStatement
+from .plan import MigrationPlan
+from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
+
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
+MARKS = {"pass": "ok  ", "warning": "WARN", "blocking": "FAIL", "skipped": "skip"}
+SAMPLE_ROWS = 3
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: exit code 2, one line that says what to do."""
+
+
+def database_url(given: str | None) -> str:
+    url = given or os.environ.get("ERD_PREFLIGHT_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        raise UsageError("no database: pass --db postgresql://user@host:5432/dbname, or set ERD_PREFLIGHT_URL "
+                         "(or DATABASE_URL)")
+    return url
+
+
+def load_plan(spec: str, db: Database) -> MigrationPlan:
+    """A ``.sql`` file, a folder of migrations (pending ones only), or ``alembic:PATH/alembic.ini``."""
+    if spec.startswith("alembic:"):
+        ini = Path(spec.removeprefix("alembic:"))
+        if not ini.exists():
+            raise UsageError(f"{ini} does not exist: give alembic:PATH/TO/alembic.ini")
+        return MigrationPlan.from_alembic(ini, db=db)
+    path = Path(spec)
+    if path.is_dir():
+        return MigrationPlan.from_dir(path, db=db)
+    if path.is_file():
+        return MigrationPlan.from_sql(path.read_text(encoding="utf-8"), name=path.name, origin=path.name)
+    raise UsageError(f"{spec} is not a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+
+
+def _progress(stream: TextIO) -> Any:
+    if not stream.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(run: CheckRun, done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc="preflight", unit="check", file=stream, leave=False)
+        bar["bar"].set_postfix_str(f"{run.check_id} {run.outcome}", refresh=False)
+        bar["bar"].update(1)
+        if done == total or run.outcome == "blocking":
+            bar["bar"].close()
+
+    return update
+
+
+def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> None:
+    """The short human report: status and counts, the checklist with marks, the first sample rows."""
+    ran = [c for c in report.checks if c.outcome != "skipped"]
+    print(f"{plan.name or 'plan'}: {len(plan)} steps · preflight {report.status.upper()} · {len(ran)} of "
+          f"{len(report.checks)} checks ran · {len(report.blockers)} blocking · {len(report.warnings)} warnings",
+          file=out)
+    for note in plan.notes:
+        print(f"  note: {note}", file=out)
+    for run in report.checks:
+        print(f"  [{MARKS[run.outcome]}] step {run.step} {run.check_id}: {run.message}", file=out)
+    for index, finding in enumerate(report.results):
+        if finding.sample_rows:
+            frame = report.samples(index)
+            print(f"\n  first sample rows of {finding.check_id} ({len(frame)} kept, "
+                  f"{(finding.stats or {}).get('violations', '?')} in all):", file=out)
+            text = frame.head(SAMPLE_ROWS).to_string(index=False)
+            print("\n".join("    " + line for line in text.splitlines()), file=out)
+
+
+def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
+    from .preflight import run_preflight
+
+    plan = load_plan(args.plan, db)
+    report = run_preflight(plan, db, explore=args.explore, progress=None if args.json else _progress(sys.stderr))
+    if args.json:
+        print(report.contract_json(), file=out)
+    else:
+        print_report(report, plan, out)
+    return EXIT_BLOCKED if report.blocked else EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
+    from .run import MigrationRun
+
+    plan = load_plan(args.plan, db)
+    run = MigrationRun.start(plan, db, name=plan.name, store_schema=args.store_schema,
+                             options=ApplyOptions(lock_timeout=args.lock_timeout))
+    report = run.preflight(explore=args.explore, progress=_progress(sys.stderr))
+    print_report(report, plan, out)
+    decision = run.gate(confirm_large_non_concurrent=args.confirm_large)
+    if not decision.can_apply:
+        print(f"\nrun {run.id}: Apply refused", file=out)
+        for reason in decision.reasons:
+            print(f"  - {reason.code}: {reason.message}", file=out)
+        return EXIT_BLOCKED
+
+    def progress(statement: PhaseStatement, entry: AppliedStatement) -> None:
+        if entry.outcome != "running":
+            print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {statement.sql}", file=out,
+                  flush=True)
+
+    print(f"\nrun {run.id}: applying {len(run.phases())} statements", file=out, flush=True)
+    record = run.apply(progress=progress)
+    print(f"run {record.id}: {record.status}", file=out)
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace, db: Database, out: TextIO) -> int:
+    import pandas as pd
+
+    from .store import runs
+
+    frame = runs(db, store_schema=args.store_schema, limit=args.limit)
+    if frame.empty:
+        print("no migration runs stored yet", file=out)
+        return EXIT_OK
+    columns = ["created_at", "name", "status", "steps", "blocking", "warnings", "applied_statements", "error"]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        print(frame[columns].to_string(), file=out)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="erd-preflight", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    top.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", help="PostgreSQL URL (default: $ERD_PREFLIGHT_URL, then $DATABASE_URL)")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
+
+    check = sub.add_parser("check", help="preflight a plan (read-only): exit 0 clear, 1 blocked")
+    check.add_argument("plan", help="a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+    check.add_argument("--explore", action="store_true", help="run every check instead of stopping at a blocker")
+    check.add_argument("--json", action="store_true", help="print exactly the contract JSON of the report")
+    common(check)
+
+    apply = sub.add_parser("apply", help="preflight, gate and apply in phases, recorded in migration_run")
+    apply.add_argument("plan", help="a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+    apply.add_argument("--confirm-large", metavar="TABLE", action="append", default=[],
+                       help="confirm a non-concurrent index build on this large table (repeatable)")
+    apply.add_argument("--explore", action="store_true", help="run every check before deciding")
+    apply.add_argument("--lock-timeout", type=float, default=ApplyOptions().lock_timeout,
+                       help="seconds each statement waits for its lock before a retry (default: %(default)s)")
+    apply.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
+    common(apply)
+
+    runs = sub.add_parser("runs", help="list the audit trail (migration_run)")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
+    common(runs)
+    return top
+
+
+COMMANDS = {"check": cmd_check, "apply": cmd_apply, "runs": cmd_runs}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = parser().parse_args(argv)  # argparse exits 2 on a usage error, with its own message
+    stream = out or sys.stdout
+    try:
+        db = connect(database_url(args.db))
+        return COMMANDS[args.command](args, db, stream)
+    except Exception as exc:
+        code, message = _classify(exc)
+        if args.debug:
+            raise
+        first, *rest = message.splitlines() or [""]
+        print(f"erd-preflight: {first}", file=sys.stderr)
+        if code == EXIT_APPLY_FAILED:
+            print("  the run's record says what was applied and what was not: erd-preflight runs", file=sys.stderr)
+        elif rest:
+            print(f"  {rest[0].strip()}" + (" (more with --debug)" if len(rest) > 1 else ""), file=sys.stderr)
+        return code
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, ApplyFailed):
+        return EXIT_APPLY_FAILED, str(exc)
+    if isinstance(exc, (ApplyBlocked, ConcurrentApply)):
+        return EXIT_BLOCKED, str(exc)
+    if isinstance(exc, (UsageError, ConnectionFailed, PlanError)):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, PreflightError):
+        return EXIT_USAGE, str(exc)
+    return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
