@@ -85,7 +85,9 @@ def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> N
     for note in plan.notes:
         print(f"  note: {note}", file=out)
     for run in report.checks:
-        print(f"  [{MARKS[run.outcome]}] step {run.step} {run.check_id}: {run.message}", file=out)
+        origin = plan.origin_of(run.step)
+        where = f"step {run.step} from {origin}" if origin else f"step {run.step}"
+        print(f"  [{MARKS[run.outcome]}] {where} {run.check_id}: {run.message}", file=out)
     for index, finding in enumerate(report.results):
         if finding.sample_rows:
             frame = report.samples(index)

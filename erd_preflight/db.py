@@ -122,14 +122,16 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.url!r}{', embedded' if self.embedded else ''})"
 
-    def _connection_failed(self, exc: sa.exc.OperationalError) -> ConnectionFailed:
+    def _connection_failed(self, exc: Exception) -> ConnectionFailed:
+        reason = str(getattr(exc, "orig", None) or exc).strip().replace("\n", " ")
         return ConnectionFailed(
-            f"cannot connect to {self.url}: {exc.orig}. Check the URL and that the server accepts connections.")
+            f"cannot connect to {self.url}: {reason}. Check the URL and that the server accepts connections.")
 
     def _raw_connection(self) -> Any:
         try:
             return self.engine.raw_connection()
-        except sa.exc.OperationalError as exc:
+        # a pool's first connect raises the driver's own error, unwrapped
+        except (sa.exc.OperationalError, psycopg.OperationalError) as exc:
             raise self._connection_failed(exc) from exc
 
     def sa_connection(self) -> sa.Connection:

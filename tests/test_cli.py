@@ -1,0 +1,165 @@
+"""The erd-preflight command, run as a subprocess against a real PostgreSQL, over each exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import psycopg
+import pytest
+
+import erd_preflight as ep
+
+MIGRATION = """
+ALTER TABLE users ALTER COLUMN email SET NOT NULL;
+CREATE INDEX CONCURRENTLY users_email_idx ON users (email);
+"""
+
+
+@pytest.fixture
+def conninfo(server_url: str, schema: str) -> str:
+    """A URL (what the CLI takes) whose search_path is the test schema."""
+    from urllib.parse import quote
+
+    return f"{server_url}{'&' if '?' in server_url else '?'}options={quote(f'-c search_path={schema}')}"
+
+
+@pytest.fixture
+def users(run_sql: Callable[..., Any]) -> None:
+    run_sql("CREATE TABLE users (id int PRIMARY KEY, email text); "
+            "INSERT INTO users SELECT g, CASE WHEN g % 5 = 0 THEN NULL ELSE 'u' || g END FROM generate_series(1, 50) g")
+
+
+def cli(*args: str, url: str | None = None, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    command = shutil.which("erd-preflight", path=str(Path(sys.executable).parent))
+    assert command, "the erd-preflight console script is not installed next to this Python"
+    environment = {k: v for k, v in os.environ.items() if k not in ("ERD_PREFLIGHT_URL", "DATABASE_URL")}
+    environment.update(env or {})
+    argv = [command, *args] + (["--db", url] if url else [])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=180, env=environment, cwd=cwd)
+
+
+def test_check_clear_exits_0_and_blocked_exits_1_with_a_readable_report(tmp_path, conninfo, users, run_sql):
+    plan = tmp_path / "0007_users.sql"
+    plan.write_text(MIGRATION)
+    blocked = cli("check", str(plan), url=conninfo)
+    assert blocked.returncode == 1, blocked.stderr
+    assert "preflight BLOCKED" in blocked.stdout
+    assert "[FAIL] step 1 from 0007_users.sql NOT_NULL_PRECHECK" in blocked.stdout
+    assert "first sample rows of NOT_NULL_PRECHECK (10 kept, 10 in all)" in blocked.stdout
+    assert "Traceback" not in blocked.stderr
+    run_sql("UPDATE users SET email = 'x' || id WHERE email IS NULL")
+    clear = cli("check", str(plan), url=conninfo)
+    assert clear.returncode == 0, clear.stdout + clear.stderr
+    assert "preflight CLEAR" in clear.stdout and "[ok  ] step 1 from 0007_users.sql NOT_NULL_PRECHECK" in clear.stdout
+
+
+def test_check_json_prints_exactly_the_contract_json_valid_against_the_schema(tmp_path, conninfo, users):
+    plan = tmp_path / "0007_users.sql"
+    plan.write_text(MIGRATION)
+    result = cli("check", str(plan), "--json", "--explore", url=conninfo)
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, ep.report_json_schema())
+    assert document["status"] == "blocked" and document["results"][0]["checkId"] == "NOT_NULL_PRECHECK"
+    assert set(document) >= {"status", "results", "createdAt"}
+    assert ep.PreflightReport.model_validate(document).contract_json() == result.stdout.strip()
+
+
+def test_the_url_comes_from_erd_preflight_url_then_database_url(tmp_path, conninfo, users):
+    plan = tmp_path / "p.sql"
+    plan.write_text("ALTER TABLE users ADD COLUMN note text;")
+    assert cli("check", str(plan), env={"ERD_PREFLIGHT_URL": conninfo}).returncode == 0
+    assert cli("check", str(plan), env={"DATABASE_URL": conninfo}).returncode == 0
+    nowhere = "postgresql://nobody@127.0.0.1:1/nothing"
+    assert cli("check", str(plan), env={"ERD_PREFLIGHT_URL": conninfo, "DATABASE_URL": nowhere}).returncode == 0
+
+
+def test_usage_and_connection_errors_exit_2_in_two_lines_without_a_traceback(tmp_path, conninfo, users):
+    plan = tmp_path / "p.sql"
+    plan.write_text("ALTER TABLE users ADD COLUMN note text;")
+    no_db = cli("check", str(plan))
+    assert no_db.returncode == 2 and "no database: pass --db" in no_db.stderr
+    down = cli("check", str(plan), url="postgresql://nobody@127.0.0.1:1/nothing")
+    assert down.returncode == 2 and "cannot connect" in down.stderr
+    assert len(down.stderr.strip().splitlines()) <= 2 and "Traceback" not in down.stderr
+    bad = tmp_path / "bad.sql"
+    bad.write_text("ALTER TABLE users ADD COLUMN;")
+    parse = cli("check", str(bad), url=conninfo)
+    assert parse.returncode == 2 and "line 1" in parse.stderr and "Traceback" not in parse.stderr
+    missing = cli("check", str(tmp_path / "nope.sql"), url=conninfo)
+    assert missing.returncode == 2 and "is not a .sql file, a folder" in missing.stderr
+    assert cli("frobnicate").returncode == 2
+    debug = cli("check", str(plan), "--debug", url="postgresql://nobody@127.0.0.1:1/nothing")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_apply_refused_exits_1_applied_exits_0_and_runs_lists_the_record(tmp_path, conninfo, store, users, run_sql):
+    plan = tmp_path / "0007_users.sql"
+    plan.write_text(MIGRATION)
+    refused = cli("apply", str(plan), "--store-schema", store, url=conninfo)
+    assert refused.returncode == 1, refused.stderr
+    assert "Apply refused" in refused.stdout and "BLOCKED: NOT_NULL_PRECHECK" in refused.stdout
+    assert run_sql("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass "
+                   "AND attname = 'email'") == [(False,)]
+    run_sql("UPDATE users SET email = 'x' || id WHERE email IS NULL")
+    applied = cli("apply", str(plan), "--store-schema", store, url=conninfo)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "phase A step 1 [applied]" in applied.stdout and "phase B step 2 [applied]" in applied.stdout
+    assert applied.stdout.strip().endswith("applied")
+    listed = cli("runs", "--store-schema", store, url=conninfo)
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert any("applied" in line and "0007_users.sql" in line for line in lines)
+    assert any("blocked" in line for line in lines)
+
+
+def test_apply_that_fails_exits_3_and_names_the_record(tmp_path, conninfo, store, users, run_sql):
+    # A row that violates the plan arrives after the preflight, between check and apply: a trigger plants it
+    # as the apply's own first statement runs, so PostgreSQL refuses the constraint in phase A.
+    plan = tmp_path / "0008.sql"
+    plan.write_text("ALTER TABLE users ADD COLUMN note text NOT NULL DEFAULT '';\n"
+                    "ALTER TABLE users ADD CONSTRAINT users_id_small CHECK (id < 100);")
+    run_sql("""
+        CREATE FUNCTION plant() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO users VALUES (1000, 'late'); END $$;
+        CREATE EVENT TRIGGER plant_row ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION plant();
+    """)
+    try:
+        failed = cli("apply", str(plan), "--store-schema", store, url=conninfo)
+    finally:
+        run_sql("DROP EVENT TRIGGER IF EXISTS plant_row")
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr and "erd-preflight runs" in failed.stderr
+    with psycopg.connect(conninfo) as conn:
+        status = conn.execute(f'SELECT status FROM "{store}".migration_run ORDER BY id DESC LIMIT 1').fetchone()
+    assert status == ("failed",)
+    assert run_sql("SELECT count(*) FROM users WHERE id = 1000") == [(0,)]  # phase A rolled back whole
+
+
+def test_check_reads_a_folder_and_an_alembic_project(tmp_path, conninfo, server_url, users, run_sql):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "V1__note.sql").write_text("ALTER TABLE users ADD COLUMN note text;")
+    (folder / "V2__require_email.sql").write_text("ALTER TABLE users ALTER COLUMN email SET NOT NULL;")
+    result = cli("check", str(folder), url=conninfo)
+    assert result.returncode == 1 and "from V2__require_email.sql" in result.stdout
+
+    from test_sources import ALEMBIC_REVISIONS, alembic_project
+
+    ini = alembic_project(tmp_path / "alembic", server_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                          ALEMBIC_REVISIONS)
+    run_sql("CREATE TABLE accounts (id int PRIMARY KEY, email text); INSERT INTO accounts VALUES (1, NULL);"
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version "
+            "VALUES ('b2')")
+    result = cli("check", f"alembic:{ini}", url=conninfo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "from revision c3 (require email)" in result.stdout
