@@ -163,3 +163,42 @@ def test_check_reads_a_folder_and_an_alembic_project(tmp_path, conninfo, server_
     result = cli("check", f"alembic:{ini}", url=conninfo)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "from revision c3 (require email)" in result.stdout
+
+
+def readme_block(marker: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    after = text.split(f"<!-- {marker} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def test_the_readme_ci_snippet_is_valid_workflow_yaml_and_its_check_commands_run(tmp_path, conninfo, users):
+    import yaml
+
+    workflow = yaml.safe_load(readme_block("ci-example"))
+    job = workflow["jobs"]["preflight"]
+    assert "postgres" in job["services"] and job["env"]["DATABASE_URL"].startswith("postgresql://")
+    commands = [step["run"] for step in job["steps"] if "erd-preflight" in step.get("run", "")]
+    assert commands and any("pip install" in step.get("run", "") for step in job["steps"])
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "V1__require_email.sql").write_text(MIGRATION)
+    bin_dir = str(Path(sys.executable).parent)
+    for command in commands:
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                                env={**os.environ, "DATABASE_URL": conninfo, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        assert result.returncode == 1, f"{command}: {result.stderr}"  # the planted NULLs block it
+    ep.PreflightReport.model_validate_json((tmp_path / "preflight.json").read_text())
+
+
+def test_the_readme_alembic_example_runs_and_names_the_blocking_revision(tmp_path, conninfo, server_url, run_sql):
+    from test_sources import ALEMBIC_REVISIONS, alembic_project
+
+    alembic_project(tmp_path, server_url.replace("postgresql://", "postgresql+psycopg://", 1), ALEMBIC_REVISIONS)
+    run_sql("CREATE TABLE accounts (id int PRIMARY KEY, email text); INSERT INTO accounts VALUES (1, NULL);"
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version "
+            "VALUES ('a1')")
+    command = readme_block("alembic-example").strip().splitlines()[0]
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "DATABASE_URL": conninfo, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.returncode == 1, result.stderr
+    assert "from revision c3 (require email)" in result.stdout
