@@ -19,15 +19,22 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .apply import ApplyOptions
-from .contract import CheckRun, PreflightReport
+from .contract import PreflightReport
 from .db import Database, connect
-from .errors import ApplyBlocked, ApplyFailed, ConcurrentApply, ConnectionFailed, PlanError, PreflightError
+from .errors import (
+    ApplyBlocked,
+    ApplyFailed,
+    ConcurrentApply,
+    ConnectionFailed,
+    PlanError,
+    PreflightError,
+)
+from .frames import TEXT_MARKS
 from .phases import PhaseStatement
 from .plan import MigrationPlan
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
-MARKS = {"pass": "ok  ", "warning": "WARN", "blocking": "FAIL", "skipped": "skip"}
 SAMPLE_ROWS = 3
 
 
@@ -59,21 +66,10 @@ def load_plan(spec: str, db: Database) -> MigrationPlan:
 
 
 def _progress(stream: TextIO) -> Any:
-    if not stream.isatty():
-        return None
-    from tqdm import tqdm
+    """A progress bar per check on a terminal; nothing when the output is a file or a CI log."""
+    from .preflight import progress_bar
 
-    bar: dict[str, Any] = {}
-
-    def update(run: CheckRun, done: int, total: int) -> None:
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc="preflight", unit="check", file=stream, leave=False)
-        bar["bar"].set_postfix_str(f"{run.check_id} {run.outcome}", refresh=False)
-        bar["bar"].update(1)
-        if done == total or run.outcome == "blocking":
-            bar["bar"].close()
-
-    return update
+    return progress_bar(stream) if stream.isatty() else None
 
 
 def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> None:
@@ -87,7 +83,7 @@ def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> N
     for run in report.checks:
         origin = plan.origin_of(run.step)
         where = f"step {run.step} from {origin}" if origin else f"step {run.step}"
-        print(f"  [{MARKS[run.outcome]}] {where} {run.check_id}: {run.message}", file=out)
+        print(f"  [{TEXT_MARKS[run.outcome]}] {where} {run.check_id}: {run.message}", file=out)
     for index, finding in enumerate(report.results):
         if finding.sample_rows:
             frame = report.samples(index)

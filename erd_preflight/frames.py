@@ -112,11 +112,15 @@ def samples_frame(report: PreflightReport, check: str | int) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+# The checklist's marks in plain text (terminals, logs): same width, readable without colour.
+TEXT_MARKS = {"pass": "ok  ", "warning": "WARN", "blocking": "FAIL", "skipped": "skip"}
+
+
 def summary_text(report: PreflightReport) -> str:
     ran = [c for c in report.checks if c.outcome != "skipped"]
     lines = [f"preflight {report.status.upper()}: {len(ran)} of {len(report.checks)} checks ran, "
              f"{len(report.blockers)} blocking, {len(report.warnings)} warnings"]
     for run in report.checks:
-        mark = {"pass": "ok  ", "warning": "WARN", "blocking": "FAIL", "skipped": "skip"}[run.outcome]
+        mark = TEXT_MARKS[run.outcome]
         lines.append(f"  [{mark}] step {run.step} {run.check_id}: {run.message}")
     return "\n".join(lines)

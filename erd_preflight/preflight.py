@@ -353,15 +353,19 @@ class _Executor:
         return outcome
 
 
-def _progress_bar(total: int) -> ProgressCallback:
+def progress_bar(stream: Any = None) -> ProgressCallback:
+    """A tqdm bar (on ``stream``, default stderr; a notebook widget under Jupyter) advancing per check."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="preflight", unit="check", leave=True)
+    bars: list[Any] = []
 
-    def update(run: CheckRun, done: int, _total: int) -> None:
+    def update(run: CheckRun, done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="preflight", unit="check", leave=True, file=stream))
+        bar = bars[0]
         bar.set_postfix_str(f"{run.check_id} {run.outcome}", refresh=False)
         bar.update(1)
-        if done == _total or run.outcome == "blocking":
+        if done == total or run.outcome == "blocking":
             bar.close()
 
     return update
@@ -391,7 +395,7 @@ def run_preflight(
             catalog = Catalog(conn)
             checks = derive_checks(plan, catalog, opts)
             work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
-        callback = _progress_bar(len(checks)) if progress is True else (progress or None)
+        callback = progress_bar() if progress is True else (progress or None)
         executor = _Executor(conn, opts, checks, work_mem)
         results: list[PreflightCheckResult] = []
         runs: list[CheckRun] = []
