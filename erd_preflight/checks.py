@@ -205,7 +205,8 @@ def _human_rows(n: int) -> str:
     return f"{n:,}"
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """A size for people: 812 B, 3.4 MiB, 1.2 GiB."""
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
@@ -772,7 +773,7 @@ def _large_table_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]
         checks.append(_verdict(
             LARGE_TABLE_WARNING, index, step, "warning",
             f"{state.label} is large: ~{_human_rows(info.estimated_rows)} rows ({estimate}), "
-            f"{_human_bytes(info.total_bytes)}. This step takes a {lock} lock; {work}. "
+            f"{human_bytes(info.total_bytes)}. This step takes a {lock} lock; {work}. "
             "Schedule it off-peak, with a lock_timeout.",
             target=TargetRef(kind="table", schema=state.schema, table=state.name), **stats,
         ))

@@ -25,8 +25,6 @@ from .errors import (
     ApplyBlocked,
     ApplyFailed,
     ConcurrentApply,
-    ConnectionFailed,
-    PlanError,
     PreflightError,
 )
 from .frames import TEXT_MARKS
@@ -125,7 +123,7 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
             print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {statement.sql}", file=out,
                   flush=True)
 
-    print(f"\nrun {run.id}: applying {len(run.phases())} statements", file=out, flush=True)
+    print(f"\nrun {run.id}: applying", file=out, flush=True)  # apply compiles the phases itself
     record = run.apply(progress=progress)
     print(f"run {record.id}: {record.status}", file=out)
     return EXIT_OK
@@ -206,9 +204,7 @@ def _classify(exc: Exception) -> tuple[int, str]:
         return EXIT_APPLY_FAILED, str(exc)
     if isinstance(exc, (ApplyBlocked, ConcurrentApply)):
         return EXIT_BLOCKED, str(exc)
-    if isinstance(exc, (UsageError, ConnectionFailed, PlanError)):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, PreflightError):
+    if isinstance(exc, (UsageError, PreflightError)):  # bad arguments, a bad plan, no connection
         return EXIT_USAGE, str(exc)
     return EXIT_USAGE, f"{type(exc).__name__}: {exc}"
 

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .checks import human_bytes
+
 if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
@@ -243,15 +245,6 @@ def gate_html(decision: GateDecision, *, remediations: bool = True) -> str:
             for r in decision.remediations))
     parts.append(_list(f"note: {esc(n)}" for n in decision.notes))
     return f"<div class='erd-gate'>{''.join(parts)}</div>"
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def statements_frame(record: RunRecord) -> pd.DataFrame:
