@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .db import Database
 from .errors import ConcurrentApply
@@ -38,13 +38,30 @@ class ApplyOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lock_timeout: float = Field(default=2.0, gt=0, description="the longest any statement waits for a lock")
-    statement_timeout: float = Field(default=3600.0, ge=0, description="the longest one statement may run")
+    lock_timeout: float = Field(default=2.0, ge=0.001, allow_inf_nan=False,
+                                description="the longest any statement waits for a lock; at least 1 ms "
+                                "(PostgreSQL reads 0 ms as no limit at all)")
+    statement_timeout: float = Field(default=3600.0, ge=0, allow_inf_nan=False,
+                                     description="the longest one statement may run; 0: no limit")
+    index_build_timeout: float = Field(
+        default=6 * 3600.0, ge=0.001, allow_inf_nan=False,
+        description="the longest a CREATE INDEX CONCURRENTLY may take, waits for older snapshots included. Its "
+        "lock (SHARE UPDATE EXCLUSIVE) blocks neither reads nor writes, so lock_timeout does not apply to it")
     lock_retries: int = Field(default=3, ge=0, description="retries after a lock timeout, before the run fails")
-    retry_backoff: float = Field(default=1.0, ge=0, description="the wait before the first retry; doubles each time")
-    retry_backoff_max: float = Field(default=30.0, ge=0)
+    retry_backoff: float = Field(default=1.0, ge=0, allow_inf_nan=False,
+                                 description="the wait before the first retry; doubles each time")
+    retry_backoff_max: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     retry_jitter: float = Field(default=0.5, ge=0, le=1, description="a random share of the wait added or taken off")
-    max_report_age: float = Field(default=3600.0, gt=0, description="how old a clear report may be at apply")
+    max_report_age: float = Field(default=3600.0, gt=0, allow_inf_nan=False,
+                                  description="how old a clear report may be at apply")
+
+    @field_validator("statement_timeout")
+    @classmethod
+    def _whole_milliseconds(cls, value: float) -> float:
+        if 0 < value < 0.001:
+            raise ValueError("statement_timeout below 1 ms would be sent as 0 ms, which PostgreSQL reads as no "
+                             "limit: give 0 for no limit, or at least 0.001 s")
+        return value
 
 
 ApplyProgress = Callable[[PhaseStatement, AppliedStatement], None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class PreflightError(Exception):
     """Base class of every error erd_preflight raises on purpose."""
@@ -62,3 +64,48 @@ class ApplyFailed(PreflightError):
         self.run_id = run_id
         self.phase = phase
         super().__init__(message)
+
+
+class CheckTimeout(PreflightError):
+    """Reading what preflight needs (the catalog, a lock) took longer than ``check_timeout``."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What went wrong, from PostgreSQL's SQLSTATE: classified once here, and every caller uses this.
+
+ErrorKind = Literal["data", "privilege", "connection", "limit", "timeout", "lock", "other"]
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """- class 22/23: ``data`` (the rows break the rule: a finding);
+    - 42501: ``privilege`` (a finding with the GRANT that lifts it);
+    - class 08, 57P01-57P03, or a connection psycopg reports lost: ``connection`` (``ConnectionFailed``);
+    - class 53, 54: ``limit`` (out of memory or disk, a value over a size limit);
+    - 57014: ``timeout`` (statement_timeout, or a cancel); 55P03: ``lock`` (lock_timeout)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state[:2] in ("22", "23"):
+        return "data"
+    if state == "42501":
+        return "privilege"
+    if state[:2] == "08" or state in ("57P01", "57P02", "57P03"):
+        return "connection"
+    if state[:2] in ("53", "54"):
+        return "limit"
+    if state == "57014":
+        return "timeout"
+    if state == "55P03":
+        return "lock"
+    # No SQLSTATE at all: libpq lost the connection (server gone, socket closed, backend killed).
+    if not state and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+        return "connection"
+    return "other"
+
+
+def server_went_away(exc: BaseException, doing: str) -> ConnectionFailed:
+    """The error for a connection lost in the middle of something: it names what was going on."""
+    diag = getattr(exc, "diag", None)
+    reason = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip() or type(exc).__name__
+    reason = " ".join(reason.split())
+    return ConnectionFailed(f"the connection to PostgreSQL was lost while {doing} ({reason}): the server went away "
+                            "or ended the session (a restart, pg_terminate_backend, the network). Nothing was "
+                            "changed by preflight; run it again when the server answers.")

@@ -356,8 +356,11 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
 
 
 def lock_settings(lock_timeout_s: float, statement_timeout_s: float, *, local: bool) -> sql.Composed:
-    """SET [LOCAL] lock_timeout and statement_timeout, in milliseconds (0: no limit)."""
+    """SET [LOCAL] lock_timeout and statement_timeout, in milliseconds (0: no limit), and
+    standard_conforming_strings on: the plan's string literals were parsed that way (by pglast), and with it
+    off a backslash would end a literal early and let the rest of it run as SQL."""
     scope = sql.SQL("SET LOCAL ") if local else sql.SQL("SET ")
-    return sql.SQL("{}lock_timeout = {}; {}statement_timeout = {}").format(
-        scope, sql.Literal(f"{int(lock_timeout_s * 1000)}ms"), scope, sql.Literal(f"{int(statement_timeout_s * 1000)}ms")
+    return sql.SQL("{}lock_timeout = {}; {}statement_timeout = {}; {}standard_conforming_strings = on").format(
+        scope, sql.Literal(f"{int(lock_timeout_s * 1000)}ms"), scope, sql.Literal(f"{int(statement_timeout_s * 1000)}ms"),
+        scope,
     )

@@ -14,10 +14,17 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pglast.keywords import RESERVED_KEYWORDS
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .contract import TargetRef
-from .sqlparse import normalize_expression, normalize_type
+from .errors import PlanError
+from .sqlparse import (
+    normalize_column_constraint,
+    normalize_expression,
+    normalize_statement,
+    normalize_table_constraint,
+    normalize_type,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +73,29 @@ def _qualified_text(schema: str | None, name: str) -> str:
     return display_name(schema, name)
 
 
-class Step(BaseModel):
+def plan_error(model: str, exc: ValidationError) -> PlanError:
+    """A pydantic validation error as a PlanError naming each refused field, e.g. ``CreateTable.constraints[0]``."""
+    problems = []
+    for error in exc.errors():
+        where = model
+        for part in error["loc"]:
+            where += f"[{part}]" if isinstance(part, int) else f".{part}"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return PlanError("; ".join(problems))
+
+
+class _Refusing(BaseModel):
+    """A model whose invalid input raises PlanError (naming the field), the error every plan source raises."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise plan_error(type(self).__name__, exc) from None
+
+
+class Step(_Refusing):
     """Base of every plan step. ``sql()`` is the statement; ``summary()`` one line for people."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -123,8 +152,15 @@ class TableStep(Step):
 
 def _default_clause(expression: str) -> sql.Composed:
     # DEFAULT takes PostgreSQL's restricted b_expr grammar (no IS NULL, no AND): parenthesise compound ones.
-    text = expression if " " not in expression else f"({expression})"
-    return sql.SQL("DEFAULT ") + sql.SQL(text)
+    # ``expression`` was parsed into one expression node and re-rendered by the step's validator.
+    if " " in expression:
+        return sql.SQL("DEFAULT ({})").format(sql.SQL(expression))
+    return sql.SQL("DEFAULT {}").format(sql.SQL(expression))
+
+
+def _each(normalize: Any) -> Any:
+    """A validator for a tuple of SQL fragments: each parsed into exactly one node, and re-rendered."""
+    return classmethod(lambda cls, value: tuple(normalize(v) for v in value))
 
 
 def _names(value: Any) -> Any:
@@ -133,7 +169,7 @@ def _names(value: Any) -> Any:
     return value
 
 
-class ColumnDefinition(BaseModel):
+class ColumnDefinition(_Refusing):
     """A column of a CREATE TABLE: name, type, NOT NULL, default, other column constraints as SQL."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -147,6 +183,7 @@ class ColumnDefinition(BaseModel):
     _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
     _type = field_validator("type")(classmethod(lambda cls, v: normalize_type(v)))
     _default = field_validator("default")(classmethod(lambda cls, v: None if v is None else normalize_expression(v)))
+    _constraints = field_validator("constraints")(_each(normalize_column_constraint))
 
     def composed(self) -> sql.Composed:
         parts: list[sql.Composable] = [sql.Identifier(self.name), sql.SQL(self.type)]
@@ -163,6 +200,8 @@ class CreateTable(TableStep):
     columns: tuple[ColumnDefinition, ...]
     constraints: tuple[str, ...] = ()
     if_not_exists: bool = False
+
+    _constraints = field_validator("constraints")(_each(normalize_table_constraint))
 
     def composed(self) -> sql.Composed:
         elements = [c.composed() for c in self.columns] + [sql.SQL(c) for c in self.constraints]
@@ -574,12 +613,20 @@ class DropIndex(Step):
         return TargetRef(kind="index", schema=self.schema_, name=self.name)
 
 
+def drop_index_concurrently(schema: str | None, name: str) -> sql.Composed:
+    """``DROP INDEX CONCURRENTLY IF EXISTS schema.name``: the one way erd_preflight clears an INVALID index."""
+    return DropIndex(schema=schema, name=name, concurrently=True, if_exists=True).composed()
+
+
 class RawSQL(Step):
     """A statement the plan does not model: it is applied as written, and preflight warns about it."""
 
     kind: Literal["raw"] = "raw"
     statement: str = Field(min_length=1)
     reason: str = "not a statement erd_preflight models"
+
+    # Exactly one statement, checked by PostgreSQL's parser: a second one can't ride along.
+    _statement = field_validator("statement")(classmethod(lambda cls, v: normalize_statement(v)))
 
     def composed(self) -> sql.Composable:
         return sql.SQL(self.statement)
@@ -618,7 +665,7 @@ PlanStep = Annotated[
 ]
 
 
-class MigrationPlan(BaseModel):
+class MigrationPlan(_Refusing):
     """An ordered list of typed steps. The same steps always give the same fingerprint and checks."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -643,7 +690,6 @@ class MigrationPlan(BaseModel):
         Statements it does not model become ``RawSQL`` steps, which preflight reports as warnings.
         A syntax error raises ``PlanError`` with line and column (and ``origin``, when given, names the file).
         """
-        from .errors import PlanError
         from .sqlparse import parse_plan
 
         try:

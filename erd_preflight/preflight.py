@@ -29,7 +29,9 @@ from .checks import (
 )
 from .contract import CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
 from .db import Database, connect
+from .errors import CheckTimeout, PreflightError, classify, server_went_away
 from .plan import MigrationPlan, display_name
+from .side_effects import unsafe_calls
 
 ProgressCallback = Callable[[CheckRun, int, int], None]
 """Called after each check with (its checklist entry, checks done, checks in all)."""
@@ -37,14 +39,66 @@ ProgressCallback = Callable[[CheckRun, int, int], None]
 
 @contextlib.contextmanager
 def read_only(conn: psycopg.Connection[Any], timeout_s: float) -> Iterator[None]:
-    """A READ ONLY transaction whose statements and lock waits give up after ``timeout_s``."""
+    """A READ ONLY transaction whose statements and lock waits give up after ``timeout_s``.
+
+    ``row_security`` is off inside it: a query that row-level security would filter fails (SQLSTATE 42501)
+    instead of silently reading only the rows a policy shows, so a check never judges part of a table.
+    ``standard_conforming_strings`` is on, as pglast parsed the plan's literals."""
     conn.execute("BEGIN TRANSACTION READ ONLY")
     try:
         ms = f"{max(1, int(timeout_s * 1000))}ms"
-        conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)", (ms, ms))
+        conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
+                     "set_config('row_security', 'off', true), "
+                     "set_config('standard_conforming_strings', 'on', true)", (ms, ms))
         yield
     finally:
-        conn.execute("ROLLBACK")
+        if not conn.closed and not conn.broken:
+            conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def catalog_session(db: Database, timeout_s: float, doing: str) -> Iterator[psycopg.Connection[Any]]:
+    """A read-only transaction for reading the catalog; its failures are errors, never findings: a timeout is
+    ``CheckTimeout``, a lost server ``ConnectionFailed``."""
+    with db.connection() as conn:
+        try:
+            with read_only(conn, timeout_s):
+                yield conn
+        except psycopg.Error as exc:
+            raise catalog_error(exc, timeout_s, doing) from exc
+
+
+def catalog_error(exc: psycopg.Error, timeout_s: float, doing: str) -> Exception:
+    kind = classify(exc)
+    if kind == "connection":
+        return server_went_away(exc, doing)
+    if kind not in ("timeout", "lock"):
+        return PreflightError(f"{doing} failed: {exc.diag.message_primary or exc}")
+    return CheckTimeout(
+        f"{doing} took longer than check_timeout {timeout_s:g} s ({exc.diag.message_primary or exc}): a session "
+        "may hold a lock on a table the plan touches (pg_locks shows which). Run again with a larger "
+        f"check_timeout (e.g. check_timeout={max(timeout_s * 4, 60):g}) or when the database is quieter.")
+
+
+def evaluated_sql(probe: Any) -> sql.Composable | None:
+    """The SQL a data probe evaluates on real rows: the plan's expressions, its derived relations included."""
+    if isinstance(probe, RowsProbe):
+        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.predicate)
+    if isinstance(probe, DuplicatesProbe):
+        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.where or sql.SQL("true"))
+    if isinstance(probe, OrphansProbe):
+        return sql.SQL("SELECT * FROM {}, {}").format(probe.child.from_item(), probe.parent.from_item())
+    if isinstance(probe, CastProbe):
+        return sql.SQL("SELECT CAST(({}) AS {}) FROM {}").format(probe.expression, sql.SQL(probe.type),
+                                                                 probe.source.from_item())
+    return None
+
+
+def unsafe_message(check: Check, calls: list[str]) -> str:
+    return (f"step {check.step} evaluates {', '.join(calls)}, which PostgreSQL marks volatile: it may act on the "
+            "database (take a lock, write through dblink, signal a backend), and READ ONLY does not stop all of "
+            "that. Preflight does not run it, so it cannot say this step is safe. Replace the call with an "
+            "immutable or stable one, or review the step and the function yourself before applying.")
 
 
 def json_value(value: Any) -> Any:
@@ -85,6 +139,19 @@ class _Executor:
         self.work_mem = work_mem
         self._shared: dict[int, dict[str, int] | BaseException] = {}
         self._shared_ms: dict[int, float] = {}
+        self._unsafe: dict[int, list[str]] = {}
+        self._user: str | None = None
+
+    def screen(self) -> None:
+        """Find, before anything is evaluated, each check whose SQL would call a volatile function: it is
+        never run, and never joins a shared scan (which would evaluate it on another check's behalf)."""
+        with read_only(self.conn, self.options.check_timeout):
+            for position, check in enumerate(self.checks):
+                text = evaluated_sql(check.probe)
+                if text is not None:
+                    calls = unsafe_calls(self.conn, text.as_string(self.conn))
+                    if calls:
+                        self._unsafe[position] = calls
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
@@ -114,6 +181,9 @@ class _Executor:
         if isinstance(check.probe, Verdict):
             v = check.probe
             return _Outcome(v.outcome, v.message, dict(v.stats)), 0.0
+        if position in self._unsafe:
+            return _Outcome("blocking", unsafe_message(check, self._unsafe[position]),
+                            {"volatileFunctions": len(self._unsafe[position])}), 0.0
         try:
             with read_only(self.conn, self.options.check_timeout):
                 if isinstance(check.probe, RowsProbe):
@@ -124,16 +194,42 @@ class _Executor:
                     outcome = self._orphans(check, check.probe)
                 else:
                     outcome = self._cast(check, check.probe)
-        except pgerrors.QueryCanceled:
-            outcome = self._timed_out(check)
         except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn) as exc:
             outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is missing, "
                                "so the step would fail too. Check the names in the plan.", {})
-        except psycopg.DatabaseError as exc:
-            outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary or exc}. "
-                               "PostgreSQL would meet the same error at apply; fix the expression or the data.", {})
+        except psycopg.Error as exc:
+            kind = classify(exc)
+            if kind == "connection" or self.conn.broken:
+                raise server_went_away(exc, f"running {check.check_id} of step {check.step}") from exc
+            if kind == "timeout":
+                outcome = self._timed_out(check)
+            elif kind == "privilege":
+                outcome = self._no_access(check, exc)
+            else:
+                outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary or exc}. "
+                                   "PostgreSQL would meet the same error at apply; fix the expression or the data.", {})
         elapsed = (time.perf_counter() - started) * 1000
         return outcome, self._shared_ms.pop(position, elapsed)
+
+    def _no_access(self, check: Check, exc: psycopg.Error) -> _Outcome:
+        """The checking role may not read every row it must judge: say so, with what lifts it."""
+        if self._user is None:
+            self._user = str(self.conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+        user = sql.Identifier(self._user).as_string(self.conn)
+        probe = check.probe
+        tables = [s.relation for s in (getattr(probe, "source", None), getattr(probe, "child", None),
+                                       getattr(probe, "parent", None)) if s is not None and not s.derived]
+        grant = (sql.SQL("GRANT SELECT ON {} TO {}").format(sql.SQL(", ").join(tables), sql.Identifier(self._user))
+                 .as_string(self.conn) if tables else f"GRANT SELECT ON <the table> TO {user}")
+        primary = exc.diag.message_primary or str(exc)
+        if "row-level security" in primary:
+            what = (f"row-level security applies to role {user} here, so it would see only the rows a policy shows "
+                    "and could call a table clean that is not. Run the preflight as the table's owner (without "
+                    f"FORCE ROW LEVEL SECURITY) or as a role with BYPASSRLS (ALTER ROLE {user} BYPASSRLS)")
+        else:
+            what = f"role {user} may not read every column this check needs: {grant}"
+        return _Outcome("blocking", f"preflight cannot read the rows this check must judge ({primary}): {what}; "
+                        "then run the preflight again.", {"privilege": 1})
 
     def _timed_out(self, check: Check) -> _Outcome:
         cap = self.options.check_timeout
@@ -172,7 +268,7 @@ class _Executor:
             i for i in range(position, len(self.checks))
             if isinstance(self.checks[i].probe, RowsProbe)
             and self.checks[i].probe.source.key == first.source.key  # type: ignore[union-attr]
-            and i not in self._shared
+            and i not in self._shared and i not in self._unsafe
         ]
         filters = [
             sql.SQL("count(*) FILTER (WHERE {})").format(self.checks[i].probe.predicate)  # type: ignore[union-attr]
@@ -184,10 +280,8 @@ class _Executor:
             self.conn.execute("SAVEPOINT erd_preflight_group")
         try:
             row = self.conn.execute(query).fetchone()
-        except pgerrors.QueryCanceled:
-            raise
-        except psycopg.DatabaseError:
-            if len(group) == 1:
+        except psycopg.Error as exc:
+            if len(group) == 1 or classify(exc) in ("connection", "timeout", "privilege"):
                 raise
             # One predicate failed to evaluate: run this check alone, so each check gets its own verdict.
             self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_group")
@@ -390,13 +484,23 @@ def run_preflight(
     """
     opts = PreflightOptions(**{**(options or PreflightOptions()).model_dump(), **option_overrides})
     database = db if isinstance(db, Database) else connect(db)
-    with database.connection() as conn:
-        with read_only(conn, opts.check_timeout):
-            catalog = Catalog(conn)
-            checks = derive_checks(plan, catalog, opts)
-            work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
+    # A connection of its own, closed afterwards: whatever the plan's expressions did to the session (a GUC,
+    # a temp object, a lock, a dblink connection) goes with it and never reaches the pool.
+    with database.dedicated() as conn:
+        try:
+            with read_only(conn, opts.check_timeout):
+                catalog = Catalog(conn)
+                checks = derive_checks(plan, catalog, opts)
+                work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
         callback = progress_bar() if progress is True else (progress or None)
         executor = _Executor(conn, opts, checks, work_mem)
+        try:
+            executor.screen()
+        except psycopg.Error as exc:
+            raise catalog_error(exc, opts.check_timeout, "looking up the functions the plan's expressions call") \
+                from exc
         results: list[PreflightCheckResult] = []
         runs: list[CheckRun] = []
         stopped_at: int | None = None
@@ -439,33 +543,42 @@ def run_preflight(
 def violating_rows(db: Database, check: Check, *, offset: int, limit: int,
                    timeout: float = 60.0) -> tuple[list[dict[str, Any]], list[SampleColumn]]:
     """A page of every violating row of a data check (duplicates: of every duplicate group), read-only."""
+    opts = PreflightOptions(sample_cap=min(max(limit, 1), 10_000), check_timeout=timeout)
+    with db.dedicated() as conn:
+        executor = _Executor(conn, opts, [check], "64MB")
+        executor.screen()
+        if executor._unsafe:
+            raise PreflightError(unsafe_message(check, executor._unsafe[0]))
+        with read_only(conn, timeout):
+            return _violating_page(conn, executor, check, offset=offset, limit=limit)
+
+
+def _violating_page(conn: psycopg.Connection[Any], executor: _Executor, check: Check, *, offset: int,
+                    limit: int) -> tuple[list[dict[str, Any]], list[SampleColumn]]:
     from .remediation import order_for, violations_query
 
-    opts = PreflightOptions(sample_cap=min(max(limit, 1), 10_000), check_timeout=timeout)
-    with db.connection() as conn, read_only(conn, timeout):
-        executor = _Executor(conn, opts, [check], "64MB")
-        probe = check.probe
-        if isinstance(probe, CastProbe):
-            converted = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
-            violation = executor._cast_violation(probe)
-            conn.execute("SAVEPOINT erd_preflight_page")
-            try:
-                # When every value converts, the violations are the rows the predicate flags.
-                conn.execute(sql.SQL("SELECT count({}) FROM {}").format(converted, probe.source.from_item()))
-                return executor._samples(sql.SQL("SELECT * FROM {} WHERE {}{} LIMIT {} OFFSET {}").format(
-                    probe.source.from_item(), violation, order_for(check), sql.Literal(limit), sql.Literal(offset)))
-            except psycopg.DataError:
-                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_page")
-            # Some value fails to convert: the per-row path collects failing rows up to offset + limit.
-            paged = executor._cast_rows(check, probe, converted, violation, "", cap=offset + limit)
-            return (paged.rows or [])[offset:], paged.columns or []
-        query = violations_query(check)
-        if query is None:
-            return [], []
-        page = sql.SQL("{}{} LIMIT {} OFFSET {}").format(query, order_for(check), sql.Literal(limit),
-                                                         sql.Literal(offset))
-        if isinstance(probe, DuplicatesProbe):
-            conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
-        cur = conn.execute(page)
-        columns = [SampleColumn(name=d.name, type=d.type_display) for d in cur.description or []]
-        return [{c.name: json_value(v) for c, v in zip(columns, row)} for row in cur.fetchall()], columns
+    probe = check.probe
+    if isinstance(probe, CastProbe):
+        converted = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
+        violation = executor._cast_violation(probe)
+        conn.execute("SAVEPOINT erd_preflight_page")
+        try:
+            # When every value converts, the violations are the rows the predicate flags.
+            conn.execute(sql.SQL("SELECT count({}) FROM {}").format(converted, probe.source.from_item()))
+            return executor._samples(sql.SQL("SELECT * FROM {} WHERE {}{} LIMIT {} OFFSET {}").format(
+                probe.source.from_item(), violation, order_for(check), sql.Literal(limit), sql.Literal(offset)))
+        except psycopg.DataError:
+            conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_page")
+        # Some value fails to convert: the per-row path collects failing rows up to offset + limit.
+        paged = executor._cast_rows(check, probe, converted, violation, "", cap=offset + limit)
+        return (paged.rows or [])[offset:], paged.columns or []
+    query = violations_query(check)
+    if query is None:
+        return [], []
+    page = sql.SQL("{}{} LIMIT {} OFFSET {}").format(query, order_for(check), sql.Literal(limit),
+                                                     sql.Literal(offset))
+    if isinstance(probe, DuplicatesProbe):
+        conn.execute("SELECT set_config('work_mem', current_setting('maintenance_work_mem'), true)")
+    cur = conn.execute(page)
+    columns = [SampleColumn(name=d.name, type=d.type_display) for d in cur.description or []]
+    return [{c.name: json_value(v) for c, v in zip(columns, row)} for row in cur.fetchall()], columns

@@ -1,7 +1,9 @@
 """What to do about a blocking finding: the query that lists every violating row, and the SQL that fixes it.
 
 Remediations are data (pydantic models holding SQL text); they are shown, and run only by an explicit call
-(``MigrationRun.remediate``). Values a user supplies (a backfill value) travel as parameters, never as text.
+(``MigrationRun.remediate``). What runs is always the psycopg ``sql`` object built here, never the text:
+a value a user supplies (a backfill value) travels as the parameter ``$1``, and an expression is parsed by
+pglast into exactly one expression and re-rendered before it is composed in.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from .checks import (
     FK_VIOLATIONS_PRECHECK,
@@ -25,7 +27,7 @@ from .checks import (
     _all_not_null,
 )
 from .contract import PreflightCheckResult, TargetRef
-from .plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name
+from .plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name, drop_index_concurrently
 
 RemediationKind = Literal[
     "open_violations", "backfill", "dedupe", "delete_orphans", "null_orphans", "insert_parents",
@@ -49,6 +51,27 @@ class Remediation(BaseModel):
     needs_value: bool = False
     transactional: bool = True
     target: TargetRef | None = None
+
+    # The statement as psycopg sql objects; for a backfill, a function of the value's SQL (``$1`` or an
+    # expression). Never serialised: a remediation read back from JSON runs only through the run's own copy.
+    _statement: sql.Composable | None = PrivateAttr(default=None)
+    _backfill: Any = PrivateAttr(default=None)
+
+    def statement(self, value: sql.Composable | None = None) -> sql.Composable:
+        """What runs: the composed statement (a backfill's with ``value``, by default the parameter ``$1``)."""
+        if self._backfill is not None:
+            return self._backfill(value if value is not None else sql.SQL("$1"))
+        if self._statement is None:
+            raise ValueError(f"remediation {self.kind!r} has no statement to run")
+        return self._statement
+
+
+def _remediation(statement: sql.Composable | None = None, backfill: Any = None, **fields: Any) -> Remediation:
+    shown = backfill(sql.SQL("$1")) if backfill is not None else statement
+    remediation = Remediation(**fields, sql=shown.as_string() if shown is not None else None)
+    remediation._statement = statement
+    remediation._backfill = backfill
+    return remediation
 
 
 def _table_of(check: Check) -> sql.Composable | None:
@@ -122,11 +145,9 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
         return out
     if finding.check_id == INVALID_INDEX_PRECHECK and finding.target_ref and finding.target_ref.name:
         ref = finding.target_ref
-        out.append(Remediation(
+        out.append(_remediation(
             kind="drop_invalid_index", title=f"Drop the INVALID index {display_name(ref.schema_, ref.name)}",
-            sql=sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                sql.Identifier(*[p for p in (ref.schema_, ref.name) if p])).as_string(),
-            runnable=True, transactional=False, **common))
+            statement=drop_index_concurrently(ref.schema_, ref.name), runnable=True, transactional=False, **common))
         return out
     if check is None or (finding.stats or {}).get("timedOut"):
         out.append(Remediation(kind="preflight_again", title="Run the preflight again (a larger check_timeout, "
@@ -142,32 +163,36 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
     if finding.check_id == NOT_NULL_PRECHECK and isinstance(probe, RowsProbe) and table is not None and target \
             and target.columns and len(target.columns) == 1:
         column = sql.Identifier(target.columns[0])
-        out.append(Remediation(
+        relation = table
+
+        def backfill(value: sql.Composable) -> sql.Composable:
+            return sql.SQL("UPDATE {} SET {} = {} WHERE {} IS NULL").format(relation, column, value, column)
+
+        out.append(_remediation(
             kind="backfill", title=f"Backfill the NULLs of {display_name(target.columns[0])} with a value you choose",
-            sql=sql.SQL("UPDATE {} SET {} = %(value)s WHERE {} IS NULL").format(table, column, column).as_string(),
-            runnable=True, needs_value=True, **common))
+            backfill=backfill, runnable=True, needs_value=True, **common))
     if finding.check_id == UNIQUE_PRECHECK and isinstance(probe, DuplicatesProbe) and table is not None:
-        out.append(Remediation(
+        out.append(_remediation(
             kind="dedupe", title="Delete the duplicates, keeping the first row (lowest ctid) of each group",
-            sql=dedupe_sql(table, probe).as_string(), runnable=True, **common))
+            statement=dedupe_sql(table, probe), runnable=True, **common))
     if finding.check_id == FK_VIOLATIONS_PRECHECK and isinstance(probe, OrphansProbe) and not probe.child.derived \
             and not probe.parent.derived:
         child = probe.child.relation
         cond = _orphan_condition(probe)
-        out.append(Remediation(kind="delete_orphans", title="Delete the orphan rows", runnable=True,
-                               sql=sql.SQL("DELETE FROM {} AS c WHERE {}").format(child, cond).as_string(), **common))
+        out.append(_remediation(kind="delete_orphans", title="Delete the orphan rows", runnable=True,
+                                statement=sql.SQL("DELETE FROM {} AS c WHERE {}").format(child, cond), **common))
         sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in probe.columns)
-        out.append(Remediation(kind="null_orphans", title="Set the orphans' key to NULL", runnable=True,
-                               sql=sql.SQL("UPDATE {} AS c SET {} WHERE {}").format(child, sets, cond).as_string(),
-                               **common))
+        out.append(_remediation(kind="null_orphans", title="Set the orphans' key to NULL", runnable=True,
+                                statement=sql.SQL("UPDATE {} AS c SET {} WHERE {}").format(child, sets, cond),
+                                **common))
         parent_cols = sql.SQL(", ").join(sql.Identifier(c) for c in probe.ref_columns)
         child_cols = sql.SQL(", ").join(sql.Identifier("c", c) for c in probe.columns)
-        out.append(Remediation(
+        out.append(_remediation(
             kind="insert_parents",
             title="Insert the missing parents (only the key columns: other NOT NULL columns of the parent need "
                   "values, so edit before running)",
-            sql=sql.SQL("INSERT INTO {} ({}) SELECT DISTINCT {} FROM {} AS c WHERE {}").format(
-                probe.parent.relation, parent_cols, child_cols, child, _orphan_condition(probe)).as_string(),
+            statement=sql.SQL("INSERT INTO {} ({}) SELECT DISTINCT {} FROM {} AS c WHERE {}").format(
+                probe.parent.relation, parent_cols, child_cols, child, _orphan_condition(probe)),
             runnable=True, **common))
     if not out or all(r.kind == "open_violations" for r in out):
         out.append(Remediation(kind="edit_plan", title="Change the plan (or the data) and run the preflight again",

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import sql
 
 from .apply import (
     ApplyOptions,
@@ -374,21 +375,32 @@ class MigrationRun:
         e.g. ``"'unknown-' || id"``, checked by PostgreSQL's parser)."""
         if not remediation.runnable or remediation.sql is None:
             raise ValueError(f"remediation {remediation.kind!r} is shown, not run: {remediation.title}")
-        statement = remediation.sql
-        params: dict[str, Any] | None = None
-        if remediation.needs_value:
+        # What runs is this run's own remediation, rebuilt from the plan and the catalog as sql objects; the
+        # one passed in only says which. A remediation whose text no longer matches is refused, not run.
+        own = next((r for r in self.remediations() if r.kind == remediation.kind
+                    and r.finding == remediation.finding), None)
+        if own is None or own.sql != remediation.sql:
+            raise ValueError(f"remediation {remediation.kind!r} of finding {remediation.finding} is not one of this "
+                             f"run's current remediations (the report or the data changed since it was shown): take "
+                             "it again from run.remediations() or run.gate().remediations.")
+        params: list[Any] | None = None
+        if own.needs_value:
             if (value is None) == (expression is None):
                 raise ValueError(f"remediation {remediation.kind!r} needs a value: remediate(r, value=...) or "
                                  f"remediate(r, expression='SQL expression'). It runs {remediation.sql}")
             if expression is not None:
-                statement = statement.replace("%(value)s", f"({normalize_expression(expression)})")
+                # One expression node, re-rendered by PostgreSQL's own parser; parenthesised as a whole.
+                composed = own.statement(sql.SQL("({})").format(sql.SQL(normalize_expression(expression))))
             else:
-                params = {"value": value}
+                composed, params = own.statement(), [value]
+        else:
+            composed = own.statement()
+        statement = composed.as_string()
         record = self.refresh()
         if record.status in ("applying", "applied"):
             raise RunStateError(f"run {self.id} is {record.status}; remediations belong before the apply.")
         entry = AppliedStatement(phase="remediation", sql=statement, started=now_text(),
-                                 **({"params": {"value": json_value(value)}} if params else {}))
+                                 **({"params": {"$1": json_value(value)}} if params else {}))
         position = self.store.append_statement(self.id, entry)
         rows = -1
         try:
@@ -397,7 +409,9 @@ class MigrationRun:
                 with conn.transaction() if remediation.transactional else contextlib.nullcontext():
                     conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout,
                                                local=remediation.transactional))
-                    rows = conn.execute(statement, params).rowcount
+                    # A raw cursor sends $1 as a server-side parameter and never scans the text for %
+                    # placeholders, so no identifier (a column named %(value)s) can turn into one.
+                    rows = psycopg.RawCursor(conn).execute(composed, params).rowcount
         except psycopg.Error as exc:
             message = getattr(exc.diag, "message_primary", None) or str(exc)
             self.store.update_statement(self.id, position, outcome="failed", finished=now_text(), error=message)

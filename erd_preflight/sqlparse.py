@@ -8,11 +8,13 @@ gives the same step back and equal plans have equal fingerprints.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pglast
 from pglast import ast, enums
-from pglast.parser import ParseError
+from pglast.parser import ParseError, parse_sql_json
 from pglast.stream import RawStream
 
 from .errors import PlanError
@@ -34,13 +36,60 @@ def line_column(text: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
+def refuse_nul(text: str, subject: str) -> None:
+    """A NUL byte ends a C string: PostgreSQL's parser would silently ignore everything after it."""
+    at = text.find("\x00")
+    if at >= 0:
+        line, column = line_column(text, at)
+        raise PlanError(f"{subject} contains a NUL byte; PostgreSQL's parser would ignore everything after it. "
+                        "Remove it", line=line, column=column)
+
+
 def _parse(text: str, what: str) -> tuple[Any, ...]:
+    refuse_nul(text, "the SQL text")
     try:
         return pglast.parse_sql(text)
     except ParseError as exc:
         message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
         line, column = line_column(text, offset)
         raise PlanError(f"{what}: {message}", line=line, column=column) from None
+
+
+@dataclass(frozen=True)
+class SourceStatement:
+    """One statement of a migration file: its text exactly as written, its 1-based line, and its AST."""
+
+    text: str
+    line: int
+    stmt: Any
+
+
+def split_statements(text: str, what: str = "the migration SQL does not parse") -> list[SourceStatement]:
+    """Every statement of ``text`` with its line, in time linear in the text.
+
+    pglast converts statement offsets from bytes to characters once per statement, which is quadratic on a
+    long file with non-ASCII text. So the whole file is parsed once to JSON (byte offsets, linear), each
+    statement's bytes are decoded while walking forward, and each statement is parsed on its own."""
+    refuse_nul(text, "the migration SQL")
+    try:
+        tree = json.loads(parse_sql_json(text))
+    except ParseError:
+        _parse(text, what)  # the same error, with its offset in characters
+        raise
+    data = text.encode("utf-8")
+    out: list[SourceStatement] = []
+    line, last = 1, 0
+    for raw in tree.get("stmts", ()):
+        start = raw.get("stmt_location", 0)
+        length = raw.get("stmt_len", 0) or len(data) - start
+        piece = data[start:start + length].decode("utf-8")
+        line += data.count(b"\n", last, start)
+        last = start
+        stripped = piece.strip().rstrip(";").strip()
+        lead = piece[: len(piece) - len(piece.lstrip())]
+        (stmt,) = _parse(stripped, what)
+        out.append(SourceStatement(text=stripped, line=line + lead.count("\n"), stmt=stmt.stmt))
+    return out
 
 
 def _single_select_target(text: str, wrapper: str, what: str) -> Any:
@@ -57,6 +106,8 @@ def _single_select_target(text: str, wrapper: str, what: str) -> Any:
         select.limitCount,
         select.withClause,
     ]
+    extra += [select.intoClause, select.lockingClause, select.distinctClause, select.windowClause,
+              select.valuesLists, select.limitOffset]
     if any(extra) or select.targetList is None or len(select.targetList) != 1 or select.targetList[0].name:
         raise PlanError(f"{what} {text!r} must be a single {what}")
     return select.targetList[0].val
@@ -77,6 +128,57 @@ def normalize_type(text: str) -> str:
     if not isinstance(node, ast.TypeCast) or not isinstance(node.arg, ast.A_Const):
         raise PlanError(f"{text!r} is not a type name")
     return _deparse(node.typeName)
+
+
+def _create_table_elements(text: str, template: str, what: str) -> tuple[Any, ...]:
+    if not isinstance(text, str) or not text.strip():
+        raise PlanError(f"a {what} cannot be empty")
+    stmts = _parse(template.format(text), f"invalid {what} {text!r}")
+    if len(stmts) != 1 or not isinstance(stmts[0].stmt, ast.CreateStmt):
+        raise PlanError(f"{what} {text!r} must be exactly one {what}, not several statements")
+    return stmts[0].stmt.tableElts or ()
+
+
+def normalize_table_constraint(text: str) -> str:
+    """Validate one table constraint (``CONSTRAINT c CHECK (...)``, ``UNIQUE (a)``, ``FOREIGN KEY ...``) and
+    return PostgreSQL's parser's rendering of it: anything but exactly one constraint is refused."""
+    elements = _create_table_elements(text, "CREATE TABLE erd_preflight_x ({})", "table constraint")
+    if len(elements) != 1 or not isinstance(elements[0], ast.Constraint):
+        raise PlanError(f"table constraint {text!r} must be exactly one constraint such as CHECK (...), "
+                        "UNIQUE (...), PRIMARY KEY (...) or FOREIGN KEY (...) REFERENCES ...")
+    return _deparse(elements[0])
+
+
+_PROBE_COLUMN = "CREATE TABLE erd_preflight_x (erd_preflight_c integer {})"
+
+
+def normalize_column_constraint(text: str) -> str:
+    """Validate one column constraint (``CHECK (...)``, ``REFERENCES t (id)``, ``UNIQUE``, ``GENERATED ...``)
+    and return its rendering: anything but exactly one constraint of one column is refused."""
+    elements = _create_table_elements(text, _PROBE_COLUMN, "column constraint")
+    column = elements[0] if len(elements) == 1 else None
+    baseline = pglast.parse_sql(_PROBE_COLUMN.format(""))[0].stmt.tableElts[0]
+    if (not isinstance(column, ast.ColumnDef) or len(column.constraints or ()) != 1
+            or column.collClause is not None or column.colname != baseline.colname
+            or _deparse(column.typeName) != _deparse(baseline.typeName)):
+        raise PlanError(f"column constraint {text!r} must be exactly one constraint such as CHECK (...), "
+                        "UNIQUE, REFERENCES t (id) or GENERATED ...; NOT NULL and DEFAULT have fields of their own")
+    return _deparse(column.constraints[0])
+
+
+def normalize_statement(text: str) -> str:
+    """Validate raw SQL: exactly one statement, and not transaction control (the apply owns transactions).
+    Returns it as written, without a trailing semicolon."""
+    if not isinstance(text, str) or not text.strip():
+        raise PlanError("a raw SQL statement cannot be empty")
+    stmts = _parse(text, "invalid raw SQL")
+    if len(stmts) != 1:
+        raise PlanError(f"raw SQL must be exactly one statement; this has {len(stmts)}: split it into one "
+                        "RawSQL step per statement (MigrationPlan.from_sql does that)")
+    if isinstance(stmts[0].stmt, ast.TransactionStmt):
+        raise PlanError("raw SQL cannot be transaction control (BEGIN, COMMIT, SAVEPOINT...): the apply runs each "
+                        "phase in its own transaction")
+    return text.strip().rstrip(";").strip()
 
 
 def _names(items: Any) -> tuple[str, ...]:
@@ -318,15 +420,10 @@ def parse_plan(text: str) -> tuple[list[Step], list[str]]:
 
     if not text.strip():
         raise PlanError("the migration SQL is empty: there is nothing to preflight")
-    raw_statements = _parse(text, "the migration SQL does not parse")
     steps: list[Step] = []
     notes: list[str] = []
-    for raw in raw_statements:
-        stmt = raw.stmt
-        original = text[raw.stmt_location : raw.stmt_location + raw.stmt_len].strip() if raw.stmt_len else (
-            text[raw.stmt_location :].strip().rstrip(";").strip()
-        )
-        line, _ = line_column(text, raw.stmt_location + (len(original) - len(original.lstrip())))
+    for statement in split_statements(text):
+        stmt, original, line = statement.stmt, statement.text, statement.line
         if isinstance(stmt, ast.TransactionStmt):
             if stmt.kind in _TRANSACTION_KINDS:
                 notes.append(f"line {line}: {original} skipped: the apply runs each phase in its own transaction")
