@@ -81,6 +81,7 @@ class Source:
     alias: str
     columns: tuple[tuple[str, str], ...]  # (name, type) at this step
     derived: bool
+    expressions: tuple[str, ...] = ()  # the plan's expressions each derived layer evaluates, as SELECT lists
 
     def from_item(self) -> sql.Composed:
         return sql.SQL("{} AS {}").format(self.relation, sql.Identifier(self.alias))
@@ -239,6 +240,8 @@ class TableState:
     constraint_names: set[str] = field(default_factory=set)
     enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
     updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
+    version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
+    _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
 
     @property
     def label(self) -> str:
@@ -249,27 +252,41 @@ class TableState:
 
     def source(self) -> Source:
         assert self.info is not None, "a table created in the plan has no rows to read"
-        relation: sql.Composable = self.info.relation
-        alias = self.name
-        for layer_alias, projection in self.layers:
-            items = [
-                sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) if expr is not None else sql.Identifier(name)
-                for name, expr in projection
-            ]
-            relation = sql.SQL("(SELECT {} FROM {} AS {})").format(
-                sql.SQL(", ").join(items), relation, sql.Identifier(layer_alias)
-            )
+        relation: str | None = None
+        expressions: list[str] = []
+        # Each layer is rendered once and kept: a plan with a thousand steps on one table neither nests a
+        # thousand Composed objects (Python's recursion limit) nor renders its layers again for every check.
+        for depth, (layer_alias, projection) in enumerate(self.layers):
+            if depth < len(self._rendered):
+                relation, expression = self._rendered[depth]
+            else:
+                items = [
+                    sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) if expr is not None
+                    else sql.Identifier(name)
+                    for name, expr in projection
+                ]
+                inner: sql.Composable = self.info.relation if relation is None else sql.SQL(relation)
+                relation = sql.SQL("(SELECT {} FROM {} AS {})").format(
+                    sql.SQL(", ").join(items), inner, sql.Identifier(layer_alias)).as_string()
+                changed = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
+                           for name, expr in projection if expr is not None]
+                expression = sql.SQL("SELECT {}").format(sql.SQL(", ").join(changed)).as_string() if changed else ""
+                self._rendered.append((relation, expression))
+            if expression:
+                expressions.append(expression)
         return Source(
-            key=f"{self.schema}.{self.name}@{len(self.layers)}",
-            relation=relation,
-            alias=alias,
+            key=f"{self.schema}.{self.name}@{self.version}",
+            relation=self.info.relation if relation is None else sql.SQL(relation),
+            alias=self.name,
             columns=tuple(self.columns.items()),
             derived=bool(self.layers),
+            expressions=tuple(expressions),
         )
 
     def push_layer(self, changes: dict[str, sql.Composable | None], *, alias: str | None = None,
-                   new_types: dict[str, str] | None = None) -> None:
-        """Derive the next state: ``changes`` maps a column to its new expression (None drops it)."""
+                   new_types: dict[str, str] | None = None, independent: bool = False) -> None:
+        """Derive the next state: ``changes`` maps a column to its new expression (None drops it).
+        ``independent``: no expression reads a column, so the change may fold into the layer below."""
         projection: list[tuple[str, sql.Composable | None]] = []
         for name in self.columns:
             if name in changes:
@@ -280,7 +297,16 @@ class TableState:
         for name, expr in changes.items():
             if name not in self.columns and expr is not None:
                 projection.append((name, expr))
-        if self.info is not None:
+        self.version += 1
+        if self.info is not None and independent and self.layers:
+            # No expression of this layer reads a column (a DEFAULT cannot; a dropped column has none): it
+            # folds into the layer below instead of nesting one more subquery per step.
+            below_alias, below = self.layers[-1]
+            below_of = dict(below)
+            self.layers[-1] = (below_alias, tuple((name, below_of.get(name) if expr is None else expr)
+                                                  for name, expr in projection))
+            del self._rendered[len(self.layers) - 1:]
+        elif self.info is not None:
             self.layers.append((alias or self.name, tuple(projection)))
         types = dict(self.columns)
         types.update(new_types or {})
@@ -439,7 +465,8 @@ class PlanContext:
             if step.column in state.columns:
                 return
             value = sql.SQL(step.default) if step.default is not None else sql.SQL("NULL")
-            state.push_layer({step.column: _cast(value, step.type)}, new_types={step.column: step.type})
+            state.push_layer({step.column: _cast(value, step.type)}, new_types={step.column: step.type},
+                             independent=True)
             if step.not_null:
                 state.not_null.add(step.column)
             if _is_constant(step.default):
@@ -450,7 +477,7 @@ class PlanContext:
             state.no_nulls_because.pop(step.column, None)
         elif isinstance(step, DropColumn):
             if step.column in state.columns:
-                state.push_layer({step.column: None})
+                state.push_layer({step.column: None}, independent=True)
                 state.not_null.discard(step.column)
         elif isinstance(step, SetNotNull):
             state.not_null.add(step.column)

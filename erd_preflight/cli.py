@@ -12,6 +12,7 @@ connection error, 3 apply failed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -136,12 +137,34 @@ def cmd_runs(args: argparse.Namespace, db: Database, out: TextIO) -> int:
 
     frame = runs(db, store_schema=args.store_schema, limit=args.limit)
     if frame.empty:
-        print("no migration runs stored yet", file=out)
+        print(frame.attrs.get("note") or f"no migration runs recorded yet in {args.store_schema}.migration_run",
+              file=out)
         return EXIT_OK
     columns = ["created_at", "name", "status", "steps", "blocking", "warnings", "applied_statements", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         print(frame[columns].to_string(), file=out)
     return EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds, at least 1 ms (PostgreSQL reads 0 ms as no limit at all)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0.001:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, at least 0.001")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -165,13 +188,13 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("--confirm-large", metavar="TABLE", action="append", default=[],
                        help="confirm a non-concurrent index build on this large table (repeatable)")
     apply.add_argument("--explore", action="store_true", help="run every check before deciding")
-    apply.add_argument("--lock-timeout", type=float, default=ApplyOptions().lock_timeout,
+    apply.add_argument("--lock-timeout", type=_seconds, default=ApplyOptions().lock_timeout,
                        help="seconds each statement waits for its lock before a retry (default: %(default)s)")
     apply.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
     common(apply)
 
     runs = sub.add_parser("runs", help="list the audit trail (migration_run)")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=_count, default=20, help="how many runs to list, newest first")
     runs.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
     common(runs)
     return top

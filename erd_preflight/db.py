@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 from .errors import ConnectionFailed
 
@@ -90,11 +90,39 @@ def _start_watchdog(postmaster: int | None, directory: str) -> None:
     )
 
 
+# libpq reads these from a URL's query string too (?password=...): they are secrets wherever they appear.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword", "sslkey", "passfile"})
+
+
+def redact_url(url: URL) -> str:
+    """The URL for people: its password, and any secret query parameter, shown as ***."""
+    query = {k: ("***" if k.lower() in _SECRET_PARAMETERS else v) for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def _secrets(url: URL) -> list[str]:
+    found = [url.password] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in _SECRET_PARAMETERS:
+            found.extend([value] if isinstance(value, str) else list(value))
+    return [str(s) for s in found if s]
+
+
+def scrub(text: str, url: URL) -> str:
+    """``text`` (an error from the driver) with every secret of ``url`` masked."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def _engine_for(url: str, **engine_kwargs: Any) -> Engine:
     try:
         parsed = make_url(url)
-    except Exception as exc:
-        raise ConnectionFailed(f"{url!r} is not a database URL such as postgresql://user@host:5432/dbname") from exc
+    except Exception:
+        # The text is not echoed: it may hold a password.
+        raise ConnectionFailed("the database URL given is not a URL such as postgresql://user@host:5432/dbname "
+                               "(check its spelling; special characters in a password must be percent-encoded)"
+                               ) from None
     if parsed.get_backend_name() != "postgresql":
         raise ConnectionFailed(f"erd_preflight works with PostgreSQL only, not {parsed.get_backend_name()!r}")
     # A notebook keeps its engine for hours: check pooled connections before use (the server may have restarted).
@@ -116,16 +144,17 @@ class Database:
 
     @property
     def url(self) -> str:
-        """The URL, password hidden."""
-        return self.engine.url.render_as_string(hide_password=True)
+        """The URL, password (and any secret query parameter) hidden."""
+        return redact_url(self.engine.url)
 
     def __repr__(self) -> str:
         return f"Database({self.url!r}{', embedded' if self.embedded else ''})"
 
     def _connection_failed(self, exc: Exception) -> ConnectionFailed:
-        reason = str(getattr(exc, "orig", None) or exc).strip().replace("\n", " ")
+        reason = scrub(" ".join(str(getattr(exc, "orig", None) or exc).split()), self.engine.url)
+        stop = "" if reason.endswith((".", "?", "!")) else "."
         return ConnectionFailed(
-            f"cannot connect to {self.url}: {reason}. Check the URL and that the server accepts connections.")
+            f"cannot connect to {self.url}: {reason}{stop} Check the URL and that the server accepts connections.")
 
     def _raw_connection(self) -> Any:
         try:

@@ -35,6 +35,10 @@ class StoreError(PreflightError):
     """The ``migration_run`` table cannot be created, read or migrated."""
 
 
+class StoreMissing(StoreError):
+    """No ``migration_run`` table yet on this database: there is no record to read."""
+
+
 class RunStateError(PreflightError):
     """The run is not in a state that allows this action (e.g. applying a run that is already applied)."""
 

@@ -80,18 +80,21 @@ def catalog_error(exc: psycopg.Error, timeout_s: float, doing: str) -> Exception
         f"check_timeout (e.g. check_timeout={max(timeout_s * 4, 60):g}) or when the database is quieter.")
 
 
-def evaluated_sql(probe: Any) -> sql.Composable | None:
-    """The SQL a data probe evaluates on real rows: the plan's expressions, its derived relations included."""
+def evaluated_sql(probe: Any) -> list[str]:
+    """The SQL a data probe evaluates on real rows, in parts: the plan's expressions of each derived layer it
+    reads, then its own (a predicate, a USING). Parts repeat from check to check and are screened once."""
+    sources = [getattr(probe, n, None) for n in ("source", "child", "parent")]
+    parts = [e for source in sources if source is not None for e in source.expressions]
+    own: sql.Composable | None = None
     if isinstance(probe, RowsProbe):
-        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.predicate)
-    if isinstance(probe, DuplicatesProbe):
-        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.where or sql.SQL("true"))
-    if isinstance(probe, OrphansProbe):
-        return sql.SQL("SELECT * FROM {}, {}").format(probe.child.from_item(), probe.parent.from_item())
-    if isinstance(probe, CastProbe):
-        return sql.SQL("SELECT CAST(({}) AS {}) FROM {}").format(probe.expression, sql.SQL(probe.type),
-                                                                 probe.source.from_item())
-    return None
+        own = probe.predicate
+    elif isinstance(probe, DuplicatesProbe):
+        own = probe.where
+    elif isinstance(probe, CastProbe):
+        own = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
+    if own is not None:
+        parts.append(sql.SQL("SELECT {}").format(own).as_string())
+    return parts
 
 
 def unsafe_message(check: Check, calls: list[str]) -> str:
@@ -145,13 +148,16 @@ class _Executor:
     def screen(self) -> None:
         """Find, before anything is evaluated, each check whose SQL would call a volatile function: it is
         never run, and never joins a shared scan (which would evaluate it on another check's behalf)."""
+        screened: dict[str, list[str]] = {}
         with read_only(self.conn, self.options.check_timeout):
             for position, check in enumerate(self.checks):
-                text = evaluated_sql(check.probe)
-                if text is not None:
-                    calls = unsafe_calls(self.conn, text.as_string(self.conn))
-                    if calls:
-                        self._unsafe[position] = calls
+                calls: set[str] = set()
+                for part in evaluated_sql(check.probe):
+                    if part not in screened:
+                        screened[part] = unsafe_calls(self.conn, part)
+                    calls.update(screened[part])
+                if calls:
+                    self._unsafe[position] = sorted(calls)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 

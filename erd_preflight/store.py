@@ -18,7 +18,7 @@ from psycopg import sql as psycopg_sql
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .errors import RunStateError, StoreError
+from .errors import RunStateError, StoreError, StoreMissing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,22 +84,34 @@ def migration_run_table(schema: str = DEFAULT_STORE_SCHEMA) -> sa.Table:
 _ensured: set[tuple[str, str]] = set()
 
 
-def ensure_store(db: Database, schema: str = DEFAULT_STORE_SCHEMA) -> sa.Table:
-    """Create the schema and table when missing (idempotent, safe to race), and check the store version."""
+def ensure_store(db: Database, schema: str = DEFAULT_STORE_SCHEMA, *, create: bool = True) -> sa.Table:
+    """Create the schema and table when missing (idempotent, safe to race), and check the store version.
+
+    With ``create=False`` nothing is ever written (a read-only role may list runs): a missing store raises
+    ``StoreMissing``."""
     table = migration_run_table(schema)
     key = (db.url, schema)
     if key in _ensured:
         return table
+    name = f"{_quote(schema)}.migration_run"
     try:
-        with db.begin() as conn:
-            # Two first runs at once would race on CREATE SCHEMA/TABLE: serialise them.
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('erd_preflight.store'))"))
-            conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
-            table.metadata.create_all(conn, checkfirst=True)
-            comment = conn.execute(
-                sa.text("SELECT obj_description(to_regclass(:name), 'pg_class')"),
-                {"name": f"{_quote(schema)}.migration_run"},
-            ).scalar()
+        if create:
+            with db.begin() as conn:
+                # Two first runs at once would race on CREATE SCHEMA/TABLE: serialise them.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('erd_preflight.store'))"))
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+                table.metadata.create_all(conn, checkfirst=True)
+                comment = conn.execute(sa.text("SELECT obj_description(to_regclass(:name), 'pg_class')"),
+                                       {"name": name}).scalar()
+        else:
+            with db.sa_connection() as conn:
+                exists, comment = conn.execute(sa.text(
+                    "SELECT to_regclass(:name) IS NOT NULL, obj_description(to_regclass(:name), 'pg_class')"),
+                    {"name": name}).one()
+                conn.rollback()
+            if not exists:
+                raise StoreMissing(f"there is no record yet: {schema}.migration_run does not exist on this database "
+                                   "(MigrationRun.start or erd-preflight apply creates it with the first run)")
     except sa.exc.ProgrammingError as exc:
         raise StoreError(
             f"cannot create the run store {schema}.migration_run: {exc.orig}. Ask for CREATE on the database "
@@ -122,7 +134,8 @@ def _version(comment: str | None) -> int | None:
 
 
 def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    """A schema name quoted as PostgreSQL quotes it, for to_regclass (a parameter, never SQL text)."""
+    return psycopg_sql.Identifier(name).as_string()
 
 
 class AppliedStatement(BaseModel):
@@ -197,10 +210,10 @@ def now_text() -> str:
 class RunStore:
     """Reads and writes ``migration_run`` rows. Each method is one short transaction of its own."""
 
-    def __init__(self, db: Database, schema: str = DEFAULT_STORE_SCHEMA) -> None:
+    def __init__(self, db: Database, schema: str = DEFAULT_STORE_SCHEMA, *, create: bool = True) -> None:
         self.db = db
         self.schema = schema
-        self.table = ensure_store(db, schema)
+        self.table = ensure_store(db, schema, create=create)
 
     def create(self, *, plan: list[dict[str, Any]], fingerprint: str, name: str | None, tool_version: str) -> int:
         t = self.table
@@ -310,14 +323,21 @@ def _os_user() -> str | None:
 
 
 def runs(db: Any = None, *, store_schema: str = DEFAULT_STORE_SCHEMA, limit: int = 100) -> pd.DataFrame:
-    """The audit trail: past migration runs, newest first, one row each."""
+    """The audit trail: past migration runs, newest first, one row each. Read-only: on a database with no
+    store yet it is empty, and ``frame.attrs["note"]`` says there is no record yet."""
     import pandas as pd
 
     from .db import connect
 
-    store = RunStore(connect(db), store_schema)
+    if limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
+    try:
+        records = RunStore(connect(db), store_schema, create=False).runs(limit=limit)
+        note = None
+    except StoreMissing as missing:
+        records, note = [], str(missing)
     rows = []
-    for r in store.runs(limit=limit):
+    for r in records:
         report = r.preflight_report or {}
         results = report.get("results", [])
         rows.append({
@@ -339,4 +359,7 @@ def runs(db: Any = None, *, store_schema: str = DEFAULT_STORE_SCHEMA, limit: int
     frame = pd.DataFrame(rows, columns=columns)
     for col in ("blocking", "warnings", "applied_statements", "steps", "id"):
         frame[col] = frame[col].astype("Int64")
-    return frame.set_index("id")
+    frame = frame.set_index("id")
+    if note:
+        frame.attrs["note"] = note
+    return frame

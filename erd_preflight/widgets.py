@@ -495,7 +495,7 @@ class RunHistoryPanel(widgets.VBox):
         chosen = run_id if run_id is not None else self.picker.value
         if chosen is None:
             raise ValueError("no run picked: choose one in the list")
-        record = RunStore(self.db, self.store_schema).get(int(chosen))
+        record = RunStore(self.db, self.store_schema, create=False).get(int(chosen))
         report = PreflightReport.model_validate(record.preflight_report) if record.preflight_report else None
         self.detail.value = run_html(record) + (report_html(report) if report else
                                                 "<i>this run has no stored preflight report</i>")
