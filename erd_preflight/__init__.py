@@ -24,6 +24,7 @@ from .db import Database, connect
 from .errors import (
     ApplyBlocked,
     ApplyFailed,
+    CheckTimeout,
     ConcurrentApply,
     ConnectionFailed,
     PhaseOrderError,
@@ -31,6 +32,7 @@ from .errors import (
     PreflightError,
     RunStateError,
     StoreError,
+    StoreMissing,
 )
 from .gate import GateDecision
 from .phases import ApplyPhases, compile_phases
@@ -85,6 +87,7 @@ __all__ = [
     "ApplyOptions",
     "ApplyPhases",
     "Check",
+    "CheckTimeout",
     "CheckRun",
     "ColumnDefinition",
     "ConcurrentApply",
@@ -114,6 +117,7 @@ __all__ = [
     "RunStateError",
     "SetNotNull",
     "StoreError",
+    "StoreMissing",
     "TargetRef",
     "ValidateConstraint",
     "checks_for",

@@ -107,6 +107,12 @@ def plan_from_alembic(cls: type[MigrationPlan], config_or_ini: Any, revision_ran
             ) from exc
         statements = _split(buffer.getvalue())
         plans.append(cls.from_sql(";\n".join(statements) + (";" if statements else ""), origin=label))
+    name = f"alembic {start}:{heads[0]}"
     if not pending:
-        notes.append("no pending revisions")
-    return cls.concat(plans, name=f"alembic {start}:{heads[0]}", notes=tuple(notes))
+        if revision_range.startswith("current:"):
+            # alembic_version says the database is at the end of the range: a clear "nothing pending".
+            return cls(steps=(), name=name, notes=tuple(notes) + (
+                f"nothing pending: alembic_version is already at {start}",), nothing_pending=True)
+        raise PlanError(f"the Alembic range {revision_range} holds no revision: there is nothing to preflight. "
+                        "Give a range such as current:head or base:head")
+    return cls.concat(plans, name=name, notes=tuple(notes))

@@ -23,8 +23,9 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .db import Database
-from .errors import ConcurrentApply
+from .errors import ConcurrentApply, classify
 from .phases import ApplyPhases, PhaseStatement, lock_settings
+from .plan import display_name, drop_index_concurrently
 from .store import AppliedStatement, RunStore, now_text
 
 # The apply lock: a two-key advisory lock, per database. 0x45524450 is "ERDP".
@@ -328,26 +329,26 @@ class PhaseRunner:
                         phase=phase) from exc
                 self.sleep(self._backoff(attempt))
                 continue
-            except psycopg.OperationalError as exc:
-                if current is not None:
-                    self._finish(*current, "failed", error=_error_text(exc))
-                stored = self.store.get(self.run_id).applied_sql
-                if done and current is None and all(stored[p].outcome == "applied" for _, p, _ in done):
-                    # Lost while the COMMIT's answer was on its way: the record committed with the DDL, so it did.
-                    self.applied.extend(statement for statement, _, _ in done)
-                    raise _Failure(self._lost_or_error(exc, group[0], None) + f" The phase {phase} transaction had "
-                                   "committed.", phase=phase) from exc
-                for item in done:
-                    self._finish(*item, "rolled_back")
-                raise _Failure(self._lost_or_error(exc, group[0], current) + f" PostgreSQL rolls back an unfinished "
-                               f"transaction, so nothing of this phase {phase} transaction was applied.",
-                               phase=phase) from exc
             except psycopg.Error as exc:
-                self._rollback()
+                lost = self.conn.broken or self.conn.closed or classify(exc) == "connection"
+                if not lost:
+                    self._rollback()
                 if current is not None:
                     self._finish(*current, "failed", error=_error_text(exc))
+                if lost:
+                    stored = self.store.get(self.run_id).applied_sql
+                    if done and current is None and all(stored[p].outcome == "applied" for _, p, _ in done):
+                        # Lost while the COMMIT's answer was on its way: the record committed with the DDL, so
+                        # it did.
+                        self.applied.extend(statement for statement, _, _ in done)
+                        raise _Failure(self._lost_or_error(exc, group[0], None) + f" The phase {phase} transaction "
+                                       "had committed.", phase=phase) from exc
                 for item in done:
                     self._finish(*item, "rolled_back")
+                if lost:
+                    raise _Failure(self._lost_or_error(exc, group[0], current) + " PostgreSQL rolls back an "
+                                   f"unfinished transaction, so nothing of this phase {phase} transaction was "
+                                   "applied.", phase=phase) from exc
                 raise _Failure(self._lost_or_error(exc, group[0], current) + f" Phase {phase}'s transaction was "
                                "rolled back.", phase=phase) from exc
             for statement, position, entry in done:
@@ -380,7 +381,9 @@ class PhaseRunner:
                 continue
             except psycopg.Error as exc:
                 self._finish(statement, position, entry, "failed", error=_error_text(exc))
-                lost = isinstance(exc, psycopg.OperationalError)
+                # Only a lost connection needs a new one: psycopg calls many server errors "operational"
+                # (54000, an index row too large, among them), and those leave this session, and its lock, alive.
+                lost = self.conn.broken or self.conn.closed or classify(exc) == "connection"
                 self._drop_new_invalid(statement, relation, before, reconnect=lost)
                 raise _Failure(self._lost_or_error(exc, statement, None), phase="B") from exc
             self._finish(statement, position, entry, "applied")
@@ -399,14 +402,14 @@ class PhaseRunner:
         return {r[0] for r in rows}
 
     def _invalid_since(self, relation: str | None, before: set[int],
-                       conn: psycopg.Connection[Any]) -> list[str]:
+                       conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
         if relation is None:
             return []
         rows = conn.execute(
-            "SELECT format('%%I.%%I', n.nspname, c.relname), i.indexrelid::int8 FROM pg_index i "
+            "SELECT n.nspname, c.relname, i.indexrelid::int8 FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE i.indrelid = to_regclass(%s) AND NOT i.indisvalid", (relation,)).fetchall()
-        return [r[0] for r in rows if r[1] not in before]
+        return [(r[0], r[1]) for r in rows if r[2] not in before]
 
     def _drop_new_invalid(self, statement: PhaseStatement, relation: str | None, before: set[int],
                           reconnect: bool = False) -> None:
@@ -427,8 +430,9 @@ class PhaseRunner:
             except psycopg.Error as exc:
                 self.cleanup_notes.append(f"could not look for an INVALID index after the failure: {_error_text(exc)}")
                 return
-            for name in names:
-                drop = f"DROP INDEX CONCURRENTLY IF EXISTS {name}"
+            for schema, index in names:
+                name = display_name(schema, index)
+                drop = drop_index_concurrently(schema, index).as_string(conn)
                 position, entry = self._start(statement, 1, phase="cleanup", text=drop)
                 try:
                     conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout, local=False))
@@ -456,7 +460,8 @@ class PhaseRunner:
                     f"{name}) and apply again.", phase="B")
         invalid = self._invalid_since(relation, before, self.conn)
         if invalid:
-            raise _Failure(f"step {statement.step} left the INVALID index {', '.join(invalid)}.", phase="B")
+            raise _Failure(f"step {statement.step} left the INVALID index "
+                           f"{', '.join(display_name(*i) for i in invalid)}.", phase="B")
 
     # --- messages --------------------------------------------------------------------------------------
 
@@ -467,12 +472,16 @@ class PhaseRunner:
     def _lost_or_error(self, exc: psycopg.Error, statement: PhaseStatement,
                        current: tuple[PhaseStatement, int, AppliedStatement] | None) -> str:
         where = current[0] if current else statement
-        if isinstance(exc, psycopg.OperationalError) or self.conn.broken:
+        if classify(exc) == "connection" or self.conn.broken or self.conn.closed:
             return (f"the connection to PostgreSQL was lost during step {where.step} ({_error_text(exc)}); "
                     "the server ended the session (pg_terminate_backend, a restart, or the network).")
         if isinstance(exc, pgerrors.QueryCanceled):
             return (f"step {where.step} ran longer than statement_timeout {self.options.statement_timeout:g} s and "
                     "was cancelled; raise ApplyOptions.statement_timeout or apply when the table is quieter.")
+        if classify(exc) == "limit":
+            return (f"step {where.step} hit a PostgreSQL limit: {_error_text(exc)} (SQLSTATE {exc.sqlstate}). The data "
+                    "does not fit what the step builds (e.g. a key too large for a btree index row): change the step "
+                    "(an index on a hash or prefix of the value) or the data.")
         if isinstance(exc, psycopg.IntegrityError):
             return (f"step {where.step} failed because the data changed after the preflight: "
                     f"{_error_text(exc)}. PostgreSQL enforced the constraint anyway. Run the preflight again to see "
@@ -506,5 +515,6 @@ def failure_message(run_id: int, phases: ApplyPhases, runner: PhaseRunner, failu
         pending_steps = sorted({s.step for s in pending})
         parts.append(f"Not applied: step{'s' if len(pending_steps) > 1 else ''} "
                      f"{', '.join(str(x) for x in pending_steps)}.")
-    parts.extend(note[0].upper() + note[1:] + "." for note in runner.cleanup_notes)
+    # A retried build may meet the same cleanup on each try: each is said once.
+    parts.extend(note[0].upper() + note[1:] + "." for note in dict.fromkeys(runner.cleanup_notes))
     return " ".join(parts)

@@ -42,6 +42,7 @@ from .plan import (
     TableStep,
     ValidateConstraint,
     display_name,
+    drop_index_concurrently,
 )
 
 NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"
@@ -719,23 +720,35 @@ def _missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
     return None
 
 
+def _created_index_name(step: Step) -> str | None:
+    """The name of the index a step builds, when the step names it."""
+    if isinstance(step, CreateIndex):
+        return step.name
+    if isinstance(step, AddUnique):
+        return step.name
+    return None
+
+
 def _invalid_index_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]:
     """An INVALID index (left by a failed CREATE INDEX CONCURRENTLY) on a table the plan touches, or under a
     name the plan creates, must never pass for done: it is a blocker whose fix is a concurrent drop."""
     checks: list[Check] = []
-    if isinstance(step, CreateIndex) and step.name and step.if_not_exists:
+    own = _created_index_name(step)
+    if own is not None and isinstance(step, TableStep):
         state = ctx.state(step.schema_, step.table)
         schema = state.schema if state else (step.schema_ or ctx.current_schema)
-        found = ctx.catalog.index_by_name(schema, step.name) if (schema, step.name) not in ctx.relations else None
+        found = ctx.catalog.index_by_name(schema, own) if (schema, own) not in ctx.relations else None
         if found is not None and not found.valid:
             ctx.invalid_checked.add((found.table_schema, found.table))
-            drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, step.name))
+            drop = drop_index_concurrently(schema, own)
+            what = ("IF NOT EXISTS would silently skip the build, leaving an index PostgreSQL never uses"
+                    if isinstance(step, CreateIndex) and step.if_not_exists
+                    else "the step would fail with \"already exists\"")
             checks.append(_verdict(
                 INVALID_INDEX_PRECHECK, index, step, "blocking",
-                f"index {display_name(schema, step.name)} exists but is INVALID (a CREATE INDEX CONCURRENTLY that "
-                "failed or was cancelled left it behind), and IF NOT EXISTS would silently skip the build, leaving "
-                f"an index PostgreSQL never uses. Drop it first: {drop.as_string()}",
-                target=TargetRef(kind="index", schema=found.table_schema, table=found.table, name=step.name),
+                f"index {display_name(schema, own)} exists but is INVALID (a CREATE INDEX CONCURRENTLY that "
+                f"failed or was cancelled left it behind), and {what}. Drop it first: {drop.as_string()}",
+                target=TargetRef(kind="index", schema=found.table_schema, table=found.table, name=own),
             ))
     tables = [] if isinstance(step, CreateTable) else [ctx.state(s, t) for s, t in step.tables()]
     for state in tables:
@@ -745,7 +758,7 @@ def _invalid_index_checks(index: int, step: Step, ctx: PlanContext) -> list[Chec
         for ix in state.info.indexes.values():
             if ix.valid:
                 continue
-            drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(state.schema, ix.name))
+            drop = drop_index_concurrently(state.schema, ix.name)
             checks.append(_verdict(
                 INVALID_INDEX_PRECHECK, index, step, "blocking",
                 f"index {display_name(state.schema, ix.name)} on {state.label} is INVALID: a CREATE INDEX "
@@ -1042,10 +1055,15 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     destructive = _destructive(index, step, context)
     if destructive:
         checks.append(destructive)
+    # An INVALID index first: a leftover under the very name the step creates would otherwise read as
+    # "already exists", when what clears it is its DROP INDEX CONCURRENTLY.
+    invalid = _invalid_index_checks(index, step, context)
     missing = _missing_objects(index, step, context)
     if missing is not None:
-        return checks + [missing]
-    checks.extend(_invalid_index_checks(index, step, context))
+        own = _created_index_name(step)
+        named = [c for c in invalid if own is not None and c.target is not None and c.target.name == own]
+        return checks + invalid + ([] if named else [missing])
+    checks.extend(invalid)
     checks.extend(_large_table_checks(index, step, context))
     if not isinstance(step, TableStep) or isinstance(step, CreateTable):
         return checks

@@ -31,6 +31,7 @@ from .errors import (
 from .frames import TEXT_MARKS
 from .phases import PhaseStatement
 from .plan import MigrationPlan
+from .sqlparse import read_sql_file
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
@@ -60,8 +61,17 @@ def load_plan(spec: str, db: Database) -> MigrationPlan:
     if path.is_dir():
         return MigrationPlan.from_dir(path, db=db)
     if path.is_file():
-        return MigrationPlan.from_sql(path.read_text(encoding="utf-8"), name=path.name, origin=path.name)
+        return MigrationPlan.from_sql(read_sql_file(path), name=path.name, origin=path.name)
+    if not path.exists():
+        raise UsageError(f"no such file: {spec}")
     raise UsageError(f"{spec} is not a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+
+
+def nothing_pending(plan: MigrationPlan, out: TextIO) -> bool:
+    """A plan whose migrations are all applied already (the tool's history says so): said, and exit 0."""
+    if plan.nothing_pending:
+        print(f"{plan.name or 'plan'}: nothing pending · " + "; ".join(plan.notes), file=out)
+    return plan.nothing_pending
 
 
 def _progress(stream: TextIO) -> Any:
@@ -96,6 +106,8 @@ def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     from .preflight import run_preflight
 
     plan = load_plan(args.plan, db)
+    if not args.json and nothing_pending(plan, out):
+        return EXIT_OK
     report = run_preflight(plan, db, explore=args.explore, progress=None if args.json else _progress(sys.stderr))
     if args.json:
         print(report.contract_json(), file=out)
@@ -108,6 +120,8 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     from .run import MigrationRun
 
     plan = load_plan(args.plan, db)
+    if nothing_pending(plan, out):
+        return EXIT_OK
     run = MigrationRun.start(plan, db, name=plan.name, store_schema=args.store_schema,
                              options=ApplyOptions(lock_timeout=args.lock_timeout))
     report = run.preflight(explore=args.explore, progress=_progress(sys.stderr))

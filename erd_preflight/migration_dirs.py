@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from .errors import PlanError
+from .sqlparse import read_sql_file
 
 if TYPE_CHECKING:
     from .plan import MigrationPlan
@@ -48,7 +49,7 @@ class MigrationFile:
         return ".".join(str(v) for v in self.version)
 
     def sql(self) -> str:
-        text = self.path.read_text(encoding="utf-8")
+        text = read_sql_file(self.path)
         if self.tool == "dbmate":
             up, down = _DBMATE_UP.search(text), _DBMATE_DOWN.search(text)
             if up is None:
@@ -85,7 +86,7 @@ def migration_files(folder: Path) -> tuple[list[MigrationFile], list[str]]:
         elif m := _UP.match(name):
             files.append(MigrationFile(path, "golang-migrate", (int(m["version"]),), m["name"]))
         elif m := _NUMBERED.match(name):
-            text = path.read_text(encoding="utf-8")
+            text = read_sql_file(path)
             tool = "dbmate" if _DBMATE_UP.search(text) else "numbered"
             files.append(MigrationFile(path, tool, (int(m["version"]),), m["name"]))
         else:
@@ -183,5 +184,15 @@ def plan_from_dir(cls: type[MigrationPlan], folder: Path, *, db: Any = None, his
             notes.append(f"{f.path.name}: already applied, skipped")
         else:
             pending.append(f)
+    if not files:
+        raise PlanError(
+            f"{folder} holds no migration this reader knows: it looked for Flyway V3__x.sql (and R__x.sql), "
+            "golang-migrate 0003_x.up.sql, dbmate 20240101120000_x.sql and a sqitch.plan. An empty plan would "
+            "check nothing, so it is refused: point at the folder that holds the .sql files")
+    if not pending:
+        # Every migration is applied, and the tool's own history table says so: a clear "nothing pending".
+        return cls(steps=(), name=folder.name, notes=tuple(notes) + (
+            f"nothing pending: the history table lists all {len(files)} migration(s) as applied",),
+            nothing_pending=True)
     plans = [cls.from_sql(f.sql(), origin=f.path.name) for f in pending]
     return cls.concat(plans, name=folder.name, notes=tuple(notes))

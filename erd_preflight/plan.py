@@ -673,12 +673,17 @@ class MigrationPlan(_Refusing):
     steps: tuple[PlanStep, ...]
     name: str | None = None
     notes: tuple[str, ...] = Field(default=(), description="what parsing had to say, e.g. skipped BEGIN/COMMIT")
+    nothing_pending: bool = Field(
+        default=False, description="no steps because the migration tool's history table says every migration is "
+        "applied; any other plan without steps is refused, never reported clear")
     origins: tuple[str | None, ...] = Field(
         default=(), description="where each step came from (a file, an Alembic revision); empty: not recorded. "
         "Not part of the fingerprint: the same steps are the same plan wherever they were written.")
 
     @model_validator(mode="after")
     def _one_origin_per_step(self) -> MigrationPlan:
+        if self.nothing_pending and self.steps:
+            raise ValueError("a plan with steps is not 'nothing pending'")
         if self.origins and len(self.origins) != len(self.steps):
             raise ValueError(f"origins has {len(self.origins)} entries for {len(self.steps)} steps")
         return self

@@ -29,7 +29,7 @@ from .checks import (
 )
 from .contract import CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
 from .db import Database, connect
-from .errors import CheckTimeout, PreflightError, classify, server_went_away
+from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
 from .plan import MigrationPlan, display_name
 from .side_effects import unsafe_calls
 
@@ -489,6 +489,10 @@ def run_preflight(
     ``large_table_bytes``.
     """
     opts = PreflightOptions(**{**(options or PreflightOptions()).model_dump(), **option_overrides})
+    if not plan.steps and not plan.nothing_pending:
+        raise PlanError("the plan has no steps, so there is nothing to preflight; an empty plan is never reported "
+                        "clear. Check where it was read from (a folder in a layout this reader knows, a .sql file "
+                        "with statements, a non-empty Alembic range)")
     database = db if isinstance(db, Database) else connect(db)
     # A connection of its own, closed afterwards: whatever the plan's expressions did to the session (a GUC,
     # a temp object, a lock, a dblink connection) goes with it and never reaches the pool.

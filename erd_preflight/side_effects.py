@@ -45,7 +45,7 @@ SELECT format_type(c.casttarget, NULL), p.proname
 """
 
 
-def _walk(node: Any) -> Any:
+def walk_ast(node: Any) -> Any:
     """Every AST node under ``node``, without recursion (a deep expression must not overflow the stack)."""
     stack = [node]
     while stack:
@@ -63,7 +63,7 @@ def calls_in(text: str) -> tuple[set[tuple[str | None, str]], set[tuple[str | No
     functions: set[tuple[str | None, str]] = set()
     operators: set[tuple[str | None, str]] = set()
     casts: set[str] = set()
-    for node in _walk([raw.stmt for raw in pglast.parse_sql(text)]):
+    for node in walk_ast([raw.stmt for raw in pglast.parse_sql(text)]):
         if isinstance(node, ast.FuncCall):
             names = [n.sval for n in node.funcname]
             functions.add((names[-2] if len(names) > 1 else None, names[-1]))

@@ -36,6 +36,22 @@ def line_column(text: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
+def read_sql_file(path: Any) -> str:
+    """A migration file's text. Bytes that are not UTF-8 are refused with the file, line and column, as is a
+    NUL byte (PostgreSQL's parser would stop reading there)."""
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = line_column(data[: exc.start].decode("utf-8", errors="replace"), exc.start)
+        raise PlanError(f"{Path(path).name} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column "
+                        f"{column} cannot be decoded. Save the file as UTF-8", line=line, column=column) from None
+    refuse_nul(text, Path(path).name)
+    return text
+
+
 def refuse_nul(text: str, subject: str) -> None:
     """A NUL byte ends a C string: PostgreSQL's parser would silently ignore everything after it."""
     at = text.find("\x00")
