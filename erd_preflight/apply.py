@@ -104,12 +104,54 @@ def apply_lock_holder(conn: psycopg.Connection[Any]) -> tuple[int | None, int | 
 
 def concurrent_apply_error(conn: psycopg.Connection[Any]) -> ConcurrentApply:
     run_id, pid, who = apply_lock_holder(conn)
+    if run_id is None and pid is not None:
+        # The lock is held, but not by an apply: a session that took these keys by other means.
+        return ConcurrentApply(
+            f"the apply lock (pg_advisory_lock({_LOCK_CLASS}, {_LOCK_OBJECT})) is held by {who}, which is not an "
+            f"erd_preflight apply. End that session (SELECT pg_terminate_backend({pid})) or have it release the "
+            "lock, then apply again.", run_id=None, pid=pid)
     what = f"migration run {run_id}" if run_id is not None else "another apply"
     return ConcurrentApply(
         f"{what} is applying on this database right now ({who}); only one apply runs at a time. Wait for it to "
-        f"finish (ep.runs(db) shows its status), then run the preflight again and apply.",
+        f"finish (ep.runs(db) shows its status), then run the preflight again and apply. If its process was "
+        f"killed, its backend may still be running its last statement: wait for it, or cancel it with "
+        f"SELECT pg_cancel_backend({pid}).",
         run_id=run_id, pid=pid,
     )
+
+
+@dataclass(frozen=True)
+class RunningApply:
+    """The backend of an apply still running on the server (its client may be gone: a killed process)."""
+
+    run_id: int
+    pid: int
+    state: str | None
+    query: str | None
+    seconds: float | None
+
+    def describe(self) -> str:
+        query = " ".join((self.query or "").split())[:160]
+        running = f", running for {self.seconds:.0f} s" if self.seconds is not None else ""
+        return (f"the backend of run {self.run_id}'s apply is still on the server (pid {self.pid}, {self.state}"
+                f"{running}: {query}). Its client may be gone; the statement goes on until it ends. Wait for it "
+                f"(SELECT state FROM pg_stat_activity WHERE pid = {self.pid}) or cancel it (SELECT "
+                f"pg_cancel_backend({self.pid})); until then a new apply waits for its lock.")
+
+
+def running_applies(db: Database) -> list[RunningApply]:
+    """Backends whose application_name says they apply a run, other than this session."""
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT application_name, pid, state, query, extract(epoch FROM now() - query_start)::float8 "
+            "FROM pg_stat_activity WHERE application_name LIKE 'erd_preflight apply run %%' "
+            "AND pid <> pg_backend_pid() AND datname = current_database()").fetchall()
+    found = []
+    for name, pid, state, query, seconds in rows:
+        match = re.fullmatch(_APP_NAME.format(r"(\d+)"), name or "")
+        if match:
+            found.append(RunningApply(int(match.group(1)), pid, state, query, seconds))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------------------

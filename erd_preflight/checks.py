@@ -43,6 +43,7 @@ from .plan import (
     ValidateConstraint,
     display_name,
     drop_index_concurrently,
+    index_name,
 )
 
 NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"
@@ -391,9 +392,11 @@ class PlanContext:
     relations: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) created by the plan
     plan_indexes: dict[tuple[str, str], CreateIndex] = field(default_factory=dict)  # named indexes the plan builds
     invalid_checked: set[tuple[str, str]] = field(default_factory=set)  # tables already checked for INVALID indexes
+    dropped_indexes: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) an earlier step drops
 
     def relation_exists(self, schema: str, name: str) -> bool:
-        return (schema, name) in self.relations or self.catalog.relation_exists(schema, name)
+        return (schema, name) in self.relations or (
+            (schema, name) not in self.dropped_indexes and self.catalog.relation_exists(schema, name))
 
     @property
     def current_schema(self) -> str:
@@ -436,6 +439,11 @@ class PlanContext:
 
     def absorb(self, index: int, step: Step) -> None:
         """Record what ``step`` (1-based ``index``) does, for the checks of later steps."""
+        if isinstance(step, DropIndex):
+            key = (step.schema_ or self.current_schema, step.name)
+            self.dropped_indexes.add(key)
+            self.relations.discard(key)
+            return
         if isinstance(step, CreateTable):
             if self.state(step.schema_, step.table) is not None and step.if_not_exists:
                 return
@@ -681,6 +689,8 @@ def _missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
     name = getattr(step, "name", None)
     if isinstance(step, AddUniqueUsingIndex):
         name = step.constraint_name
+    if isinstance(step, CreateIndex) and step.concurrently:
+        name = index_name(step)  # apply names the index it builds concurrently explicitly
     if isinstance(step, AddUniqueUsingIndex) and step.primary_key and state.has_primary_key:
         return _verdict(check_id, index, step, "blocking",
                         f"{state.label} already has a primary key and a table can have only one; the step would "
@@ -737,7 +747,8 @@ def _invalid_index_checks(index: int, step: Step, ctx: PlanContext) -> list[Chec
     if own is not None and isinstance(step, TableStep):
         state = ctx.state(step.schema_, step.table)
         schema = state.schema if state else (step.schema_ or ctx.current_schema)
-        found = ctx.catalog.index_by_name(schema, own) if (schema, own) not in ctx.relations else None
+        fresh = (schema, own) in ctx.relations or (schema, own) in ctx.dropped_indexes
+        found = None if fresh else ctx.catalog.index_by_name(schema, own)
         if found is not None and not found.valid:
             ctx.invalid_checked.add((found.table_schema, found.table))
             drop = drop_index_concurrently(schema, own)
@@ -756,7 +767,7 @@ def _invalid_index_checks(index: int, step: Step, ctx: PlanContext) -> list[Chec
             continue
         ctx.invalid_checked.add((state.schema, state.name))
         for ix in state.info.indexes.values():
-            if ix.valid:
+            if ix.valid or (state.schema, ix.name) in ctx.dropped_indexes:
                 continue
             drop = drop_index_concurrently(state.schema, ix.name)
             checks.append(_verdict(

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import PhaseOrderError
 from .plan import (
+    NAMEDATALEN,
+    clip_bytes,
     AddCheck,
     AddColumn,
     AddForeignKey,
@@ -39,12 +41,14 @@ from .plan import (
     TableStep,
     ValidateConstraint,
     display_name,
+    index_name,
+    make_object_name,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .catalog import Catalog
+    from .catalog import Catalog, ConstraintInfo
 
 PhaseName = Literal["A", "B", "C"]
 
@@ -54,7 +58,6 @@ PHASE_TITLES: dict[str, str] = {
     "C": "Phase C: constraints after the indexes, each in its own transaction",
 }
 
-NAMEDATALEN = 64
 
 
 class PhaseStatement(BaseModel):
@@ -201,6 +204,8 @@ def _raw_tables(statement: str) -> set[str] | None:
 
 
 def _object_name(step: Step) -> str | None:
+    if isinstance(step, CreateIndex) and step.concurrently:
+        return index_name(step)
     if isinstance(step, (CreateIndex, AddForeignKey, DropIndex)):
         return step.name
     if isinstance(step, AddUniqueUsingIndex):
@@ -266,28 +271,6 @@ def _check_order(plan: MigrationPlan) -> None:
 # Names PostgreSQL would choose, so a foreign key added NOT VALID can be validated by name.
 
 
-def _clip(text: str, limit: int) -> str:
-    """At most ``limit`` bytes of ``text``, never cutting a character (pg_mbcliplen)."""
-    data = text.encode()
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode(errors="ignore")
-
-
-def make_object_name(name1: str, name2: str | None, label: str) -> str:
-    """PostgreSQL's makeObjectName: ``name1_name2_label``, shortening the longer part until it fits 63 bytes."""
-    overhead = len(label) + 1 + (1 if name2 else 0)
-    avail = NAMEDATALEN - 1 - overhead
-    n1, n2 = len(name1.encode()), len((name2 or "").encode())
-    while n1 + n2 > avail:
-        if n1 > n2:
-            n1 -= 1
-        else:
-            n2 -= 1
-    parts = [_clip(name1, n1)] + ([_clip(name2, n2)] if name2 else []) + [label]
-    return "_".join(parts)
-
-
 def foreign_key_name(table: str, columns: tuple[str, ...], taken: set[str]) -> str:
     """The name PostgreSQL gives an unnamed foreign key (ChooseConstraintName), avoiding ``taken``."""
     addition = ""
@@ -295,7 +278,7 @@ def foreign_key_name(table: str, columns: tuple[str, ...], taken: set[str]) -> s
         addition = f"{addition}_{column}" if addition else column
         if len(addition.encode()) >= NAMEDATALEN:
             break
-    addition = _clip(addition, NAMEDATALEN * 2 - 1)
+    addition = clip_bytes(addition, NAMEDATALEN * 2 - 1)
     candidate = make_object_name(table, addition, "fkey")
     counter = 0
     while candidate in taken:
@@ -307,17 +290,26 @@ def foreign_key_name(table: str, columns: tuple[str, ...], taken: set[str]) -> s
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _same_foreign_key(found: ConstraintInfo, step: AddForeignKey) -> bool:
+    """Whether a constraint in the catalog is this step's foreign key (left by an earlier apply of it)."""
+    return (found.type == "f" and found.columns == step.columns and found.ref_table == step.ref_table
+            and found.ref_columns == step.ref_columns and found.match_full == step.match_full
+            and (step.ref_schema is None or found.ref_schema == step.ref_schema))
+
+
 def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> ApplyPhases:
-    """Compile ``plan`` into phases A, B and C. ``catalog`` (optional) supplies the constraint names already
-    taken, so unnamed foreign keys get the name PostgreSQL would give them. Raises ``PhaseOrderError``."""
+    """Compile ``plan`` into phases A, B and C. Every object phases B and C create gets its name here, the
+    same on every compile: an unnamed index the name PostgreSQL would pick first, an unnamed foreign key the
+    name PostgreSQL would give it next to the constraints ``catalog`` (optional) holds, its own leftover from
+    an interrupted apply of this plan excepted. Raises ``PhaseOrderError``."""
     _check_order(plan)
     taken: set[str] = set()
     if catalog is not None:
-        rows = catalog.conn.execute(
-            "SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
-            "WHERE n.nspname = ANY(current_schemas(false))"
-        ).fetchall()
-        taken = {r[0] for r in rows}
+        for step in plan.steps:
+            if isinstance(step, AddForeignKey) and not step.name:
+                info = catalog.table(step.schema_, step.table)
+                taken |= {c.name for c in (info.constraints.values() if info else ())
+                          if not _same_foreign_key(c, step)}
     for step in plan.steps:
         if isinstance(step, (AddUnique, AddForeignKey, AddCheck)) and step.name:
             taken.add(step.name)
@@ -333,10 +325,11 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
         elif phase == "B":
             builds = isinstance(step, CreateIndex) or (
                 isinstance(step, RawSQL) and isinstance(pglast.parse_sql(step.statement)[0].stmt, ast.IndexStmt))
+            named = step.model_copy(update={"name": index_name(step)}) if isinstance(step, CreateIndex) else step
             b.append(PhaseStatement(
-                phase="B", unit=len(b) + 1, step=position, sql=step.sql(), transactional=False,
+                phase="B", unit=len(b) + 1, step=position, sql=named.sql(), transactional=False,
                 purpose="alone, outside any transaction", table=table,
-                index=step.name if isinstance(step, CreateIndex) else None, builds_index=builds,
+                index=named.name if isinstance(named, CreateIndex) else None, builds_index=builds,
             ))
         elif isinstance(step, AddForeignKey) and not step.not_valid:
             name = step.name or foreign_key_name(step.table, step.columns, taken)

@@ -613,6 +613,38 @@ class DropIndex(Step):
         return TargetRef(kind="index", schema=self.schema_, name=self.name)
 
 
+NAMEDATALEN = 64
+
+
+def clip_bytes(text: str, limit: int) -> str:
+    """At most ``limit`` bytes of ``text``, never cutting a character (pg_mbcliplen)."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode(errors="ignore")
+
+
+def make_object_name(name1: str, name2: str | None, label: str) -> str:
+    """PostgreSQL's makeObjectName: ``name1_name2_label``, shortening the longer part until it fits 63 bytes."""
+    overhead = len(label) + 1 + (1 if name2 else 0)
+    avail = NAMEDATALEN - 1 - overhead
+    n1, n2 = len(name1.encode()), len((name2 or "").encode())
+    while n1 + n2 > avail:
+        if n1 > n2:
+            n1 -= 1
+        else:
+            n2 -= 1
+    parts = [clip_bytes(name1, n1)] + ([clip_bytes(name2, n2)] if name2 else []) + [label]
+    return "_".join(parts)
+
+
+def index_name(step: CreateIndex) -> str:
+    """The name of an index: its own, or the one PostgreSQL's ChooseIndexName would pick first
+    (``table_col1_col2_idx``). Apply always names it explicitly, so a rerun after a crash finds the index a
+    killed build left (to adopt or to rebuild) instead of building a second copy under ``..._idx1``."""
+    return step.name or make_object_name(step.table, "_".join(step.columns), "idx")
+
+
 def drop_index_concurrently(schema: str | None, name: str) -> sql.Composed:
     """``DROP INDEX CONCURRENTLY IF EXISTS schema.name``: the one way erd_preflight clears an INVALID index."""
     return DropIndex(schema=schema, name=name, concurrently=True, if_exists=True).composed()

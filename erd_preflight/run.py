@@ -21,10 +21,12 @@ from .apply import (
     ApplyOptions,
     ApplyProgress,
     PhaseRunner,
+    RunningApply,
     _Failure,
     concurrent_apply_error,
     failure_message,
     release_apply_lock,
+    running_applies,
     try_apply_lock,
 )
 from .catalog import Catalog
@@ -37,6 +39,7 @@ from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
 from .preflight import ProgressCallback, json_value, read_only, run_preflight, violating_rows
 from .remediation import Remediation, remediations_for
+from .resume import Remaining, remaining_steps
 from .sqlparse import normalize_expression
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunRecord, RunStore, now_text
 
@@ -94,6 +97,8 @@ class MigrationRun:
         self.plan = plan
         self.options = options or ApplyOptions()
         self.preflight_options = PreflightOptions()
+        self.resumes: list[int] = []  # the failed runs of this plan that this run continues
+        self.running_applies: list[RunningApply] = []  # backends of earlier applies still running at start
 
     # --- creating and loading --------------------------------------------------------------------------
 
@@ -105,15 +110,41 @@ class MigrationRun:
         database = connect(db)
         store = RunStore(database, store_schema)
         recover_interrupted(database, store)
-        payload = [s.model_dump(mode="json", by_alias=True) for s in plan.steps]
-        run_id = store.create(plan=payload, fingerprint=plan.fingerprint, name=name or plan.name,
+        running = running_applies(database)
+        for backend in running:
+            warnings.warn(backend.describe(), stacklevel=2)
+        # A plan whose earlier run failed half-way continues from where that run stopped (and from where a
+        # run that continued it stopped, and so on): no step applies twice, no object is built twice.
+        resumed: list[tuple[RunRecord, Remaining]] = []
+        current = plan
+        while True:
+            earlier = [r for r in store.runs(current.fingerprint) if r.status in ("failed", "applied")]
+            # A run that started applying may have changed the database, even with nothing recorded applied: a
+            # killed CONCURRENTLY build goes on in its backend. Its remaining steps are judged on the catalog.
+            started = earlier and any(e.phase in ("A", "B", "C") for e in earlier[0].applied_sql)
+            if not started or earlier[0].status == "applied" or any(r.id == earlier[0].id for r, _ in resumed):
+                break
+            with database.connection() as conn, read_only(conn, 60):
+                left = remaining_steps(current, earlier[0], Catalog(conn))
+            resumed.append((earlier[0], left))
+            current = left.plan
+        payload = [s.model_dump(mode="json", by_alias=True) for s in current.steps]
+        run_id = store.create(plan=payload, fingerprint=current.fingerprint, name=name or plan.name,
                               tool_version=_tool_version())
-        run = cls(database, store, store.get(run_id), plan, options)
-        unfinished = [r for r in run.previous_runs if r.status == "failed" and not r.nothing_applied]
-        if unfinished:
+        if resumed:
+            notes = "; ".join(n for _, left in resumed for n in left.notes) or "nothing of it was applied"
+            store.update(run_id, status_history=[*store.get(run_id).model_dump(mode="json")["status_history"], {
+                "status": "draft", "at": now_text(),
+                "note": f"continues run {', '.join(str(r.id) for r, _ in resumed)} of this plan "
+                        f"(fingerprint {plan.fingerprint[:12]}): {notes}"}])
+        run = cls(database, store, store.get(run_id), current, options)
+        run.resumes = [r.id for r, _ in resumed]
+        run.running_applies = running
+        if resumed:
             warnings.warn(
-                f"run {unfinished[0].id} of this same plan failed after applying part of it: "
-                f"{unfinished[0].error}", stacklevel=2)
+                f"run {resumed[-1][0].id} of this plan failed mid-apply; run {run_id} continues it with the "
+                f"{len(current)} step(s) left ({'; '.join(resumed[-1][1].notes) or 'nothing of it was applied'}).",
+                stacklevel=2)
         return run
 
     @classmethod
@@ -305,6 +336,10 @@ class MigrationRun:
         if report is not None and (report.blocked or any(not r.confirmed for r in requests)):
             remediations = [r for r in self.remediations()
                             if r.kind != "use_concurrently" or any(not q.confirmed for q in requests)]
+        for backend in running_applies(self.db):
+            if backend.run_id == self.id:
+                continue  # this run's own apply session, which holds the lock while it asks the gate
+            reasons.append(GateReason(code="APPLY_RUNNING", message=backend.describe()))
         for previous in self.previous_runs[:3]:
             if previous.status == "failed":
                 notes.append(f"run {previous.id} of this plan failed: {previous.error}")
