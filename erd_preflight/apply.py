@@ -23,7 +23,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .db import Database
-from .errors import ConcurrentApply, classify
+from .errors import ConcurrentApply, ConnectionFailed, classify
 from .phases import ApplyPhases, PhaseStatement, lock_settings
 from .plan import display_name, drop_index_concurrently
 from .store import AppliedStatement, RunStore, now_text
@@ -282,6 +282,8 @@ class PhaseRunner:
         self.pid = conn.info.backend_pid
         self.applied: list[PhaseStatement] = []
         self.cleanup_notes: list[str] = []
+        self.unrecorded = False  # an outcome could not be written: the server did not answer
+        self.phase: str | None = None
         self.watch: LockWatch  # set by run(), for the length of the apply
 
     # --- records ------------------------------------------------------------------------------------------
@@ -302,7 +304,11 @@ class PhaseRunner:
             fields["error"] = error
         if rows is not None and rows >= 0:
             fields["rows"] = rows
-        self.store.update_statement(self.run_id, position, **fields)
+        try:
+            self.store.update_statement(self.run_id, position, **fields)
+        except ConnectionFailed:
+            # The server went away: the outcome is still reported; the next start completes the record.
+            self.unrecorded = True
         done = entry.model_copy(update=fields)
         if self.progress:
             self.progress(statement, done)
@@ -314,10 +320,16 @@ class PhaseRunner:
         with LockWatch(self.db, self.pid) as watch:
             self.watch = watch
             for group in phases.units():
-                if group[0].transactional:
-                    self._transaction(group)
-                else:
-                    self._outside_transaction(group[0])
+                self.phase = group[0].phase
+                try:
+                    if group[0].transactional:
+                        self._transaction(group)
+                    else:
+                        self._outside_transaction(group[0])
+                except ConnectionFailed as exc:  # the record could not be written: the server is gone
+                    raise _Failure(
+                        f"the connection to PostgreSQL was lost during phase {self.phase} and the server does not "
+                        f"answer ({exc})", phase=self.phase) from exc
 
     def _backoff(self, attempt: int) -> float:
         o = self.options
@@ -377,9 +389,15 @@ class PhaseRunner:
                     self._rollback()
                 if current is not None:
                     self._finish(*current, "failed", error=_error_text(exc))
-                if lost:
-                    stored = self.store.get(self.run_id).applied_sql
-                    if done and current is None and all(stored[p].outcome == "applied" for _, p, _ in done):
+                if lost and done and current is None:
+                    # Lost while the COMMIT's answer was on its way: the record commits with the DDL, so it says.
+                    try:
+                        stored = self.store.get(self.run_id).applied_sql
+                    except ConnectionFailed:
+                        raise _Failure(self._lost_or_error(exc, group[0], None) + f" Whether the phase {phase} "
+                                       "transaction committed is not known until the server answers; its record "
+                                       "commits with it, so the next start reads the truth.", phase=phase) from exc
+                    if all(stored[p].outcome == "applied" for _, p, _ in done):
                         # Lost while the COMMIT's answer was on its way: the record committed with the DDL, so
                         # it did.
                         self.applied.extend(statement for statement, _, _ in done)

@@ -15,7 +15,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, classify
 
 _embedded_lock = threading.Lock()
 _embedded: dict[str, Any] = {}
@@ -172,9 +172,17 @@ class Database:
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """A SQLAlchemy connection in a transaction, committed when the block ends without an error."""
-        with self.sa_connection() as conn, conn.begin():
-            yield conn
+        """A SQLAlchemy connection in a transaction, committed when the block ends without an error. A
+        connection lost on the way (the server went away) is ConnectionFailed."""
+        try:
+            with self.sa_connection() as conn, conn.begin():
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated or classify(exc.orig) == "connection":
+                raise ConnectionFailed(
+                    f"the connection to {self.url} was lost ({' '.join(str(exc.orig).split())}): the server went "
+                    "away or ended the session.") from exc
+            raise
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:

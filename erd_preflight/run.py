@@ -33,7 +33,7 @@ from .catalog import Catalog
 from .checks import Check, PreflightOptions, derive_checks
 from .contract import PreflightReport, utc_now
 from .db import Database, connect
-from .errors import ApplyBlocked, ApplyFailed, PhaseOrderError, RunStateError
+from .errors import ApplyBlocked, ApplyFailed, ConnectionFailed, PhaseOrderError, RunStateError
 from .gate import Confirmation, GateDecision, GateReason, confirmation_requests, matches_table
 from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
@@ -459,6 +459,14 @@ class MigrationRun:
 
     # --- apply -------------------------------------------------------------------------------------------
 
+    def _record_failure(self, message: str) -> bool:
+        """Mark the run failed; False when the server does not answer (the next start will mark it)."""
+        try:
+            self._record = self.store.transition(self.id, "failed", note=message, error=message)
+        except ConnectionFailed:
+            return False
+        return True
+
     def apply(self, *, confirm_large_non_concurrent: Iterable[str] = (), options: ApplyOptions | None = None,
               progress: ApplyProgress | None = None) -> RunRecord:
         """Apply the plan in phases if the gate allows it; otherwise raise ``ApplyBlocked`` with the reasons.
@@ -485,12 +493,15 @@ class MigrationRun:
                     runner.run(phases)
                 except _Failure as failure:
                     message = failure_message(self.id, phases, runner, failure)
-                    self._record = self.store.transition(self.id, "failed", note=message, error=message)
+                    if not self._record_failure(message):
+                        message += (f" The server does not answer, so the record still says 'applying': the next "
+                                    f"MigrationRun.start (or erd-preflight apply) marks run {self.id} failed, with "
+                                    "where it stopped, and continues the plan from there.")
                     raise ApplyFailed(message, run_id=self.id, phase=failure.phase) from failure
                 except BaseException as exc:
                     message = (f"Apply of run {self.id} was interrupted ({type(exc).__name__}: {exc}). "
                                "PostgreSQL rolled back any open transaction; see applied_sql for what was applied.")
-                    self._record = self.store.transition(self.id, "failed", note=message, error=message)
+                    self._record_failure(message)
                     raise
                 self._record = self.store.transition(
                     self.id, "applied", note=f"applied {len(phases)} statements in phases "

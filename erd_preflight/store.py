@@ -228,7 +228,7 @@ class RunStore:
             ).scalar_one())
 
     def get(self, run_id: int) -> RunRecord:
-        with self.db.sa_connection() as conn:
+        with self.db.begin() as conn:
             row = conn.execute(sa.select(self.table).where(self.table.c.id == run_id)).mappings().first()
         if row is None:
             raise RunStateError(f"there is no migration run {run_id} in {self.schema}.migration_run")
@@ -305,12 +305,12 @@ class RunStore:
             query = query.where(t.c.plan_fingerprint == fingerprint)
         if limit is not None:
             query = query.limit(limit)
-        with self.db.sa_connection() as conn:
+        with self.db.begin() as conn:
             return [RunRecord(**row) for row in conn.execute(query).mappings()]
 
     def applying(self) -> list[RunRecord]:
         t = self.table
-        with self.db.sa_connection() as conn:
+        with self.db.begin() as conn:
             rows = conn.execute(sa.select(t).where(t.c.status == "applying").order_by(t.c.id)).mappings()
             return [RunRecord(**row) for row in rows]
 

@@ -335,11 +335,12 @@ def slow(run_sql: Callable[..., Any]) -> None:
     # terminate its backend in the middle.
     run_sql("CREATE FUNCTION slow_true(int) RETURNS boolean IMMUTABLE LANGUAGE sql AS "
             "'SELECT true FROM pg_sleep(0.1)';"
-            "CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t SELECT g, g FROM generate_series(1, 40) g")
+            "CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t SELECT g, g FROM generate_series(1, 40) g;"
+            "CREATE TABLE sleep_switch (armed boolean); INSERT INTO sleep_switch VALUES (true)")
 
 
 PHASE_PLANS = {
-    "A": ("ALTER TABLE t ADD COLUMN b int;\nSELECT pg_sleep(60);", "%pg_sleep(60)%"),
+    "A": ("ALTER TABLE t ADD COLUMN b int;\nSELECT pg_sleep(60) FROM sleep_switch WHERE armed;", "%pg_sleep(60)%"),
     "B": ("ALTER TABLE t ADD COLUMN b int;\nCREATE INDEX CONCURRENTLY t_slow ON t (a) WHERE slow_true(id);",
           "%CONCURRENTLY%"),
     "C": ("ALTER TABLE t ADD COLUMN b int;\nALTER TABLE t ADD CONSTRAINT t_slow CHECK (slow_true(id)) NOT VALID;\n"
@@ -386,6 +387,7 @@ def test_a_backend_terminated_mid_phase_leaves_a_row_that_says_where_and_the_nex
 
     # The next start continues the failed run: what was applied is not applied again, and the plan's end
     # state is reached.
+    run_sql("UPDATE sleep_switch SET armed = false")
     with pytest.warns(UserWarning, match=f"run {run.id} of this plan failed mid-apply; run \\d+ continues it"):
         again = ep.MigrationRun.start(plan, db, store_schema=store)
     assert again.resumes == [run.id]
