@@ -246,6 +246,74 @@ class LockWatch:
             return
 
 
+# Transactions holding a snapshot (any database's: CREATE INDEX CONCURRENTLY waits for all of them).
+_SNAPSHOT_HOLDERS = """
+SELECT a.pid, a.usename, a.application_name, a.state, a.query,
+       extract(epoch FROM now() - a.xact_start)::float8
+  FROM pg_stat_activity a
+ WHERE a.backend_xmin IS NOT NULL AND a.xact_start IS NOT NULL AND a.pid <> %s AND a.pid <> pg_backend_pid()
+ ORDER BY a.xact_start
+"""
+
+_BUILD_PROGRESS = """
+SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total, p.lockers_done, p.lockers_total,
+       p.current_locker_pid
+  FROM pg_stat_progress_create_index p WHERE p.pid = %s
+"""
+
+
+class IndexBuildWatch:
+    """While a CONCURRENTLY build runs: reads pg_stat_progress_create_index every ``interval`` seconds and
+    passes each change (phase, blocks done of total, the pid it waits for) to the apply's progress callback,
+    as the statement's record with a ``progress`` text."""
+
+    def __init__(self, runner: PhaseRunner, statement: PhaseStatement, entry: AppliedStatement,
+                 interval: float = 0.5) -> None:
+        self.runner, self.statement, self.entry, self.interval = runner, statement, entry, interval
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="erd_preflight-buildwatch", daemon=True)
+
+    def __enter__(self) -> IndexBuildWatch:
+        if self.runner.progress:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        try:
+            with self.runner.db.connection() as conn:
+                while not self._stop.wait(self.interval):
+                    row = conn.execute(_BUILD_PROGRESS, (self.runner.pid,)).fetchone()
+                    if row is None:
+                        continue
+                    text = describe_build(*row)
+                    if not self.seen or text != self.seen[-1]:
+                        self.seen.append(text)
+                        assert self.runner.progress is not None
+                        self.runner.progress(self.statement, self.entry.model_copy(update={"progress": text}))
+        except Exception:  # progress only informs; the build must not fail because of it
+            return
+
+
+def describe_build(phase: str, blocks_done: int, blocks_total: int, tuples_done: int, tuples_total: int,
+                   lockers_done: int, lockers_total: int, locker: int) -> str:
+    text = f"index build: {phase}"
+    if blocks_total:
+        text += f", {blocks_done:,} of {blocks_total:,} blocks ({100 * blocks_done // max(blocks_total, 1)}%)"
+    elif tuples_total:
+        text += f", {tuples_done:,} of {tuples_total:,} tuples"
+    if lockers_total:
+        text += f", {lockers_done} of {lockers_total} transactions ended"
+    if locker:
+        text += f", waiting for pid {locker}"
+    return text
+
+
 def holders_of(conn: psycopg.Connection[Any], relation: str, own_pid: int) -> list[Blocker]:
     return [Blocker(*r) for r in conn.execute(_HOLDERS, (relation, own_pid)).fetchall()]
 
@@ -421,22 +489,32 @@ class PhaseRunner:
         """One phase B statement, alone: CONCURRENTLY cannot run inside a transaction block."""
         attempts = self.options.lock_retries + 1
         relation = _relation_text(statement)
+        # CREATE INDEX CONCURRENTLY waits for every transaction in the database whose snapshot is older than
+        # its build, and its lock (SHARE UPDATE EXCLUSIVE) blocks neither reads nor writes: lock_timeout would
+        # only fail the build, so the build waits under index_build_timeout and says whom it waits for.
+        building = statement.builds_index
+        lock_timeout = self.options.index_build_timeout if building else self.options.lock_timeout
+        statement_timeout = self.options.index_build_timeout if building else self.options.statement_timeout
         for attempt in range(1, attempts + 1):
-            before = self._index_oids(relation) if statement.builds_index else set()
+            before = self._index_oids(relation) if building else set()
             position, entry = self._start(statement, attempt)
+            if building:
+                self._report_snapshot_holders(statement, entry)
             try:
-                self.conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout, local=False))
-                with self.watch.watching():
+                self.conn.execute(lock_settings(lock_timeout, statement_timeout, local=False))
+                with self.watch.watching(), IndexBuildWatch(self, statement, entry) if building \
+                        else contextlib.nullcontext():
                     self.conn.execute(statement.sql)
             except pgerrors.LockNotAvailable as exc:
                 blockers = self._blockers(statement)
                 self._finish(statement, position, entry, "lock_timeout", error=f"{exc.diag.message_primary}; {blockers}")
                 self._drop_new_invalid(statement, relation, before)
                 if attempt == attempts:
+                    setting = "index_build_timeout" if building else "lock_timeout"
                     raise _Failure(
-                        f"step {statement.step} could not get its lock within lock_timeout "
-                        f"{self.options.lock_timeout:g} s, {attempts} times; {blockers}. Wait for that session "
-                        "to finish (or end it), then apply again.", phase="B") from exc
+                        f"step {statement.step} could not get its lock within {setting} {lock_timeout:g} s, "
+                        f"{attempts} times; {blockers}. Wait for that session to finish (or end it), then apply "
+                        "again.", phase="B") from exc
                 self.sleep(self._backoff(attempt))
                 continue
             except psycopg.Error as exc:
@@ -451,6 +529,18 @@ class PhaseRunner:
             if statement.builds_index:
                 self._verify_valid(statement, relation, before)
             return
+
+    def _report_snapshot_holders(self, statement: PhaseStatement, entry: AppliedStatement) -> None:
+        """Name, before the build, the sessions whose open transactions it will wait for."""
+        try:
+            with self.db.connection() as conn:
+                holders = [Blocker(*r) for r in conn.execute(_SNAPSHOT_HOLDERS, (self.pid,)).fetchall()]
+        except (psycopg.Error, ConnectionFailed):
+            return
+        if holders and self.progress:
+            note = ("the build waits for these open transactions to end first: "
+                    + "; ".join(b.describe() for b in holders))
+            self.progress(statement, entry.model_copy(update={"progress": note}))
 
     # --- invalid indexes ---------------------------------------------------------------------------------
 

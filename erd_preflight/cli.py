@@ -134,7 +134,10 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
         return EXIT_BLOCKED
 
     def progress(statement: PhaseStatement, entry: AppliedStatement) -> None:
-        if entry.outcome != "running":
+        building = getattr(entry, "progress", None)
+        if building and entry.outcome == "running":  # a CONCURRENTLY build: each change of its progress
+            print(f"  phase {statement.phase} step {statement.step} … {building}", file=out, flush=True)
+        elif entry.outcome != "running":
             print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {statement.sql}", file=out,
                   flush=True)
 

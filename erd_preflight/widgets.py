@@ -449,6 +449,10 @@ class PreflightPanel(widgets.VBox):
                       "lock_timeout": "#713f12"}.get(e.outcome, "#1e3a8a")
             lines.append(f"<div><span style='color:{colour};font-weight:600'>[{esc(e.outcome)}]</span> step "
                          f"{s.step} (try {e.attempt}): <code>{esc(s.sql)}</code></div>")
+            progress = getattr(e, "progress", None)
+            if progress and e.outcome == "running":
+                # a CONCURRENTLY build: its phase, blocks done of total, and whom it waits for
+                lines.append(f"<div style='margin-left:2em;color:#475569'>{esc(progress)}</div>")
         self.apply_log.value = "".join(lines)
 
     def _show_final(self, record: Any) -> None:
