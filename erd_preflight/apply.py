@@ -295,7 +295,10 @@ class IndexBuildWatch:
                     if not self.seen or text != self.seen[-1]:
                         self.seen.append(text)
                         assert self.runner.progress is not None
-                        self.runner.progress(self.statement, self.entry.model_copy(update={"progress": text}))
+                        build = dict(zip(("phase", "blocks_done", "blocks_total", "tuples_done", "tuples_total",
+                                          "lockers_done", "lockers_total", "waiting_for_pid"), row))
+                        self.runner.progress(self.statement, self.entry.model_copy(
+                            update={"progress": text, "build": build}))
         except Exception:  # progress only informs; the build must not fail because of it
             return
 

@@ -133,11 +133,29 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
             print(f"  - {reason.code}: {reason.message}", file=out)
         return EXIT_BLOCKED
 
+    bars: dict[int, Any] = {}
+
     def progress(statement: PhaseStatement, entry: AppliedStatement) -> None:
         building = getattr(entry, "progress", None)
         if building and entry.outcome == "running":  # a CONCURRENTLY build: each change of its progress
-            print(f"  phase {statement.phase} step {statement.step} … {building}", file=out, flush=True)
-        elif entry.outcome != "running":
+            build = getattr(entry, "build", None) or {}
+            if sys.stderr.isatty() and build.get("blocks_total"):
+                from tqdm import tqdm
+
+                bar = bars.get(statement.step)
+                if bar is None or bar.total != build["blocks_total"]:
+                    if bar is not None:
+                        bar.close()
+                    bar = bars[statement.step] = tqdm(total=build["blocks_total"], unit="block", leave=False,
+                                                      desc=f"step {statement.step} index build", file=sys.stderr)
+                bar.set_postfix_str(str(build.get("phase", "")), refresh=False)
+                bar.update(build["blocks_done"] - bar.n)
+            else:
+                print(f"  phase {statement.phase} step {statement.step} … {building}", file=out, flush=True)
+            return
+        if statement.step in bars and entry.outcome != "running":
+            bars.pop(statement.step).close()
+        if entry.outcome != "running":
             print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {statement.sql}", file=out,
                   flush=True)
 
@@ -163,25 +181,24 @@ def cmd_runs(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _seconds(text: str) -> float:
-    """A finite number of seconds, at least 1 ms (PostgreSQL reads 0 ms as no limit at all)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0.001:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, at least 0.001")
-    return value
+def _at_least(kind: type, minimum: float, what: str) -> Any:
+    """An argparse type: a finite number of ``kind``, at least ``minimum``."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite {what}, at least {minimum:g}")
+        return value
+
+    return convert
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
+# PostgreSQL reads a timeout of 0 ms as no limit at all: the shortest is 1 ms.
+_seconds = _at_least(float, 0.001, "number of seconds")
+_count = _at_least(int, 1, "whole number")
 
 
 def parser() -> argparse.ArgumentParser:

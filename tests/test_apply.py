@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 import erd_preflight as ep
+from waiting import wait_for
 from erd_preflight.phases import foreign_key_name
 from erd_preflight.store import STORE_VERSION, RunStore
 
@@ -41,16 +42,6 @@ CREATE INDEX CONCURRENTLY orders_customer_idx ON orders (customer_id);
 ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers (id);
 CREATE UNIQUE INDEX CONCURRENTLY orders_email_idx ON orders (email);
 """
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def apply_backend(run_sql: Callable[..., Any], run_id: int, query_like: str) -> int | None:

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.pool import NullPool
 
 import erd_preflight as ep
+from waiting import wait_for
 
 PLAN = """
 ALTER TABLE big ADD COLUMN note text;
@@ -45,16 +46,6 @@ def progress(statement, entry):
 run = ep.MigrationRun.load(int(run_id), db, store_schema=store)
 run.apply(options=ep.ApplyOptions(lock_timeout=60), progress=progress)
 """
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def backend(run_sql: Callable[..., Any], run_id: int, like: str = "%", waiting: str | None = None) -> int | None:

@@ -269,19 +269,27 @@ def test_harmless_volatile_and_stable_functions_still_run(db, run_sql):
     assert ep.run_preflight(plan, db).status == "clear"
 
 
-def test_a_preflight_connection_is_dropped_so_no_session_state_reaches_the_pool(server_url, schema, run_sql):
-    # A function that lies about its volatility (STABLE) still runs; whatever it leaves in the session goes
-    # with the connection, which preflight never returns to the pool.
+def test_a_preflight_connection_is_dropped_so_no_session_state_reaches_the_pool(server_url, schema, run_sql, url,
+                                                                                tmp_path):
+    # A function that lies about its volatility (STABLE) still runs; whatever it leaves in the session (here:
+    # the apply lock's own keys, and a setting) goes with the connection, which preflight never returns to the
+    # pool. So an apply from another process is not fooled into ConcurrentApply.
     run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (1); CREATE FUNCTION sticky() RETURNS boolean "
-            "LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_advisory_lock(7, 7); "
+            "LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_advisory_lock(1162021968, 1); "
             "PERFORM set_config('erd.leak', 'yes', false); RETURN true; END $$")
     db = ep.connect(server_url, connect_args={"options": f"-c search_path={schema}"}, pool_size=1, max_overflow=0)
     try:
         assert ep.run_preflight(ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression="sticky()")]), db).status \
             == "clear"
-        assert run_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7") == [(0,)]
+        assert run_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
         with db.connection() as conn:
             assert conn.execute("SELECT current_setting('erd.leak', true)").fetchone()[0] in (None, "")
+        plan = tmp_path / "p.sql"
+        plan.write_text("ALTER TABLE t ADD COLUMN b int;")
+        store = f"s_{schema}"
+        result = _cli("apply", str(plan), "--db", url, "--store-schema", store)
+        run_sql(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(store)))
+        assert result.returncode == 0, result.stdout + result.stderr
     finally:
         db.engine.dispose()
 
@@ -487,3 +495,35 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     command = Path(sys.executable).parent / "erd-preflight"
     environment = {k: v for k, v in os.environ.items() if k not in ("ERD_PREFLIGHT_URL", "DATABASE_URL")}
     return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=180, env=environment)
+
+
+def test_a_hostile_store_schema_and_confirmation_name_are_only_ever_names(db, run_sql, url):
+    run_sql("CREATE TABLE victim (a int); CREATE TABLE t (a int)")
+    store = 'runs"; DROP TABLE victim; --'
+    try:
+        run = ep.MigrationRun.start(ep.MigrationPlan.from_sql("ALTER TABLE t ADD COLUMN b int"), db,
+                                    store_schema=store)
+        run.preflight()
+        with pytest.raises(ValueError, match="does not name a large table"):
+            run.confirm_large_non_concurrent("t'; DROP TABLE victim; --")
+        assert run.apply().status == "applied"
+        assert len(ep.runs(db, store_schema=store)) == 1
+        result = _cli("runs", "--store-schema", store, "--db", url)
+        assert result.returncode == 0 and "applied" in result.stdout, result.stderr
+        assert run_sql("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (store,)) == [(1,)]
+        assert run_sql("SELECT to_regclass('victim') IS NOT NULL") == [(True,)]
+    finally:
+        run_sql(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(store)))
+
+
+def test_hostile_cli_arguments_are_paths_and_names_never_sql(tmp_path, url, run_sql):
+    run_sql("CREATE TABLE victim (a int); CREATE TABLE t (a int)")
+    odd = tmp_path / "x'; DROP TABLE victim; --.sql"
+    odd.write_text("ALTER TABLE t ADD COLUMN b int;")
+    result = _cli("check", str(odd), "--db", url)
+    assert result.returncode == 0, result.stderr
+    result = _cli("apply", str(odd), "--confirm-large", "victim; DROP TABLE victim", "--db", url,
+                  "--store-schema", f"s_{os.getpid()}")
+    assert result.returncode == 2 and "does not name a large table" in result.stderr
+    assert run_sql("SELECT to_regclass('victim') IS NOT NULL") == [(True,)]
+    run_sql(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"s_{os.getpid()}")))
