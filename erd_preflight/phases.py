@@ -120,10 +120,10 @@ class ApplyPhases(BaseModel):
         return "\n".join(lines) + "\n"
 
     def _settings(self, *, local: bool) -> str:
-        scope = "SET LOCAL" if local else "SET"
-        lock = f"'{int(self.lock_timeout * 1000)}ms'" if self.lock_timeout is not None else "…"
-        statement = f"'{int(self.statement_timeout * 1000)}ms'" if self.statement_timeout is not None else "…"
-        return f"{scope} lock_timeout = {lock}; {scope} statement_timeout = {statement};"
+        if self.lock_timeout is None or self.statement_timeout is None:
+            scope = "SET LOCAL" if local else "SET"
+            return f"-- {scope} lock_timeout and statement_timeout as apply sets them"
+        return lock_settings(self.lock_timeout, self.statement_timeout, local=local).as_string() + ";"
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd

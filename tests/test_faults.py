@@ -276,3 +276,17 @@ def test_an_index_row_too_large_in_phase_b_is_a_limit_not_a_lost_connection(db, 
     assert "connection" not in message and "another apply" not in message
     assert message.count("INVALID index") == 1 and "it was dropped" in message
     assert run_sql("SELECT count(*) FROM pg_index WHERE indrelid = 'wide'::regclass") == [(0,)]
+
+
+@pytest.mark.parametrize("statement", ["CREATE INDEX big_c_key ON big (c)",
+                                       "CREATE INDEX CONCURRENTLY big_c_key ON big (c)",
+                                       "CREATE INDEX CONCURRENTLY IF NOT EXISTS big_c_key ON big (c)"])
+def test_a_leftover_invalid_index_under_the_name_a_step_creates_is_invalid_index_precheck(
+        db, faulty, run_sql, statement):
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        run_sql("CREATE UNIQUE INDEX CONCURRENTLY big_c_key ON big (c)")  # duplicates: the build fails, INVALID
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    finding = report.blockers[0]
+    assert finding.check_id == "INVALID_INDEX_PRECHECK", report.results
+    assert "DROP INDEX CONCURRENTLY IF EXISTS" in finding.message and "big_c_key" in finding.message
+    assert not any("already exists" in r.message and r.check_id == "OBJECT_PRECHECK" for r in report.results)
