@@ -57,6 +57,8 @@ LARGE_TABLE_WARNING = "LARGE_TABLE_WARNING"
 NON_CONCURRENT_INDEX_WARNING = "NON_CONCURRENT_INDEX_WARNING"
 DESTRUCTIVE_CHANGE_WARNING = "DESTRUCTIVE_CHANGE_WARNING"
 UNMODELLED_SQL_WARNING = "UNMODELLED_SQL_WARNING"
+REHEARSAL_PRECHECK = "REHEARSAL_PRECHECK"  # PostgreSQL refused a statement on an empty copy of the schema
+REHEARSAL_UNAVAILABLE_WARNING = "REHEARSAL_UNAVAILABLE_WARNING"
 
 
 class PreflightOptions(BaseModel):
@@ -66,6 +68,8 @@ class PreflightOptions(BaseModel):
 
     sample_cap: int = Field(default=DEFAULT_SAMPLE_CAP, ge=0, le=10_000, description="sample rows kept per finding")
     check_timeout: float = Field(default=60.0, gt=0, description="seconds one check may run before it blocks")
+    rehearse: bool = Field(default=True, description="run the plan first on an empty copy of the schema in the "
+                           "embedded PostgreSQL, so PostgreSQL itself says which statement it refuses")
     large_table_rows: int = Field(default=1_000_000, ge=0, description="estimated rows that make a table large")
     large_table_bytes: int = Field(default=1 << 30, ge=0, description="total bytes that make a table large")
 

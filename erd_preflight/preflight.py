@@ -21,6 +21,8 @@ from .checks import (
     Check,
     DuplicatesProbe,
     OrphansProbe,
+    REHEARSAL_PRECHECK,
+    REHEARSAL_UNAVAILABLE_WARNING,
     PreflightOptions,
     RowsProbe,
     Verdict,
@@ -95,6 +97,63 @@ def evaluated_sql(probe: Any) -> list[str]:
     if own is not None:
         parts.append(sql.SQL("SELECT {}").format(own).as_string())
     return parts
+
+
+def with_rehearsal(plan: MigrationPlan, catalog: Catalog, checks: list[Check]) -> list[Check]:
+    """The checks, with PostgreSQL's verdict on the plan's statements, run in the order apply runs them on an
+    empty copy of the schema: the first statement it refuses is a blocking check of its step, placed before
+    that step's data checks. A shadow that cannot be built is a warning, never a block."""
+    from .phases import compile_phases
+    from .shadow import ShadowUnavailable, rehearse
+
+    try:
+        statements = [(s.step, s.sql) for s in compile_phases(plan, catalog).statements]
+    except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
+        statements = [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
+    try:
+        failure = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn))
+    except ShadowUnavailable as exc:
+        return [*checks, Check(
+            check_id=REHEARSAL_UNAVAILABLE_WARNING, step=len(plan.steps), step_summary="the whole plan", target=None,
+            probe=Verdict("warning", f"the plan was not rehearsed on a copy of the schema: {exc}. Structural "
+                          "failures are found only by the checks' own model of each statement; PostgreSQL "
+                          "re-checks at apply."), failure="warning")]
+    if failure is None:
+        return checks
+    if any(c.step == failure.step and isinstance(c.probe, Verdict) and c.probe.outcome == "blocking"
+           for c in checks):
+        return checks  # the step's own structural check already says it fails (and what to do)
+    step = plan.steps[failure.step - 1]
+    origin = plan.origin_of(failure.step)
+    verdict = Check(
+        check_id=REHEARSAL_PRECHECK, step=failure.step, step_summary=step.summary(), target=step.target(),
+        probe=Verdict("blocking", f"PostgreSQL refuses step {failure.step}"
+                      + (f" (from {origin})" if origin else "")
+                      + f" when the plan is rehearsed on an empty copy of the schema: {failure.describe()}. "
+                      "It would fail at apply the same way, whatever the data: change the step."))
+    at = next((i for i, c in enumerate(checks) if c.step >= failure.step), len(checks))
+    return [*checks[:at], verdict, *checks[at:]]
+
+
+def schemas_of(plan: MigrationPlan, conn: psycopg.Connection[Any]) -> tuple[str, ...]:
+    """The schemas a plan can reach: its search_path's and every schema it names, those that exist."""
+    import pglast
+
+    from .side_effects import walk_ast
+
+    named: set[str] = set()
+    for step in plan.steps:
+        named.update(s for s, _ in step.tables() if s)
+        named.update(s for s in (getattr(step, "ref_schema", None), getattr(step, "schema_", None)) if s)
+        if step.kind == "raw":
+            try:
+                tree = [raw.stmt for raw in pglast.parse_sql(step.sql())]
+            except pglast.parser.ParseError:
+                continue
+            named.update(n.schemaname for n in walk_ast(tree) if isinstance(n, pglast.ast.RangeVar) and n.schemaname)
+    rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(current_schemas(false)) "
+                        "OR nspname = ANY(%s)", (sorted(named),)).fetchall()
+    return tuple(sorted(r[0] for r in rows))
 
 
 def unsafe_message(check: Check, calls: list[str]) -> str:
@@ -502,6 +561,8 @@ def run_preflight(
                 catalog = Catalog(conn)
                 checks = derive_checks(plan, catalog, opts)
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
+                if opts.rehearse and plan.steps:
+                    checks = with_rehearsal(plan, catalog, checks)
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
         callback = progress_bar() if progress is True else (progress or None)

@@ -37,7 +37,7 @@ from .errors import ApplyBlocked, ApplyFailed, ConnectionFailed, PhaseOrderError
 from .gate import Confirmation, GateDecision, GateReason, confirmation_requests, matches_table
 from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
-from .preflight import ProgressCallback, json_value, read_only, run_preflight, violating_rows
+from .preflight import ProgressCallback, catalog_session, json_value, run_preflight, violating_rows
 from .remediation import Remediation, remediations_for
 from .resume import Remaining, remaining_steps
 from .sqlparse import normalize_expression
@@ -124,7 +124,7 @@ class MigrationRun:
             started = earlier and any(e.phase in ("A", "B", "C") for e in earlier[0].applied_sql)
             if not started or earlier[0].status == "applied" or any(r.id == earlier[0].id for r, _ in resumed):
                 break
-            with database.connection() as conn, read_only(conn, 60):
+            with catalog_session(database, 60, f"reading what run {earlier[0].id} left behind") as conn:
                 left = remaining_steps(current, earlier[0], Catalog(conn))
             resumed.append((earlier[0], left))
             current = left.plan
@@ -231,7 +231,7 @@ class MigrationRun:
     # --- the gate ------------------------------------------------------------------------------------------
 
     def _derived_checks(self) -> list[Check]:
-        with self.db.connection() as conn, read_only(conn, self.preflight_options.check_timeout):
+        with catalog_session(self.db, self.preflight_options.check_timeout, "reading the catalog") as conn:
             return derive_checks(self.plan, Catalog(conn), self.preflight_options)
 
     def _checks_of_findings(self, report: PreflightReport) -> dict[int, Check | None]:
@@ -262,7 +262,7 @@ class MigrationRun:
 
     def phases(self) -> ApplyPhases:
         """The phases apply would run, compiled against the database's catalog; nothing is executed."""
-        with self.db.connection() as conn, read_only(conn, self.preflight_options.check_timeout):
+        with catalog_session(self.db, self.preflight_options.check_timeout, "compiling the phases") as conn:
             phases = compile_phases(self.plan, Catalog(conn))
         return phases.model_copy(update={"lock_timeout": self.options.lock_timeout,
                                          "statement_timeout": self.options.statement_timeout})

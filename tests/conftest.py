@@ -22,6 +22,17 @@ def server_url() -> str:
     return os.environ.get("ERD_PREFLIGHT_TEST_URL") or embedded_url()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_shadow_server() -> Iterator[None]:
+    """The CLI and child processes the tests start rehearse on this process's embedded server, rather than
+    each starting one of its own (each process keeps its own shadow databases there)."""
+    previous = os.environ.get("ERD_PREFLIGHT_SHADOW_URL")
+    os.environ["ERD_PREFLIGHT_SHADOW_URL"] = previous or embedded_url()
+    yield
+    if previous is None:
+        os.environ.pop("ERD_PREFLIGHT_SHADOW_URL", None)
+
+
 @pytest.fixture(scope="session")
 def server_version(server_url: str) -> int:
     with psycopg.connect(server_url) as conn:

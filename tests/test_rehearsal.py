@@ -1,0 +1,118 @@
+"""The rehearsal: PostgreSQL itself runs the plan on an empty copy of the schema (the shadow, in the embedded
+server) and says which statement it refuses. PostgreSQL is the oracle: the same statements applied for real,
+in a transaction rolled back, fail the same way. Both servers in CI (the shadow is always PostgreSQL 18)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import erd_preflight as ep
+from erd_preflight.shadow import REHEARSAL_ROLE
+
+
+def oracle_fails(conninfo: str, text: str) -> str | None:
+    """PostgreSQL's own error for the plan's statements on the real tables (rolled back), or None."""
+    with psycopg.connect(conninfo) as conn:
+        try:
+            for statement in ep.MigrationPlan.from_sql(text).steps:
+                conn.execute(statement.sql().replace("CONCURRENTLY ", ""))
+        except psycopg.Error as exc:
+            return exc.sqlstate
+        finally:
+            conn.rollback()
+    return None
+
+
+STRUCTURAL = {
+    "type change under a view": (
+        "CREATE TABLE t (id int, a int); CREATE VIEW v AS SELECT a FROM t; INSERT INTO t VALUES (1, 1)",
+        "ALTER TABLE t ALTER COLUMN a TYPE bigint;", 1),
+    "unique on a partitioned table without its key": (
+        "CREATE TABLE p (id int, region text) PARTITION BY LIST (region); "
+        "CREATE TABLE p_eu PARTITION OF p FOR VALUES IN ('eu'); INSERT INTO p VALUES (1, 'eu')",
+        "ALTER TABLE p ADD CONSTRAINT p_id_key UNIQUE (id);", 1),
+    "subquery in a check": (
+        "CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, 1)",
+        "ALTER TABLE t ADD COLUMN b int;\nALTER TABLE t ADD CONSTRAINT t_a CHECK (a IN (SELECT 1));", 2),
+    "the 1,601st column": (
+        "CREATE TABLE t (" + ", ".join(f"c{i} int" for i in range(1600)) + "); INSERT INTO t (c0) VALUES (1)",
+        "ALTER TABLE t ADD COLUMN one_too_many int;", 1),
+    "a USING result that cannot be cast": (
+        "CREATE TABLE t (id int, a text); INSERT INTO t VALUES (1, 'x')",
+        "ALTER TABLE t ALTER COLUMN a TYPE int USING a::boolean;", 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURAL))
+def test_a_structural_failure_blocks_with_postgresqls_own_error_as_the_oracle_does(db, run_sql, conninfo, case):
+    setup, text, step = STRUCTURAL[case]
+    run_sql(setup)
+    state = oracle_fails(conninfo, text)
+    assert state is not None, "the oracle applies it: the case is wrong"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert report.blocked, report.checks
+    blocker = report.blockers[0]
+    assert report.checks[[c.finding for c in report.checks].index(0)].step == step
+    if blocker.check_id == "REHEARSAL_PRECHECK":
+        assert f"SQLSTATE {state}" in blocker.message and f"refuses step {step}" in blocker.message
+
+
+def test_a_plan_postgresql_accepts_passes_the_rehearsal_and_leaves_the_shadow_untouched(db, run_sql):
+    run_sql("CREATE TABLE t (id int PRIMARY KEY, a text); INSERT INTO t VALUES (1, 'x')")
+    text = ("CREATE TABLE audit (id int); ALTER TABLE t ADD COLUMN b int DEFAULT 0;\n"
+            "CREATE INDEX CONCURRENTLY t_b ON t (b);\nCREATE VIEW tv AS SELECT id, b FROM t;")
+    for _ in range(2):  # the second run rehearses on the same (cached) shadow: it must be as pristine as before
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+        assert not any(r.check_id.startswith("REHEARSAL") for r in report.results), report.results
+        assert report.status == "clear"
+
+
+def test_the_rehearsal_never_runs_as_a_superuser(db, run_sql, tmp_path):
+    marker = tmp_path / "written_by_rehearsal"
+    run_sql("CREATE TABLE t (id int)")
+    plan = ep.MigrationPlan.from_sql(f"COPY (SELECT 1) TO PROGRAM 'touch {marker}';")
+    report = ep.run_preflight(plan, db)
+    assert not marker.exists()
+    warning = next(r for r in report.results if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING")
+    assert "rights the rehearsal does not take" in warning.message
+    with psycopg.connect(_embedded()) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (REHEARSAL_ROLE,)).fetchone() == (
+            False,)
+
+
+def test_a_shadow_that_cannot_be_built_is_a_warning_never_a_block(db, run_sql, server_url, schema):
+    run_sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+    role = f"nodump_{schema}"
+    run_sql(f'CREATE ROLE "{role}" LOGIN; GRANT USAGE ON SCHEMA "{schema}" TO "{role}"; '
+            f'GRANT SELECT (id) ON t TO "{role}"; CREATE TABLE hidden (x int)')
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url).set(username=role).render_as_string(hide_password=False)
+    limited = ep.connect(url, connect_args={"options": f"-c search_path={schema}"})
+    try:
+        report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ADD COLUMN b int;"), limited)
+        assert report.status == "clear"
+        assert [r.check_id for r in report.results] == ["REHEARSAL_UNAVAILABLE_WARNING"]
+        assert "pg_dump" in report.results[0].message
+    finally:
+        limited.engine.dispose()
+        run_sql(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+
+
+def _embedded() -> str:
+    from erd_preflight.db import embedded_url
+
+    return embedded_url()
+
+
+def test_rehearse_false_skips_it(db, run_sql):
+    run_sql("CREATE TABLE t (id int, a int); CREATE VIEW v AS SELECT a FROM t")
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;")
+    assert ep.run_preflight(plan, db, rehearse=False).status == "clear"  # what the model alone says
+    assert ep.run_preflight(plan, db).status == "blocked"
