@@ -320,10 +320,41 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
                                         f"({exc.diag.message_primary})") from exc
             except psycopg.Error as exc:
                 diag = exc.diag
+                state = exc.sqlstate or ""
+                if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
+                    # On empty tables a statement that reads rows (INSERT ... SELECT, a DO block that checks
+                    # the data) may fail where the real rows would not: that is not a verdict on structure.
+                    raise ShadowUnavailable(
+                        f"step {step} fails on the empty copy ({diag.message_primary}), but it reads rows, so "
+                        "whether it fails on the real ones depends on them: the rehearsal stopped there") from exc
                 return RehearsalFailure(step=step, statement=statement, sqlstate=exc.sqlstate or "",
                                         message=diag.message_primary or str(exc), detail=diag.message_detail,
                                         hint=diag.message_hint)
     return None
+
+
+def _reads_no_rows(statement: str) -> bool:
+    """Whether the statement's outcome cannot depend on rows: no table or subquery is read (INSERT ... VALUES
+    of constants, DDL). A DO block or a function call may read anything."""
+    try:
+        (raw,) = pglast.parse_sql(statement)
+    except (pglast.parser.ParseError, ValueError):
+        return False
+    stmt = raw.stmt
+    if isinstance(stmt, (ast.DoStmt, ast.CallStmt)):
+        return False
+    if isinstance(stmt, ast.InsertStmt):
+        stmt = stmt.selectStmt
+    elif not isinstance(stmt, ast.SelectStmt):
+        return not isinstance(stmt, (ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt))
+    nodes = list(_walk(stmt))
+    return not any(isinstance(n, (ast.RangeVar, ast.SubLink, ast.RangeFunction, ast.FuncCall)) for n in nodes)
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    from .side_effects import walk_ast
+
+    return walk_ast(node)
 
 
 _sessions: dict[str, psycopg.Connection[Any]] = {}

@@ -116,3 +116,25 @@ def test_rehearse_false_skips_it(db, run_sql):
     plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;")
     assert ep.run_preflight(plan, db, rehearse=False).status == "clear"  # what the model alone says
     assert ep.run_preflight(plan, db).status == "blocked"
+
+
+def test_a_failure_that_depends_on_rows_is_not_judged_on_the_empty_copy(db, run_sql, conninfo):
+    # On the empty copy the DO block raises (no rows), and the INSERT ... SELECT writes NULL: on the real rows
+    # neither fails, as the oracle shows. The rehearsal stops with a warning rather than block.
+    run_sql("CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, 5); CREATE TABLE totals (n int NOT NULL)")
+    for text in ("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM t) THEN RAISE EXCEPTION 'no rows'; END IF; END $$;",
+                 "INSERT INTO totals SELECT max(a) FROM t;"):
+        assert oracle_fails(conninfo, text) is None
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+        assert not report.blocked, report.blockers
+        assert "depends on them" in next(r.message for r in report.results
+                                         if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING")
+
+
+def test_constants_that_break_a_constraint_are_judged(db, run_sql, conninfo):
+    run_sql("CREATE TABLE t (id int, a int NOT NULL)")
+    text = "INSERT INTO t VALUES (1, NULL);"
+    assert oracle_fails(conninfo, text) == "23502"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert report.blocked and report.blockers[0].check_id == "REHEARSAL_PRECHECK"
+    assert "SQLSTATE 23502" in report.blockers[0].message
