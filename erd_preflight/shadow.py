@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -145,6 +146,7 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
                        # a double-quoted pattern is a literal name: no wildcard in a schema name widens the dump
                        *[f"--schema={sql.Identifier(s).as_string()}" for s in schemas], "--dbname", conninfo]
             _run(command, env, "pg_dump of the target's schema")
+            _drop_attribute_options(dump)
             _forget_session(slot)
             _prepare(url, template, current.schemas if current is not None and schemas else None, schemas)
             _copy_roles(target, url)
@@ -161,6 +163,17 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
                         server_version=target.info.server_version, schemas=schemas)
         _remember(slot, shadow)
         return shadow
+
+
+# Per-column options (n_distinct, or one a server build or an extension of the target's defines) steer the
+# planner and statistics only, and one the shadow's server does not know would stop the restore.
+_ATTRIBUTE_OPTIONS = re.compile(r"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(.*\);$")
+
+
+def _drop_attribute_options(dump: Path) -> None:
+    lines = dump.read_text(encoding="utf-8").splitlines(keepends=True)
+    dump.write_text("".join(line for line in lines if not _ATTRIBUTE_OPTIONS.match(line.rstrip("\n"))),
+                    encoding="utf-8")
 
 
 def _prepare(url: str, database: str, previous: tuple[str, ...] | None, schemas: tuple[str, ...]) -> None:
