@@ -18,6 +18,7 @@ from .checks import (
     INVALID_INDEX_PRECHECK,
     NON_CONCURRENT_INDEX_WARNING,
     NOT_NULL_PRECHECK,
+    REHEARSAL_PRECHECK,
     UNIQUE_PRECHECK,
     CastProbe,
     Check,
@@ -148,6 +149,10 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
         out.append(_remediation(
             kind="drop_invalid_index", title=f"Drop the INVALID index {display_name(ref.schema_, ref.name)}",
             statement=drop_index_concurrently(ref.schema_, ref.name), runnable=True, transactional=False, **common))
+        return out
+    if finding.check_id == REHEARSAL_PRECHECK:
+        out.append(Remediation(kind="edit_plan", title="Change the step PostgreSQL refuses (its error says why), then "
+                               "run the preflight again", **common))
         return out
     if check is None or (finding.stats or {}).get("timedOut"):
         out.append(Remediation(kind="preflight_again", title="Run the preflight again (a larger check_timeout, "

@@ -138,3 +138,14 @@ def test_constants_that_break_a_constraint_are_judged(db, run_sql, conninfo):
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert report.blocked and report.blockers[0].check_id == "REHEARSAL_PRECHECK"
     assert "SQLSTATE 23502" in report.blockers[0].message
+
+
+def test_a_refused_step_closes_the_gate_and_its_remediation_is_to_change_the_step(db, run_sql, store):
+    run_sql("CREATE TABLE t (id int, a int); CREATE VIEW v AS SELECT a FROM t")
+    run = ep.MigrationRun.start(ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;"), db,
+                                store_schema=store)
+    assert run.preflight().blocked
+    decision = run.gate()
+    assert not decision.can_apply and decision.reasons[0].code == "BLOCKED"
+    assert "REHEARSAL_PRECHECK" in decision.reasons[0].message
+    assert [r.kind for r in decision.remediations] == ["edit_plan"]
