@@ -528,3 +528,13 @@ def test_hostile_cli_arguments_are_paths_and_names_never_sql(tmp_path, url, run_
     assert result.returncode == 2 and "does not name a large table" in result.stderr
     assert run_sql("SELECT to_regclass('victim') IS NOT NULL") == [(True,)]
     run_sql(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"s_{os.getpid()}")))
+
+
+def test_a_function_of_yours_named_like_a_harmless_one_is_judged_as_what_it_is(db, run_sql, schema):
+    run_sql(f'CREATE FUNCTION "{schema}".random() RETURNS double precision LANGUAGE sql VOLATILE AS '
+            "'SELECT 0.5::float8'; CREATE TABLE t (a int); INSERT INTO t VALUES (1)")
+    plan = ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression=f'"{schema}".random() < 1')])
+    report = ep.run_preflight(plan, db)
+    assert report.blocked and "random()" in report.blockers[0].message
+    assert ep.run_preflight(ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression="pg_catalog.random() < 1")]),
+                            db).status == "clear"
