@@ -34,7 +34,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 from .db import embedded_url
-from .errors import ConnectionFailed
+from .errors import ConnectionFailed, classify
 
 # Everything a statement's success can depend on, outside the system schemas: relations and their columns,
 # constraints, indexes, types, functions, triggers, views' definitions, extensions, schemas.
@@ -151,8 +151,9 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
             _run(command, env, "pg_dump of the target's schema")
             _drop_attribute_options(dump)
             _forget_session(slot)
-            _prepare(url, template, current.schemas if current is not None and schemas else None, schemas)
-            _copy_roles(target, url)
+            with _on_shadow_server("preparing the shadow database"):
+                _prepare(url, template, current.schemas if current is not None and schemas else None, schemas)
+                _copy_roles(target, url)
             restore_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
             try:
                 _run([str(_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f", str(dump),
@@ -197,6 +198,16 @@ def _prepare(url: str, database: str, previous: tuple[str, ...] | None, schemas:
         # pg_dump leaves out the public schema (it exists everywhere): it is there, empty, and the role's.
         owner.execute("CREATE SCHEMA IF NOT EXISTS public")
         owner.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(REHEARSAL_ROLE)))
+
+
+@contextlib.contextmanager
+def _on_shadow_server(doing: str) -> Iterator[None]:
+    """A failure of the shadow's server (unreachable, refusing) means no rehearsal: a warning, not an error."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        raise ShadowUnavailable(f"{doing} failed on the shadow's server ({reason})") from exc
 
 
 def _drop_database(url: str, database: str) -> None:
@@ -335,6 +346,11 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
                 raise ShadowUnavailable(f"step {step} needs rights the rehearsal does not take "
                                         f"({exc.diag.message_primary})") from exc
             except psycopg.Error as exc:
+                if conn.broken or classify(exc) in ("connection", "lock", "timeout") or (exc.sqlstate or "")[:2] == "53":
+                    # The shadow's session or server failed (terminated, out of resources, a lock): that says
+                    # nothing about the statement.
+                    raise ShadowUnavailable(f"the rehearsal's session failed at step {step} "
+                                            f"({' '.join(str(exc).split())})") from exc
                 diag = exc.diag
                 state = exc.sqlstate or ""
                 if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
@@ -384,8 +400,9 @@ def _session(shadow: Shadow) -> Iterator[psycopg.Connection[Any]]:
     with _lock:
         conn = _sessions.pop(slot, None)
     if conn is None or conn.closed or conn.broken:
-        conn = psycopg.connect(psycopg.conninfo.make_conninfo(shadow.url, dbname=shadow.template,
-                                                              user=REHEARSAL_ROLE))
+        with _on_shadow_server("connecting to the shadow"):
+            conn = psycopg.connect(psycopg.conninfo.make_conninfo(shadow.url, dbname=shadow.template,
+                                                                  user=REHEARSAL_ROLE))
     try:
         yield conn
     finally:

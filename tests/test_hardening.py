@@ -347,8 +347,10 @@ def test_a_backend_terminated_mid_preflight_is_connection_failed_not_a_finding(d
 
     def terminate() -> None:
         for _ in range(200):
+            # the check's backend: on the target database (the rehearsal runs the same text on its shadow)
             rows = run_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' "
-                           "AND pid <> pg_backend_pid() AND state = 'active'")
+                           "AND pid <> pg_backend_pid() AND state = 'active' AND datname = current_database() "
+                           "AND query LIKE 'SELECT%'")
             if rows:
                 return
             time.sleep(0.05)

@@ -4,10 +4,6 @@ in a transaction rolled back, fail the same way. Both servers in CI (the shadow 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
