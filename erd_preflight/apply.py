@@ -73,6 +73,12 @@ ApplyProgress = Callable[[PhaseStatement, AppliedStatement], None]
 # The apply lock: one apply at a time per database.
 
 
+def run_of(application_name: str | None) -> int | None:
+    """The run an apply session works for, from its application_name (None: not an apply session)."""
+    match = re.fullmatch(_APP_NAME.format(r"(\d+)"), application_name or "")
+    return int(match.group(1)) if match else None
+
+
 def try_apply_lock(conn: psycopg.Connection[Any], run_id: int | None) -> bool:
     if run_id is not None:
         conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(_APP_NAME.format(run_id))))
@@ -96,8 +102,7 @@ def apply_lock_holder(conn: psycopg.Connection[Any]) -> tuple[int | None, int | 
     ).fetchone()
     if row is None:
         return None, None, "another session (it finished meanwhile: try again)"
-    match = re.fullmatch(_APP_NAME.format(r"(\d+)"), row[1] or "")
-    run_id = int(match.group(1)) if match else None
+    run_id = run_of(row[1])
     who = f"pid {row[0]} ({row[2]}" + (f" from {row[3]}" if row[3] else "") + ")"
     return run_id, row[0], who
 
@@ -146,12 +151,8 @@ def running_applies(db: Database) -> list[RunningApply]:
             "SELECT application_name, pid, state, query, extract(epoch FROM now() - query_start)::float8 "
             "FROM pg_stat_activity WHERE application_name LIKE 'erd_preflight apply run %%' "
             "AND pid <> pg_backend_pid() AND datname = current_database()").fetchall()
-    found = []
-    for name, pid, state, query, seconds in rows:
-        match = re.fullmatch(_APP_NAME.format(r"(\d+)"), name or "")
-        if match:
-            found.append(RunningApply(int(match.group(1)), pid, state, query, seconds))
-    return found
+    return [RunningApply(run_id, pid, state, query, seconds) for name, pid, state, query, seconds in rows
+            if (run_id := run_of(name)) is not None]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class IndexBuildWatch:
     def __init__(self, runner: PhaseRunner, statement: PhaseStatement, entry: AppliedStatement,
                  interval: float = 0.5) -> None:
         self.runner, self.statement, self.entry, self.interval = runner, statement, entry, interval
-        self.seen: list[str] = []
+        self.last: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="erd_preflight-buildwatch", daemon=True)
 
@@ -292,8 +293,8 @@ class IndexBuildWatch:
                     if row is None:
                         continue
                     text = describe_build(*row)
-                    if not self.seen or text != self.seen[-1]:
-                        self.seen.append(text)
+                    if text != self.last:
+                        self.last = text
                         assert self.runner.progress is not None
                         build = dict(zip(("phase", "blocks_done", "blocks_total", "tuples_done", "tuples_total",
                                           "lockers_done", "lockers_total", "waiting_for_pid"), row))
@@ -353,8 +354,6 @@ class PhaseRunner:
         self.pid = conn.info.backend_pid
         self.applied: list[PhaseStatement] = []
         self.cleanup_notes: list[str] = []
-        self.unrecorded = False  # an outcome could not be written: the server did not answer
-        self.phase: str | None = None
         self.watch: LockWatch  # set by run(), for the length of the apply
 
     # --- records ------------------------------------------------------------------------------------------
@@ -378,8 +377,7 @@ class PhaseRunner:
         try:
             self.store.update_statement(self.run_id, position, **fields)
         except ConnectionFailed:
-            # The server went away: the outcome is still reported; the next start completes the record.
-            self.unrecorded = True
+            pass  # the server went away: the outcome is still reported; the next start completes the record
         done = entry.model_copy(update=fields)
         if self.progress:
             self.progress(statement, done)
@@ -391,7 +389,6 @@ class PhaseRunner:
         with LockWatch(self.db, self.pid) as watch:
             self.watch = watch
             for group in phases.units():
-                self.phase = group[0].phase
                 try:
                     if group[0].transactional:
                         self._transaction(group)
@@ -399,8 +396,8 @@ class PhaseRunner:
                         self._outside_transaction(group[0])
                 except ConnectionFailed as exc:  # the record could not be written: the server is gone
                     raise _Failure(
-                        f"the connection to PostgreSQL was lost during phase {self.phase} and the server does not "
-                        f"answer ({exc})", phase=self.phase) from exc
+                        f"the connection to PostgreSQL was lost during phase {group[0].phase} and the server does "
+                        f"not answer ({exc})", phase=group[0].phase) from exc
 
     def _backoff(self, attempt: int) -> float:
         o = self.options
@@ -455,7 +452,7 @@ class PhaseRunner:
                 self.sleep(self._backoff(attempt))
                 continue
             except psycopg.Error as exc:
-                lost = self.conn.broken or self.conn.closed or classify(exc) == "connection"
+                lost = self._lost(exc)
                 if not lost:
                     self._rollback()
                 if current is not None:
@@ -522,9 +519,7 @@ class PhaseRunner:
                 continue
             except psycopg.Error as exc:
                 self._finish(statement, position, entry, "failed", error=_error_text(exc))
-                # Only a lost connection needs a new one: psycopg calls many server errors "operational"
-                # (54000, an index row too large, among them), and those leave this session, and its lock, alive.
-                lost = self.conn.broken or self.conn.closed or classify(exc) == "connection"
+                lost = self._lost(exc)
                 self._drop_new_invalid(statement, relation, before, reconnect=lost)
                 raise _Failure(self._lost_or_error(exc, statement, None), phase="B") from exc
             self._finish(statement, position, entry, "applied")
@@ -535,12 +530,14 @@ class PhaseRunner:
 
     def _report_snapshot_holders(self, statement: PhaseStatement, entry: AppliedStatement) -> None:
         """Name, before the build, the sessions whose open transactions it will wait for."""
+        if not self.progress:
+            return
         try:
             with self.db.connection() as conn:
                 holders = [Blocker(*r) for r in conn.execute(_SNAPSHOT_HOLDERS, (self.pid,)).fetchall()]
         except (psycopg.Error, ConnectionFailed):
             return
-        if holders and self.progress:
+        if holders:
             note = ("the build waits for these open transactions to end first: "
                     + "; ".join(b.describe() for b in holders))
             self.progress(statement, entry.model_copy(update={"progress": note}))
@@ -618,6 +615,11 @@ class PhaseRunner:
 
     # --- messages --------------------------------------------------------------------------------------
 
+    def _lost(self, exc: psycopg.Error) -> bool:
+        """Whether the apply connection is gone. psycopg calls many server errors "operational" (54000, an index
+        row too large, among them); those leave the session, and the lock it holds, alive."""
+        return self.conn.broken or self.conn.closed or classify(exc) == "connection"
+
     def _rollback(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.conn.execute("ROLLBACK")
@@ -625,7 +627,7 @@ class PhaseRunner:
     def _lost_or_error(self, exc: psycopg.Error, statement: PhaseStatement,
                        current: tuple[PhaseStatement, int, AppliedStatement] | None) -> str:
         where = current[0] if current else statement
-        if classify(exc) == "connection" or self.conn.broken or self.conn.closed:
+        if self._lost(exc):
             return (f"the connection to PostgreSQL was lost during step {where.step} ({_error_text(exc)}); "
                     "the server ended the session (pg_terminate_backend, a restart, or the network).")
         if isinstance(exc, pgerrors.QueryCanceled):

@@ -45,6 +45,7 @@ from .plan import (
     drop_index_concurrently,
     index_name,
 )
+from .sqlparse import walk_ast
 
 NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"
 UNIQUE_PRECHECK = "UNIQUE_PRECHECK"
@@ -374,17 +375,6 @@ def _any_null(columns: tuple[str, ...]) -> sql.Composed:
     return sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns)
 
 
-def _walk(node: Any) -> Any:
-    """Every AST node under ``node``, depth first."""
-    if isinstance(node, (list, tuple)):
-        for item in node:
-            yield from _walk(item)
-    elif isinstance(node, ast.Node):
-        yield node
-        for name in node:
-            yield from _walk(getattr(node, name))
-
-
 @dataclass
 class PlanContext:
     """What the database holds and what earlier steps of the plan did to it."""
@@ -542,7 +532,7 @@ class PlanContext:
             stmt = raw.stmt
             if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
                 continue
-            for node in _walk(stmt):
+            for node in walk_ast(stmt):
                 if isinstance(node, ast.RangeVar):
                     state = self.state(node.schemaname, node.relname)
                     if state is not None and index not in state.raw_touches:
@@ -562,10 +552,10 @@ class PlanContext:
         for target in stmt.targetList:
             if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
                 return False
-            if any(isinstance(n, (ast.SubLink, ast.SetToDefault)) for n in _walk(target.val)):
+            if any(isinstance(n, (ast.SubLink, ast.SetToDefault)) for n in walk_ast(target.val)):
                 return False
             changes[target.name] = sql.SQL(RawStream()(target.val))
-        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in _walk(stmt.whereClause)):
+        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in walk_ast(stmt.whereClause)):
             return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
         for name, value in list(changes.items()):

@@ -44,6 +44,7 @@ from .plan import (
     index_name,
     make_object_name,
 )
+from .sqlparse import walk_ast
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -198,9 +199,7 @@ def _raw_tables(statement: str) -> set[str] | None:
         parsed = pglast.parse_sql(statement)
     except pglast.parser.ParseError:
         return None
-    from .checks import _walk
-
-    return {n.relname for raw in parsed for n in _walk(raw.stmt) if isinstance(n, ast.RangeVar)}
+    return {n.relname for raw in parsed for n in walk_ast(raw.stmt) if isinstance(n, ast.RangeVar)}
 
 
 def _object_name(step: Step) -> str | None:

@@ -139,7 +139,7 @@ def schemas_of(plan: MigrationPlan, conn: psycopg.Connection[Any]) -> tuple[str,
     """The schemas a plan can reach: its search_path's and every schema it names, those that exist."""
     import pglast
 
-    from .side_effects import walk_ast
+    from .sqlparse import walk_ast
 
     named: set[str] = set()
     for step in plan.steps:

@@ -42,7 +42,6 @@ class Remaining:
 
     plan: MigrationPlan
     notes: list[str] = field(default_factory=list)
-    done_steps: list[int] = field(default_factory=list)
 
 
 def _index_statement(definition: str) -> str:
@@ -81,7 +80,6 @@ def remaining_steps(plan: MigrationPlan, interrupted: RunRecord, catalog: Catalo
     for position, step in enumerate(plan.steps, start=1):
         mine = [s for s in phases.statements if s.step == position]
         if mine and all((s.phase, s.step, s.sql) in applied for s in mine):
-            out.done_steps.append(position)
             out.notes.append(f"step {position} was applied by run {interrupted.id}")
             continue
         if isinstance(step, CreateIndex) and phase_of(step) == "B":
@@ -91,7 +89,6 @@ def remaining_steps(plan: MigrationPlan, interrupted: RunRecord, catalog: Catalo
             found = catalog.index_by_name(schema, name) if schema is not None else None
             named = step.model_copy(update={"name": name})
             if found is not None and found.valid and _same_index(found.definition, named):
-                out.done_steps.append(position)
                 out.notes.append(f"step {position}: index {display_name(schema, name)} is already present (built "
                                  f"by run {interrupted.id}, valid, the same definition): adopted, not built again")
                 continue
@@ -103,12 +100,11 @@ def remaining_steps(plan: MigrationPlan, interrupted: RunRecord, catalog: Catalo
             keep(position, named)
             continue
         if isinstance(step, AddForeignKey) and not step.not_valid:
-            add, validate = (mine + [None, None])[:2]
+            add = mine[0] if mine else None
             state = catalog.table(step.schema_, step.table)
             constraint_name = _constraint_name(add.sql) if add is not None else None
             found = state.constraints.get(constraint_name) if state is not None and constraint_name else None
             if found is not None and found.validated:
-                out.done_steps.append(position)
                 out.notes.append(f"step {position}: foreign key {display_name(constraint_name)} is already present "
                                  "and valid: adopted")
                 continue

@@ -129,14 +129,13 @@ class MigrationRun:
             resumed.append((earlier[0], left))
             current = left.plan
         payload = [s.model_dump(mode="json", by_alias=True) for s in current.steps]
-        run_id = store.create(plan=payload, fingerprint=current.fingerprint, name=name or plan.name,
-                              tool_version=_tool_version())
+        note = "run created"
         if resumed:
             notes = "; ".join(n for _, left in resumed for n in left.notes) or "nothing of it was applied"
-            store.update(run_id, status_history=[*store.get(run_id).model_dump(mode="json")["status_history"], {
-                "status": "draft", "at": now_text(),
-                "note": f"continues run {', '.join(str(r.id) for r, _ in resumed)} of this plan "
-                        f"(fingerprint {plan.fingerprint[:12]}): {notes}"}])
+            note = (f"run created; continues run {', '.join(str(r.id) for r, _ in resumed)} of this plan "
+                    f"(fingerprint {plan.fingerprint[:12]}): {notes}")
+        run_id = store.create(plan=payload, fingerprint=current.fingerprint, name=name or plan.name,
+                              tool_version=_tool_version(), note=note)
         run = cls(database, store, store.get(run_id), current, options)
         run.resumes = [r.id for r, _ in resumed]
         run.running_applies = running

@@ -35,6 +35,7 @@ from psycopg import sql
 
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
+from .sqlparse import walk_ast
 
 # Everything a statement's success can depend on, outside the system schemas: relations and their columns,
 # constraints, indexes, types, functions, triggers, views' definitions, extensions, schemas.
@@ -81,7 +82,6 @@ class Shadow:
     url: str  # the server the shadow lives on
     template: str  # the shadow's database
     fingerprint: str  # of the target's catalog when the shadow was built
-    server_version: int  # the target's
     schemas: tuple[str, ...] = ()  # the schemas restored (empty: the whole database)
 
 
@@ -163,8 +163,7 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
                 raise
-        shadow = Shadow(url=url, template=template, fingerprint=fingerprint,
-                        server_version=target.info.server_version, schemas=schemas)
+        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, schemas=schemas)
         _remember(slot, shadow)
         return shadow
 
@@ -379,14 +378,8 @@ def _reads_no_rows(statement: str) -> bool:
         stmt = stmt.selectStmt
     elif not isinstance(stmt, ast.SelectStmt):
         return not isinstance(stmt, (ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt))
-    nodes = list(_walk(stmt))
+    nodes = list(walk_ast(stmt))
     return not any(isinstance(n, (ast.RangeVar, ast.SubLink, ast.RangeFunction, ast.FuncCall)) for n in nodes)
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    from .side_effects import walk_ast
-
-    return walk_ast(node)
 
 
 _sessions: dict[str, psycopg.Connection[Any]] = {}

@@ -17,6 +17,8 @@ from pglast import ast
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
+from .sqlparse import walk_ast
+
 # Volatile only because they return a new value on each call: they read no table and change nothing.
 HARMLESS_VOLATILE = frozenset({
     "random", "random_normal", "gen_random_uuid", "uuidv4", "uuidv7", "uuid_generate_v1", "uuid_generate_v1mc",
@@ -53,19 +55,6 @@ SELECT format_type(c.casttarget, NULL), p.proname
  WHERE p.provolatile = 'v' AND c.casttarget = ANY(
        SELECT t FROM unnest(%s::text[]) AS n, LATERAL (SELECT to_regtype(n) AS t) r WHERE t IS NOT NULL)
 """
-
-
-def walk_ast(node: Any) -> Any:
-    """Every AST node under ``node``, without recursion (a deep expression must not overflow the stack)."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, ast.Node):
-            yield item
-            for name in item:
-                stack.append(getattr(item, name))
 
 
 def calls_in(text: str) -> tuple[set[tuple[str | None, str]], set[tuple[str | None, str]], set[str]]:

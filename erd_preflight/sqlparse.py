@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pglast
@@ -21,6 +22,19 @@ from .errors import PlanError
 
 if TYPE_CHECKING:
     from .plan import ColumnDefinition, Step
+
+
+def walk_ast(node: Any) -> Iterator[Any]:
+    """Every AST node under ``node`` (a node, or a list or tuple of them), depth first, parents before their
+    children; without recursion, so a deeply nested expression cannot overflow Python's stack."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, ast.Node):
+            yield item
+            stack.extend(reversed([getattr(item, name) for name in item]))
 
 
 def _deparse(node: Any) -> str:
@@ -45,7 +59,8 @@ def read_sql_file(path: Any) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line, column = line_column(data[: exc.start].decode("utf-8", errors="replace"), exc.start)
+        before = data[: exc.start].decode("utf-8", errors="replace")
+        line, column = line_column(before, len(before))
         raise PlanError(f"{Path(path).name} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column "
                         f"{column} cannot be decoded. Save the file as UTF-8", line=line, column=column) from None
     refuse_nul(text, Path(path).name)

@@ -215,7 +215,8 @@ class RunStore:
         self.schema = schema
         self.table = ensure_store(db, schema, create=create)
 
-    def create(self, *, plan: list[dict[str, Any]], fingerprint: str, name: str | None, tool_version: str) -> int:
+    def create(self, *, plan: list[dict[str, Any]], fingerprint: str, name: str | None, tool_version: str,
+               note: str = "run created") -> int:
         t = self.table
         with self.db.begin() as conn:
             info = conn.execute(sa.text("SELECT current_user, current_setting('server_version')")).one()
@@ -223,7 +224,7 @@ class RunStore:
                 sa.insert(t).values(
                     plan=plan, plan_fingerprint=fingerprint, name=name, status="draft",
                     db_user=info[0], os_user=_os_user(), server_version=info[1], tool_version=tool_version,
-                    status_history=[{"status": "draft", "at": now_text(), "note": "run created"}],
+                    status_history=[{"status": "draft", "at": now_text(), "note": note}],
                 ).returning(t.c.id)
             ).scalar_one())
 

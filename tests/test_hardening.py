@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 import erd_preflight as ep
 from erd_preflight import sqlparse
 from erd_preflight.plan import PlanStep
-from erd_preflight.side_effects import walk_ast
+from erd_preflight.sqlparse import walk_ast
 
 HOSTILE = [
     "CHECK (true)); DROP TABLE victim; --",
@@ -304,7 +304,7 @@ def _role_db(server_url: str, schema: str, run_sql: Callable[..., Any], role: st
     return ep.connect(url, connect_args={"options": f"-c search_path={schema}"})
 
 
-def test_row_level_security_that_hides_rows_blocks_and_says_what_lifts_it(server_url, schema, run_sql):
+def test_row_level_security_that_hides_rows_blocks_and_says_what_lifts_it(server_url, schema, run_sql, conninfo):
     run_sql("CREATE TABLE t (id int, e text); INSERT INTO t VALUES (1, 'a'), (2, NULL), (3, 'a'); "
             "ALTER TABLE t ENABLE ROW LEVEL SECURITY")
     role = f"rls_{schema}"
@@ -315,6 +315,11 @@ def test_row_level_security_that_hides_rows_blocks_and_says_what_lifts_it(server
             report = ep.run_preflight(ep.MigrationPlan(steps=[step]), db)
             message = report.results[0].message
             assert report.blocked and "row-level security" in message and "BYPASSRLS" in message, message
+        # PostgreSQL (the oracle, rolled back) refuses the step: a clear seen through the policy would be false.
+        with psycopg.connect(conninfo) as owner_conn:
+            with pytest.raises(psycopg.errors.NotNullViolation):
+                owner_conn.execute("ALTER TABLE t ALTER COLUMN e SET NOT NULL")
+            owner_conn.rollback()
         # The owner (no FORCE) sees every row: the same checks find the NULL and the duplicate.
         owner = ep.connect(server_url, connect_args={"options": f"-c search_path={schema}"})
         report = ep.run_preflight(ep.MigrationPlan(steps=[ep.SetNotNull(table="t", column="e")]), owner)
