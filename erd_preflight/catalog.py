@@ -148,7 +148,7 @@ class Catalog:
     def _load(self, schema: str | None, name: str) -> TableInfo | None:
         regclass = sql.Identifier(*[p for p in (schema, name) if p is not None]).as_string(self.conn)
         row = self.conn.execute(_TABLE, (regclass,)).fetchone()
-        if row is None or row[3] not in ("r", "p"):
+        if row is None or row[3] not in ("r", "p", "m"):  # a materialized view's rows are read like a table's
             return None
         oid, nspname, relname, relkind, reltuples, heap_bytes, total_bytes, row_width = row
         from_size = reltuples < 0

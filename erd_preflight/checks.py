@@ -45,7 +45,8 @@ from .plan import (
     drop_index_concurrently,
     index_name,
 )
-from .sqlparse import walk_ast
+from .shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
+from .sqlparse import normalize_expression, walk_ast
 
 NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"
 UNIQUE_PRECHECK = "UNIQUE_PRECHECK"
@@ -248,6 +249,8 @@ class TableState:
     enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
     updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
+    attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
+    unknown: str | None = None  # why the rows are not known before apply (then no data check reads them)
     _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
 
     @property
@@ -387,6 +390,9 @@ class PlanContext:
     plan_indexes: dict[tuple[str, str], CreateIndex] = field(default_factory=dict)  # named indexes the plan builds
     invalid_checked: set[tuple[str, str]] = field(default_factory=set)  # tables already checked for INVALID indexes
     dropped_indexes: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) an earlier step drops
+    rehearsal: Rehearsal | None = None  # PostgreSQL's catalog before and after each step, from the shadow
+    step: int = 0  # the step whose checks are derived now
+    _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
 
     def relation_exists(self, schema: str, name: str) -> bool:
         return (schema, name) in self.relations or (
@@ -400,7 +406,15 @@ class PlanContext:
         return self._current_schema
 
     def state(self, schema: str | None, name: str) -> TableState | None:
-        """The table as the plan has left it so far; None when it exists neither in the database nor the plan."""
+        """The table as the plan has left it so far; None when it exists neither in the database nor the plan.
+        Where the rehearsal reached this step, the name is looked up as PostgreSQL did (renames followed)."""
+        snapshot = self.rehearsal.before.get(self.step) if self.rehearsal else None
+        if snapshot is not None:
+            relation = snapshot.resolve(schema, name)
+            return None if relation is None else self._state_of(relation)
+        return self._state_by_name(schema, name)
+
+    def _state_by_name(self, schema: str | None, name: str) -> TableState | None:
         key = (schema or self.current_schema, name)
         if key in self._states:
             return self._states[key]
@@ -420,6 +434,110 @@ class PlanContext:
                 constraint_names=set(info.constraints),
             )
         return self._states[real_key]
+
+    def _state_of(self, relation: RelationSnapshot) -> TableState | None:
+        """The state of a relation of the shadow, by OID: one the database has, or one the plan created."""
+        assert self.rehearsal is not None
+        key = self._oid_keys.get(relation.oid)
+        if key is not None:
+            return self._states.get(key)
+        origin = self.rehearsal.start.relations.get(relation.oid)
+        if origin is None:
+            return None
+        state = self._state_by_name(origin.schema, origin.name)
+        if state is None:  # a view or a foreign table: PostgreSQL has it; its rows are not a table's to read
+            kinds = {"v": "a view", "f": "a foreign table", "p": "a partitioned table"}
+            state = TableState(schema=origin.schema, name=origin.name, info=None,
+                               columns={c.name: c.type for c in origin.columns},
+                               unknown=f"{display_name(origin.schema, origin.name)} is "
+                                       f"{kinds.get(origin.kind, 'not a table')}, whose rows preflight does not read")
+            self._states[(origin.schema, origin.name)] = state
+        self._oid_keys[relation.oid] = (state.schema, state.name)
+        state.attnums = {c.attnum: c.name for c in origin.columns}
+        return state
+
+    def added_column(self, index: int, step: AddColumn) -> ColumnSnapshot | None:
+        """The column an ADD COLUMN made, as PostgreSQL has it after the step (its real type and default)."""
+        after = self.rehearsal.after.get(index) if self.rehearsal else None
+        relation = after.resolve(step.schema_, step.table) if after is not None else None
+        return next((c for c in relation.columns if c.name == step.column), None) if relation else None
+
+    def follow_rehearsal(self, index: int, step: Step) -> None:
+        """After step ``index`` is absorbed: take what PostgreSQL's catalog says the step did, for the checks of
+        later steps (tables created, renamed, columns added, dropped, renamed, constraints and indexes)."""
+        if self.rehearsal is None or index not in self.rehearsal.after:
+            return
+        before, after = self.rehearsal.before[index], self.rehearsal.after[index]
+        if before is after:
+            return
+        for oid, relation in after.relations.items():
+            old = before.relations.get(oid)
+            if old == relation:
+                continue
+            if old is None and oid not in self.rehearsal.start.relations and oid not in self._oid_keys:
+                self._created(index, step, relation)
+                continue
+            state = self._state_of(relation)
+            if state is not None:
+                self._follow(index, step, state, old, relation)
+
+    def _created(self, index: int, step: Step, relation: RelationSnapshot) -> None:
+        key = (relation.schema, relation.name)
+        state = self._states.get(key)
+        if state is None or state.created_step != index:  # not the model's own CREATE TABLE of this step
+            label = display_name(relation.schema, relation.name)
+            state = TableState(schema=relation.schema, name=relation.name, info=None, created_step=index)
+            if relation.kind in ("v", "f"):
+                state.unknown = f"{label} is a {'view' if relation.kind == 'v' else 'foreign table'}"
+            elif not (relation.kind in ("r", "p") and _creates_empty(step)) and not (
+                    relation.kind == "m" and not relation.populated):
+                state.unknown = (f"{label} is created by step {index} from a query or inside a block, so its rows "
+                                 "are not known before apply")
+            if key in self._states:  # DROP, then CREATE under the same name: another relation
+                key = ("", f"oid {relation.oid}")
+            self._states[key] = state
+        self._oid_keys[relation.oid] = key
+        state.attnums = {c.attnum: c.name for c in relation.columns}
+        state.columns = {c.name: c.type for c in relation.columns}
+        _take_constraints(state, relation)
+
+    def _follow(self, index: int, step: Step, state: TableState, old: RelationSnapshot | None,
+                relation: RelationSnapshot) -> None:
+        state.schema, state.name = relation.schema, relation.name
+        changes: dict[str, sql.Composable | None] = {}
+        independent = True
+        renamed_from: set[str] = set()
+        for column in relation.columns:
+            name = state.attnums.get(column.attnum)
+            if name is None:  # added: it holds what PostgreSQL fills in (the model may not know the statement,
+                state.attnums[column.attnum] = column.name  # nor what a serial or a domain default becomes)
+                changes[column.name] = _added_value(column)
+                independent = independent and not column.generated
+            elif name != column.name:
+                changes[column.name] = sql.Identifier(name)
+                renamed_from.add(name)
+                state.attnums[column.attnum] = column.name
+                independent = False
+            previous = old.column(column.attnum) if old is not None else None
+            if previous is not None and previous.type != column.type and not (
+                    isinstance(step, AlterColumnType) and step.column == column.name):
+                state.unknown = (f"step {index} changes the type of {state.column_label(column.name)} in a statement "
+                                 "preflight does not model, so the values later checks would read are not known "
+                                 "before apply")
+        present = {c.attnum for c in relation.columns}
+        for attnum in [a for a in state.attnums if a not in present]:
+            gone = state.attnums.pop(attnum)
+            if gone in state.columns and gone not in changes:
+                changes[gone] = None
+        for name in renamed_from:
+            changes.setdefault(name, None)
+        if changes:
+            state.push_layer(changes, independent=independent, new_types={c.name: c.type for c in relation.columns})
+        if set(state.columns) != {c.name for c in relation.columns}:
+            state.unknown = state.unknown or (f"preflight could not follow what step {index} did to the columns of "
+                                              f"{state.label}")
+        state.columns = {c.name: c.type for c in relation.columns}
+        _take_constraints(state, relation)
 
     def is_large(self, state: TableState) -> bool:
         info = state.info
@@ -593,6 +711,44 @@ class PlanContext:
                 elif isinstance(added, AddCheck):
                     checks.append(_check_constraint_check(index, step, state, added.expression, added.name))
         return checks
+
+
+def _take_constraints(state: TableState, relation: RelationSnapshot) -> None:
+    state.not_null = relation.not_null
+    state.unique_keys = relation.unique_keys
+    state.has_primary_key = relation.has_primary_key
+    state.constraint_names = relation.constraint_names
+
+
+def _added_value(column: ColumnSnapshot) -> sql.Composable:
+    """What a column added by ADD COLUMN holds in the rows already there, as PostgreSQL fills it: its DEFAULT
+    or generation expression, distinct numbers for an identity or a sequence, else NULL."""
+    if column.identity or (column.default and _calls_nextval(column.default)):
+        return _cast(sql.SQL("row_number() OVER ()"), column.type)
+    if column.default is None:
+        return _cast(sql.SQL("NULL"), column.type)
+    return _cast(sql.SQL(normalize_expression(column.default)), column.type)
+
+
+def _calls_nextval(expression: str) -> bool:
+    try:
+        tree = pglast.parse_sql(f"SELECT {expression}")
+    except pglast.parser.ParseError:
+        return False
+    return any(isinstance(n, ast.FuncCall) and n.funcname[-1].sval == "nextval" for n in walk_ast(tree))
+
+
+def _creates_empty(step: Step) -> bool:
+    """Whether the relations a step creates start without rows: a CREATE TABLE, not AS a query nor in a block."""
+    if isinstance(step, CreateTable):
+        return True
+    if not isinstance(step, RawSQL):
+        return False
+    try:
+        statements = pglast.parse_sql(step.statement)
+    except pglast.parser.ParseError:
+        return False
+    return all(isinstance(raw.stmt, ast.CreateStmt) for raw in statements)
 
 
 def _create_table_keys(step: CreateTable) -> list[frozenset[str]]:
@@ -1049,6 +1205,17 @@ def _destructive(index: int, step: Step, ctx: PlanContext) -> Check | None:
     return None
 
 
+def _reads_rows(step: Step) -> bool:
+    """Whether the step's check reads the rows of its table (so needs to know them)."""
+    if isinstance(step, (AddForeignKey, AddCheck)):
+        return not step.not_valid
+    if isinstance(step, CreateIndex):
+        return step.unique
+    if isinstance(step, AddColumn):
+        return step.not_null
+    return isinstance(step, (SetNotNull, AlterColumnType, AddUnique, ValidateConstraint, AddUniqueUsingIndex))
+
+
 def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     """The checks of one step (1-based ``index``), in a fixed order: warnings from the catalog first,
     then the data checks. The context must already hold the effects of the steps before it."""
@@ -1063,7 +1230,9 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     # An INVALID index first: a leftover under the very name the step creates would otherwise read as
     # "already exists", when what clears it is its DROP INDEX CONCURRENTLY.
     invalid = _invalid_index_checks(index, step, context)
-    missing = _missing_objects(index, step, context)
+    # Where PostgreSQL ran the step in the rehearsal, its objects exist as it needs them: no model's guess.
+    rehearsed = context.rehearsal is not None and context.rehearsal.passed(index)
+    missing = None if rehearsed else _missing_objects(index, step, context)
     if missing is not None:
         own = _created_index_name(step)
         named = [c for c in invalid if own is not None and c.target is not None and c.target.name == own]
@@ -1073,11 +1242,25 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     if not isinstance(step, TableStep) or isinstance(step, CreateTable):
         return checks
     state = context.state(step.schema_, step.table)
-    assert state is not None
+    if state is None:  # rehearsed: a DROP ... IF EXISTS of nothing
+        return checks
+    parent = context.state(step.ref_schema, step.ref_table) if isinstance(step, AddForeignKey) else None
+    unknown = state.unknown or (parent.unknown if parent is not None else None)
+    if unknown and _reads_rows(step):
+        checks.append(_verdict(_primary_check_id(step), index, step, "warning",
+                               f"cannot verify step {index} before apply: {unknown}. PostgreSQL checks the rows "
+                               "at apply; acknowledge this step, or split the plan so its rows exist first."))
+        return checks
     if isinstance(step, SetNotNull):
         checks.append(_not_null_check(index, step, state, step.column, context))
     elif isinstance(step, AddColumn) and step.not_null and step.column not in state.columns:
-        if _is_null_constant(step.default):
+        added = context.added_column(index, step)  # what PostgreSQL made of it, when rehearsed
+        numbered = added is not None and (bool(added.identity) or _calls_nextval(added.default or ""))
+        default = step.default if added is None else added.default
+        generated = added is not None and bool(added.generated)
+        if numbered:
+            pass  # an identity or a serial: every row gets the next number, never NULL
+        elif _is_null_constant(default) and not generated:
             # Every existing row would get NULL: all of them violate, so the check is a row count.
             checks.append(Check(
                 check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(),
@@ -1090,8 +1273,8 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
                 ok=f"{state.label} is empty, so a NOT NULL column without a default can be added.",
                 notes=state.history_notes(),
             ))
-        elif not _is_constant(step.default) and state.info is not None:
-            value = _cast(sql.SQL(step.default or "NULL"), step.type)
+        elif (generated or not _is_constant(default)) and state.info is not None:
+            value = _added_value(added) if added is not None else _cast(sql.SQL(step.default or "NULL"), step.type)
             checks.append(_not_null_check(index, step, state, step.column, context,
                                           predicate=sql.SQL("{} IS NULL").format(value)))
     elif isinstance(step, AlterColumnType):
@@ -1099,7 +1282,6 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     elif isinstance(step, AddUnique) or (isinstance(step, CreateIndex) and step.unique):
         checks.extend(_unique_check(index, step, state))
     elif isinstance(step, AddForeignKey) and not step.not_valid:
-        parent = context.state(step.ref_schema, step.ref_table)
         assert parent is not None
         checks.append(_fk_check(index, step, state, parent, step.columns, step.ref_columns, step.match_full))
     elif isinstance(step, AddCheck) and not step.not_valid:
@@ -1111,12 +1293,16 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     return checks
 
 
-def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions | None = None) -> list[Check]:
-    """All checks of a plan, in step order. The same plan on the same catalog gives the same checks."""
-    context = PlanContext(catalog=catalog, options=options or PreflightOptions())
+def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions | None = None,
+                  rehearsal: Rehearsal | None = None) -> list[Check]:
+    """All checks of a plan, in step order. The same plan on the same catalog gives the same checks. With a
+    ``rehearsal``, each step is judged on the catalog PostgreSQL had when the rehearsal ran it."""
+    context = PlanContext(catalog=catalog, options=options or PreflightOptions(), rehearsal=rehearsal)
     checks: list[Check] = []
     for index, step in enumerate(plan.steps, start=1):
+        context.step = index
         checks.extend(checks_for(index, step, context))
         context.absorb(index, step)
+        context.follow_rehearsal(index, step)
         checks.extend(context.rechecks(index, step))
     return checks

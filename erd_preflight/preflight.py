@@ -99,25 +99,36 @@ def evaluated_sql(probe: Any) -> list[str]:
     return parts
 
 
-def with_rehearsal(plan: MigrationPlan, catalog: Catalog, checks: list[Check]) -> list[Check]:
-    """The checks, with PostgreSQL's verdict on the plan's statements, run in the order apply runs them on an
-    empty copy of the schema: the first statement it refuses is a blocking check of its step, placed before
-    that step's data checks. A shadow that cannot be built is a warning, never a block."""
+def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions) -> list[Check]:
+    """The plan's checks, derived from PostgreSQL's own catalog as the rehearsal leaves it after each step (the
+    plan's statements run in the order apply runs them on an empty copy of the schema). The first statement
+    PostgreSQL refuses is a blocking check of its step, placed before that step's data checks. A shadow that
+    cannot be built, or a rehearsal that stops early, is a warning and the checks fall back on their own model
+    of each statement from there; it never blocks."""
     from .phases import compile_phases
     from .shadow import ShadowUnavailable, rehearse
 
+    if not options.rehearse or not plan.steps:
+        return derive_checks(plan, catalog, options)
     try:
         statements = [(s.step, s.sql) for s in compile_phases(plan, catalog).statements]
     except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
         statements = [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
     try:
-        failure = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn))
+        rehearsal = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn))
     except ShadowUnavailable as exc:
-        return [*checks, Check(
+        unavailable: str | None = f"the plan was not rehearsed on a copy of the schema: {exc}"
+        rehearsal = None
+    else:
+        unavailable = rehearsal.stopped and f"the rehearsal on a copy of the schema stopped early: {rehearsal.stopped}"
+    checks = derive_checks(plan, catalog, options, rehearsal=rehearsal)
+    if unavailable:
+        checks.append(Check(
             check_id=REHEARSAL_UNAVAILABLE_WARNING, step=len(plan.steps), step_summary="the whole plan", target=None,
-            probe=Verdict("warning", f"the plan was not rehearsed on a copy of the schema: {exc}. Structural "
-                          "failures are found only by the checks' own model of each statement; PostgreSQL "
-                          "re-checks at apply."), failure="warning")]
+            probe=Verdict("warning", f"{unavailable}. Where it did not reach, structural failures are found only by "
+                          "the checks' own model of each statement; PostgreSQL re-checks at apply."),
+            failure="warning"))
+    failure = rehearsal.failure if rehearsal is not None else None
     if failure is None:
         return checks
     if any(c.step == failure.step and isinstance(c.probe, Verdict) and c.probe.outcome == "blocking"
@@ -559,10 +570,8 @@ def run_preflight(
         try:
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
-                checks = derive_checks(plan, catalog, opts)
+                checks = rehearsed_checks(plan, catalog, opts)
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
-                if opts.rehearse and plan.steps:
-                    checks = with_rehearsal(plan, catalog, checks)
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
         callback = progress_bar() if progress is True else (progress or None)

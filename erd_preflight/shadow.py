@@ -35,6 +35,7 @@ from psycopg import sql
 
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
+from .shadow_catalog import Rehearsal, RehearsalFailure, read_snapshot
 from .sqlparse import walk_ast
 
 # Everything a statement's success can depend on, outside the system schemas: relations and their columns,
@@ -174,9 +175,11 @@ _ATTRIBUTE_OPTIONS = re.compile(r"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(.*\
 
 
 def _drop_attribute_options(dump: Path) -> None:
+    """Drops per-column options, and the CREATE SCHEMA public that pg_dump writes for a public schema that was
+    dropped and made again on the target: the shadow database has one already."""
     lines = dump.read_text(encoding="utf-8").splitlines(keepends=True)
-    dump.write_text("".join(line for line in lines if not _ATTRIBUTE_OPTIONS.match(line.rstrip("\n"))),
-                    encoding="utf-8")
+    dump.write_text("".join(line for line in lines if not _ATTRIBUTE_OPTIONS.match(line.rstrip("\n"))
+                            and line.rstrip("\n") != "CREATE SCHEMA public;"), encoding="utf-8")
 
 
 def _prepare(url: str, database: str, previous: tuple[str, ...] | None, schemas: tuple[str, ...]) -> None:
@@ -273,26 +276,6 @@ def _copy_roles(target: psycopg.Connection[Any], url: str) -> None:
                     pass
 
 
-@dataclass(frozen=True)
-class RehearsalFailure:
-    """The first statement PostgreSQL refused in the rehearsal, with its own error."""
-
-    step: int
-    statement: str
-    sqlstate: str
-    message: str
-    detail: str | None
-    hint: str | None
-
-    def describe(self) -> str:
-        text = f"{self.message} (SQLSTATE {self.sqlstate})"
-        if self.detail:
-            text += f"; {self.detail.rstrip('.')}"
-        if self.hint:
-            text += f". Hint: {self.hint.rstrip('.')}"
-        return text
-
-
 def plain_form(statement: str) -> str | None:
     """The statement as it can run inside the rehearsal's transaction: CONCURRENTLY dropped (the build is the
     same on empty tables), None for what has no meaning there (VACUUM, ALTER SYSTEM, databases, tablespaces)."""
@@ -318,11 +301,13 @@ def plain_form(statement: str) -> str | None:
 
 
 def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
-             schemas: tuple[str, ...] = ()) -> RehearsalFailure | None:
+             schemas: tuple[str, ...] = ()) -> Rehearsal:
     """Run ``statements`` (step, SQL), in the order apply runs them, on the shadow of ``target`` (``schemas``
     only; empty: the whole database), in one transaction that is rolled back, with the target session's
-    search_path. Returns the first statement PostgreSQL refuses, or None. Raises ShadowUnavailable when
-    there is no shadow, or when a statement runs too long to judge on empty tables."""
+    search_path, and read the shadow's catalog after each statement that can change it. The first statement
+    PostgreSQL refuses ends it (``failure``). Raises ShadowUnavailable when there is no shadow; a statement
+    that cannot be judged on empty tables (too long, rights the rehearsal does not take, rows it reads) ends
+    it with ``stopped`` saying why."""
     shadow = shadow_for(target, schemas)
     search_path = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
     with _session(shadow) as conn:  # one transaction, rolled back: the shadow stays pristine
@@ -330,38 +315,69 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
                      "set_config('standard_conforming_strings', 'on', true), "
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
                      (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
+        rehearsal = Rehearsal(start=read_snapshot(conn))
+        latest = rehearsal.start
         for step, statement in statements:
+            rehearsal.before.setdefault(step, latest)
             text = plain_form(statement)
             if text is None:
+                rehearsal.after[step] = latest
                 continue
-            conn.execute("SAVEPOINT erd_preflight_step")
             try:
-                conn.execute(text)
-            except psycopg.errors.QueryCanceled as exc:
-                raise ShadowUnavailable(f"step {step} ran longer than {REHEARSAL_STATEMENT_TIMEOUT:g} s on an empty "
-                                        "copy of the schema, so the rehearsal stopped there") from exc
-            except psycopg.errors.InsufficientPrivilege as exc:
-                # The rehearsal role is no superuser on purpose: what it may not do is not PostgreSQL's verdict.
-                raise ShadowUnavailable(f"step {step} needs rights the rehearsal does not take "
-                                        f"({exc.diag.message_primary})") from exc
-            except psycopg.Error as exc:
-                if conn.broken or classify(exc) in ("connection", "lock", "timeout") or (exc.sqlstate or "")[:2] == "53":
-                    # The shadow's session or server failed (terminated, out of resources, a lock): that says
-                    # nothing about the statement.
-                    raise ShadowUnavailable(f"the rehearsal's session failed at step {step} "
-                                            f"({' '.join(str(exc).split())})") from exc
-                diag = exc.diag
-                state = exc.sqlstate or ""
-                if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
-                    # On empty tables a statement that reads rows (INSERT ... SELECT, a DO block that checks
-                    # the data) may fail where the real rows would not: that is not a verdict on structure.
-                    raise ShadowUnavailable(
-                        f"step {step} fails on the empty copy ({diag.message_primary}), but it reads rows, so "
-                        "whether it fails on the real ones depends on them: the rehearsal stopped there") from exc
-                return RehearsalFailure(step=step, statement=statement, sqlstate=exc.sqlstate or "",
-                                        message=diag.message_primary or str(exc), detail=diag.message_detail,
-                                        hint=diag.message_hint)
+                rehearsal.failure = _run_statement(conn, step, statement, text)
+            except ShadowUnavailable as exc:
+                rehearsal.stopped = str(exc)
+                rehearsal.after.pop(step, None)  # a step half rehearsed is not rehearsed
+                return rehearsal
+            if rehearsal.failure is not None:
+                rehearsal.after.pop(step, None)
+                return rehearsal
+            if _may_change_catalog(text):
+                latest = read_snapshot(conn)
+            rehearsal.after[step] = latest
+    return rehearsal
+
+
+def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str) -> RehearsalFailure | None:
+    try:
+        conn.execute(text)
+    except psycopg.errors.QueryCanceled as exc:
+        raise ShadowUnavailable(f"step {step} ran longer than {REHEARSAL_STATEMENT_TIMEOUT:g} s on an empty "
+                                "copy of the schema, so the rehearsal stopped there") from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # The rehearsal role is no superuser on purpose: what it may not do is not PostgreSQL's verdict.
+        raise ShadowUnavailable(f"step {step} needs rights the rehearsal does not take "
+                                f"({exc.diag.message_primary})") from exc
+    except psycopg.Error as exc:
+        if conn.broken or classify(exc) in ("connection", "lock", "timeout") or (exc.sqlstate or "")[:2] == "53":
+            # The shadow's session or server failed (terminated, out of resources, a lock): that says
+            # nothing about the statement.
+            raise ShadowUnavailable(f"the rehearsal's session failed at step {step} "
+                                    f"({' '.join(str(exc).split())})") from exc
+        diag = exc.diag
+        state = exc.sqlstate or ""
+        if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
+            # On empty tables a statement that reads rows (INSERT ... SELECT, a DO block that checks
+            # the data) may fail where the real rows would not: that is not a verdict on structure.
+            raise ShadowUnavailable(
+                f"step {step} fails on the empty copy ({diag.message_primary}), but it reads rows, so "
+                "whether it fails on the real ones depends on them: the rehearsal stopped there") from exc
+        return RehearsalFailure(step=step, statement=statement, sqlstate=exc.sqlstate or "",
+                                message=diag.message_primary or str(exc), detail=diag.message_detail,
+                                hint=diag.message_hint)
     return None
+
+
+def _may_change_catalog(statement: str) -> bool:
+    """False for plain data statements (their catalog is the one before them); anything else may change it."""
+    try:
+        (raw,) = pglast.parse_sql(statement)
+    except (pglast.parser.ParseError, ValueError):
+        return True
+    stmt = raw.stmt
+    if isinstance(stmt, ast.SelectStmt):
+        return stmt.intoClause is not None
+    return not isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CopyStmt))
 
 
 def _reads_no_rows(statement: str) -> bool:

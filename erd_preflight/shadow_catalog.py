@@ -1,0 +1,175 @@
+"""What the rehearsal reads back from the shadow after each step: the catalog as PostgreSQL left it.
+
+Relations are known by OID, so a rename is followed; columns by attnum, so a renamed column is the same column.
+The checks of later steps are derived from these snapshots instead of a model of each statement (see
+``checks.PlanContext``): a table renamed, a column added inside a DO block, an index dropped and built again
+under its old name are seen as PostgreSQL sees them. Plain data; the one query is ``read_snapshot``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+# One row per relation outside the system schemas, with its columns, constraints and indexes as JSON. Names come
+# back as they are (no quoting); expressions with search_path emptied, so they are schema-qualified.
+_SNAPSHOT = """
+SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
+  (SELECT coalesce(json_agg(json_build_array(a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+                                             a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated::text,
+                                             a.attidentity::text)
+                            ORDER BY a.attnum), '[]')
+     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT coalesce(json_agg(json_build_array(k.conname, k.contype::text, k.convalidated) ORDER BY k.conname), '[]')
+     FROM pg_constraint k WHERE k.conrelid = c.oid),
+  (SELECT coalesce(json_agg(json_build_array(
+             ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL, i.indexprs IS NOT NULL,
+             ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o))
+           ORDER BY ic.relname), '[]')
+     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
+   AND n.nspname NOT LIKE 'pg\\_temp%%'
+"""
+
+
+@dataclass(frozen=True)
+class ColumnSnapshot:
+    attnum: int
+    name: str
+    type: str  # format_type: valid SQL for a cast
+    not_null: bool
+    default: str | None  # the DEFAULT, or the generation expression when ``generated``
+    generated: str  # '' plain, 's' stored, 'v' virtual
+    identity: str  # '' none, 'a' ALWAYS, 'd' BY DEFAULT
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    name: str
+    unique: bool
+    valid: bool
+    partial: bool
+    expressions: bool
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RelationSnapshot:
+    oid: int
+    schema: str
+    name: str
+    kind: str  # r table, p partitioned, m materialized view, v view, f foreign table
+    populated: bool
+    columns: tuple[ColumnSnapshot, ...]
+    constraints: tuple[tuple[str, str, bool], ...]  # name, contype, validated
+    indexes: tuple[IndexSnapshot, ...]
+
+    def column(self, attnum: int) -> ColumnSnapshot | None:
+        return next((c for c in self.columns if c.attnum == attnum), None)
+
+    @property
+    def not_null(self) -> set[str]:
+        return {c.name for c in self.columns if c.not_null}
+
+    @property
+    def unique_keys(self) -> list[frozenset[str]]:
+        """Column sets a foreign key may reference: valid, non-partial, plain-column unique indexes."""
+        return [frozenset(ix.columns) for ix in self.indexes
+                if ix.unique and ix.valid and not ix.partial and not ix.expressions]
+
+    @property
+    def has_primary_key(self) -> bool:
+        return any(kind == "p" for _, kind, _ in self.constraints)
+
+    @property
+    def constraint_names(self) -> set[str]:
+        return {name for name, _, _ in self.constraints}
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """The shadow's relations at one moment, and the schemas an unqualified name is looked up in."""
+
+    relations: dict[int, RelationSnapshot]
+    search_path: tuple[str, ...]
+    _by_name: dict[tuple[str, str], int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({(r.schema, r.name): oid for oid, r in self.relations.items()})
+
+    def resolve(self, schema: str | None, name: str) -> RelationSnapshot | None:
+        """The relation ``schema.name`` (or ``name`` on the search_path), as PostgreSQL would find it."""
+        for candidate in (schema,) if schema else self.search_path:
+            oid = self._by_name.get((candidate, name))
+            if oid is not None:
+                return self.relations[oid]
+        return None
+
+
+def read_snapshot(conn: psycopg.Connection[Any]) -> CatalogSnapshot:
+    """The catalog of the database ``conn`` is in, as the current transaction sees it."""
+    row = conn.execute("SELECT current_schemas(false)::text[], current_setting('search_path')").fetchone()
+    assert row is not None
+    search_path, setting = tuple(row[0]), str(row[1])
+    relations: dict[int, RelationSnapshot] = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('search_path', '', true)")  # qualified names in expressions
+        try:
+            for oid, schema, name, kind, populated, columns, constraints, indexes in cur.execute(_SNAPSHOT):
+                relations[oid] = RelationSnapshot(
+                    oid=oid, schema=schema, name=name, kind=kind, populated=populated,
+                    columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
+                    constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
+                    indexes=tuple(IndexSnapshot(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]))
+                                  for ix in _json(indexes)),
+                )
+        finally:
+            cur.execute("SELECT set_config('search_path', %s, true)", (setting,))
+    return CatalogSnapshot(relations=relations, search_path=search_path)
+
+
+def _json(value: Any) -> list[Any]:
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+@dataclass(frozen=True)
+class RehearsalFailure:
+    """The first statement PostgreSQL refused in the rehearsal, with its own error."""
+
+    step: int
+    statement: str
+    sqlstate: str
+    message: str
+    detail: str | None
+    hint: str | None
+
+    def describe(self) -> str:
+        text = f"{self.message} (SQLSTATE {self.sqlstate})"
+        if self.detail:
+            text += f"; {self.detail.rstrip('.')}"
+        if self.hint:
+            text += f". Hint: {self.hint.rstrip('.')}"
+        return text
+
+
+@dataclass
+class Rehearsal:
+    """The rehearsal's outcome: PostgreSQL's catalog before the plan and after each step it ran, the first
+    statement it refused, or why it stopped before the end without a verdict (``stopped``)."""
+
+    start: CatalogSnapshot
+    before: dict[int, CatalogSnapshot] = field(default_factory=dict)  # by step, as its first statement finds it
+    after: dict[int, CatalogSnapshot] = field(default_factory=dict)  # by step, after its last statement
+    failure: RehearsalFailure | None = None
+    stopped: str | None = None
+
+    def passed(self, step: int) -> bool:
+        """Whether PostgreSQL ran every statement of ``step`` without an error."""
+        return step in self.after
