@@ -10,6 +10,7 @@ Execution lives in ``preflight``; nothing here touches table data.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,6 +159,7 @@ class Check:
     ok: str = ""
     notes: tuple[str, ...] = ()
     failure: Literal["warning", "blocking"] = "blocking"
+    rehearsed: bool = False  # PostgreSQL ran the step in the rehearsal: every object it names exists by then
 
     def message(self, text: str, stats: dict[str, Any]) -> str:
         body = text.format(**{k: (f"{v:,}" if isinstance(v, int) else v) for k, v in stats.items()})
@@ -1301,7 +1303,10 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
     checks: list[Check] = []
     for index, step in enumerate(plan.steps, start=1):
         context.step = index
-        checks.extend(checks_for(index, step, context))
+        own = checks_for(index, step, context)
+        if rehearsal is not None and rehearsal.passed(index):
+            own = [dataclasses.replace(c, rehearsed=True) for c in own]
+        checks.extend(own)
         context.absorb(index, step)
         context.follow_rehearsal(index, step)
         checks.extend(context.rechecks(index, step))

@@ -270,9 +270,19 @@ class _Executor:
                     outcome = self._orphans(check, check.probe)
                 else:
                     outcome = self._cast(check, check.probe)
-        except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn) as exc:
-            outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is missing, "
-                               "so the step would fail too. Check the names in the plan.", {})
+        except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn, pgerrors.UndefinedObject,
+                pgerrors.UndefinedFunction) as exc:
+            if check.rehearsed:
+                # PostgreSQL ran the step in the rehearsal, so what is missing here is made by an earlier step
+                # (a type, a function, an extension): the rows cannot be judged before apply. Not a verdict.
+                outcome = _Outcome("warning", f"cannot verify step {check.step} before apply: its check needs "
+                                   f"what an earlier step of the plan makes ({exc.diag.message_primary}), so it "
+                                   "cannot run on the database as it is now. PostgreSQL checks the rows at apply; "
+                                   "acknowledge this step, or apply the earlier steps first and preflight again.",
+                                   {})
+            else:
+                outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is "
+                                   "missing, so the step would fail too. Check the names in the plan.", {})
         except psycopg.Error as exc:
             kind = classify(exc)
             if kind == "connection" or self.conn.broken:

@@ -84,6 +84,7 @@ class Shadow:
     template: str  # the shadow's database
     fingerprint: str  # of the target's catalog when the shadow was built
     schemas: tuple[str, ...] = ()  # the schemas restored (empty: the whole database)
+    lacks: tuple[str, ...] = ()  # extensions of the target the shadow's server does not have
 
 
 
@@ -151,6 +152,8 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
                        *[f"--schema={sql.Identifier(s).as_string()}" for s in schemas], "--dbname", conninfo]
             _run(command, env, "pg_dump of the target's schema")
             _drop_attribute_options(dump)
+            with _on_shadow_server("listing the shadow server's extensions"):
+                lacks = _drop_unavailable_extensions(dump, url)
             _forget_session(slot)
             with _on_shadow_server("preparing the shadow database"):
                 _prepare(url, template, current.schemas if current is not None and schemas else None, schemas)
@@ -164,7 +167,7 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
                 raise
-        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, schemas=schemas)
+        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, schemas=schemas, lacks=lacks)
         _remember(slot, shadow)
         return shadow
 
@@ -180,6 +183,27 @@ def _drop_attribute_options(dump: Path) -> None:
     lines = dump.read_text(encoding="utf-8").splitlines(keepends=True)
     dump.write_text("".join(line for line in lines if not _ATTRIBUTE_OPTIONS.match(line.rstrip("\n"))
                             and line.rstrip("\n") != "CREATE SCHEMA public;"), encoding="utf-8")
+
+
+_CREATE_EXTENSION = re.compile(r'^CREATE EXTENSION IF NOT EXISTS "?(?P<name>[^" ]+)"? WITH SCHEMA .+;$')
+
+
+def _drop_unavailable_extensions(dump: Path, url: str) -> tuple[str, ...]:
+    """Leaves out of the dump each extension the shadow's server cannot create, and names them: what depends
+    on one is then not rehearsed (the rehearsal stops there and says so), the rest still is."""
+    with psycopg.connect(url) as conn:
+        available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    lacks: list[str] = []
+    kept: list[str] = []
+    for line in dump.read_text(encoding="utf-8").splitlines(keepends=True):
+        match = _CREATE_EXTENSION.match(line.rstrip("\n"))
+        if match and match["name"] not in available:
+            lacks.append(match["name"])
+            continue
+        kept.append(line)
+    if lacks:
+        dump.write_text("".join(kept), encoding="utf-8")
+    return tuple(lacks)
 
 
 def _prepare(url: str, database: str, previous: tuple[str, ...] | None, schemas: tuple[str, ...]) -> None:
@@ -316,15 +340,30 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
                      (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
         rehearsal = Rehearsal(start=read_snapshot(conn))
+        lacking = list(shadow.lacks)
         latest = rehearsal.start
         for step, statement in statements:
             rehearsal.before.setdefault(step, latest)
             text = plain_form(statement)
+            extension = _extension_created(text) if text is not None else None
+            if extension is not None and _lacks(conn, target, extension):
+                lacking.append(extension)  # the target can create it, the shadow cannot: not a verdict
+                text = None
             if text is None:
                 rehearsal.after[step] = latest
                 continue
+            data = not _may_change_catalog(text)
+            if data:
+                conn.execute("SAVEPOINT erd_preflight_data")
             try:
-                rehearsal.failure = _run_statement(conn, step, statement, text)
+                rehearsal.failure = _run_statement(conn, step, statement, text, lacking)
+            except _RowsDecide as exc:
+                # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
+                # It changes no catalog, so the rehearsal goes on without it.
+                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_data")
+                rehearsal.unjudged[step] = str(exc)
+                rehearsal.after[step] = latest
+                continue
             except ShadowUnavailable as exc:
                 rehearsal.stopped = str(exc)
                 rehearsal.after.pop(step, None)  # a step half rehearsed is not rehearsed
@@ -338,7 +377,28 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
     return rehearsal
 
 
-def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str) -> RehearsalFailure | None:
+def _extension_created(statement: str) -> str | None:
+    try:
+        (raw,) = pglast.parse_sql(statement)
+    except (pglast.parser.ParseError, ValueError):
+        return None
+    return raw.stmt.extname if isinstance(raw.stmt, ast.CreateExtensionStmt) else None
+
+
+def _lacks(conn: psycopg.Connection[Any], target: psycopg.Connection[Any], extension: str) -> bool:
+    """Whether the target's server has ``extension`` and the shadow's does not."""
+    query = "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = %s)"
+    here = conn.execute(query, (extension,)).fetchone()
+    there = target.execute(query, (extension,)).fetchone()
+    return bool(there and there[0]) and not (here and here[0])
+
+
+# What PostgreSQL says when an object is missing: in a shadow without an extension, that may be the extension's.
+_UNDEFINED = {"42704", "42883", "42P01", "42703", "3F000", "42P02"}
+
+
+def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str,
+                   lacking: list[str]) -> RehearsalFailure | None:
     try:
         conn.execute(text)
     except psycopg.errors.QueryCanceled as exc:
@@ -356,6 +416,13 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                                     f"({' '.join(str(exc).split())})") from exc
         diag = exc.diag
         state = exc.sqlstate or ""
+        if lacking and state in _UNDEFINED:
+            raise ShadowUnavailable(
+                f"step {step} needs an object the shadow may lack ({diag.message_primary}): its PostgreSQL has no "
+                f"{', '.join(dict.fromkeys(lacking))} extension, which the target has, so the rehearsal stopped "
+                "there") from exc
+        if state in _KEYS_OF_ROWS and not _may_change_catalog(text):
+            raise _RowsDecide(f"{diag.message_primary} on the empty copy; on the real rows it depends on them")
         if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
             # On empty tables a statement that reads rows (INSERT ... SELECT, a DO block that checks
             # the data) may fail where the real rows would not: that is not a verdict on structure.
@@ -366,6 +433,14 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                                 message=diag.message_primary or str(exc), detail=diag.message_detail,
                                 hint=diag.message_hint)
     return None
+
+
+# Unique, foreign key and exclusion violations compare a row with other rows: on the empty copy they say nothing.
+_KEYS_OF_ROWS = {"23505", "23503", "23P01"}
+
+
+class _RowsDecide(Exception):
+    """A data statement failed on the empty copy in a way the real rows decide."""
 
 
 def _may_change_catalog(statement: str) -> bool:

@@ -169,6 +169,7 @@ class Rehearsal:
     after: dict[int, CatalogSnapshot] = field(default_factory=dict)  # by step, after its last statement
     failure: RehearsalFailure | None = None
     stopped: str | None = None
+    unjudged: dict[int, str] = field(default_factory=dict)  # data steps the real rows decide, skipped here
 
     def passed(self, step: int) -> bool:
         """Whether PostgreSQL ran every statement of ``step`` without an error."""

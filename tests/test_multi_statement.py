@@ -90,6 +90,12 @@ CASES: dict[str, tuple[str, str, str, str]] = {
         "INSERT INTO t VALUES (1, 1), (2, 1); REFRESH MATERIALIZED VIEW mv",
         "INSERT INTO t VALUES (1, 1), (2, 2); REFRESH MATERIALIZED VIEW mv",
         "CREATE UNIQUE INDEX mv_a ON mv (a);"),
+    "a row whose parent only the real rows have is inserted, then later steps": (
+        "CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int, pid int REFERENCES parent)",
+        "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (2, NULL)",
+        "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (2, 1)",
+        "INSERT INTO child VALUES (10, 1);\nALTER TABLE child RENAME COLUMN pid TO parent_id;\n"
+        "ALTER TABLE child ALTER COLUMN parent_id SET NOT NULL;"),
     "a materialized view made without data, then a unique index on it": (
         "CREATE TABLE t (id int, a int)",
         "",
@@ -97,19 +103,26 @@ CASES: dict[str, tuple[str, str, str, str]] = {
         "CREATE MATERIALIZED VIEW mv AS SELECT a FROM t WITH NO DATA;\nCREATE UNIQUE INDEX mv_a ON mv (a);"),
 }
 
-# Relations made from a query: their rows exist only once the statement ran. Preflight says it cannot verify the
-# later step (a warning naming the step), never "clear" in silence, and never blocks.
-UNVERIFIABLE: dict[str, tuple[str, str, str, str]] = {
+# Rows made by a query of the plan exist only once the statement ran; a check that needs a type the plan creates
+# cannot run on the database as it is. Preflight says it cannot verify the later step (a warning naming the step
+# and why), never "clear" in silence, and never blocks.
+UNVERIFIABLE: dict[str, tuple[str, str, str, str, str]] = {
     "a materialized view with data, then a unique index on it": (
         "CREATE TABLE t (id int, a int)",
         "INSERT INTO t VALUES (1, 1), (2, 1)",
         "INSERT INTO t VALUES (1, 1), (2, 2)",
-        "CREATE MATERIALIZED VIEW mv AS SELECT a FROM t;\nCREATE UNIQUE INDEX mv_a ON mv (a);"),
+        "CREATE MATERIALIZED VIEW mv AS SELECT a FROM t;\nCREATE UNIQUE INDEX mv_a ON mv (a);", "from a query"),
     "CREATE TABLE AS, then SET NOT NULL": (
         "CREATE TABLE t (id int, a int)",
         "INSERT INTO t VALUES (1, NULL)",
         "INSERT INTO t VALUES (1, 1)",
-        "CREATE TABLE t2 AS SELECT id, a FROM t;\nALTER TABLE t2 ALTER COLUMN a SET NOT NULL;"),
+        "CREATE TABLE t2 AS SELECT id, a FROM t;\nALTER TABLE t2 ALTER COLUMN a SET NOT NULL;", "from a query"),
+    "a type made by the plan, then a column changed to it": (
+        "CREATE TABLE t (id int, m text)",
+        "INSERT INTO t VALUES (1, 'happy'), (2, 'grumpy')",
+        "INSERT INTO t VALUES (1, 'happy')",
+        "CREATE TYPE mood AS ENUM ('happy', 'sad');\nALTER TABLE t ALTER COLUMN m TYPE mood USING m::mood;",
+        "what an earlier step of the plan makes"),
 }
 
 
@@ -137,14 +150,36 @@ def test_a_later_step_is_judged_on_what_the_earlier_ones_made_as_the_oracle_does
 @pytest.mark.parametrize("case", sorted(UNVERIFIABLE))
 def test_a_step_on_rows_a_query_of_the_plan_makes_is_named_as_unverified_never_cleared_in_silence(
         db, run_sql, conninfo, case, rows):
-    setup, failing, passing, text = UNVERIFIABLE[case]
+    setup, failing, passing, text, why = UNVERIFIABLE[case]
     _setup(run_sql, setup, failing if rows == "failing rows" else passing)
     oracle = oracle_fails(conninfo, text)
     assert (oracle is not None) == (rows == "failing rows"), "the case is wrong"
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert not report.blocked, report.results
     warning = next(r for r in report.results if "cannot verify step 2" in r.message)
-    assert "from a query" in warning.message
+    assert why in warning.message and warning.severity == "warning"
+
+
+def test_an_extension_the_target_has_and_the_shadow_lacks_is_no_verdict(db, run_sql, conninfo, server_url):
+    """The embedded PostgreSQL has no pgcrypto. Where the target has it (PostgreSQL 15 here), the rehearsal skips
+    its CREATE EXTENSION and stops, with a warning naming it, at the first statement that needs it; where the
+    target lacks it too, PostgreSQL's refusal is the verdict. Either way, the oracle's."""
+    run_sql("CREATE TABLE t (id int)")
+    text = ("CREATE EXTENSION IF NOT EXISTS pgcrypto;\n"
+            "CREATE TABLE token (id int, secret bytea DEFAULT gen_random_bytes(8));")
+    with psycopg.connect(server_url) as conn:
+        has = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pgcrypto'").fetchone()[0]
+        installed = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'").fetchone()[0]
+    if installed:
+        pytest.skip("pgcrypto is installed in the test database already")
+    oracle = oracle_fails(conninfo, text)
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert report.blocked == (oracle is not None), (oracle, report.results)
+    if has:
+        note = next(r for r in report.results if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING")
+        assert "pgcrypto" in note.message and "stopped" in note.message
+    else:
+        assert report.blockers[0].check_id == "REHEARSAL_PRECHECK"
 
 
 def test_the_rehearsal_follows_a_rename_by_oid(db, run_sql, conninfo):

@@ -5,6 +5,8 @@ in a transaction rolled back, fail the same way. Both servers in CI (the shadow 
 from __future__ import annotations
 
 
+import os
+
 import psycopg
 import pytest
 
@@ -146,3 +148,29 @@ def test_a_refused_step_closes_the_gate_and_its_remediation_is_to_change_the_ste
     assert not decision.can_apply and decision.reasons[0].code == "BLOCKED"
     assert "REHEARSAL_PRECHECK" in decision.reasons[0].message
     assert [r.kind for r in decision.remediations] == ["edit_plan"]
+
+
+def test_a_database_whose_public_schema_was_made_again_is_still_rehearsed(server_url):
+    """pg_dump writes CREATE SCHEMA public for a public schema that was dropped and created again; the shadow
+    database has one already, so the restore must not stop there."""
+    from sqlalchemy.engine import make_url
+
+    name = f"erd_public_again_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
+                         "CREATE TABLE public.t (id int, a int); CREATE VIEW public.v AS SELECT a FROM public.t")
+        db = ep.connect(url)
+        try:
+            report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;"), db)
+        finally:
+            db.engine.dispose()
+        assert not any(r.check_id == "REHEARSAL_UNAVAILABLE_WARNING" for r in report.results), report.results
+        assert report.blockers[0].check_id == "REHEARSAL_PRECHECK"  # the view: PostgreSQL's own refusal
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

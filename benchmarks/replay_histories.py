@@ -1,0 +1,296 @@
+"""Replay real migration histories with PostgreSQL as the oracle, and count preflight's false verdicts.
+
+For each project folder under ``--root`` (or ``$ERD_PREFLIGHT_HISTORIES``), the migration files are applied in
+order to a fresh database. Each file is judged on a copy of that database with a few random rows added to every
+table (small value pools, some NULLs, so duplicates, orphans and NULLs happen):
+
+- preflight judges the file, twice: with the rehearsal (the checks derived from PostgreSQL's catalog) and
+  without it (``rehearse=False``: the checks' own model of each statement);
+- the oracle: PostgreSQL applies the same statements to the same rows, in a transaction rolled back;
+- the file is applied for real to the database without the random rows, so the next file finds the schema
+  (and the rows of earlier files) it expects.
+
+A false block: preflight blocks, the oracle applies. A false clear: preflight neither blocks nor names the step as
+unverified, and the oracle fails. The project folders are public repositories brought as git snapshots; they are
+read from the folder given, never committed here. Layouts: diesel (``<version>_<name>/up.sql``) and whatever
+``MigrationPlan.from_dir`` reads (golang-migrate, Flyway, dbmate, numbered files).
+
+    python benchmarks/replay_histories.py --root /tmp/histories [--url postgresql://...] [--rows 8] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+import erd_preflight as ep
+from erd_preflight.errors import PlanError
+
+_DIESEL = re.compile(r"^(?P<version>[0-9-]+)_(?P<name>.+)$")
+
+
+def migration_files(project: Path) -> list[tuple[str, str]]:
+    """(name, SQL) of each migration of ``project``, in the order its tool applies them."""
+    folder = project / "migrations" if (project / "migrations").is_dir() else project
+    # diesel orders by the version with its dashes removed: 2017-09-23-182408 is 20170923182408
+    diesel = sorted((p for p in folder.iterdir() if p.is_dir() and (p / "up.sql").is_file() and _DIESEL.match(p.name)),
+                    key=lambda p: re.sub(r"\D", "", p.name.split("_", 1)[0]))
+    if diesel:
+        return [(p.name, (p / "up.sql").read_text(encoding="utf-8")) for p in diesel]
+    from erd_preflight.migration_dirs import migration_files as discover
+
+    found, _ = discover(folder)
+    return [(f.path.name, f.sql()) for f in found]
+
+
+@dataclass
+class Outcome:
+    file: str
+    oracle: str | None  # SQLSTATE and message of PostgreSQL's refusal, None when it applies
+    rehearsal: str  # blocked / unverified / clear / error: ...
+    model: str
+    rehearsal_finding: str | None = None
+    model_finding: str | None = None
+    rehearsal_note: str | None = None  # why the rehearsal did not reach the end, when it did not
+
+
+@dataclass
+class Tally:
+    project: str
+    files: int = 0
+    compared: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def false(self, mode: str) -> tuple[list[Outcome], list[Outcome]]:
+        blocks = [o for o in self.outcomes if getattr(o, mode) == "blocked" and o.oracle is None]
+        clears = [o for o in self.outcomes if getattr(o, mode) == "clear" and o.oracle is not None]
+        return blocks, clears
+
+
+def _verdict(report: ep.PreflightReport, plan_steps: int) -> tuple[str, str | None]:
+    if report.blocked:
+        return "blocked", report.blockers[0].message[:300]
+    unverified = [r for r in report.results if "cannot verify" in r.message]
+    if unverified:
+        return "unverified", unverified[0].message[:300]
+    return "clear", None
+
+
+def _tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', "
+        "'information_schema') AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2").fetchall()]
+
+
+_COLUMNS = """
+SELECT a.attname, t.typcategory, format_type(a.atttypid, a.atttypmod), a.attidentity <> '' OR a.attgenerated <> ''
+       OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false),
+       (SELECT array_agg(e.enumlabel) FROM pg_enum e WHERE e.enumtypid = coalesce(nullif(t.typbasetype, 0), t.oid)),
+       t.typelem <> 0 AND t.typcategory = 'A'
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+
+
+def _value(rng: random.Random, category: str, type_text: str, labels: list[str] | None) -> sql.Composable:
+    if rng.random() < 0.15:
+        return sql.SQL("NULL")
+    if labels:
+        return sql.SQL("{}::{}").format(sql.Literal(rng.choice(labels)), sql.SQL(type_text))
+    pools: dict[str, list[Any]] = {
+        "N": [1, 2, 3, 4, 5], "S": ["a", "b", "c", "x" * 40, "Ab"], "B": [True, False],
+        "D": ["2024-01-01", "2024-06-30", "2025-02-03 04:05:06"], "U": [
+            "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"],
+        "I": ["10.0.0.1", "192.168.1.1"],
+    }
+    if category == "U" and "json" in type_text:
+        return sql.SQL("{}::{}").format(sql.Literal(rng.choice(['{}', '{"a": 1}', '[]'])), sql.SQL(type_text))
+    if category == "A":
+        return sql.SQL("{}::{}").format(sql.Literal("{}"), sql.SQL(type_text))
+    pool = pools.get(category)
+    if pool is None:
+        return sql.SQL("DEFAULT")
+    return sql.SQL("{}::{}").format(sql.Literal(rng.choice(pool)), sql.SQL(type_text))
+
+
+def seed(conn: psycopg.Connection[Any], rng: random.Random, rows: int) -> int:
+    """A few random rows in every table; a row PostgreSQL refuses (a key, a check) is left out."""
+    inserted = 0
+    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # a deferred key is checked at each row, not at the commit
+    for schema, table in _tables(conn):
+        columns = conn.execute(_COLUMNS, (sql.Identifier(schema, table).as_string(conn),)).fetchall()
+        for _ in range(rows):
+            values = [sql.SQL("DEFAULT") if filled else _value(rng, cat, typ, labels)
+                      for _, cat, typ, filled, labels, _ in columns]
+            names = [sql.Identifier(c[0]) for c in columns]
+            statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})").format(
+                sql.Identifier(schema, table), sql.SQL(", ").join(names), sql.SQL(", ").join(values))
+            try:
+                with conn.transaction():
+                    conn.execute(statement)
+                inserted += 1
+            except psycopg.Error:
+                pass
+    conn.commit()
+    return inserted
+
+
+def _statements(plan: ep.MigrationPlan) -> list[str]:
+    return [re.sub(r"\bCONCURRENTLY\b", "", step.sql(), flags=re.IGNORECASE) for step in plan.steps]
+
+
+def oracle(conn: psycopg.Connection[Any], plan: ep.MigrationPlan) -> str | None:
+    try:
+        for statement in _statements(plan):
+            conn.execute(statement)
+    except psycopg.Error as exc:
+        return f"{exc.sqlstate}: {exc.diag.message_primary}"
+    finally:
+        conn.rollback()
+    return None
+
+
+def apply(conn: psycopg.Connection[Any], plan: ep.MigrationPlan) -> str | None:
+    try:
+        for statement in _statements(plan):
+            conn.execute(statement)
+        conn.commit()
+    except psycopg.Error as exc:
+        conn.rollback()
+        return f"{exc.sqlstate}: {exc.diag.message_primary}"
+    return None
+
+
+def _fresh_database(url: str, name: str, template: str = "template0") -> str:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False).replace("+psycopg", "")
+
+
+def replay(project: Path, url: str, *, rows: int = 8, limit: int | None = None, seed_value: int = 7,
+           progress: bool = True) -> Tally:
+    tally = Tally(project=project.name)
+    name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
+    target = _fresh_database(url, name)
+    files = migration_files(project)[:limit]
+    for number, (file, text) in enumerate(files, start=1):
+        tally.files += 1
+        try:
+            plan = ep.MigrationPlan.from_sql(text)
+        except PlanError as exc:
+            tally.skipped["preflight cannot read it"] = tally.skipped.get("preflight cannot read it", 0) + 1
+            with psycopg.connect(target) as conn:
+                try:  # as its tool would: the whole file, in one transaction
+                    conn.execute(text)
+                except psycopg.Error:
+                    conn.rollback()
+            if progress:
+                print(f"  {file}: preflight cannot read it ({str(exc)[:80]})", file=sys.stderr)
+            continue
+        if not plan.steps:
+            tally.skipped["no statements"] = tally.skipped.get("no statements", 0) + 1
+            continue
+        # A copy of the database as the history left it, with random rows added: preflight and the oracle judge
+        # the file there; the history itself goes on without them (its own rows, which later files may need).
+        work = _fresh_database(url, f"{name}_work", template=name)
+        with psycopg.connect(work) as conn:
+            seed(conn, random.Random(seed_value * 100003 + number), rows)
+        db = ep.connect(work)
+        verdicts = {}
+        notes: dict[str, str | None] = {}
+        for mode, rehearse in (("rehearsal", True), ("model", False)):
+            try:
+                report = ep.run_preflight(plan, db, rehearse=rehearse)
+                verdicts[mode] = _verdict(report, len(plan.steps))
+                if rehearse:
+                    notes[mode] = next((r.message[:300] for r in report.results
+                                        if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING"), None)
+            except Exception as exc:  # noqa: BLE001 - the harness records every failure of preflight
+                verdicts[mode] = (f"error: {type(exc).__name__}", str(exc)[:300])
+        db.engine.dispose()
+        with psycopg.connect(work) as conn:
+            refused = oracle(conn, plan)
+        tally.compared += 1
+        tally.outcomes.append(Outcome(file=file, oracle=refused, rehearsal=verdicts["rehearsal"][0],
+                                      model=verdicts["model"][0], rehearsal_finding=verdicts["rehearsal"][1],
+                                      model_finding=verdicts["model"][1], rehearsal_note=notes.get("rehearsal")))
+        with psycopg.connect(target) as conn:
+            failed = apply(conn, plan)
+        if failed is not None:
+            tally.skipped["fails without the random rows"] = tally.skipped.get("fails without the random rows", 0) + 1
+            if progress:
+                print(f"  {file}: fails without the random rows too ({failed[:100]})", file=sys.stderr)
+        if progress and number % 25 == 0:
+            print(f"  {project.name}: {number}/{len(files)}", file=sys.stderr)
+    return tally
+
+
+def projects(root: Path) -> Iterator[Path]:
+    yield from sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=os.environ.get("ERD_PREFLIGHT_HISTORIES"),
+                        help="a folder with one folder per project (default: $ERD_PREFLIGHT_HISTORIES)")
+    parser.add_argument("--url", default=os.environ.get("ERD_PREFLIGHT_TEST_URL"),
+                        help="a server where databases may be created (default: the embedded PostgreSQL)")
+    parser.add_argument("--rows", type=int, default=8, help="random rows seeded in each table before each file")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many files per project")
+    parser.add_argument("--only", default=None, help="one project folder")
+    parser.add_argument("--json", default=None, help="write every outcome here")
+    args = parser.parse_args(argv)
+    if not args.root:
+        parser.error("no --root and no ERD_PREFLIGHT_HISTORIES")
+    if not args.url:
+        from erd_preflight.db import embedded_url
+
+        args.url = embedded_url()
+    url = args.url
+    tallies = []
+    started = time.perf_counter()
+    for project in projects(Path(args.root)):
+        if args.only and project.name != args.only:
+            continue
+        tally = replay(project, url, rows=args.rows, limit=args.limit)
+        tallies.append(tally)
+        for mode in ("model", "rehearsal"):
+            blocks, clears = tally.false(mode)
+            unverified = sum(1 for o in tally.outcomes if getattr(o, mode) == "unverified")
+            errors = sum(1 for o in tally.outcomes if getattr(o, mode).startswith("error"))
+            print(f"{tally.project:>12} {mode:>9}: {tally.compared} compared of {tally.files}; false blocks "
+                  f"{len(blocks)} ({len(blocks) / max(tally.compared, 1):.1%}), false clears {len(clears)} "
+                  f"({len(clears) / max(tally.compared, 1):.1%}), unverified {unverified}, errors {errors}")
+        print(f"{'':>12} skipped: {tally.skipped}")
+    total = sum(t.compared for t in tallies)
+    for mode in ("model", "rehearsal"):
+        blocks = sum(len(t.false(mode)[0]) for t in tallies)
+        clears = sum(len(t.false(mode)[1]) for t in tallies)
+        print(f"{'all':>12} {mode:>9}: {total} compared; false blocks {blocks} ({blocks / max(total, 1):.1%}), "
+              f"false clears {clears} ({clears / max(total, 1):.1%})")
+    print(f"in {time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(t) for t in tallies], indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
