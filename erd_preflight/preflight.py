@@ -136,12 +136,19 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
         return checks  # the step's own structural check already says it fails (and what to do)
     step = plan.steps[failure.step - 1]
     origin = plan.origin_of(failure.step)
-    verdict = Check(
-        check_id=REHEARSAL_PRECHECK, step=failure.step, step_summary=step.summary(), target=step.target(),
-        probe=Verdict("blocking", f"PostgreSQL refuses step {failure.step}"
-                      + (f" (from {origin})" if origin else "")
-                      + f" when the plan is rehearsed on an empty copy of the schema: {failure.describe()}. "
-                      "It would fail at apply the same way, whatever the data: change the step."))
+    where = f" (from {origin})" if origin else ""
+    if failure.needs_version is not None:
+        major = catalog.server_version // 10000
+        message = (f"step {failure.step}{where} uses {failure.message}, which PostgreSQL has from version "
+                   f"{failure.needs_version} on; the target runs PostgreSQL {major}, so the step would fail at apply "
+                   f"(SQLSTATE {failure.sqlstate}). Write it in a form PostgreSQL {major} accepts, or upgrade the "
+                   "server first.")
+    else:
+        message = (f"PostgreSQL refuses step {failure.step}{where} when the plan is rehearsed on an empty copy of the "
+                   f"schema: {failure.describe()}. It would fail at apply the same way, whatever the data: change "
+                   "the step.")
+    verdict = Check(check_id=REHEARSAL_PRECHECK, step=failure.step, step_summary=step.summary(), target=step.target(),
+                    probe=Verdict("blocking", message))
     at = next((i for i, c in enumerate(checks) if c.step >= failure.step), len(checks))
     return [*checks[:at], verdict, *checks[at:]]
 

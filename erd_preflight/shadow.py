@@ -37,6 +37,7 @@ from .db import embedded_url
 from .errors import ConnectionFailed, classify
 from .shadow_catalog import Rehearsal, RehearsalFailure, read_snapshot
 from .sqlparse import walk_ast
+from .versions import called_functions, created_functions, missing_built_ins, newer_syntax
 
 # Everything a statement's success can depend on, outside the system schemas: relations and their columns,
 # constraints, indexes, types, functions, triggers, views' definitions, extensions, schemas.
@@ -340,6 +341,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
                      (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
         rehearsal = Rehearsal(start=read_snapshot(conn))
+        gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
         latest = rehearsal.start
         for step, statement in statements:
@@ -367,14 +369,39 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             except ShadowUnavailable as exc:
                 rehearsal.stopped = str(exc)
                 rehearsal.after.pop(step, None)  # a step half rehearsed is not rehearsed
-                return rehearsal
+                break
             if rehearsal.failure is not None:
                 rehearsal.after.pop(step, None)
-                return rehearsal
+                break
             if _may_change_catalog(text):
                 latest = read_snapshot(conn)
             rehearsal.after[step] = latest
+    if gap is not None and (rehearsal.failure is None or gap.step < rehearsal.failure.step):
+        rehearsal.failure = gap  # the target's older PostgreSQL refuses it, though the shadow's accepts it
+        rehearsal.after = {s: c for s, c in rehearsal.after.items() if s < gap.step}
     return rehearsal
+
+
+def _version_gap(statements: list[tuple[int, str]], target: psycopg.Connection[Any],
+                 shadow: psycopg.Connection[Any]) -> RehearsalFailure | None:
+    """The first statement the target's older major version refuses though the shadow's accepts it: a form of
+    newer syntax, or a built-in function the target does not have."""
+    version = target.info.server_version
+    if version // 10000 >= shadow.info.server_version // 10000:
+        return None
+    own = set().union(*(created_functions(text) for _, text in statements)) if statements else set()
+    for step, text in statements:
+        newer = newer_syntax(text, version)
+        if newer is not None:
+            since, what = newer
+            return RehearsalFailure(step=step, statement=text, sqlstate="42601", message=what, detail=None, hint=None,
+                                    needs_version=since)
+        missing = missing_built_ins(called_functions(text) - own, shadow, target)
+        if missing:
+            names = ", ".join(f"{m}()" for m in sorted(missing))
+            return RehearsalFailure(step=step, statement=text, sqlstate="42883", message=f"the function {names}",
+                                    detail=None, hint=None, needs_version=shadow.info.server_version // 10000)
+    return None
 
 
 def _extension_created(statement: str) -> str | None:

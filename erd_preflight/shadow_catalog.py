@@ -149,6 +149,7 @@ class RehearsalFailure:
     message: str
     detail: str | None
     hint: str | None
+    needs_version: int | None = None  # the major version that accepts the statement, when the target's is older
 
     def describe(self) -> str:
         text = f"{self.message} (SQLSTATE {self.sqlstate})"

@@ -174,3 +174,28 @@ def test_a_database_whose_public_schema_was_made_again_is_still_rehearsed(server
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+NEWER = {
+    "a virtual generated column (18)": "ALTER TABLE t ADD COLUMN b int GENERATED ALWAYS AS (a * 2);",
+    "a built-in function of 18": "ALTER TABLE t ADD COLUMN u uuid DEFAULT uuidv7();",
+    "NULLS NOT DISTINCT (15)": "CREATE UNIQUE INDEX t_a_key ON t (a) NULLS NOT DISTINCT;",
+    "a function of the plan named like a newer built-in": (
+        "CREATE FUNCTION uuidv7() RETURNS uuid LANGUAGE sql AS $$ SELECT gen_random_uuid() $$;\n"
+        "ALTER TABLE t ADD COLUMN u uuid DEFAULT uuidv7();"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEWER))
+def test_a_statement_only_a_newer_postgresql_accepts_blocks_on_an_older_target_as_the_oracle_does(
+        db, run_sql, conninfo, server_version, case):
+    """The shadow is PostgreSQL 18: on an older target, what only 18 (or 16, 17) accepts must still block, and
+    what the target accepts must not. On PostgreSQL 18 every case applies."""
+    run_sql("CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, 1)")
+    text = NEWER[case]
+    oracle = oracle_fails(conninfo, text)
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert report.blocked == (oracle is not None), (server_version, oracle, report.results)
+    if report.blocked:
+        assert report.blockers[0].check_id == "REHEARSAL_PRECHECK"
+        assert f"the target runs PostgreSQL {server_version // 10000}" in report.blockers[0].message
