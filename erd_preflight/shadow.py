@@ -148,6 +148,9 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -
             dump = Path(folder) / "schema.sql"
             command = [str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges",
                        "--no-comments", "--no-publications", "--no-subscriptions", "--lock-wait-timeout=5000",
+                       # with --schema, pg_dump leaves out extensions unless asked: a column of an extension's type
+                       # (ltree, citext) would not restore without its extension
+                       "--extension=*",
                        "--file", str(dump),
                        # a double-quoted pattern is a literal name: no wildcard in a schema name widens the dump
                        *[f"--schema={sql.Identifier(s).as_string()}" for s in schemas], "--dbname", conninfo]
@@ -201,9 +204,12 @@ def _drop_unavailable_extensions(dump: Path, url: str) -> tuple[str, ...]:
         if match and match["name"] not in available:
             lacks.append(match["name"])
             continue
+        if match:  # its schema may be one the dump leaves out (an "extensions" schema): make sure it exists
+            (raw,) = pglast.parse_sql(line)
+            schema = next(o.arg.sval for o in raw.stmt.options if o.defname == "schema")
+            kept.append(sql.SQL("CREATE SCHEMA IF NOT EXISTS {};\n").format(sql.Identifier(schema)).as_string())
         kept.append(line)
-    if lacks:
-        dump.write_text("".join(kept), encoding="utf-8")
+    dump.write_text("".join(kept), encoding="utf-8")
     return tuple(lacks)
 
 
@@ -250,7 +256,9 @@ def _run(command: list[str], env: dict[str, str], doing: str) -> None:
         subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=300)
     except subprocess.CalledProcessError as exc:
         lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
-        raise ShadowUnavailable(f"{doing} failed: {lines[-1] if lines else exc}") from None
+        # psql follows its ERROR line with the statement and a caret: the ERROR line is what to show.
+        errors = [line for line in lines if "ERROR:" in line or "error:" in line]
+        raise ShadowUnavailable(f"{doing} failed: {(errors or lines or [str(exc)])[-1].strip()}") from None
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ShadowUnavailable(f"{doing} failed: {exc}") from None
 

@@ -26,6 +26,7 @@ _FORMS: list[tuple[int, str, Callable[[Any], bool]]] = [
     (16, "SQL/JSON constructors and IS JSON", lambda n: isinstance(n, (
         ast.JsonObjectConstructor, ast.JsonArrayConstructor, ast.JsonArrayQueryConstructor,
         ast.JsonObjectAgg, ast.JsonArrayAgg, ast.JsonIsPredicate))),
+    (16, "a subquery in FROM without an alias", lambda n: isinstance(n, ast.RangeSubselect) and n.alias is None),
     (17, "JSON_TABLE", lambda n: isinstance(n, ast.JsonTable)),
     (17, "MERGE ... RETURNING", lambda n: isinstance(n, ast.MergeStmt) and bool(n.returningList)),
     (17, "ALTER COLUMN ... SET EXPRESSION", lambda n: isinstance(n, ast.AlterTableCmd)

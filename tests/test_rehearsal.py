@@ -179,6 +179,7 @@ def test_a_database_whose_public_schema_was_made_again_is_still_rehearsed(server
 NEWER = {
     "a virtual generated column (18)": "ALTER TABLE t ADD COLUMN b int GENERATED ALWAYS AS (a * 2);",
     "a built-in function of 18": "ALTER TABLE t ADD COLUMN u uuid DEFAULT uuidv7();",
+    "a subquery in FROM without an alias (16)": "CREATE VIEW v AS SELECT * FROM (SELECT id FROM t);",
     "NULLS NOT DISTINCT (15)": "CREATE UNIQUE INDEX t_a_key ON t (a) NULLS NOT DISTINCT;",
     "a function of the plan named like a newer built-in": (
         "CREATE FUNCTION uuidv7() RETURNS uuid LANGUAGE sql AS $$ SELECT gen_random_uuid() $$;\n"
