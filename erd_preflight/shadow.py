@@ -351,6 +351,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
         rehearsal = Rehearsal(start=read_snapshot(conn))
         gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
+        members = _members(target, lacking)
         latest = rehearsal.start
         for step, statement in statements:
             rehearsal.before.setdefault(step, latest)
@@ -358,6 +359,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             extension = _extension_created(text) if text is not None else None
             if extension is not None and _lacks(conn, target, extension):
                 lacking.append(extension)  # the target can create it, the shadow cannot: not a verdict
+                members = None  # what the extension brings is not known: a missing object may be its
                 text = None
             if text is None:
                 rehearsal.after[step] = latest
@@ -366,7 +368,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             if data:
                 conn.execute("SAVEPOINT erd_preflight_data")
             try:
-                rehearsal.failure = _run_statement(conn, step, statement, text, lacking)
+                rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members)
             except _RowsDecide as exc:
                 # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
                 # It changes no catalog, so the rehearsal goes on without it.
@@ -432,8 +434,45 @@ def _lacks(conn: psycopg.Connection[Any], target: psycopg.Connection[Any], exten
 _UNDEFINED = {"42704", "42883", "42P01", "42703", "3F000", "42P02"}
 
 
+def _members(target: psycopg.Connection[Any], extensions: list[str]) -> set[str] | None:
+    """The names of what ``extensions`` bring on the target (functions, types, operators, relations), or None
+    when one of them is not installed there (what it brings is then not known)."""
+    if not extensions:
+        return set()
+    installed = {r[0] for r in target.execute("SELECT extname FROM pg_extension WHERE extname = ANY(%s)",
+                                              (extensions,))}
+    if installed != set(extensions):
+        return None
+    return {r[0] for r in target.execute(_MEMBERS, (extensions,)) if r[0]}
+
+
+_MEMBERS = """
+SELECT coalesce(p.proname, t.typname, c.relname, o.oprname)::text
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+  LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+  LEFT JOIN pg_type t ON d.classid = 'pg_type'::regclass AND t.oid = d.objid
+  LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+  LEFT JOIN pg_operator o ON d.classid = 'pg_operator'::regclass AND o.oid = d.objid
+ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = ANY(%s)
+"""
+
+# The object a "does not exist" error names: a quoted name, or a function before its argument list.
+_MISSING_NAME = re.compile(r'^(?:\w+ )*?(?:"(?P<quoted>[^"]+)"|(?P<function>[\w.]+)\()')
+
+
+def _may_be_the_extensions(message: str, members: set[str] | None) -> bool:
+    """Whether an object PostgreSQL says is missing could be one a lacking extension brings."""
+    if members is None:
+        return True
+    match = _MISSING_NAME.match(message)
+    if match is None:
+        return True
+    name = (match["quoted"] or match["function"]).rsplit(".", 1)[-1]
+    return name in members
+
+
 def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str,
-                   lacking: list[str]) -> RehearsalFailure | None:
+                   lacking: list[str], members: set[str] | None) -> RehearsalFailure | None:
     try:
         conn.execute(text)
     except psycopg.errors.QueryCanceled as exc:
@@ -451,7 +490,7 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                                     f"({' '.join(str(exc).split())})") from exc
         diag = exc.diag
         state = exc.sqlstate or ""
-        if lacking and state in _UNDEFINED:
+        if lacking and state in _UNDEFINED and _may_be_the_extensions(diag.message_primary or "", members):
             raise ShadowUnavailable(
                 f"step {step} needs an object the shadow may lack ({diag.message_primary}): its PostgreSQL has no "
                 f"{', '.join(dict.fromkeys(lacking))} extension, which the target has, so the rehearsal stopped "

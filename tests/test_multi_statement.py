@@ -197,3 +197,25 @@ def test_the_rehearsal_follows_a_rename_by_oid(db, run_sql, conninfo):
     assert first is not None and last is not None and first.oid == last.oid
     assert [c.name for c in last.columns] == ["id", "mail"]
     assert rehearsal.after[2].resolve(schema, "person") is None
+
+
+def test_with_an_extension_the_shadow_lacks_a_missing_table_is_still_postgresqls_verdict(db, run_sql, conninfo,
+                                                                                       schema, server_url):
+    """The shadow lacks pgcrypto, the target has it installed: only a missing object pgcrypto brings stops the
+    rehearsal; a table that exists nowhere is PostgreSQL's refusal, as the oracle says."""
+    with psycopg.connect(server_url) as conn:
+        has = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pgcrypto'").fetchone()[0]
+        installed = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'").fetchone()[0]
+    if not has or installed:
+        pytest.skip("needs a server with pgcrypto available and not installed (PostgreSQL 15 here)")
+    run_sql(f'CREATE EXTENSION pgcrypto SCHEMA "{schema}"')
+    run_sql("CREATE TABLE t (id int, b bytea)")
+    needs = "ALTER TABLE t ALTER COLUMN b SET DEFAULT gen_random_bytes(4);\nCOMMENT ON TABLE t IS 'x';"
+    missing = "COMMENT ON TABLE t IS 'x';\nCOMMENT ON TABLE no_such_table IS 'x';"
+    assert oracle_fails(conninfo, needs) is None and oracle_fails(conninfo, missing) == "42P01"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(needs), db)
+    assert not report.blocked
+    assert "pgcrypto" in next(r for r in report.results if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING").message
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(missing), db)
+    assert report.blocked and report.blockers[0].check_id == "REHEARSAL_PRECHECK", report.results
+    assert "no_such_table" in report.blockers[0].message
