@@ -13,6 +13,7 @@ extension the embedded server lacks) makes the rehearsal unavailable, said in a 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import contextlib
 import hashlib
 import os
@@ -35,7 +36,7 @@ from psycopg import sql
 
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
-from .shadow_catalog import Rehearsal, RehearsalFailure, read_snapshot
+from .shadow_catalog import CatalogSnapshot, Rehearsal, RehearsalFailure, read_snapshot
 from .sqlparse import walk_ast
 from .versions import called_functions, created_functions, missing_built_ins, newer_syntax
 
@@ -348,12 +349,12 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
                      "set_config('standard_conforming_strings', 'on', true), "
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
                      (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
-        rehearsal = Rehearsal(start=read_snapshot(conn))
+        rehearsal = Rehearsal(start=_start_snapshot(conn, shadow))
         gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
         latest = rehearsal.start
-        for step, statement in statements:
+        for position, (step, statement) in enumerate(statements):
             rehearsal.before.setdefault(step, latest)
             text = plain_form(statement)
             extension = _extension_created(text) if text is not None else None
@@ -364,15 +365,15 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             if text is None:
                 rehearsal.after[step] = latest
                 continue
-            data = not _may_change_catalog(text)
-            if data:
-                conn.execute("SAVEPOINT erd_preflight_data")
+            # Each statement in a subtransaction of its own: the catalog rows it writes carry an xmin of their own,
+            # which is how the next snapshot finds what changed (and a data statement can be undone alone).
+            conn.execute("SAVEPOINT erd_preflight_step")
             try:
                 rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members)
             except _RowsDecide as exc:
                 # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
                 # It changes no catalog, so the rehearsal goes on without it.
-                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_data")
+                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
                 rehearsal.unjudged[step] = str(exc)
                 rehearsal.after[step] = latest
                 continue
@@ -383,13 +384,33 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             if rehearsal.failure is not None:
                 rehearsal.after.pop(step, None)
                 break
-            if _may_change_catalog(text):
-                latest = read_snapshot(conn)
+            conn.execute("RELEASE SAVEPOINT erd_preflight_step")
+            # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
+            if _may_change_catalog(text) and (position + 1 < len(statements) or _adds_column(text)):
+                latest = read_snapshot(conn, latest)
             rehearsal.after[step] = latest
     if gap is not None and (rehearsal.failure is None or gap.step < rehearsal.failure.step):
         rehearsal.failure = gap  # the target's older PostgreSQL refuses it, though the shadow's accepts it
         rehearsal.after = {s: c for s, c in rehearsal.after.items() if s < gap.step}
     return rehearsal
+
+
+_starts: dict[Shadow, CatalogSnapshot] = {}  # the shadow's catalog before any statement, read once per shadow
+
+
+def _start_snapshot(conn: psycopg.Connection[Any], shadow: Shadow) -> CatalogSnapshot:
+    with _lock:
+        start = _starts.get(shadow)
+    if start is None:
+        start = read_snapshot(conn)
+        with _lock:
+            for old in [s for s in _starts if s.template == shadow.template]:
+                del _starts[old]  # the shadow database was rebuilt: its old catalog is gone
+            _starts[shadow] = start
+        return start
+    # the same catalog; only the session's search_path may differ
+    row = conn.execute("SELECT current_schemas(false)::text[]").fetchone()
+    return dataclasses.replace(start, search_path=tuple(row[0]) if row else (), _by_name={})
 
 
 def _version_gap(statements: list[tuple[int, str]], target: psycopg.Connection[Any],
@@ -515,6 +536,15 @@ _KEYS_OF_ROWS = {"23505", "23503", "23P01"}
 
 class _RowsDecide(Exception):
     """A data statement failed on the empty copy in a way the real rows decide."""
+
+
+def _adds_column(statement: str) -> bool:
+    try:
+        (raw,) = pglast.parse_sql(statement)
+    except (pglast.parser.ParseError, ValueError):
+        return True
+    return isinstance(raw.stmt, ast.AlterTableStmt) and any(
+        cmd.subtype == enums.AlterTableType.AT_AddColumn for cmd in raw.stmt.cmds or ())
 
 
 def _may_change_catalog(statement: str) -> bool:

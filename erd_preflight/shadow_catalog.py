@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 # One row per relation outside the system schemas, with its columns, constraints and indexes as JSON. Names come
-# back as they are (no quoting); expressions with search_path emptied, so they are schema-qualified.
+# back as they are (no quoting).
 _SNAPSHOT = """
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
   (SELECT coalesce(json_agg(json_build_array(a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
@@ -33,9 +34,25 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
            ORDER BY ic.relname), '[]')
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f')
+ WHERE {where}
+"""
+
+_RELATIONS = """c.relkind IN ('r', 'p', 'm', 'v', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%'
-   AND n.nspname NOT LIKE 'pg\\_temp%%'
+   AND n.nspname NOT LIKE 'pg\\_temp%%'"""
+
+# What changes when a statement changes a relation's entry: a row of it written again (a new xmin), or one
+# added or removed (the count). Cheap next to reading every relation whole: after a statement, only the
+# relations whose digest moved are read again. (Objects a user makes have OIDs from 16384 on.)
+_DIGESTS = """
+WITH a AS (SELECT attrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attribute WHERE attrelid >= 16384 GROUP BY 1),
+     k AS (SELECT conrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_constraint WHERE conrelid >= 16384 GROUP BY 1),
+     i AS (SELECT indrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_index WHERE indrelid >= 16384 GROUP BY 1),
+     d AS (SELECT adrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attrdef WHERE adrelid >= 16384 GROUP BY 1)
+SELECT c.oid::int8, concat_ws('/', c.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x), current_schemas(false)::text[]
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN a ON a.rel = c.oid LEFT JOIN k ON k.rel = c.oid LEFT JOIN i ON i.rel = c.oid LEFT JOIN d ON d.rel = c.oid
+ WHERE {where}
 """
 
 
@@ -99,6 +116,7 @@ class CatalogSnapshot:
 
     relations: dict[int, RelationSnapshot]
     search_path: tuple[str, ...]
+    digests: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
     _by_name: dict[tuple[str, str], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,26 +131,34 @@ class CatalogSnapshot:
         return None
 
 
-def read_snapshot(conn: psycopg.Connection[Any]) -> CatalogSnapshot:
-    """The catalog of the database ``conn`` is in, as the current transaction sees it."""
-    row = conn.execute("SELECT current_schemas(false)::text[], current_setting('search_path')").fetchone()
-    assert row is not None
-    search_path, setting = tuple(row[0]), str(row[1])
+def read_snapshot(conn: psycopg.Connection[Any], previous: CatalogSnapshot | None = None) -> CatalogSnapshot:
+    """The catalog of the database ``conn`` is in, as the current transaction sees it. With ``previous``, only
+    the relations whose entry changed since are read again. Expressions (a DEFAULT) are as PostgreSQL shows them
+    under the session's search_path, the one the checks run with."""
+    where = sql.SQL(_RELATIONS)
+    rows = conn.execute(sql.SQL(_DIGESTS).format(where=where)).fetchall()
+    search_path = tuple(rows[0][2]) if rows else _search_path(conn)
+    digests = {oid: digest for oid, digest, _ in rows}
     relations: dict[int, RelationSnapshot] = {}
-    with conn.cursor() as cur:
-        cur.execute("SELECT set_config('search_path', '', true)")  # qualified names in expressions
-        try:
-            for oid, schema, name, kind, populated, columns, constraints, indexes in cur.execute(_SNAPSHOT):
-                relations[oid] = RelationSnapshot(
-                    oid=oid, schema=schema, name=name, kind=kind, populated=populated,
-                    columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
-                    constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
-                    indexes=tuple(IndexSnapshot(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]))
-                                  for ix in _json(indexes)),
-                )
-        finally:
-            cur.execute("SELECT set_config('search_path', %s, true)", (setting,))
-    return CatalogSnapshot(relations=relations, search_path=search_path)
+    stale: list[int] = list(digests)
+    if previous is not None:
+        relations = {oid: r for oid, r in previous.relations.items() if previous.digests.get(oid) == digests.get(oid)}
+        stale = [oid for oid in digests if oid not in relations]
+    if stale:
+        query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(where))
+        for oid, schema, name, kind, populated, columns, constraints, indexes in conn.execute(query, (stale,)):
+            relations[oid] = RelationSnapshot(
+                oid=oid, schema=schema, name=name, kind=kind, populated=populated,
+                columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
+                constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
+                indexes=tuple(IndexSnapshot(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5])) for ix in _json(indexes)),
+            )
+    return CatalogSnapshot(relations=relations, search_path=search_path, digests=digests)
+
+
+def _search_path(conn: psycopg.Connection[Any]) -> tuple[str, ...]:
+    row = conn.execute("SELECT current_schemas(false)::text[]").fetchone()
+    return tuple(row[0]) if row else ()
 
 
 def _json(value: Any) -> list[Any]:

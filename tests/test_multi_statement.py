@@ -183,20 +183,23 @@ def test_an_extension_the_target_has_and_the_shadow_lacks_is_no_verdict(db, run_
 
 
 def test_the_rehearsal_follows_a_rename_by_oid(db, run_sql, conninfo):
-    """The catalog read after each step: the renamed table is the same relation, with its rows."""
+    """The catalog read after each step (after the last one only when it adds a column): the renamed table is
+    the same relation, with its rows."""
     from erd_preflight.catalog import Catalog
     from erd_preflight.shadow import rehearse
 
     run_sql("CREATE TABLE person (id int, email text)")
     with psycopg.connect(conninfo) as conn:
         rehearsal = rehearse(conn, [(1, "ALTER TABLE person RENAME TO people"),
-                                    (2, "ALTER TABLE people RENAME COLUMN email TO mail")])
+                                    (2, "ALTER TABLE people RENAME COLUMN email TO mail"),
+                                    (3, "ALTER TABLE people ADD COLUMN note text")])
         schema = Catalog(conn).table(None, "person").schema  # type: ignore[union-attr]
     first = rehearsal.start.resolve(schema, "person")
     last = rehearsal.after[2].resolve(schema, "people")
     assert first is not None and last is not None and first.oid == last.oid
     assert [c.name for c in last.columns] == ["id", "mail"]
     assert rehearsal.after[2].resolve(schema, "person") is None
+    assert [c.name for c in rehearsal.after[3].resolve(schema, "people").columns] == ["id", "mail", "note"]
 
 
 def test_with_an_extension_the_shadow_lacks_a_missing_table_is_still_postgresqls_verdict(db, run_sql, conninfo,
@@ -219,3 +222,31 @@ def test_with_an_extension_the_shadow_lacks_a_missing_table_is_still_postgresqls
     report = ep.run_preflight(ep.MigrationPlan.from_sql(missing), db)
     assert report.blocked and report.blockers[0].check_id == "REHEARSAL_PRECHECK", report.results
     assert "no_such_table" in report.blockers[0].message
+
+
+def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo, run_sql):
+    """The rehearsal reads the catalog again only where a relation's digest moved (each statement in a
+    subtransaction of its own, as the rehearsal runs it): after every kind of change, that equals reading it all."""
+    from erd_preflight.shadow_catalog import read_snapshot
+
+    run_sql("CREATE TABLE t (id int PRIMARY KEY, a int, b text); CREATE TABLE u (id int)")
+    statements = [
+        "ALTER TABLE t RENAME COLUMN a TO tmp", "ALTER TABLE t RENAME COLUMN b TO a", "ALTER TABLE t RENAME COLUMN tmp TO b",
+        "ALTER TABLE t ADD COLUMN c int DEFAULT 1", "ALTER TABLE t ALTER COLUMN c SET DEFAULT 2",
+        "ALTER TABLE t ALTER COLUMN c DROP DEFAULT", "ALTER TABLE t ALTER COLUMN c TYPE bigint",
+        "ALTER TABLE t ALTER COLUMN c SET NOT NULL", "ALTER TABLE t ALTER COLUMN c DROP NOT NULL",
+        "ALTER TABLE t ADD CONSTRAINT t_c CHECK (c > 0) NOT VALID", "ALTER TABLE t VALIDATE CONSTRAINT t_c",
+        "ALTER TABLE t DROP CONSTRAINT t_c", "CREATE UNIQUE INDEX t_c_key ON t (c)", "DROP INDEX t_c_key",
+        "CREATE UNIQUE INDEX t_c_key ON t (c)", "ALTER TABLE t DROP COLUMN c", "ALTER TABLE u RENAME TO v",
+        "CREATE TABLE w (id int)", "DROP TABLE w", "ALTER TABLE v ADD CONSTRAINT v_t FOREIGN KEY (id) REFERENCES t",
+        "ALTER TABLE t RENAME CONSTRAINT t_pkey TO t_key", "CREATE MATERIALIZED VIEW m AS SELECT id FROM t",
+    ]
+    with psycopg.connect(conninfo) as conn:
+        latest = read_snapshot(conn)
+        for statement in statements:
+            conn.execute("SAVEPOINT s")
+            conn.execute(statement)
+            conn.execute("RELEASE SAVEPOINT s")
+            latest = read_snapshot(conn, latest)
+            assert latest.relations == read_snapshot(conn).relations, statement
+        conn.rollback()
