@@ -160,6 +160,7 @@ class Check:
     notes: tuple[str, ...] = ()
     failure: Literal["warning", "blocking"] = "blocking"
     rehearsed: bool = False  # PostgreSQL ran the step in the rehearsal: every object it names exists by then
+    unsure_pass: str | None = None  # what a run without violations says instead of a pass (rows not read)
 
     def message(self, text: str, stats: dict[str, Any]) -> str:
         body = text.format(**{k: (f"{v:,}" if isinstance(v, int) else v) for k, v in stats.items()})
@@ -241,7 +242,6 @@ class TableState:
     not_null: set[str] = field(default_factory=set)
     no_nulls_because: dict[str, str] = field(default_factory=dict)
     layers: list[tuple[str, tuple[tuple[str, sql.Composable | None], ...]]] = field(default_factory=list)
-    raw_touches: list[int] = field(default_factory=list)
     backfills: list[int] = field(default_factory=list)
     unique_keys: list[frozenset[str]] = field(default_factory=list)
     plan_constraints: dict[str, Step] = field(default_factory=dict)
@@ -253,6 +253,7 @@ class TableState:
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
     unknown: str | None = None  # why the rows are not known before apply (then no data check reads them)
+    added_by: list[int] = field(default_factory=list)  # steps that insert rows preflight does not read
     _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
 
     @property
@@ -329,12 +330,6 @@ class TableState:
         if self.backfills:
             steps = ", ".join(str(s) for s in self.backfills)
             notes.append(f"The rows were read as the UPDATE of step {steps} leaves them.")
-        if self.raw_touches:
-            steps = ", ".join(str(s) for s in self.raw_touches)
-            notes.append(
-                f"Step {steps} (raw SQL) also changes {self.label}; its effect is not simulated, so this "
-                "precheck reads the rows as they are now and PostgreSQL re-checks at apply."
-            )
         return tuple(notes)
 
 
@@ -644,21 +639,40 @@ class PlanContext:
             state.dropped_step = index
 
     def _absorb_raw(self, index: int, step: RawSQL) -> None:
+        """A data statement preflight does not simulate makes the rows of its target unknown from then on (a later
+        check says it cannot verify, never guesses from the rows as they are now). Rows a plan's own table gets
+        are noted on it; the rehearsal holds the constant ones."""
         try:
             statements = pglast.parse_sql(step.statement)
         except pglast.parser.ParseError:
             return
+        verbs = {ast.InsertStmt: "inserts rows into", ast.UpdateStmt: "updates", ast.DeleteStmt: "deletes rows of",
+                 ast.MergeStmt: "merges into"}
+        upsert = enums.OnConflictAction.ONCONFLICT_UPDATE
         for raw in statements:
             stmt = raw.stmt
             if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
                 continue
-            for node in walk_ast(stmt):
-                if isinstance(node, ast.RangeVar):
-                    state = self.state(node.schemaname, node.relname)
-                    if state is not None and index not in state.raw_touches:
-                        if isinstance(stmt, ast.InsertStmt) and state.info is None:
-                            state.inserted_by.append(index)
-                        state.raw_touches.append(index)
+            verb = verbs.get(type(stmt))
+            if verb is None:
+                continue
+            state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+            if state is None:
+                continue
+            if state.info is None:
+                if isinstance(stmt, ast.InsertStmt) and index not in state.inserted_by:
+                    state.inserted_by.append(index)
+                continue
+            if isinstance(stmt, ast.InsertStmt) and not (stmt.onConflictClause and
+                                                         stmt.onConflictClause.action == upsert):
+                # Rows are only added: a violation among the rows there now stays one at apply (NULLs, a failed
+                # check or cast, a duplicate, an orphan), so a block is still exact; "none" is not a clear.
+                if index not in state.added_by:
+                    state.added_by.append(index)
+                continue
+            state.unknown = state.unknown or (
+                f"step {index} {verb} {state.label} in a statement preflight does not simulate, so the rows later "
+                "checks would read are not known before apply")
 
     def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
         """A single-table ``UPDATE t SET col = expr [WHERE cond]`` becomes a derived column:
@@ -1248,11 +1262,15 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
         return checks
     parent = context.state(step.ref_schema, step.ref_table) if isinstance(step, AddForeignKey) else None
     unknown = state.unknown or (parent.unknown if parent is not None else None)
+    if parent is not None and parent.added_by and _reads_rows(step):
+        unknown = unknown or (f"step {', '.join(map(str, parent.added_by))} inserts rows into {parent.label}, which "
+                              "preflight does not read, and they may be the parents a foreign key needs")
     if unknown and _reads_rows(step):
         checks.append(_verdict(_primary_check_id(step), index, step, "warning",
                                f"cannot verify step {index} before apply: {unknown}. PostgreSQL checks the rows "
                                "at apply; acknowledge this step, or split the plan so its rows exist first."))
         return checks
+    first_data = len(checks)
     if isinstance(step, SetNotNull):
         checks.append(_not_null_check(index, step, state, step.column, context))
     elif isinstance(step, AddColumn) and step.not_null and step.column not in state.columns:
@@ -1292,6 +1310,12 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
         checks.extend(_validate_checks(index, step, state, context))
     elif isinstance(step, AddUniqueUsingIndex):
         checks.extend(_using_index_checks(index, step, state, context))
+    if state.added_by:
+        added = ", ".join(map(str, state.added_by))
+        unsure = (f"cannot verify step {index} before apply: none of the rows of {state.label} there now breaks it, "
+                  f"but step {added} inserts rows preflight does not read. PostgreSQL checks them at apply; "
+                  "acknowledge this step, or apply the earlier steps first and preflight again.")
+        checks[first_data:] = [dataclasses.replace(c, unsure_pass=unsure) for c in checks[first_data:]]
     return checks
 
 

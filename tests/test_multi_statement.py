@@ -117,6 +117,12 @@ UNVERIFIABLE: dict[str, tuple[str, str, str, str, str]] = {
         "INSERT INTO t VALUES (1, NULL)",
         "INSERT INTO t VALUES (1, 1)",
         "CREATE TABLE t2 AS SELECT id, a FROM t;\nALTER TABLE t2 ALTER COLUMN a SET NOT NULL;", "from a query"),
+    "an UPDATE preflight does not simulate, then SET NOT NULL": (
+        "CREATE TABLE t (id int, a int); CREATE TABLE s (id int, a int)",
+        "INSERT INTO t VALUES (1, NULL); INSERT INTO s VALUES (2, 5)",
+        "INSERT INTO t VALUES (1, NULL); INSERT INTO s VALUES (1, 5)",
+        "UPDATE t SET a = s.a FROM s WHERE s.id = t.id;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+        "does not simulate"),
     "a type made by the plan, then a column changed to it": (
         "CREATE TABLE t (id int, m text)",
         "INSERT INTO t VALUES (1, 'happy'), (2, 'grumpy')",
@@ -250,3 +256,20 @@ def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo
             latest = read_snapshot(conn, latest)
             assert latest.relations == read_snapshot(conn).relations, statement
         conn.rollback()
+
+
+@pytest.mark.parametrize("rows", ["a NULL there now", "no NULL there now"])
+def test_rows_an_insert_adds_keep_a_block_exact_and_turn_a_pass_into_cannot_verify(db, run_sql, conninfo, rows):
+    """An INSERT only adds rows: a NULL among the rows there now still fails the later SET NOT NULL (a block, as
+    the oracle says); with none there, the inserted rows decide, so the step is named as unverified."""
+    run_sql("CREATE TABLE t (id int, a int); CREATE TABLE s (id int, a int); INSERT INTO s VALUES (1, NULL)")
+    run_sql("INSERT INTO t VALUES (1, NULL)" if rows == "a NULL there now" else "INSERT INTO t VALUES (1, 1)")
+    text = "INSERT INTO t SELECT id, a FROM s;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"
+    assert oracle_fails(conninfo, text) == "23502"  # the inserted row has a NULL: it fails either way
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    if rows == "a NULL there now":
+        assert report.blocked and report.blockers[0].check_id == "NOT_NULL_PRECHECK"
+    else:
+        assert not report.blocked
+        warning = next(r for r in report.results if r.check_id == "NOT_NULL_PRECHECK")
+        assert warning.severity == "warning" and "step 1 inserts rows" in warning.message
