@@ -171,12 +171,18 @@ def test_checks_know_what_earlier_steps_of_the_plan_do(db, run_sql):
     assert run_sql("SELECT count(*) FROM t WHERE a IS NULL") == [(2,)]  # and nothing was written
 
 
-def test_unsimulated_raw_sql_is_named_in_the_finding(db, run_sql):
+def test_a_delete_preflight_does_not_simulate_makes_the_later_check_cannot_verify_not_a_guess(db, run_sql, conninfo):
+    """It used to read the rows as they are now and block: PostgreSQL applies it (the DELETE removes the NULL)."""
     run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (NULL)")
-    plan = ep.MigrationPlan.from_sql("DELETE FROM t WHERE a IS NULL; ALTER TABLE t ALTER COLUMN a SET NOT NULL;")
-    report = ep.run_preflight(plan, db)
+    text = "DELETE FROM t WHERE a IS NULL; ALTER TABLE t ALTER COLUMN a SET NOT NULL;"
+    with psycopg.connect(conninfo) as conn:  # the oracle
+        for statement in text.split(";")[:2]:
+            conn.execute(statement)
+        conn.rollback()
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert [r.check_id for r in report.results] == ["UNMODELLED_SQL_WARNING", "NOT_NULL_PRECHECK"]
-    assert "Step 1 (raw SQL)" in report.results[1].message
+    assert not report.blocked and report.results[1].severity == "warning"
+    assert "cannot verify step 2" in report.results[1].message and "step 1 deletes rows of" in report.results[1].message
 
 
 def test_missing_table_and_column_are_blocking_results_not_crashes(db, run_sql):
