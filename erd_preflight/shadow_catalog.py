@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .catalog import IndexInfo
+
 # One row per relation outside the system schemas, with its columns, constraints and indexes as JSON. Names come
 # back as they are (no quoting).
 _SNAPSHOT = """
@@ -30,7 +32,8 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
   (SELECT coalesce(json_agg(json_build_array(
              ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL, i.indexprs IS NOT NULL,
              ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
-                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o))
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o),
+             i.indnullsnotdistinct)
            ORDER BY ic.relname), '[]')
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -68,16 +71,6 @@ class ColumnSnapshot:
 
 
 @dataclass(frozen=True)
-class IndexSnapshot:
-    name: str
-    unique: bool
-    valid: bool
-    partial: bool
-    expressions: bool
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class RelationSnapshot:
     oid: int
     schema: str
@@ -86,7 +79,7 @@ class RelationSnapshot:
     populated: bool
     columns: tuple[ColumnSnapshot, ...]
     constraints: tuple[tuple[str, str, bool], ...]  # name, contype, validated
-    indexes: tuple[IndexSnapshot, ...]
+    indexes: tuple[IndexInfo, ...]
 
     def column(self, attnum: int) -> ColumnSnapshot | None:
         return next((c for c in self.columns if c.attnum == attnum), None)
@@ -151,7 +144,7 @@ def read_snapshot(conn: psycopg.Connection[Any], previous: CatalogSnapshot | Non
                 oid=oid, schema=schema, name=name, kind=kind, populated=populated,
                 columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
                 constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
-                indexes=tuple(IndexSnapshot(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5])) for ix in _json(indexes)),
+                indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6]) for ix in _json(indexes)),
             )
     return CatalogSnapshot(relations=relations, search_path=search_path, digests=digests)
 
