@@ -60,8 +60,7 @@ from .preflight import run_preflight
 from .remediation import Remediation
 from .run import MigrationRun
 from .store import RunRecord, runs
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 _WIDGETS = ("PreflightPanel", "RunHistoryPanel")
 

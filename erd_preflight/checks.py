@@ -201,13 +201,24 @@ _LOCKS: dict[str, tuple[str, str]] = {
     "drop_column": ("ACCESS EXCLUSIVE", "a catalog change; the space is reclaimed by later rewrites"),
     "drop_table": ("ACCESS EXCLUSIVE", "the table and its data are removed"),
     "drop_constraint": ("ACCESS EXCLUSIVE", "a catalog change"),
+    "drop_index": ("ACCESS EXCLUSIVE on its table", "a catalog change, but it waits for and blocks all traffic on "
+                   "the table; DROP INDEX CONCURRENTLY does not"),
+    "drop_index_concurrently": ("SHARE UPDATE EXCLUSIVE", "waits for transactions using the index; reads and "
+                                "writes go on"),
+    "create_table": ("none on existing tables", "a new, empty table; a REFERENCES clause takes SHARE ROW EXCLUSIVE "
+                     "on the table it references"),
     "raw": ("unknown", "an unmodelled statement"),
 }
 
 
+def lock_of(step: Step) -> tuple[str, str]:
+    """The lock a step takes and what it does meanwhile. Every step kind has an entry: a missing one fails."""
+    return _LOCKS[_lock_key(step)]
+
+
 def _lock_key(step: Step) -> str:
-    if isinstance(step, CreateIndex) and step.concurrently:
-        return "create_index_concurrently"
+    if isinstance(step, (CreateIndex, DropIndex)) and step.concurrently:
+        return f"{step.kind}_concurrently"
     if isinstance(step, (AddForeignKey, AddCheck)) and step.not_valid:
         return f"{step.kind}_not_valid"
     return step.kind
@@ -980,7 +991,7 @@ def _large_table_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]
         return []
     checks: list[Check] = []
     tables = [ctx.state(s, t) for s, t in step.tables()]
-    lock, work = _LOCKS.get(_lock_key(step), ("ACCESS EXCLUSIVE", ""))
+    lock, work = lock_of(step)
     for state in tables:
         if state is None or state.info is None or not ctx.is_large(state):
             continue

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 
 def _tool_version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

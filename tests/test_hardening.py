@@ -545,3 +545,21 @@ def test_a_function_of_yours_named_like_a_harmless_one_is_judged_as_what_it_is(d
     assert report.blocked and "random()" in report.blockers[0].message
     assert ep.run_preflight(ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression="pg_catalog.random() < 1")]),
                             db).status == "clear"
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_every_step_kind_has_a_lock_and_a_phase_of_its_own(kind):
+    """No silent fallback: the lock a step takes (and its CONCURRENTLY or NOT VALID form) is written down for
+    every step kind, and its phase is one of apply's."""
+    from erd_preflight.checks import lock_of
+    from erd_preflight.phases import phase_of
+
+    step = _step_classes()[kind](**SAMPLES[kind])
+    variants = [step]
+    for flag in ("concurrently", "not_valid"):
+        if flag in type(step).model_fields:
+            variants.append(step.model_copy(update={flag: True}))
+    for variant in variants:
+        lock, work = lock_of(variant)
+        assert lock and work, variant
+        assert phase_of(variant) in ("A", "B", "C")
