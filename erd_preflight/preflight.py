@@ -26,7 +26,7 @@ from .checks import (
     PreflightOptions,
     RowsProbe,
     Verdict,
-    _all_not_null,
+    all_not_null,
     derive_checks,
 )
 from .contract import CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
@@ -418,7 +418,7 @@ class _Executor:
             count_name += "_"
 
         def sampler() -> Any:
-            conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else _all_not_null(probe.columns)]
+            conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else all_not_null(probe.columns)]
                           if c is not None]
             filt = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
             return self._samples(sql.SQL(
@@ -437,7 +437,7 @@ class _Executor:
             sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier("c", c))
             for c, r in zip(probe.columns, probe.ref_columns)
         )
-        keyed = _all_not_null(probe.columns, "c")
+        keyed = all_not_null(probe.columns, "c")
         if probe.match_full:
             all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier("c", c)) for c in probe.columns)
             partial = sql.SQL("(NOT ({}) AND NOT ({}))").format(keyed, all_null)

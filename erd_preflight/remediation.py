@@ -25,7 +25,7 @@ from .checks import (
     DuplicatesProbe,
     OrphansProbe,
     RowsProbe,
-    _all_not_null,
+    all_not_null,
 )
 from .contract import PreflightCheckResult, TargetRef
 from .plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name, drop_index_concurrently
@@ -90,7 +90,7 @@ def violations_query(check: Check) -> sql.Composable | None:
         return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.predicate)
     if isinstance(probe, DuplicatesProbe):
         keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
-        conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else _all_not_null(probe.columns)]
+        conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else all_not_null(probe.columns)]
                       if c is not None]
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         return sql.SQL("SELECT {keys}, count(*) AS duplicate_rows FROM {src}{where} GROUP BY {keys} "
@@ -108,7 +108,7 @@ def _orphan_condition(probe: OrphansProbe, alias: str = "c") -> sql.Composable:
         sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier(alias, c))
         for c, r in zip(probe.columns, probe.ref_columns)
     )
-    keyed = _all_not_null(probe.columns, alias)
+    keyed = all_not_null(probe.columns, alias)
     missing = sql.SQL("({} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {}))").format(keyed, probe.parent.relation, on)
     if not probe.match_full:
         return missing
@@ -207,7 +207,7 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
 
 def dedupe_sql(table: sql.Composable, probe: DuplicatesProbe) -> sql.Composed:
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
-    conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else _all_not_null(probe.columns)]
+    conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else all_not_null(probe.columns)]
                   if c is not None]
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
     # ctid identifies a row without relying on a primary key the table may not have.

@@ -563,3 +563,11 @@ def test_every_step_kind_has_a_lock_and_a_phase_of_its_own(kind):
         lock, work = lock_of(variant)
         assert lock and work, variant
         assert phase_of(variant) in ("A", "B", "C")
+
+
+def test_every_step_kind_is_registered_for_its_data_checks():
+    """One registry of each step kind's data checks: a kind added to the step union and not registered (even as
+    None, 'reads no rows') fails here, not silently in a preflight that checks nothing."""
+    from erd_preflight.checks import DATA_CHECKS
+
+    assert set(DATA_CHECKS) == set(_step_classes())

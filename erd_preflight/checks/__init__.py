@@ -1,0 +1,51 @@
+"""Deterministic checks per plan step (spec 1.1.04b): each a small piece of data naming the SQL it runs.
+
+``derive_checks(plan, catalog, options, rehearsal)`` walks the plan in order and asks ``checks_for(step,
+context)`` for each step, then lets the context absorb the step and follow what the rehearsal's catalog says
+it did. The context knows what earlier steps did to each table (a table created in the plan is empty; a column
+added with a default has that value; a renamed table is read under its real name; a simple backfill UPDATE
+changes the rows it matches), so checks read the table *as it will be* at their step. Execution lives in
+``preflight``; nothing here touches table data.
+
+Modules, each importing only those above it: ``model`` (ids, options, probes, a check, locks), ``expressions``,
+``state`` (the plan's effect on each table), ``structure`` (checks from the catalog), ``data`` (checks that
+read rows), ``derive`` (the order, and the registry of each step kind's data checks).
+"""
+
+from .derive import DATA_CHECKS, checks_for, derive_checks
+from .expressions import all_not_null
+from .model import (
+    CAST_PRECHECK,
+    CHECK_CONSTRAINT_PRECHECK,
+    DESTRUCTIVE_CHANGE_WARNING,
+    FK_VIOLATIONS_PRECHECK,
+    INVALID_INDEX_PRECHECK,
+    LARGE_TABLE_WARNING,
+    NON_CONCURRENT_INDEX_WARNING,
+    NOT_NULL_PRECHECK,
+    OBJECT_PRECHECK,
+    REHEARSAL_PRECHECK,
+    REHEARSAL_UNAVAILABLE_WARNING,
+    UNIQUE_PRECHECK,
+    UNMODELLED_SQL_WARNING,
+    CastProbe,
+    Check,
+    DuplicatesProbe,
+    OrphansProbe,
+    PreflightOptions,
+    RowsProbe,
+    Source,
+    Verdict,
+    human_bytes,
+    lock_of,
+)
+from .state import PlanContext, TableState
+
+__all__ = [
+    "CAST_PRECHECK", "CHECK_CONSTRAINT_PRECHECK", "DATA_CHECKS", "DESTRUCTIVE_CHANGE_WARNING", "FK_VIOLATIONS_PRECHECK",
+    "INVALID_INDEX_PRECHECK", "LARGE_TABLE_WARNING", "NON_CONCURRENT_INDEX_WARNING", "NOT_NULL_PRECHECK",
+    "OBJECT_PRECHECK", "REHEARSAL_PRECHECK", "REHEARSAL_UNAVAILABLE_WARNING", "UNIQUE_PRECHECK",
+    "UNMODELLED_SQL_WARNING", "CastProbe", "Check", "DuplicatesProbe", "OrphansProbe", "PlanContext",
+    "PreflightOptions", "RowsProbe", "Source", "TableState", "Verdict", "all_not_null", "checks_for",
+    "derive_checks", "human_bytes", "lock_of",
+]

@@ -1,0 +1,245 @@
+"""Checks that read rows: NULLs, duplicates, orphans, failed casts and CHECKs."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ..contract import TargetRef
+from ..plan import (
+    AddCheck,
+    AddForeignKey,
+    AddUnique,
+    AddUniqueUsingIndex,
+    AlterColumnType,
+    CreateIndex,
+    Step,
+    ValidateConstraint,
+    display_name,
+)
+from .expressions import all_not_null, any_null, length_limit
+from .model import (
+    CAST_PRECHECK,
+    CHECK_CONSTRAINT_PRECHECK,
+    FK_VIOLATIONS_PRECHECK,
+    NOT_NULL_PRECHECK,
+    OBJECT_PRECHECK,
+    UNIQUE_PRECHECK,
+    CastProbe,
+    Check,
+    DuplicatesProbe,
+    OrphansProbe,
+    RowsProbe,
+    verdict,
+)
+from .state import PlanContext, TableState
+
+
+def created_in_plan(index: int, step: Step, state: TableState, check_id: str, what: str) -> Check:
+    if state.inserted_by:
+        steps = ", ".join(str(s) for s in state.inserted_by)
+        return verdict(check_id, index, step, "warning",
+                        f"{state.label} is created by step {state.created_step} and filled by step {steps} "
+                        f"(raw SQL), which preflight cannot read before apply: {what} is checked by "
+                        "PostgreSQL at apply time only.")
+    return verdict(check_id, index, step, "pass",
+                    f"{state.label} is created by step {state.created_step} and is empty here: {what} holds.")
+
+
+def not_null_check(index: int, step: Step, state: TableState, column: str, ctx: PlanContext,
+                    predicate: sql.Composable | None = None) -> Check:
+    label = state.column_label(column)
+    if state.info is None:
+        return created_in_plan(index, step, state, NOT_NULL_PRECHECK, f"NOT NULL on {label}")
+    if predicate is None and column in state.no_nulls_because:
+        return verdict(NOT_NULL_PRECHECK, index, step, "pass",
+                        f"{label} has no NULLs: {state.no_nulls_because[column]}.")
+    if predicate is None and column in state.not_null and not state.layers:
+        return verdict(NOT_NULL_PRECHECK, index, step, "pass", f"{label} is already NOT NULL.")
+    return Check(
+        check_id=NOT_NULL_PRECHECK,
+        step=index,
+        step_summary=step.summary(),
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,)),
+        probe=RowsProbe(source=state.source(), predicate=predicate or sql.SQL("{} IS NULL").format(
+            sql.Identifier(column))),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in {display_name(column)}; "
+        f"{step.summary()} would fail. Backfill them (UPDATE … SET {display_name(column)} = … WHERE "
+        f"{display_name(column)} IS NULL) or delete them first.",
+        ok=f"no NULLs in {label} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )
+
+
+def primary_key_nulls(index: int, step_summary: str, state: TableState, columns: tuple[str, ...]) -> list[Check]:
+    """A primary key makes its columns NOT NULL: rows with a NULL in any of them fail the step."""
+    nullable = tuple(c for c in columns if c not in state.not_null or state.layers)
+    if not nullable:
+        return []
+    cols = ", ".join(display_name(c) for c in columns)
+    return [Check(
+        check_id=NOT_NULL_PRECHECK, step=index, step_summary=step_summary,
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
+        probe=RowsProbe(source=state.source(), predicate=any_null(nullable)),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in ({cols}); a primary "
+        "key makes its columns NOT NULL, so the step would fail. Backfill or delete those rows.",
+        ok=f"no NULLs in the primary key columns ({cols}) of {state.label} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )]
+
+
+def unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
+                  summary: str | None = None) -> list[Check]:
+    step_summary = summary or step.summary()
+    cols = ", ".join(display_name(c) for c in step.columns)
+    target = TargetRef(kind="column", schema=state.schema, table=state.name, columns=step.columns)
+    if state.info is None:
+        return [created_in_plan(index, step, state, UNIQUE_PRECHECK, f"uniqueness of ({cols})")]
+    checks = []
+    source = state.source()
+    if isinstance(step, AddUnique) and step.primary_key:
+        checks.extend(primary_key_nulls(index, step_summary, state, step.columns))
+    where = sql.SQL(step.where) if isinstance(step, CreateIndex) and step.where else None
+    nnd = step.nulls_not_distinct or (isinstance(step, AddUnique) and step.primary_key)
+    null_rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"
+    checks.append(Check(
+        check_id=UNIQUE_PRECHECK, step=index, step_summary=step_summary, target=target,
+        probe=DuplicatesProbe(source=source, columns=step.columns, nulls_not_distinct=nnd, where=where),
+        fail=f"{{duplicateGroups}} values of ({cols}) occur more than once in {state.label}, in "
+        f"{{violations}} rows{null_rule}; {step_summary} would fail. Dedupe those rows first.",
+        ok=f"({cols}) is unique in {state.label} ({{totalRows}} rows){null_rule}.",
+        notes=state.history_notes(),
+    ))
+    return checks
+
+
+def fk_check(index: int, step: Step, state: TableState, parent: TableState, columns: tuple[str, ...],
+              ref_columns: tuple[str, ...], match_full: bool) -> Check:
+    cols = ", ".join(display_name(c) for c in columns)
+    refs = ", ".join(display_name(c) for c in ref_columns)
+    target = TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
+                       ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns)
+    if state.info is None:
+        return created_in_plan(index, step, state, FK_VIOLATIONS_PRECHECK, "the foreign key")
+    rule = ("MATCH FULL: a key that is partly NULL is a violation too" if match_full
+            else "rows with a NULL in the key are not checked (MATCH SIMPLE)")
+    common = dict(
+        check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=step.summary(), target=target,
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} have a ({cols}) with no matching "
+        f"{parent.label}({refs}); {rule}. Fix the orphans (delete them, set the key to NULL, or insert the "
+        "missing parents) before adding the foreign key.",
+        ok=f"every ({cols}) of {state.label} has a matching {parent.label}({refs}) ({{totalRows}} rows; {rule}).",
+        notes=state.history_notes() + parent.history_notes(),
+    )
+    if parent.info is None and not parent.inserted_by:
+        # The referenced table is new and empty: every fully non-NULL key is an orphan.
+        keyed = all_not_null(columns)
+        if match_full:
+            keyed = sql.SQL("({}) OR NOT ({})").format(keyed, sql.SQL(" AND ").join(
+                sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns))
+        return Check(probe=RowsProbe(source=state.source(), predicate=keyed), **common)  # type: ignore[arg-type]
+    if parent.info is None:
+        return created_in_plan(index, step, parent, FK_VIOLATIONS_PRECHECK, "the foreign key")
+    return Check(  # type: ignore[arg-type]
+        probe=OrphansProbe(child=state.source(), columns=columns, parent=parent.source(),
+                           ref_columns=ref_columns, match_full=match_full),
+        **common,
+    )
+
+
+def check_constraint_check(index: int, step: Step, state: TableState, expression: str,
+                            name: str | None) -> Check:
+    shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
+    if state.info is None:
+        return created_in_plan(index, step, state, CHECK_CONSTRAINT_PRECHECK, shown)
+    return Check(
+        check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=step.summary(),
+        target=TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
+        # A CHECK passes when its expression is true or NULL: only FALSE violates it.
+        probe=RowsProbe(source=state.source(), predicate=sql.SQL("({}) IS FALSE").format(sql.SQL(expression))),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} violate {shown}; the step would fail. "
+        "Correct or delete those rows, or add the constraint NOT VALID and validate it after cleanup.",
+        ok=f"every row of {state.label} satisfies {shown} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )
+
+
+def cast_check(index: int, step: AlterColumnType, state: TableState, ctx: PlanContext) -> Check:
+    label = state.column_label(step.column)
+    if state.info is None:
+        return created_in_plan(index, step, state, CAST_PRECHECK, f"the conversion of {label}")
+    base = state.info.columns.get(step.column)
+    if step.using is None and base is not None and not state.layers:
+        if not ctx.catalog.assignment_cast_exists(base.type_oid, step.type):
+            return verdict(CAST_PRECHECK, index, step, "blocking",
+                            f"{label} ({base.type}) cannot be converted to {step.type} automatically; PostgreSQL "
+                            f"would refuse the step. Add USING, e.g. USING {display_name(step.column)}::{step.type}.")
+    expression = sql.SQL(step.using) if step.using else sql.Identifier(step.column)
+    return Check(
+        check_id=CAST_PRECHECK, step=index, step_summary=step.summary(),
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(step.column,)),
+        probe=CastProbe(source=state.source(), column=step.column, expression=expression, type=step.type,
+                        not_null=step.column in state.not_null, length_limit=length_limit(step.type)),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} cannot be converted to {step.type}"
+        f"{' with USING ' + step.using if step.using else ''}{{firstError}}; the step would fail. "
+        "Fix those values or change the USING expression.",
+        ok=f"every value of {label} converts to {step.type} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )
+
+
+def validate_checks(index: int, step: ValidateConstraint, state: TableState, ctx: PlanContext) -> list[Check]:
+    planned = state.plan_constraints.get(step.name)
+    if isinstance(planned, AddForeignKey):
+        parent = ctx.state(planned.ref_schema, planned.ref_table)
+        if parent is not None:
+            return [fk_check(index, step, state, parent, planned.columns, planned.ref_columns, planned.match_full)]
+    if isinstance(planned, AddCheck):
+        return [check_constraint_check(index, step, state, planned.expression, planned.name)]
+    info = state.info.constraints.get(step.name) if state.info else None
+    if info is None:
+        return [verdict(OBJECT_PRECHECK, index, step, "blocking",
+                         f"constraint {display_name(step.name)} does not exist on {state.label}; VALIDATE would "
+                         "fail. Check its name in \\d of the table.")]
+    if info.validated:
+        return [verdict(OBJECT_PRECHECK, index, step, "pass",
+                         f"constraint {display_name(step.name)} is already valid; VALIDATE does nothing.")]
+    if info.type == "f" and info.ref_table:
+        parent = ctx.state(info.ref_schema, info.ref_table)
+        if parent is not None:
+            return [fk_check(index, step, state, parent, info.columns, info.ref_columns, info.match_full)]
+    if info.type == "c" and info.check_expression:
+        return [check_constraint_check(index, step, state, info.check_expression, info.name)]
+    if info.type == "n" and info.columns:
+        return [not_null_check(index, step, state, info.columns[0], ctx,
+                                predicate=sql.SQL("{} IS NULL").format(sql.Identifier(info.columns[0])))]
+    return [verdict(OBJECT_PRECHECK, index, step, "warning",
+                     f"constraint {display_name(step.name)} ({info.definition}) is of a kind preflight does not "
+                     "precheck; PostgreSQL validates it at apply.")]
+
+
+def using_index_checks(index: int, step: AddUniqueUsingIndex, state: TableState, ctx: PlanContext) -> list[Check]:
+    planned = ctx.plan_indexes.get((state.schema, step.index))
+    existing = state.info.indexes.get(step.index) if state.info else None
+    what = f"index {display_name(state.schema, step.index)}"
+    if planned is not None:
+        ok = planned.unique and not planned.where and planned.method == "btree"
+        columns = planned.columns
+    elif existing is not None:
+        if not existing.valid:
+            return []  # reported by the INVALID index check
+        ok = existing.unique and not existing.partial and not existing.expressions
+        columns = existing.columns
+    else:
+        return [verdict(OBJECT_PRECHECK, index, step, "blocking",
+                         f"{what} does not exist on {state.label}; build it first (CREATE UNIQUE INDEX "
+                         "CONCURRENTLY), then add the constraint USING INDEX.")]
+    if not ok:
+        return [verdict(OBJECT_PRECHECK, index, step, "blocking",
+                         f"{what} is not a plain unique btree index on columns (it is partial, on expressions, "
+                         "or not unique), so PostgreSQL refuses to turn it into a constraint.")]
+    checks = [verdict(OBJECT_PRECHECK, index, step, "pass",
+                       f"{what} is a unique index on ({', '.join(display_name(c) for c in columns)}): the "
+                       "constraint needs no scan for duplicates.")]
+    if step.primary_key and state.info is not None:
+        checks.extend(primary_key_nulls(index, step.summary(), state, columns))
+    return checks

@@ -1,0 +1,531 @@
+"""The plan's effect on each table, step by step: a model of each statement, and what the rehearsal's
+catalog says each step did (relations by OID, columns by number)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pglast
+from pglast import ast, enums
+from pglast.stream import RawStream
+from psycopg import sql
+
+from ..catalog import Catalog, TableInfo
+from ..plan import (
+    AddCheck,
+    AddColumn,
+    AddForeignKey,
+    AddUnique,
+    AddUniqueUsingIndex,
+    AlterColumnType,
+    CreateIndex,
+    CreateTable,
+    DropColumn,
+    DropConstraint,
+    DropIndex,
+    DropNotNull,
+    DropTable,
+    RawSQL,
+    SetNotNull,
+    Step,
+    TableStep,
+    display_name,
+)
+from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
+from ..sqlparse import normalize_expression, walk_ast
+from .expressions import cast_to, is_constant
+from .model import PreflightOptions, Source
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan's effect on each table, step by step.
+
+
+@dataclass
+class TableState:
+    schema: str
+    name: str
+    info: TableInfo | None  # None: created in this plan
+    created_step: int | None = None
+    dropped_step: int | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # name -> type, in order
+    not_null: set[str] = field(default_factory=set)
+    no_nulls_because: dict[str, str] = field(default_factory=dict)
+    layers: list[tuple[str, tuple[tuple[str, sql.Composable | None], ...]]] = field(default_factory=list)
+    backfills: list[int] = field(default_factory=list)
+    unique_keys: list[frozenset[str]] = field(default_factory=list)
+    plan_constraints: dict[str, Step] = field(default_factory=dict)
+    inserted_by: list[int] = field(default_factory=list)
+    has_primary_key: bool = False
+    constraint_names: set[str] = field(default_factory=set)
+    enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
+    updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
+    version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
+    attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
+    unknown: str | None = None  # why the rows are not known before apply (then no data check reads them)
+    added_by: list[int] = field(default_factory=list)  # steps that insert rows preflight does not read
+    _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
+
+    @property
+    def label(self) -> str:
+        return display_name(self.schema, self.name)
+
+    def column_label(self, column: str) -> str:
+        return f"{self.label}.{display_name(column)}"
+
+    def source(self) -> Source:
+        assert self.info is not None, "a table created in the plan has no rows to read"
+        relation: str | None = None
+        expressions: list[str] = []
+        # Each layer is rendered once and kept: a plan with a thousand steps on one table neither nests a
+        # thousand Composed objects (Python's recursion limit) nor renders its layers again for every check.
+        for depth, (layer_alias, projection) in enumerate(self.layers):
+            if depth < len(self._rendered):
+                relation, expression = self._rendered[depth]
+            else:
+                items = [
+                    sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) if expr is not None
+                    else sql.Identifier(name)
+                    for name, expr in projection
+                ]
+                inner: sql.Composable = self.info.relation if relation is None else sql.SQL(relation)
+                relation = sql.SQL("(SELECT {} FROM {} AS {})").format(
+                    sql.SQL(", ").join(items), inner, sql.Identifier(layer_alias)).as_string()
+                changed = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
+                           for name, expr in projection if expr is not None]
+                expression = sql.SQL("SELECT {}").format(sql.SQL(", ").join(changed)).as_string() if changed else ""
+                self._rendered.append((relation, expression))
+            if expression:
+                expressions.append(expression)
+        return Source(
+            key=f"{self.schema}.{self.name}@{self.version}",
+            relation=self.info.relation if relation is None else sql.SQL(relation),
+            alias=self.name,
+            columns=tuple(self.columns.items()),
+            derived=bool(self.layers),
+            expressions=tuple(expressions),
+        )
+
+    def push_layer(self, changes: dict[str, sql.Composable | None], *, alias: str | None = None,
+                   new_types: dict[str, str] | None = None, independent: bool = False) -> None:
+        """Derive the next state: ``changes`` maps a column to its new expression (None drops it).
+        ``independent``: no expression reads a column, so the change may fold into the layer below."""
+        projection: list[tuple[str, sql.Composable | None]] = []
+        for name in self.columns:
+            if name in changes:
+                if changes[name] is not None:
+                    projection.append((name, changes[name]))
+            else:
+                projection.append((name, None))
+        for name, expr in changes.items():
+            if name not in self.columns and expr is not None:
+                projection.append((name, expr))
+        self.version += 1
+        if self.info is not None and independent and self.layers:
+            # No expression of this layer reads a column (a DEFAULT cannot; a dropped column has none): it
+            # folds into the layer below instead of nesting one more subquery per step.
+            below_alias, below = self.layers[-1]
+            below_of = dict(below)
+            self.layers[-1] = (below_alias, tuple((name, below_of.get(name) if expr is None else expr)
+                                                  for name, expr in projection))
+            del self._rendered[len(self.layers) - 1:]
+        elif self.info is not None:
+            self.layers.append((alias or self.name, tuple(projection)))
+        types = dict(self.columns)
+        types.update(new_types or {})
+        self.columns = {name: types[name] for name, _ in projection}
+
+    def history_notes(self) -> tuple[str, ...]:
+        notes = []
+        if self.backfills:
+            steps = ", ".join(str(s) for s in self.backfills)
+            notes.append(f"The rows were read as the UPDATE of step {steps} leaves them.")
+        return tuple(notes)
+
+
+@dataclass
+class PlanContext:
+    """What the database holds and what earlier steps of the plan did to it."""
+
+    catalog: Catalog
+    options: PreflightOptions = field(default_factory=PreflightOptions)
+    _states: dict[tuple[str, str], TableState] = field(default_factory=dict)
+    _current_schema: str | None = None
+    relations: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) created by the plan
+    plan_indexes: dict[tuple[str, str], CreateIndex] = field(default_factory=dict)  # named indexes the plan builds
+    invalid_checked: set[tuple[str, str]] = field(default_factory=set)  # tables already checked for INVALID indexes
+    dropped_indexes: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) an earlier step drops
+    rehearsal: Rehearsal | None = None  # PostgreSQL's catalog before and after each step, from the shadow
+    step: int = 0  # the step whose checks are derived now
+    _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
+
+    def states(self) -> list[TableState]:
+        """Every table state the plan has touched so far."""
+        return list(self._states.values())
+
+    def relation_exists(self, schema: str, name: str) -> bool:
+        return (schema, name) in self.relations or (
+            (schema, name) not in self.dropped_indexes and self.catalog.relation_exists(schema, name))
+
+    @property
+    def current_schema(self) -> str:
+        if self._current_schema is None:
+            row = self.catalog.conn.execute("SELECT current_schema()").fetchone()
+            self._current_schema = str(row[0]) if row and row[0] else "public"
+        return self._current_schema
+
+    def state(self, schema: str | None, name: str) -> TableState | None:
+        """The table as the plan has left it so far; None when it exists neither in the database nor the plan.
+        Where the rehearsal reached this step, the name is looked up as PostgreSQL did (renames followed)."""
+        snapshot = self.rehearsal.before.get(self.step) if self.rehearsal else None
+        if snapshot is not None:
+            relation = snapshot.resolve(schema, name)
+            return None if relation is None else self._state_of(relation)
+        return self._state_by_name(schema, name)
+
+    def _state_by_name(self, schema: str | None, name: str) -> TableState | None:
+        key = (schema or self.current_schema, name)
+        if key in self._states:
+            return self._states[key]
+        info = self.catalog.table(schema, name)
+        if info is None:
+            return None
+        real_key = (info.schema, info.name)
+        if real_key not in self._states:
+            self._states[real_key] = TableState(
+                schema=info.schema,
+                name=info.name,
+                info=info,
+                columns={c.name: c.type for c in info.columns.values()},
+                not_null={c.name for c in info.columns.values() if c.not_null},
+                unique_keys=info.unique_keys(),
+                has_primary_key=any(c.type == "p" for c in info.constraints.values()),
+                constraint_names=set(info.constraints),
+            )
+        return self._states[real_key]
+
+    def _state_of(self, relation: RelationSnapshot) -> TableState | None:
+        """The state of a relation of the shadow, by OID: one the database has, or one the plan created."""
+        assert self.rehearsal is not None
+        key = self._oid_keys.get(relation.oid)
+        if key is not None:
+            return self._states.get(key)
+        origin = self.rehearsal.start.relations.get(relation.oid)
+        if origin is None:
+            return None
+        state = self._state_by_name(origin.schema, origin.name)
+        if state is None:  # a view or a foreign table: PostgreSQL has it; its rows are not a table's to read
+            kinds = {"v": "a view", "f": "a foreign table", "p": "a partitioned table"}
+            state = TableState(schema=origin.schema, name=origin.name, info=None,
+                               columns={c.name: c.type for c in origin.columns},
+                               unknown=f"{display_name(origin.schema, origin.name)} is "
+                                       f"{kinds.get(origin.kind, 'not a table')}, whose rows preflight does not read")
+            self._states[(origin.schema, origin.name)] = state
+        self._oid_keys[relation.oid] = (state.schema, state.name)
+        state.attnums = {c.attnum: c.name for c in origin.columns}
+        return state
+
+    def added_column(self, index: int, step: AddColumn) -> ColumnSnapshot | None:
+        """The column an ADD COLUMN made, as PostgreSQL has it after the step (its real type and default)."""
+        after = self.rehearsal.after.get(index) if self.rehearsal else None
+        relation = after.resolve(step.schema_, step.table) if after is not None else None
+        return next((c for c in relation.columns if c.name == step.column), None) if relation else None
+
+    def follow_rehearsal(self, index: int, step: Step) -> None:
+        """After step ``index`` is absorbed: take what PostgreSQL's catalog says the step did, for the checks of
+        later steps (tables created, renamed, columns added, dropped, renamed, constraints and indexes)."""
+        if self.rehearsal is None or index not in self.rehearsal.after:
+            return
+        before, after = self.rehearsal.before[index], self.rehearsal.after[index]
+        if before is after:
+            return
+        for oid, relation in after.relations.items():
+            old = before.relations.get(oid)
+            if old == relation:
+                continue
+            if old is None and oid not in self.rehearsal.start.relations and oid not in self._oid_keys:
+                self._created(index, step, relation)
+                continue
+            state = self._state_of(relation)
+            if state is not None:
+                self._follow(index, step, state, old, relation)
+
+    def _created(self, index: int, step: Step, relation: RelationSnapshot) -> None:
+        key = (relation.schema, relation.name)
+        state = self._states.get(key)
+        if state is None or state.created_step != index:  # not the model's own CREATE TABLE of this step
+            label = display_name(relation.schema, relation.name)
+            state = TableState(schema=relation.schema, name=relation.name, info=None, created_step=index)
+            if relation.kind in ("v", "f"):
+                state.unknown = f"{label} is a {'view' if relation.kind == 'v' else 'foreign table'}"
+            elif not (relation.kind in ("r", "p") and creates_empty(step)) and not (
+                    relation.kind == "m" and not relation.populated):
+                state.unknown = (f"{label} is created by step {index} from a query or inside a block, so its rows "
+                                 "are not known before apply")
+            if key in self._states:  # DROP, then CREATE under the same name: another relation
+                key = ("", f"oid {relation.oid}")
+            self._states[key] = state
+        self._oid_keys[relation.oid] = key
+        state.attnums = {c.attnum: c.name for c in relation.columns}
+        state.columns = {c.name: c.type for c in relation.columns}
+        take_constraints(state, relation)
+
+    def _follow(self, index: int, step: Step, state: TableState, old: RelationSnapshot | None,
+                relation: RelationSnapshot) -> None:
+        state.schema, state.name = relation.schema, relation.name
+        changes: dict[str, sql.Composable | None] = {}
+        independent = True
+        renamed_from: set[str] = set()
+        for column in relation.columns:
+            name = state.attnums.get(column.attnum)
+            if name is None:  # added: it holds what PostgreSQL fills in (the model may not know the statement,
+                state.attnums[column.attnum] = column.name  # nor what a serial or a domain default becomes)
+                changes[column.name] = added_value(column)
+                independent = independent and not column.generated
+            elif name != column.name:
+                changes[column.name] = sql.Identifier(name)
+                renamed_from.add(name)
+                state.attnums[column.attnum] = column.name
+                independent = False
+            previous = old.column(column.attnum) if old is not None else None
+            if previous is not None and previous.type != column.type and not (
+                    isinstance(step, AlterColumnType) and step.column == column.name):
+                state.unknown = (f"step {index} changes the type of {state.column_label(column.name)} in a statement "
+                                 "preflight does not model, so the values later checks would read are not known "
+                                 "before apply")
+        present = {c.attnum for c in relation.columns}
+        for attnum in [a for a in state.attnums if a not in present]:
+            gone = state.attnums.pop(attnum)
+            if gone in state.columns and gone not in changes:
+                changes[gone] = None
+        for name in renamed_from:
+            changes.setdefault(name, None)
+        if changes:
+            state.push_layer(changes, independent=independent, new_types={c.name: c.type for c in relation.columns})
+        if set(state.columns) != {c.name for c in relation.columns}:
+            state.unknown = state.unknown or (f"preflight could not follow what step {index} did to the columns of "
+                                              f"{state.label}")
+        state.columns = {c.name: c.type for c in relation.columns}
+        take_constraints(state, relation)
+
+    def is_large(self, state: TableState) -> bool:
+        info = state.info
+        if info is None:
+            return False
+        return (
+            info.estimated_rows > self.options.large_table_rows or info.total_bytes > self.options.large_table_bytes
+        )
+
+    # --- effects of steps -------------------------------------------------------------------------------
+
+    def absorb(self, index: int, step: Step) -> None:
+        """Record what ``step`` (1-based ``index``) does, for the checks of later steps."""
+        if isinstance(step, DropIndex):
+            key = (step.schema_ or self.current_schema, step.name)
+            self.dropped_indexes.add(key)
+            self.relations.discard(key)
+            return
+        if isinstance(step, CreateTable):
+            if self.state(step.schema_, step.table) is not None and step.if_not_exists:
+                return
+            state = TableState(
+                schema=step.schema_ or self.current_schema, name=step.table, info=None, created_step=index,
+                columns={c.name: c.type for c in step.columns},
+                not_null={c.name for c in step.columns if c.not_null},
+            )
+            state.unique_keys = create_table_keys(step)
+            state.has_primary_key = any(
+                t.startswith("PRIMARY KEY") for c in step.columns for t in c.constraints
+            ) or any(t.startswith("PRIMARY KEY") for t in step.constraints)
+            self._states[(state.schema, state.name)] = state
+            return
+        if isinstance(step, RawSQL):
+            self._absorb_raw(index, step)
+            return
+        if not isinstance(step, TableStep):
+            return
+        state = self.state(step.schema_, step.table)
+        if state is None:
+            return
+        if isinstance(step, (SetNotNull, AddUnique, AddForeignKey, AddCheck)) or (
+            isinstance(step, CreateIndex) and step.unique
+        ):
+            state.enforced.append(step)
+        if isinstance(step, AddColumn):
+            if step.column in state.columns:
+                return
+            value = sql.SQL(step.default) if step.default is not None else sql.SQL("NULL")
+            state.push_layer({step.column: cast_to(value, step.type)}, new_types={step.column: step.type},
+                             independent=True)
+            if step.not_null:
+                state.not_null.add(step.column)
+            if is_constant(step.default):
+                state.no_nulls_because[step.column] = f"step {index} adds it with DEFAULT {step.default}"
+        elif isinstance(step, AlterColumnType):
+            using = sql.SQL(step.using) if step.using else sql.Identifier(step.column)
+            state.push_layer({step.column: cast_to(using, step.type)}, new_types={step.column: step.type})
+            state.no_nulls_because.pop(step.column, None)
+        elif isinstance(step, DropColumn):
+            if step.column in state.columns:
+                state.push_layer({step.column: None}, independent=True)
+                state.not_null.discard(step.column)
+        elif isinstance(step, SetNotNull):
+            state.not_null.add(step.column)
+        elif isinstance(step, DropNotNull):
+            state.not_null.discard(step.column)
+        elif isinstance(step, AddUnique):
+            state.unique_keys.append(frozenset(step.columns))
+            if step.name:
+                state.plan_constraints[step.name] = step
+                state.constraint_names.add(step.name)
+                self.relations.add((state.schema, step.name))
+            if step.primary_key:
+                state.not_null.update(step.columns)
+                state.has_primary_key = True
+        elif isinstance(step, CreateIndex):
+            if step.unique and not step.where:
+                state.unique_keys.append(frozenset(step.columns))
+            if step.name:
+                self.relations.add((state.schema, step.name))
+                self.plan_indexes[(state.schema, step.name)] = step
+        elif isinstance(step, AddUniqueUsingIndex):
+            state.constraint_names.add(step.constraint_name)
+            planned = self.plan_indexes.get((state.schema, step.index))
+            existing = state.info.indexes.get(step.index) if state.info else None
+            columns = planned.columns if planned else existing.columns if existing else ()
+            if step.primary_key:
+                state.has_primary_key = True
+                state.not_null.update(columns)
+        elif isinstance(step, (AddForeignKey, AddCheck)):
+            if step.name:
+                state.plan_constraints[step.name] = step
+                state.constraint_names.add(step.name)
+        elif isinstance(step, DropConstraint):
+            planned = state.plan_constraints.get(step.name)
+            existing = state.info.constraints.get(step.name) if state.info else None
+            if (isinstance(planned, AddUnique) and planned.primary_key) or (existing and existing.type == "p"):
+                state.has_primary_key = False
+            state.constraint_names.discard(step.name)
+            state.plan_constraints.pop(step.name, None)
+        elif isinstance(step, DropTable):
+            state.dropped_step = index
+
+    def _absorb_raw(self, index: int, step: RawSQL) -> None:
+        """A data statement preflight does not simulate makes the rows of its target unknown from then on (a later
+        check says it cannot verify, never guesses from the rows as they are now). Rows a plan's own table gets
+        are noted on it; the rehearsal holds the constant ones."""
+        try:
+            statements = pglast.parse_sql(step.statement)
+        except pglast.parser.ParseError:
+            return
+        verbs = {ast.InsertStmt: "inserts rows into", ast.UpdateStmt: "updates", ast.DeleteStmt: "deletes rows of",
+                 ast.MergeStmt: "merges into"}
+        upsert = enums.OnConflictAction.ONCONFLICT_UPDATE
+        for raw in statements:
+            stmt = raw.stmt
+            if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
+                continue
+            verb = verbs.get(type(stmt))
+            if verb is None:
+                continue
+            state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+            if state is None:
+                continue
+            if state.info is None:
+                if isinstance(stmt, ast.InsertStmt) and index not in state.inserted_by:
+                    state.inserted_by.append(index)
+                continue
+            if isinstance(stmt, ast.InsertStmt) and not (stmt.onConflictClause and
+                                                         stmt.onConflictClause.action == upsert):
+                # Rows are only added: a violation among the rows there now stays one at apply (NULLs, a failed
+                # check or cast, a duplicate, an orphan), so a block is still exact; "none" is not a clear.
+                if index not in state.added_by:
+                    state.added_by.append(index)
+                continue
+            state.unknown = state.unknown or (
+                f"step {index} {verb} {state.label} in a statement preflight does not simulate, so the rows later "
+                "checks would read are not known before apply")
+
+    def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
+        """A single-table ``UPDATE t SET col = expr [WHERE cond]`` becomes a derived column:
+        ``CASE WHEN cond THEN expr ELSE col END``. Anything more complex is only noted."""
+        if stmt.fromClause or stmt.withClause or not stmt.relation.inh:
+            return False
+        state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+        if state is None or state.info is None:
+            return False
+        changes: dict[str, sql.Composable | None] = {}
+        for target in stmt.targetList:
+            if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
+                return False
+            if any(isinstance(n, (ast.SubLink, ast.SetToDefault)) for n in walk_ast(target.val)):
+                return False
+            changes[target.name] = sql.SQL(RawStream()(target.val))
+        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in walk_ast(stmt.whereClause)):
+            return False
+        alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
+        for name, value in list(changes.items()):
+            new = cast_to(value, state.columns[name])  # type: ignore[arg-type]
+            if stmt.whereClause is not None:
+                new = sql.SQL("CASE WHEN ({}) THEN {} ELSE {} END").format(
+                    sql.SQL(RawStream()(stmt.whereClause)), new, sql.Identifier(alias, name)
+                )
+            changes[name] = new
+            state.no_nulls_because.pop(name, None)
+        state.push_layer(changes, alias=alias)
+        state.backfills.append(index)
+        state.updated_at.append(index)
+        return True
+
+
+def take_constraints(state: TableState, relation: RelationSnapshot) -> None:
+    state.not_null = relation.not_null
+    state.unique_keys = relation.unique_keys
+    state.has_primary_key = relation.has_primary_key
+    state.constraint_names = relation.constraint_names
+
+
+def added_value(column: ColumnSnapshot) -> sql.Composable:
+    """What a column added by ADD COLUMN holds in the rows already there, as PostgreSQL fills it: its DEFAULT
+    or generation expression, distinct numbers for an identity or a sequence, else NULL."""
+    if column.identity or (column.default and calls_nextval(column.default)):
+        return cast_to(sql.SQL("row_number() OVER ()"), column.type)
+    if column.default is None:
+        return cast_to(sql.SQL("NULL"), column.type)
+    return cast_to(sql.SQL(normalize_expression(column.default)), column.type)
+
+
+def calls_nextval(expression: str) -> bool:
+    try:
+        tree = pglast.parse_sql(f"SELECT {expression}")
+    except pglast.parser.ParseError:
+        return False
+    return any(isinstance(n, ast.FuncCall) and n.funcname[-1].sval == "nextval" for n in walk_ast(tree))
+
+
+def creates_empty(step: Step) -> bool:
+    """Whether the relations a step creates start without rows: a CREATE TABLE, not AS a query nor in a block."""
+    if isinstance(step, CreateTable):
+        return True
+    if not isinstance(step, RawSQL):
+        return False
+    try:
+        statements = pglast.parse_sql(step.statement)
+    except pglast.parser.ParseError:
+        return False
+    return all(isinstance(raw.stmt, ast.CreateStmt) for raw in statements)
+
+
+def create_table_keys(step: CreateTable) -> list[frozenset[str]]:
+    keys: list[frozenset[str]] = []
+    for column in step.columns:
+        for text in column.constraints:
+            if text.startswith(("PRIMARY KEY", "UNIQUE")) and "(" not in text:
+                keys.append(frozenset([column.name]))
+    for text in step.constraints:
+        node = pglast.parse_sql(f"CREATE TABLE x ({text})")[0].stmt.tableElts[0]
+        if isinstance(node, ast.Constraint) and node.contype in (
+            enums.ConstrType.CONSTR_PRIMARY,
+            enums.ConstrType.CONSTR_UNIQUE,
+        ):
+            keys.append(frozenset(k.sval for k in node.keys))
+    return keys
