@@ -51,14 +51,11 @@ _DIGESTS = """
 WITH a AS (SELECT attrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attribute WHERE attrelid >= 16384 GROUP BY 1),
      k AS (SELECT conrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_constraint WHERE conrelid >= 16384 GROUP BY 1),
      i AS (SELECT indrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_index WHERE indrelid >= 16384 GROUP BY 1),
-     d AS (SELECT adrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attrdef WHERE adrelid >= 16384 GROUP BY 1),
-     g AS (SELECT c.oid, concat_ws('/', c.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x) AS digest
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN a ON a.rel = c.oid LEFT JOIN k ON k.rel = c.oid LEFT JOIN i ON i.rel = c.oid
-             LEFT JOIN d ON d.rel = c.oid
-            WHERE {where})
-SELECT g.oid::int8, g.digest, current_schemas(false)::text[], s.*
-  FROM g LEFT JOIN LATERAL ({snapshot}) s ON true
+     d AS (SELECT adrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attrdef WHERE adrelid >= 16384 GROUP BY 1)
+SELECT c.oid::int8, concat_ws('/', c.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x), current_schemas(false)::text[]
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN a ON a.rel = c.oid LEFT JOIN k ON k.rel = c.oid LEFT JOIN i ON i.rel = c.oid LEFT JOIN d ON d.rel = c.oid
+ WHERE {where}
 """
 
 
@@ -128,29 +125,27 @@ class CatalogSnapshot:
 
 
 def read_snapshot(conn: psycopg.Connection[Any], previous: CatalogSnapshot | None = None) -> CatalogSnapshot:
-    """The catalog of the database ``conn`` is in, as the current transaction sees it, in one query. With
-    ``previous``, only the relations whose digest moved since are read again. Expressions (a DEFAULT) are as
-    PostgreSQL shows them under the session's search_path, the one the checks run with."""
-    changed = sql.SQL("c.oid = g.oid AND g.digest IS DISTINCT FROM (%(previous)s::jsonb ->> g.oid::text)")
-    query = sql.SQL(_DIGESTS).format(where=sql.SQL(_RELATIONS),
-                                     snapshot=sql.SQL(_SNAPSHOT).format(where=changed))
-    known = {str(oid): digest for oid, digest in previous.digests.items()} if previous is not None else {}
-    rows = conn.execute(query, {"previous": json.dumps(known)}).fetchall()
+    """The catalog of the database ``conn`` is in, as the current transaction sees it. With ``previous``, only
+    the relations whose entry changed since are read again. Expressions (a DEFAULT) are as PostgreSQL shows them
+    under the session's search_path, the one the checks run with."""
+    where = sql.SQL(_RELATIONS)
+    rows = conn.execute(sql.SQL(_DIGESTS).format(where=where)).fetchall()
     search_path = tuple(rows[0][2]) if rows else _search_path(conn)
-    digests: dict[int, str] = {}
+    digests = {oid: digest for oid, digest, _ in rows}
     relations: dict[int, RelationSnapshot] = {}
-    for oid, digest, _, read, schema, name, kind, populated, columns, constraints, indexes in rows:
-        digests[oid] = digest
-        if read is None:
-            assert previous is not None
-            relations[oid] = previous.relations[oid]
-            continue
-        relations[oid] = RelationSnapshot(
-            oid=oid, schema=schema, name=name, kind=kind, populated=populated,
-            columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
-            constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
-            indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6]) for ix in _json(indexes)),
-        )
+    stale: list[int] = list(digests)
+    if previous is not None:
+        relations = {oid: r for oid, r in previous.relations.items() if previous.digests.get(oid) == digests.get(oid)}
+        stale = [oid for oid in digests if oid not in relations]
+    if stale:
+        query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(where))
+        for oid, schema, name, kind, populated, columns, constraints, indexes in conn.execute(query, (stale,)):
+            relations[oid] = RelationSnapshot(
+                oid=oid, schema=schema, name=name, kind=kind, populated=populated,
+                columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
+                constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
+                indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6]) for ix in _json(indexes)),
+            )
     return CatalogSnapshot(relations=relations, search_path=search_path, digests=digests)
 
 
