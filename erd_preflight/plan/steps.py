@@ -1,24 +1,14 @@
-"""The migration plan: typed steps as data, each rendering its own SQL with quoted identifiers.
-
-A plan is built from typed steps or parsed from SQL (``MigrationPlan.from_sql``). Steps know their SQL
-and the objects they touch; what runs them against a database lives elsewhere (``preflight``).
-"""
+"""The typed steps of a plan: each a pydantic model that renders its own SQL with quoted identifiers."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pglast.keywords import RESERVED_KEYWORDS
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from .contract import TargetRef
-from .errors import PlanError
-from .sqlparse import (
+from ..contract import TargetRef
+from ..sqlparse import (
     normalize_column_constraint,
     normalize_expression,
     normalize_statement,
@@ -27,75 +17,12 @@ from .sqlparse import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
-MAX_IDENTIFIER_BYTES = 63
-
-
-def _check_identifier(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if value == "":
-        raise ValueError("an identifier cannot be empty")
-    if "\x00" in value:
-        raise ValueError("an identifier cannot contain a NUL character")
-    if len(value.encode()) > MAX_IDENTIFIER_BYTES:
-        raise ValueError(
-            f"identifier {value!r} is {len(value.encode())} bytes; PostgreSQL keeps only "
-            f"{MAX_IDENTIFIER_BYTES} and would silently truncate it: shorten the name"
-        )
-    return value
+from .names import Refusing, check_identifier, display_name, ident, idents, make_object_name, qualified_text
 
 
-def _ident(*parts: str | None) -> sql.Identifier:
-    return sql.Identifier(*[p for p in parts if p is not None])
-
-
-def _idents(names: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
-
-
-_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def display_name(*parts: str | None) -> str:
-    """A name for people: quoted only where PostgreSQL would need quotes."""
-    shown = []
-    for p in parts:
-        if p is None:
-            continue
-        plain = _PLAIN.match(p) and p not in RESERVED_KEYWORDS
-        shown.append(p if plain else sql.Identifier(p).as_string())
-    return ".".join(shown)
-
-
-def _qualified_text(schema: str | None, name: str) -> str:
-    return display_name(schema, name)
-
-
-def plan_error(model: str, exc: ValidationError) -> PlanError:
-    """A pydantic validation error as a PlanError naming each refused field, e.g. ``CreateTable.constraints[0]``."""
-    problems = []
-    for error in exc.errors():
-        where = model
-        for part in error["loc"]:
-            where += f"[{part}]" if isinstance(part, int) else f".{part}"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
-    return PlanError("; ".join(problems))
-
-
-class _Refusing(BaseModel):
-    """A model whose invalid input raises PlanError (naming the field), the error every plan source raises."""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise plan_error(type(self).__name__, exc) from None
-
-
-class Step(_Refusing):
+class Step(Refusing):
     """Base of every plan step. ``sql()`` is the statement; ``summary()`` one line for people."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -130,15 +57,15 @@ class TableStep(Step):
     @field_validator("schema_", "table")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        return _check_identifier(value)
+        return check_identifier(value)
 
     @property
     def relation(self) -> sql.Identifier:
-        return _ident(self.schema_, self.table)
+        return ident(self.schema_, self.table)
 
     @property
     def qualified(self) -> str:
-        return _qualified_text(self.schema_, self.table)
+        return qualified_text(self.schema_, self.table)
 
     def tables(self) -> tuple[tuple[str | None, str], ...]:
         return ((self.schema_, self.table),)
@@ -169,7 +96,7 @@ def _names(value: Any) -> Any:
     return value
 
 
-class ColumnDefinition(_Refusing):
+class ColumnDefinition(Refusing):
     """A column of a CREATE TABLE: name, type, NOT NULL, default, other column constraints as SQL."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -180,7 +107,7 @@ class ColumnDefinition(_Refusing):
     default: str | None = None
     constraints: tuple[str, ...] = ()
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
     _type = field_validator("type")(classmethod(lambda cls, v: normalize_type(v)))
     _default = field_validator("default")(classmethod(lambda cls, v: None if v is None else normalize_expression(v)))
     _constraints = field_validator("constraints")(_each(normalize_column_constraint))
@@ -221,7 +148,7 @@ class ColumnStep(TableStep):
     @field_validator("column")
     @classmethod
     def _column_identifier(cls, value: str) -> str:
-        return _check_identifier(value)  # type: ignore[return-value]
+        return check_identifier(value)  # type: ignore[return-value]
 
     def target(self) -> TargetRef:
         return TargetRef(kind="column", schema=self.schema_, table=self.table, columns=(self.column,))
@@ -304,7 +231,7 @@ class ColumnsStep(TableStep):
     @classmethod
     def _column_identifiers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for v in value:
-            _check_identifier(v)
+            check_identifier(v)
         return value
 
     def target(self) -> TargetRef:
@@ -327,14 +254,14 @@ class AddUnique(ColumnsStep):
     nulls_not_distinct: bool = False
     primary_key: bool = False
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
 
     def composed(self) -> sql.Composed:
         if self.primary_key:
-            body = sql.SQL("PRIMARY KEY ({})").format(_idents(self.columns))
+            body = sql.SQL("PRIMARY KEY ({})").format(idents(self.columns))
         else:
             nnd = sql.SQL("NULLS NOT DISTINCT ") if self.nulls_not_distinct else sql.SQL("")
-            body = sql.SQL("UNIQUE {}({})").format(nnd, _idents(self.columns))
+            body = sql.SQL("UNIQUE {}({})").format(nnd, idents(self.columns))
         return self._alter(sql.SQL("ADD {}{}").format(_constraint_name(self.name), body))
 
     def summary(self) -> str:
@@ -352,7 +279,7 @@ class CreateIndex(ColumnsStep):
     method: str = "btree"
     where: str | None = None
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
     _where = field_validator("where")(classmethod(lambda cls, v: None if v is None else normalize_expression(v)))
 
     @model_validator(mode="after")
@@ -379,7 +306,7 @@ class CreateIndex(ColumnsStep):
         nnd = sql.SQL(" NULLS NOT DISTINCT") if self.nulls_not_distinct else sql.SQL("")
         where = sql.SQL(" WHERE ") + sql.SQL(self.where) if self.where else sql.SQL("")
         return sql.SQL("{}{}ON {} {}({}){}{}").format(
-            head, name, self.relation, using, _idents(self.columns), nnd, where
+            head, name, self.relation, using, idents(self.columns), nnd, where
         )
 
     def summary(self) -> str:
@@ -401,14 +328,14 @@ class AddForeignKey(ColumnsStep):
     on_delete: Literal["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"] = "NO ACTION"
     on_update: Literal["NO ACTION", "RESTRICT", "CASCADE", "SET NULL", "SET DEFAULT"] = "NO ACTION"
 
-    _name = field_validator("name", "ref_schema", "ref_table")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name", "ref_schema", "ref_table")(classmethod(lambda cls, v: check_identifier(v)))
     _refs = field_validator("ref_columns", mode="before")(classmethod(lambda cls, v: _names(v)))
 
     @field_validator("ref_columns")
     @classmethod
     def _same_width(cls, value: tuple[str, ...], info: Any) -> tuple[str, ...]:
         for v in value:
-            _check_identifier(v)
+            check_identifier(v)
         columns = info.data.get("columns")
         if columns is not None and len(columns) != len(value):
             raise ValueError(
@@ -418,7 +345,7 @@ class AddForeignKey(ColumnsStep):
 
     @property
     def ref_relation(self) -> sql.Identifier:
-        return _ident(self.ref_schema, self.ref_table)
+        return ident(self.ref_schema, self.ref_table)
 
     def composed(self) -> sql.Composed:
         tail: list[sql.Composable] = []
@@ -433,15 +360,15 @@ class AddForeignKey(ColumnsStep):
         return self._alter(
             sql.SQL("ADD {}FOREIGN KEY ({}) REFERENCES {} ({}){}").format(
                 _constraint_name(self.name),
-                _idents(self.columns),
+                idents(self.columns),
                 self.ref_relation,
-                _idents(self.ref_columns),
+                idents(self.ref_columns),
                 sql.Composed(tail),
             )
         )
 
     def summary(self) -> str:
-        ref = _qualified_text(self.ref_schema, self.ref_table)
+        ref = qualified_text(self.ref_schema, self.ref_table)
         nv = " NOT VALID" if self.not_valid else ""
         return f"add foreign key {self.qualified}({self.columns_text}) → {ref}({', '.join(display_name(c) for c in self.ref_columns)}){nv}"
 
@@ -467,7 +394,7 @@ class AddCheck(TableStep):
     expression: str
     not_valid: bool = False
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
     _expr = field_validator("expression")(classmethod(lambda cls, v: normalize_expression(v)))
 
     def composed(self) -> sql.Composed:
@@ -487,7 +414,7 @@ class ValidateConstraint(TableStep):
     kind: Literal["validate_constraint"] = "validate_constraint"
     name: str
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
 
     def composed(self) -> sql.Composed:
         return self._alter(sql.SQL("VALIDATE CONSTRAINT {}").format(sql.Identifier(self.name)))
@@ -509,7 +436,7 @@ class AddUniqueUsingIndex(TableStep):
     name: str | None = None
     primary_key: bool = False
 
-    _name = field_validator("name", "index")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name", "index")(classmethod(lambda cls, v: check_identifier(v)))
 
     @property
     def constraint_name(self) -> str:
@@ -570,7 +497,7 @@ class DropConstraint(TableStep):
     if_exists: bool = False
     cascade: bool = False
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
 
     def composed(self) -> sql.Composed:
         return self._alter(
@@ -596,46 +523,21 @@ class DropIndex(Step):
     if_exists: bool = False
     cascade: bool = False
 
-    _name = field_validator("schema_", "name")(classmethod(lambda cls, v: _check_identifier(v)))
+    _name = field_validator("schema_", "name")(classmethod(lambda cls, v: check_identifier(v)))
 
     def composed(self) -> sql.Composed:
         return sql.SQL("DROP INDEX {}{}{}{}").format(
             sql.SQL("CONCURRENTLY ") if self.concurrently else sql.SQL(""),
             sql.SQL("IF EXISTS ") if self.if_exists else sql.SQL(""),
-            _ident(self.schema_, self.name),
+            ident(self.schema_, self.name),
             _drop_tail(self.cascade),
         )
 
     def summary(self) -> str:
-        return f"drop index {_qualified_text(self.schema_, self.name)}" + (" concurrently" if self.concurrently else "")
+        return f"drop index {qualified_text(self.schema_, self.name)}" + (" concurrently" if self.concurrently else "")
 
     def target(self) -> TargetRef:
         return TargetRef(kind="index", schema=self.schema_, name=self.name)
-
-
-NAMEDATALEN = 64
-
-
-def clip_bytes(text: str, limit: int) -> str:
-    """At most ``limit`` bytes of ``text``, never cutting a character (pg_mbcliplen)."""
-    data = text.encode()
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode(errors="ignore")
-
-
-def make_object_name(name1: str, name2: str | None, label: str) -> str:
-    """PostgreSQL's makeObjectName: ``name1_name2_label``, shortening the longer part until it fits 63 bytes."""
-    overhead = len(label) + 1 + (1 if name2 else 0)
-    avail = NAMEDATALEN - 1 - overhead
-    n1, n2 = len(name1.encode()), len((name2 or "").encode())
-    while n1 + n2 > avail:
-        if n1 > n2:
-            n1 -= 1
-        else:
-            n2 -= 1
-    parts = [clip_bytes(name1, n1)] + ([clip_bytes(name2, n2)] if name2 else []) + [label]
-    return "_".join(parts)
 
 
 def index_name(step: CreateIndex) -> str:
@@ -695,110 +597,3 @@ PlanStep = Annotated[
     ],
     Field(discriminator="kind"),
 ]
-
-
-class MigrationPlan(_Refusing):
-    """An ordered list of typed steps. The same steps always give the same fingerprint and checks."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    steps: tuple[PlanStep, ...]
-    name: str | None = None
-    notes: tuple[str, ...] = Field(default=(), description="what parsing had to say, e.g. skipped BEGIN/COMMIT")
-    nothing_pending: bool = Field(
-        default=False, description="no steps because the migration tool's history table says every migration is "
-        "applied; any other plan without steps is refused, never reported clear")
-    origins: tuple[str | None, ...] = Field(
-        default=(), description="where each step came from (a file, an Alembic revision); empty: not recorded. "
-        "Not part of the fingerprint: the same steps are the same plan wherever they were written.")
-
-    @model_validator(mode="after")
-    def _one_origin_per_step(self) -> MigrationPlan:
-        if self.nothing_pending and self.steps:
-            raise ValueError("a plan with steps is not 'nothing pending'")
-        if self.origins and len(self.origins) != len(self.steps):
-            raise ValueError(f"origins has {len(self.origins)} entries for {len(self.steps)} steps")
-        return self
-
-    @classmethod
-    def from_sql(cls, text: str, *, name: str | None = None, origin: str | None = None) -> MigrationPlan:
-        """Parse a migration with PostgreSQL's own parser (pglast) into typed steps.
-
-        Statements it does not model become ``RawSQL`` steps, which preflight reports as warnings.
-        A syntax error raises ``PlanError`` with line and column (and ``origin``, when given, names the file).
-        """
-        from .sqlparse import parse_plan
-
-        try:
-            steps, notes = parse_plan(text)
-        except PlanError as exc:
-            if origin is None:
-                raise
-            raise PlanError(f"{origin}: {exc.args[0]}") from exc
-        if origin is not None:
-            notes = [f"{origin}: {note}" for note in notes]
-        return cls(steps=tuple(steps), name=name, notes=tuple(notes),
-                   origins=(origin,) * len(steps) if origin is not None else ())
-
-    @classmethod
-    def concat(cls, plans: list[MigrationPlan], *, name: str | None = None,
-               notes: tuple[str, ...] = ()) -> MigrationPlan:
-        """One plan running ``plans`` in order, each step keeping its origin."""
-        origins: tuple[str | None, ...] = ()
-        if any(p.origins for p in plans):
-            origins = tuple(o for p in plans for o in (p.origins or (None,) * len(p.steps)))
-        return cls(steps=tuple(s for p in plans for s in p.steps), name=name,
-                   notes=tuple(notes) + tuple(n for p in plans for n in p.notes), origins=origins)
-
-    @classmethod
-    def from_dir(cls, path: str | Path, *, db: Any = None, history: bool = True) -> MigrationPlan:
-        """The pending migrations of a folder, in the order its tool applies them (Flyway ``V3__x.sql``,
-        dbmate / golang-migrate timestamps and ``.up.sql``, sqitch's ``sqitch.plan``).
-
-        With ``db`` (a URL, Engine or Database) and ``history=True``, files that the tool's history table
-        (``flyway_schema_history``, ``schema_migrations``) lists as applied are skipped, read read-only."""
-        from .migration_dirs import plan_from_dir
-
-        return plan_from_dir(cls, Path(path), db=db, history=history)
-
-    @classmethod
-    def from_alembic(cls, config_or_ini_path: Any, revision_range: str = "current:head", *,
-                     db: Any = None) -> MigrationPlan:
-        """The pending revisions of an Alembic project, rendered by Alembic's offline mode (``--sql``) and
-        parsed; nothing runs. ``current`` is read from ``alembic_version`` in ``db`` (read-only). Each step
-        remembers its revision (``origins``), and findings name it."""
-        from .alembic_source import plan_from_alembic
-
-        return plan_from_alembic(cls, config_or_ini_path, revision_range, db=db)
-
-    def origin_of(self, step: int) -> str | None:
-        """Where step ``step`` (1-based) came from, if recorded."""
-        return self.origins[step - 1] if self.origins and 0 < step <= len(self.origins) else None
-
-    def canonical_json(self) -> str:
-        """The steps as canonical JSON: sorted keys, no whitespace. The fingerprint hashes this."""
-        payload = [s.model_dump(mode="json", by_alias=True) for s in self.steps]
-        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the steps: equal plans, equal fingerprints."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
-
-    def sql(self) -> str:
-        """The whole plan as a SQL script, one statement per step."""
-        return "".join(s.sql() + ";\n" for s in self.steps)
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def steps_frame(self) -> pd.DataFrame:
-        """One row per step: its number, the phase apply runs it in, a summary and its SQL."""
-        from .display import plan_frame
-
-        return plan_frame(self)
-
-    def _repr_html_(self) -> str:
-        from .display import plan_html
-
-        return plan_html(self)
