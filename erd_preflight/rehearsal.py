@@ -25,12 +25,13 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     from .phases import compile_phases
     from .shadow import ShadowUnavailable, rehearse
 
-    if not options.rehearse or not plan.steps:
-        return derive_checks(plan, catalog, options)
     try:
         statements = [(s.step, s.sql) for s in compile_phases(plan, catalog).statements]
     except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
         statements = [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
+    order = [step for step, _ in statements]  # apply's order: each step is judged on what runs before it
+    if not options.rehearse or not plan.steps:
+        return derive_checks(plan, catalog, options, order=order)
     try:
         rehearsal = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn))
     except ShadowUnavailable as exc:
@@ -38,7 +39,7 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
         rehearsal = None
     else:
         unavailable = rehearsal.stopped and f"the rehearsal on a copy of the schema stopped early: {rehearsal.stopped}"
-    checks = derive_checks(plan, catalog, options, rehearsal=rehearsal)
+    checks = derive_checks(plan, catalog, options, rehearsal=rehearsal, order=order)
     if unavailable:
         checks.append(Check(
             check_id=REHEARSAL_UNAVAILABLE_WARNING, step=len(plan.steps), step_summary="the whole plan", target=None,

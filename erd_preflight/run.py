@@ -18,11 +18,11 @@ import psycopg
 from psycopg import sql
 
 from .apply import (
+    ApplyFailure,
     ApplyOptions,
     ApplyProgress,
     PhaseRunner,
     RunningApply,
-    _Failure,
     concurrent_apply_error,
     failure_message,
     release_apply_lock,
@@ -490,7 +490,7 @@ class MigrationRun:
                 runner = PhaseRunner(self.db, conn, self.store, self.id, opts, progress)
                 try:
                     runner.run(phases)
-                except _Failure as failure:
+                except ApplyFailure as failure:
                     message = failure_message(self.id, phases, runner, failure)
                     if not self._record_failure(message):
                         message += (f" The server does not answer, so the record still says 'applying': the next "

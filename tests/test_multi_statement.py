@@ -100,6 +100,12 @@ CASES: dict[str, tuple[str, str, str, str]] = {
         "INSERT INTO parent VALUES (1); INSERT INTO child VALUES (2, 1)",
         "INSERT INTO child VALUES (10, 1);\nALTER TABLE child RENAME COLUMN pid TO parent_id;\n"
         "ALTER TABLE child ALTER COLUMN parent_id SET NOT NULL;"),
+    "a foreign key (apply's phase C) written before a SET NOT NULL (phase A) of the same table": (
+        # apply runs the SET NOT NULL first: its check must not see the table as the later step leaves it
+        "CREATE TABLE p (x int, y int, PRIMARY KEY (x, y)); CREATE TABLE c (a int, b int)",
+        "INSERT INTO c VALUES (NULL, NULL)",
+        "INSERT INTO p VALUES (1, 1); INSERT INTO c VALUES (1, 1)",
+        "ALTER TABLE c ADD FOREIGN KEY (a, b) REFERENCES p (x, y);\nALTER TABLE c ALTER COLUMN a SET NOT NULL;"),
     "a materialized view made without data, then a unique index on it": (
         "CREATE TABLE t (id int, a int)",
         "",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -214,21 +214,27 @@ DATA_CHECKS: dict[str, DataChecks | None] = {
 
 
 def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions | None = None,
-                  rehearsal: Rehearsal | None = None) -> list[Check]:
-    """All checks of a plan, in step order. The same plan on the same catalog gives the same checks. With a
-    ``rehearsal``, each step is judged on the catalog PostgreSQL had when the rehearsal ran it."""
+                  rehearsal: Rehearsal | None = None, order: Sequence[int] | None = None) -> list[Check]:
+    """All checks of a plan, listed in step order. The same plan on the same catalog gives the same checks.
+
+    Each step is judged on the tables as the steps apply runs before it leave them: ``order`` is apply's order of
+    the steps (phase A, then B, then C), plan order by default. With a ``rehearsal`` (run in that same order),
+    each step is judged on the catalog PostgreSQL had when the rehearsal ran it."""
     context = PlanContext(catalog=catalog, options=options or PreflightOptions(), rehearsal=rehearsal)
-    checks: list[Check] = []
-    for index, step in enumerate(plan.steps, start=1):
+    steps = list(dict.fromkeys(order or ()))
+    steps += [i for i in range(1, len(plan.steps) + 1) if i not in steps]
+    by_step: dict[int, list[Check]] = {}
+    for index in steps:
+        step = plan.steps[index - 1]
         context.step = index
         own = checks_for(index, step, context)
         if rehearsal is not None and rehearsal.passed(index):
             own = [dataclasses.replace(c, rehearsed=True) for c in own]
-        checks.extend(own)
+        by_step.setdefault(index, []).extend(own)
         context.absorb(index, step)
         context.follow_rehearsal(index, step)
-        checks.extend(rechecks(context, index, step))
-    return checks
+        by_step[index].extend(rechecks(context, index, step))
+    return [check for index in sorted(by_step) for check in by_step[index]]
 
 
 def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
