@@ -186,7 +186,19 @@ def _fresh_database(url: str, name: str, template: str = "template0") -> str:
 
 
 def replay(project: Path, url: str, *, rows: int = 8, limit: int | None = None, seed_value: int = 7,
-           progress: bool = True) -> Tally:
+           progress: bool = True, keep: bool = False) -> Tally:
+    """Replay one project's history; its two databases are dropped afterwards unless ``keep``."""
+    try:
+        return _replay(project, url, rows=rows, limit=limit, seed_value=seed_value, progress=progress)
+    finally:
+        if not keep:
+            name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
+            with psycopg.connect(url, autocommit=True) as admin:
+                for database in (f"{name}_work", name):
+                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value: int, progress: bool) -> Tally:
     tally = Tally(project=project.name)
     name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
     target = _fresh_database(url, name)
@@ -257,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most this many files per project")
     parser.add_argument("--only", default=None, help="one project folder")
     parser.add_argument("--json", default=None, help="write every outcome here")
+    parser.add_argument("--keep", action="store_true", help="keep each project's databases (to look at them)")
     args = parser.parse_args(argv)
     if not args.root:
         parser.error("no --root and no ERD_PREFLIGHT_HISTORIES")
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     for project in projects(Path(args.root)):
         if args.only and project.name != args.only:
             continue
-        tally = replay(project, url, rows=args.rows, limit=args.limit)
+        tally = replay(project, url, rows=args.rows, limit=args.limit, keep=args.keep)
         tallies.append(tally)
         for mode in ("model", "rehearsal"):
             blocks, clears = tally.false(mode)
