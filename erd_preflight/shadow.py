@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import contextlib
 import hashlib
 import os
@@ -436,11 +437,8 @@ def _version_gap(statements: list[tuple[int, str]], target: psycopg.Connection[A
 
 
 def _extension_created(statement: str) -> str | None:
-    try:
-        (raw,) = pglast.parse_sql(statement)
-    except (pglast.parser.ParseError, ValueError):
-        return None
-    return raw.stmt.extname if isinstance(raw.stmt, ast.CreateExtensionStmt) else None
+    stmt = _statement_node(statement)
+    return stmt.extname if isinstance(stmt, ast.CreateExtensionStmt) else None
 
 
 def _lacks(conn: psycopg.Connection[Any], target: psycopg.Connection[Any], extension: str) -> bool:
@@ -538,22 +536,30 @@ class _RowsDecide(Exception):
     """A data statement failed on the empty copy in a way the real rows decide."""
 
 
-def _adds_column(statement: str) -> bool:
+@functools.lru_cache(maxsize=256)
+def _statement_node(statement: str) -> ast.Node | None:
+    """The one statement of ``statement``, parsed once for every question the rehearsal asks of it (callers only
+    read it); None when it does not parse as exactly one statement."""
     try:
         (raw,) = pglast.parse_sql(statement)
     except (pglast.parser.ParseError, ValueError):
+        return None
+    return raw.stmt
+
+
+def _adds_column(statement: str) -> bool:
+    stmt = _statement_node(statement)
+    if stmt is None:
         return True
-    return isinstance(raw.stmt, ast.AlterTableStmt) and any(
-        cmd.subtype == enums.AlterTableType.AT_AddColumn for cmd in raw.stmt.cmds or ())
+    return isinstance(stmt, ast.AlterTableStmt) and any(
+        cmd.subtype == enums.AlterTableType.AT_AddColumn for cmd in stmt.cmds or ())
 
 
 def _may_change_catalog(statement: str) -> bool:
     """False for plain data statements (their catalog is the one before them); anything else may change it."""
-    try:
-        (raw,) = pglast.parse_sql(statement)
-    except (pglast.parser.ParseError, ValueError):
+    stmt = _statement_node(statement)
+    if stmt is None:
         return True
-    stmt = raw.stmt
     if isinstance(stmt, ast.SelectStmt):
         return stmt.intoClause is not None
     return not isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CopyStmt))
@@ -562,11 +568,9 @@ def _may_change_catalog(statement: str) -> bool:
 def _reads_no_rows(statement: str) -> bool:
     """Whether the statement's outcome cannot depend on rows: no table or subquery is read (INSERT ... VALUES
     of constants, DDL). A DO block or a function call may read anything."""
-    try:
-        (raw,) = pglast.parse_sql(statement)
-    except (pglast.parser.ParseError, ValueError):
+    stmt = _statement_node(statement)
+    if stmt is None:
         return False
-    stmt = raw.stmt
     if isinstance(stmt, (ast.DoStmt, ast.CallStmt)):
         return False
     if isinstance(stmt, ast.InsertStmt):
