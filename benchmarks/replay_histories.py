@@ -49,7 +49,7 @@ def migration_files(project: Path) -> list[tuple[str, str]]:
                     key=lambda p: re.sub(r"\D", "", p.name.split("_", 1)[0]))
     if diesel:
         return [(p.name, (p / "up.sql").read_text(encoding="utf-8")) for p in diesel]
-    from erd_preflight.migration_dirs import migration_files as discover
+    from erd_preflight.plan.migration_dirs import migration_files as discover
 
     found, _ = discover(folder)
     return [(f.path.name, f.sql()) for f in found]

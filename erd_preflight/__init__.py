@@ -36,26 +36,9 @@ from .errors import (
 )
 from .gate import GateDecision
 from .phases import ApplyPhases, compile_phases
-from .plan import (
-    AddCheck,
-    AddColumn,
-    AddForeignKey,
-    AddUnique,
-    AddUniqueUsingIndex,
-    AlterColumnType,
-    ColumnDefinition,
-    CreateIndex,
-    CreateTable,
-    DropColumn,
-    DropConstraint,
-    DropIndex,
-    DropNotNull,
-    DropTable,
-    MigrationPlan,
-    RawSQL,
-    SetNotNull,
-    ValidateConstraint,
-)
+from .plan import MigrationPlan
+from .plan import steps as _steps
+from .plan.steps import *  # noqa: F403 (the step models: each kind is exported once, from plan.steps.__all__)
 from .preflight import run_preflight
 from .remediation import Remediation
 from .run import MigrationRun
@@ -75,12 +58,6 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "AddCheck",
-    "AddColumn",
-    "AddForeignKey",
-    "AddUnique",
-    "AddUniqueUsingIndex",
-    "AlterColumnType",
     "ApplyBlocked",
     "ApplyFailed",
     "ApplyOptions",
@@ -88,17 +65,9 @@ __all__ = [
     "Check",
     "CheckTimeout",
     "CheckRun",
-    "ColumnDefinition",
     "ConcurrentApply",
     "ConnectionFailed",
-    "CreateIndex",
-    "CreateTable",
     "Database",
-    "DropColumn",
-    "DropConstraint",
-    "DropIndex",
-    "DropNotNull",
-    "DropTable",
     "GateDecision",
     "MigrationPlan",
     "MigrationRun",
@@ -107,18 +76,15 @@ __all__ = [
     "PreflightCheckResult",
     "PreflightError",
     "PreflightOptions",
-    "PreflightPanel",
+    "PreflightPanel",  # noqa: F405 (loaded on first use by __getattr__)
     "PreflightReport",
-    "RawSQL",
     "Remediation",
-    "RunHistoryPanel",
+    "RunHistoryPanel",  # noqa: F405
     "RunRecord",
     "RunStateError",
-    "SetNotNull",
     "StoreError",
     "StoreMissing",
     "TargetRef",
-    "ValidateConstraint",
     "checks_for",
     "compile_phases",
     "connect",
@@ -126,4 +92,5 @@ __all__ = [
     "report_json_schema",
     "run_preflight",
     "runs",
+    *(name for name in _steps.__all__ if name != "PlanStep"),
 ]

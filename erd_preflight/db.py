@@ -238,3 +238,22 @@ def connect(target: str | Engine | Database | None = None, **engine_kwargs: Any)
     if isinstance(target, str):
         return Database(_engine_for(target, **engine_kwargs))
     raise TypeError(f"connect() takes a URL, a SQLAlchemy Engine or nothing, not {type(target).__name__}")
+
+
+@contextlib.contextmanager
+def read_only(conn: psycopg.Connection[Any], timeout_s: float) -> Iterator[None]:
+    """A READ ONLY transaction whose statements and lock waits give up after ``timeout_s``.
+
+    ``row_security`` is off inside it: a query that row-level security would filter fails (SQLSTATE 42501)
+    instead of silently reading only the rows a policy shows, so a check never judges part of a table.
+    ``standard_conforming_strings`` is on, as pglast parsed the plan's literals."""
+    conn.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        ms = f"{max(1, int(timeout_s * 1000))}ms"
+        conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
+                     "set_config('row_security', 'off', true), "
+                     "set_config('standard_conforming_strings', 'on', true)", (ms, ms))
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("ROLLBACK")

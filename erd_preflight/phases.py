@@ -14,10 +14,10 @@ Nothing here executes SQL; ``apply`` runs what this module compiles.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import pglast
-from pglast import ast, enums
+from pglast import ast
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +35,7 @@ from .plan import (
     DropIndex,
     DropNotNull,
     MigrationPlan,
+    PhaseName,
     RawSQL,
     SetNotNull,
     Step,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 
     from .catalog import Catalog, ConstraintInfo
 
-PhaseName = Literal["A", "B", "C"]
 
 PHASE_TITLES: dict[str, str] = {
     "A": "Phase A: transactional DDL, one transaction",
@@ -151,36 +151,9 @@ class ApplyPhases(BaseModel):
 # Which phase a step belongs to.
 
 
-def _outside_transaction(statement: str) -> bool:
-    """Whether PostgreSQL refuses to run this (raw) statement inside a transaction block."""
-    try:
-        parsed = pglast.parse_sql(statement)
-    except pglast.parser.ParseError:
-        return False
-    for raw in parsed:
-        stmt = raw.stmt
-        if isinstance(stmt, (ast.IndexStmt, ast.DropStmt)) and stmt.concurrent:
-            return True
-        if isinstance(stmt, ast.ReindexStmt) and any(p.defname == "concurrently" for p in stmt.params or ()):
-            return True
-        if isinstance(stmt, (ast.VacuumStmt, ast.CreatedbStmt, ast.DropdbStmt, ast.AlterSystemStmt,
-                             ast.CreateTableSpaceStmt, ast.DropTableSpaceStmt)):
-            return True
-        if isinstance(stmt, ast.AlterTableStmt):
-            for cmd in stmt.cmds or ():
-                if cmd.subtype == enums.AlterTableType.AT_DetachPartition and getattr(cmd.def_, "concurrent", False):
-                    return True
-    return False
-
-
 def phase_of(step: Step) -> PhaseName:
-    if isinstance(step, (CreateIndex, DropIndex)) and step.concurrently:
-        return "B"
-    if isinstance(step, RawSQL) and _outside_transaction(step.statement):
-        return "B"
-    if isinstance(step, (AddForeignKey, ValidateConstraint, AddUniqueUsingIndex)):
-        return "C"
-    return "A"
+    """The phase apply runs ``step`` in: each step kind says (``Step.phase``)."""
+    return step.phase()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -202,22 +175,10 @@ def _raw_tables(statement: str) -> set[str] | None:
     return {n.relname for raw in parsed for n in walk_ast(raw.stmt) if isinstance(n, ast.RangeVar)}
 
 
-def _object_name(step: Step) -> str | None:
-    if isinstance(step, CreateIndex) and step.concurrently:
-        return index_name(step)
-    if isinstance(step, (CreateIndex, AddForeignKey, DropIndex)):
-        return step.name
-    if isinstance(step, AddUniqueUsingIndex):
-        return step.constraint_name
-    if isinstance(step, ValidateConstraint):
-        return step.name
-    return None
-
-
 def _commutes(moved: Step, later: Step) -> bool:
     """Whether ``later`` (in phase A, or B after a phase C step) may run before ``moved`` without changing
     what the plan does."""
-    name = _object_name(moved)
+    name = moved.object_name()
     index_name = moved.index if isinstance(moved, AddUniqueUsingIndex) else None
     if isinstance(later, RawSQL):
         touched = _raw_tables(later.statement)

@@ -27,7 +27,7 @@ from .checks import (
     all_not_null,
 )
 from .contract import CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
-from .db import Database, connect
+from .db import Database, connect, read_only
 from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
 from .plan import MigrationPlan, display_name
 from .rehearsal import rehearsed_checks
@@ -35,25 +35,6 @@ from .side_effects import unsafe_calls
 
 ProgressCallback = Callable[[CheckRun, int, int], None]
 """Called after each check with (its checklist entry, checks done, checks in all)."""
-
-
-@contextlib.contextmanager
-def read_only(conn: psycopg.Connection[Any], timeout_s: float) -> Iterator[None]:
-    """A READ ONLY transaction whose statements and lock waits give up after ``timeout_s``.
-
-    ``row_security`` is off inside it: a query that row-level security would filter fails (SQLSTATE 42501)
-    instead of silently reading only the rows a policy shows, so a check never judges part of a table.
-    ``standard_conforming_strings`` is on, as pglast parsed the plan's literals."""
-    conn.execute("BEGIN TRANSACTION READ ONLY")
-    try:
-        ms = f"{max(1, int(timeout_s * 1000))}ms"
-        conn.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
-                     "set_config('row_security', 'off', true), "
-                     "set_config('standard_conforming_strings', 'on', true)", (ms, ms))
-        yield
-    finally:
-        if not conn.closed and not conn.broken:
-            conn.execute("ROLLBACK")
 
 
 @contextlib.contextmanager

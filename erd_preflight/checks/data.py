@@ -7,16 +7,18 @@ from psycopg import sql
 from ..contract import TargetRef
 from ..plan import (
     AddCheck,
+    AddColumn,
     AddForeignKey,
     AddUnique,
     AddUniqueUsingIndex,
     AlterColumnType,
     CreateIndex,
+    SetNotNull,
     Step,
     ValidateConstraint,
     display_name,
 )
-from .expressions import all_not_null, any_null, length_limit
+from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, length_limit
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -29,9 +31,12 @@ from .model import (
     DuplicatesProbe,
     OrphansProbe,
     RowsProbe,
+    Verdict,
+    data_checks,
+    no_data_checks,
     verdict,
 )
-from .state import PlanContext, TableState
+from .state import PlanContext, TableState, added_value, calls_nextval
 
 
 def created_in_plan(index: int, step: Step, state: TableState, check_id: str, what: str) -> Check:
@@ -243,3 +248,89 @@ def using_index_checks(index: int, step: AddUniqueUsingIndex, state: TableState,
     if step.primary_key and state.info is not None:
         checks.extend(primary_key_nulls(index, step.summary(), state, columns))
     return checks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Each step kind's data checks, registered once.
+
+@data_checks("add_column", reads_rows=lambda step: step.not_null)
+def _add_column(index: int, step: AddColumn, state: TableState, parent: TableState | None,
+                context: PlanContext) -> list[Check]:
+    """A NOT NULL column: every row there gets its DEFAULT (or what PostgreSQL fills in); none may be NULL."""
+    if not step.not_null or step.column in state.columns:
+        return []
+    checks: list[Check] = []
+    added = context.added_column(index, step)  # what PostgreSQL made of it, when rehearsed
+    numbered = added is not None and (bool(added.identity) or calls_nextval(added.default or ""))
+    default = step.default if added is None else added.default
+    generated = added is not None and bool(added.generated)
+    if numbered:
+        pass  # an identity or a serial: every row gets the next number, never NULL
+    elif is_null_constant(default) and not generated:
+        # Every existing row would get NULL: all of them violate, so the check is a row count.
+        checks.append(Check(
+            check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(),
+            target=step.target(), probe=RowsProbe(source=state.source(), predicate=sql.SQL("true"))
+            if state.info else Verdict("pass", f"{state.label} is created by step {state.created_step} "
+                                               "and is empty here."),
+            fail=f"{state.label} has {{totalRows}} rows and the new column {display_name(step.column)} is "
+            "NOT NULL without a DEFAULT, so every row would violate it. Add a DEFAULT, or add the column "
+            "nullable, backfill, then SET NOT NULL.",
+            ok=f"{state.label} is empty, so a NOT NULL column without a default can be added.",
+            notes=state.history_notes(),
+        ))
+    elif (generated or not is_constant(default)) and state.info is not None:
+        value = added_value(added) if added is not None else cast_to(sql.SQL(step.default or "NULL"), step.type)
+        checks.append(not_null_check(index, step, state, step.column, context,
+                                      predicate=sql.SQL("{} IS NULL").format(value)))
+    return checks
+
+
+@data_checks("set_not_null")
+def _set_not_null(index: int, step: SetNotNull, state: TableState, parent: TableState | None,
+                  context: PlanContext) -> list[Check]:
+    return [not_null_check(index, step, state, step.column, context)]
+
+
+@data_checks("alter_column_type")
+def _alter_column_type(index: int, step: AlterColumnType, state: TableState, parent: TableState | None,
+                       context: PlanContext) -> list[Check]:
+    return [cast_check(index, step, state, context)]
+
+
+@data_checks("add_unique")
+@data_checks("create_index", reads_rows=lambda step: step.unique)
+def _unique(index: int, step: AddUnique | CreateIndex, state: TableState, parent: TableState | None,
+            context: PlanContext) -> list[Check]:
+    return unique_check(index, step, state) if isinstance(step, AddUnique) or step.unique else []
+
+
+@data_checks("add_foreign_key", reads_rows=lambda step: not step.not_valid)
+def _foreign_key(index: int, step: AddForeignKey, state: TableState, parent: TableState | None,
+                 context: PlanContext) -> list[Check]:
+    if step.not_valid:
+        return []
+    assert parent is not None
+    return [fk_check(index, step, state, parent, step.columns, step.ref_columns, step.match_full)]
+
+
+@data_checks("add_check", reads_rows=lambda step: not step.not_valid)
+def _check(index: int, step: AddCheck, state: TableState, parent: TableState | None,
+           context: PlanContext) -> list[Check]:
+    return [] if step.not_valid else [check_constraint_check(index, step, state, step.expression, step.name)]
+
+
+@data_checks("validate_constraint")
+def _validate(index: int, step: ValidateConstraint, state: TableState, parent: TableState | None,
+              context: PlanContext) -> list[Check]:
+    return validate_checks(index, step, state, context)
+
+
+@data_checks("add_unique_using_index")
+def _using_index(index: int, step: AddUniqueUsingIndex, state: TableState, parent: TableState | None,
+                 context: PlanContext) -> list[Check]:
+    return using_index_checks(index, step, state, context)
+
+
+no_data_checks("create_table", "drop_not_null", "drop_column", "drop_table", "drop_constraint", "drop_index")
+no_data_checks("raw")  # not modelled: its own warning says so

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from psycopg import sql
 
 from ..catalog import Catalog
 from ..plan import (
     AddCheck,
-    AddColumn,
     AddForeignKey,
     AddUnique,
-    AddUniqueUsingIndex,
-    AlterColumnType,
     CreateIndex,
     CreateTable,
     MigrationPlan,
@@ -23,31 +19,22 @@ from ..plan import (
     SetNotNull,
     Step,
     TableStep,
-    ValidateConstraint,
-    display_name,
 )
 from ..shadow_catalog import Rehearsal
 from .data import (
-    cast_check,
     check_constraint_check,
     fk_check,
     not_null_check,
     unique_check,
-    using_index_checks,
-    validate_checks,
 )
-from .expressions import cast_to, is_constant, is_null_constant
 from .model import (
-    NOT_NULL_PRECHECK,
     UNMODELLED_SQL_WARNING,
+    DATA_CHECKS,
     Check,
     PreflightOptions,
-    RowsProbe,
-    Verdict,
-    primary_check_id,
     verdict,
 )
-from .state import PlanContext, TableState, added_value, calls_nextval
+from .state import PlanContext
 from .structure import (
     created_index_name,
     destructive_warning,
@@ -59,13 +46,7 @@ from .structure import (
 
 def reads_rows(step: Step) -> bool:
     """Whether the step's check reads the rows of its table (so needs to know them)."""
-    if isinstance(step, (AddForeignKey, AddCheck)):
-        return not step.not_valid
-    if isinstance(step, CreateIndex):
-        return step.unique
-    if isinstance(step, AddColumn):
-        return step.not_null
-    return isinstance(step, (SetNotNull, AlterColumnType, AddUnique, ValidateConstraint, AddUniqueUsingIndex))
+    return DATA_CHECKS[step.kind].reads_rows(step)
 
 
 def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
@@ -102,12 +83,12 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
         unknown = unknown or (f"step {', '.join(map(str, parent.added_by))} inserts rows into {parent.label}, which "
                               "preflight does not read, and they may be the parents a foreign key needs")
     if unknown and reads_rows(step):
-        checks.append(verdict(primary_check_id(step), index, step, "warning",
+        checks.append(verdict(step.primary_check(), index, step, "warning",
                                f"cannot verify step {index} before apply: {unknown}. PostgreSQL checks the rows "
                                "at apply; acknowledge this step, or split the plan so its rows exist first."))
         return checks
     first_data = len(checks)
-    own = DATA_CHECKS[step.kind]  # a kind missing from the registry fails here, loudly
+    own = DATA_CHECKS[step.kind].checks  # a kind missing from the registry fails here, loudly
     if own is not None:
         checks.extend(own(index, step, state, parent, context))
     if state.added_by:
@@ -117,100 +98,6 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
                   "acknowledge this step, or apply the earlier steps first and preflight again.")
         checks[first_data:] = [dataclasses.replace(c, unsure_pass=unsure) for c in checks[first_data:]]
     return checks
-
-
-def _add_column(index: int, step: AddColumn, state: TableState, parent: TableState | None,
-                context: PlanContext) -> list[Check]:
-    """A NOT NULL column: every row there gets its DEFAULT (or what PostgreSQL fills in); none may be NULL."""
-    if not step.not_null or step.column in state.columns:
-        return []
-    checks: list[Check] = []
-    added = context.added_column(index, step)  # what PostgreSQL made of it, when rehearsed
-    numbered = added is not None and (bool(added.identity) or calls_nextval(added.default or ""))
-    default = step.default if added is None else added.default
-    generated = added is not None and bool(added.generated)
-    if numbered:
-        pass  # an identity or a serial: every row gets the next number, never NULL
-    elif is_null_constant(default) and not generated:
-        # Every existing row would get NULL: all of them violate, so the check is a row count.
-        checks.append(Check(
-            check_id=NOT_NULL_PRECHECK, step=index, step_summary=step.summary(),
-            target=step.target(), probe=RowsProbe(source=state.source(), predicate=sql.SQL("true"))
-            if state.info else Verdict("pass", f"{state.label} is created by step {state.created_step} "
-                                               "and is empty here."),
-            fail=f"{state.label} has {{totalRows}} rows and the new column {display_name(step.column)} is "
-            "NOT NULL without a DEFAULT, so every row would violate it. Add a DEFAULT, or add the column "
-            "nullable, backfill, then SET NOT NULL.",
-            ok=f"{state.label} is empty, so a NOT NULL column without a default can be added.",
-            notes=state.history_notes(),
-        ))
-    elif (generated or not is_constant(default)) and state.info is not None:
-        value = added_value(added) if added is not None else cast_to(sql.SQL(step.default or "NULL"), step.type)
-        checks.append(not_null_check(index, step, state, step.column, context,
-                                      predicate=sql.SQL("{} IS NULL").format(value)))
-    return checks
-
-
-def _set_not_null(index: int, step: SetNotNull, state: TableState, parent: TableState | None,
-                  context: PlanContext) -> list[Check]:
-    return [not_null_check(index, step, state, step.column, context)]
-
-
-def _alter_column_type(index: int, step: AlterColumnType, state: TableState, parent: TableState | None,
-                       context: PlanContext) -> list[Check]:
-    return [cast_check(index, step, state, context)]
-
-
-def _unique(index: int, step: AddUnique | CreateIndex, state: TableState, parent: TableState | None,
-            context: PlanContext) -> list[Check]:
-    return unique_check(index, step, state) if isinstance(step, AddUnique) or step.unique else []
-
-
-def _foreign_key(index: int, step: AddForeignKey, state: TableState, parent: TableState | None,
-                 context: PlanContext) -> list[Check]:
-    if step.not_valid:
-        return []
-    assert parent is not None
-    return [fk_check(index, step, state, parent, step.columns, step.ref_columns, step.match_full)]
-
-
-def _check(index: int, step: AddCheck, state: TableState, parent: TableState | None,
-           context: PlanContext) -> list[Check]:
-    return [] if step.not_valid else [check_constraint_check(index, step, state, step.expression, step.name)]
-
-
-def _validate(index: int, step: ValidateConstraint, state: TableState, parent: TableState | None,
-              context: PlanContext) -> list[Check]:
-    return validate_checks(index, step, state, context)
-
-
-def _using_index(index: int, step: AddUniqueUsingIndex, state: TableState, parent: TableState | None,
-                 context: PlanContext) -> list[Check]:
-    return using_index_checks(index, step, state, context)
-
-
-DataChecks = Callable[[int, Any, TableState, "TableState | None", PlanContext], list[Check]]
-
-# Each step kind's data checks, registered once: None says, on purpose, that the kind reads no rows. A kind
-# missing here fails in checks_for (and in the test that every member of the step union is registered).
-DATA_CHECKS: dict[str, DataChecks | None] = {
-    "set_not_null": _set_not_null,
-    "add_column": _add_column,
-    "alter_column_type": _alter_column_type,
-    "add_unique": _unique,
-    "create_index": _unique,
-    "add_foreign_key": _foreign_key,
-    "add_check": _check,
-    "validate_constraint": _validate,
-    "add_unique_using_index": _using_index,
-    "create_table": None,  # a new table is empty
-    "drop_not_null": None,
-    "drop_column": None,
-    "drop_table": None,
-    "drop_constraint": None,
-    "drop_index": None,
-    "raw": None,  # not modelled: its own warning says so
-}
 
 
 def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions | None = None,

@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..contract import DEFAULT_SAMPLE_CAP, Outcome, TargetRef
+from ..contract import (  # noqa: F401 (the check ids are re-exported: checks is their home for callers)
+    CAST_PRECHECK,
+    CHECK_CONSTRAINT_PRECHECK,
+    DEFAULT_SAMPLE_CAP,
+    DESTRUCTIVE_CHANGE_WARNING,
+    EXCLUSION_PRECHECK,
+    FK_VIOLATIONS_PRECHECK,
+    INVALID_INDEX_PRECHECK,
+    LARGE_TABLE_WARNING,
+    NON_CONCURRENT_INDEX_WARNING,
+    NOT_NULL_PRECHECK,
+    OBJECT_PRECHECK,
+    REHEARSAL_PRECHECK,
+    REHEARSAL_UNAVAILABLE_WARNING,
+    UNIQUE_PRECHECK,
+    UNMODELLED_SQL_WARNING,
+    Outcome,
+    TargetRef,
+)
 from ..plan import (
-    AddCheck,
-    AddColumn,
-    AddForeignKey,
-    AddUnique,
-    AlterColumnType,
-    CreateIndex,
-    DropIndex,
-    SetNotNull,
     Step,
 )
 
-NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"
-UNIQUE_PRECHECK = "UNIQUE_PRECHECK"
-FK_VIOLATIONS_PRECHECK = "FK_VIOLATIONS_PRECHECK"
-CAST_PRECHECK = "CAST_PRECHECK"
-CHECK_CONSTRAINT_PRECHECK = "CHECK_CONSTRAINT_PRECHECK"
-OBJECT_PRECHECK = "OBJECT_PRECHECK"
-INVALID_INDEX_PRECHECK = "INVALID_INDEX_PRECHECK"
-LARGE_TABLE_WARNING = "LARGE_TABLE_WARNING"
-NON_CONCURRENT_INDEX_WARNING = "NON_CONCURRENT_INDEX_WARNING"
-DESTRUCTIVE_CHANGE_WARNING = "DESTRUCTIVE_CHANGE_WARNING"
-UNMODELLED_SQL_WARNING = "UNMODELLED_SQL_WARNING"
-REHEARSAL_PRECHECK = "REHEARSAL_PRECHECK"  # PostgreSQL refused a statement on an empty copy of the schema
-REHEARSAL_UNAVAILABLE_WARNING = "REHEARSAL_UNAVAILABLE_WARNING"
 
 
 class PreflightOptions(BaseModel):
@@ -151,49 +149,10 @@ class Check:
         }
 
 
-# ---------------------------------------------------------------------------------------------------------
-# What each DDL takes and does, for the scheduling hint (PostgreSQL's documented lock levels).
-
-LOCKS: dict[str, tuple[str, str]] = {
-    "add_column": ("ACCESS EXCLUSIVE", "no rewrite for a constant or non-volatile default (PostgreSQL 11+); "
-                   "a volatile default rewrites the table; NOT NULL without a default scans it"),
-    "set_not_null": ("ACCESS EXCLUSIVE", "a full scan to verify no NULLs, blocking reads and writes meanwhile"),
-    "drop_not_null": ("ACCESS EXCLUSIVE", "a catalog change only, but it waits for and blocks all traffic"),
-    "alter_column_type": ("ACCESS EXCLUSIVE", "a rewrite of the table and its indexes unless the types are "
-                          "binary coercible"),
-    "add_unique": ("ACCESS EXCLUSIVE", "a full scan and sort to build the unique index"),
-    "create_index": ("SHARE", "a full scan and sort; writes wait until it ends"),
-    "create_index_concurrently": ("SHARE UPDATE EXCLUSIVE", "two scans; reads and writes go on"),
-    "add_foreign_key": ("SHARE ROW EXCLUSIVE on both tables", "a full scan of the referencing table"),
-    "add_foreign_key_not_valid": ("SHARE ROW EXCLUSIVE on both tables", "no scan (NOT VALID)"),
-    "add_check": ("ACCESS EXCLUSIVE", "a full scan to verify the expression"),
-    "add_check_not_valid": ("ACCESS EXCLUSIVE", "no scan (NOT VALID)"),
-    "add_unique_using_index": ("ACCESS EXCLUSIVE", "a brief catalog change: the index already exists"),
-    "validate_constraint": ("SHARE UPDATE EXCLUSIVE", "a full scan; reads and writes go on"),
-    "drop_column": ("ACCESS EXCLUSIVE", "a catalog change; the space is reclaimed by later rewrites"),
-    "drop_table": ("ACCESS EXCLUSIVE", "the table and its data are removed"),
-    "drop_constraint": ("ACCESS EXCLUSIVE", "a catalog change"),
-    "drop_index": ("ACCESS EXCLUSIVE on its table", "a catalog change, but it waits for and blocks all traffic on "
-                   "the table; DROP INDEX CONCURRENTLY does not"),
-    "drop_index_concurrently": ("SHARE UPDATE EXCLUSIVE", "waits for transactions using the index; reads and "
-                                "writes go on"),
-    "create_table": ("none on existing tables", "a new, empty table; a REFERENCES clause takes SHARE ROW EXCLUSIVE "
-                     "on the table it references"),
-    "raw": ("unknown", "an unmodelled statement"),
-}
-
-
 def lock_of(step: Step) -> tuple[str, str]:
-    """The lock a step takes and what it does meanwhile. Every step kind has an entry: a missing one fails."""
-    return LOCKS[lock_key(step)]
-
-
-def lock_key(step: Step) -> str:
-    if isinstance(step, (CreateIndex, DropIndex)) and step.concurrently:
-        return f"{step.kind}_concurrently"
-    if isinstance(step, (AddForeignKey, AddCheck)) and step.not_valid:
-        return f"{step.kind}_not_valid"
-    return step.kind
+    """The lock a step takes and what it does meanwhile (PostgreSQL's documented lock levels): each step kind
+    declares it next to its SQL (``Step.LOCK``, ``Step.lock()``)."""
+    return step.lock()
 
 
 def human_rows(n: int) -> str:
@@ -222,17 +181,39 @@ def verdict(check_id: str, index: int, step: Step, outcome: Outcome, message: st
     )
 
 
-def primary_check_id(step: Step) -> str:
-    if isinstance(step, SetNotNull):
-        return NOT_NULL_PRECHECK
-    if isinstance(step, AddColumn):
-        return NOT_NULL_PRECHECK if step.not_null else OBJECT_PRECHECK
-    if isinstance(step, AddUnique) or (isinstance(step, CreateIndex) and step.unique):
-        return UNIQUE_PRECHECK
-    if isinstance(step, AddForeignKey):
-        return FK_VIOLATIONS_PRECHECK
-    if isinstance(step, AlterColumnType):
-        return CAST_PRECHECK
-    if isinstance(step, AddCheck):
-        return CHECK_CONSTRAINT_PRECHECK
-    return OBJECT_PRECHECK
+# ---------------------------------------------------------------------------------------------------------
+# Each step kind's data checks, registered once (in ``data``): ``checks`` is None when the kind reads no
+# rows, on purpose. A kind missing here fails in checks_for, and in the registry test.
+
+DataChecks = Callable[..., "list[Check]"]  # (index, step, state, parent, context) -> checks
+
+
+@dataclass(frozen=True)
+class DataCheckRule:
+    checks: DataChecks | None
+    reads_rows: Callable[[Any], bool]  # whether the checks read the rows of the step's table (for this step)
+
+
+DATA_CHECKS: dict[str, DataCheckRule] = {}
+
+
+def data_checks(*kinds: str, reads_rows: Callable[[Any], bool] = lambda step: True
+                ) -> Callable[[DataChecks], DataChecks]:
+    """Register the data checks of step ``kinds``; a kind registered twice fails at import."""
+
+    def register(rule: DataChecks) -> DataChecks:
+        for kind in kinds:
+            if kind in DATA_CHECKS:
+                raise RuntimeError(f"two data check rules for step kind {kind!r}")
+            DATA_CHECKS[kind] = DataCheckRule(rule, reads_rows)
+        return rule
+
+    return register
+
+
+def no_data_checks(*kinds: str) -> None:
+    """Say, on purpose, that step ``kinds`` read no rows."""
+    for kind in kinds:
+        if kind in DATA_CHECKS:
+            raise RuntimeError(f"two data check rules for step kind {kind!r}")
+        DATA_CHECKS[kind] = DataCheckRule(None, lambda step: False)

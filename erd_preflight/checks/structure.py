@@ -33,7 +33,6 @@ from .model import (
     human_bytes,
     human_rows,
     lock_of,
-    primary_check_id,
     verdict,
 )
 from .state import PlanContext
@@ -43,7 +42,7 @@ def missing_objects(index: int, step: Step, ctx: PlanContext) -> Check | None:
     """The table or column a step needs is missing (or one it creates exists): a clear blocking result."""
     if not isinstance(step, TableStep):
         return None
-    check_id = primary_check_id(step)
+    check_id = step.primary_check()
     if isinstance(step, CreateTable):
         if ctx.state(step.schema_, step.table) is not None and not step.if_not_exists:
             return verdict(check_id, index, step, "blocking",

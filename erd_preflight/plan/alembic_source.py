@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PlanError
+from ..errors import PlanError
 
 if TYPE_CHECKING:
-    from .plan import MigrationPlan
+    from .model import MigrationPlan
 
 # Alembic's bookkeeping in the rendered SQL: its transaction and its version table are Alembic's business.
 _BOOKKEEPING = re.compile(r"^\s*(BEGIN|COMMIT)\s*;?\s*$|\balembic_version\b", re.IGNORECASE)
@@ -37,8 +37,7 @@ def current_revisions(db: Any, version_table: str = "alembic_version") -> tuple[
     """The revisions ``alembic_version`` holds (empty: nothing applied, or no table), read read-only."""
     from psycopg import sql
 
-    from .db import connect
-    from .preflight import read_only
+    from ..db import connect, read_only
 
     with connect(db).connection() as conn, read_only(conn, 30):
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (version_table,)).fetchone()

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from .errors import PlanError
-from .sqlparse import read_sql_file
+from ..errors import PlanError
+from ..sqlparse import read_sql_file
 
 if TYPE_CHECKING:
-    from .plan import MigrationPlan
+    from .model import MigrationPlan
 
 _FLYWAY = re.compile(r"^V(?P<version>\d+(?:[._]\d+)*)__(?P<name>.+)\.sql$", re.IGNORECASE)
 _FLYWAY_REPEATABLE = re.compile(r"^R__(?P<name>.+)\.sql$", re.IGNORECASE)
@@ -130,8 +130,7 @@ def _sqitch(folder: Path, plan_file: Path) -> list[MigrationFile]:
 
 def applied_versions(db: Any, files: list[MigrationFile]) -> tuple[set[tuple[int, ...]], list[str]]:
     """Versions the tools' history tables list as applied (read-only), and notes saying which table said so."""
-    from .db import connect
-    from .preflight import read_only
+    from ..db import connect, read_only
 
     database = connect(db)
     applied: set[tuple[int, ...]] = set()
