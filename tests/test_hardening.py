@@ -48,6 +48,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "create_index": {"table": "t", "columns": ["c"], "name": "i", "where": "c > 0", "method": "btree"},
     "add_foreign_key": {"table": "t", "columns": ["c"], "ref_table": "p", "ref_columns": ["id"], "name": "f"},
     "add_check": {"table": "t", "expression": "c > 0", "name": "k"},
+    "add_exclude": {"table": "t", "elements": [{"column": "c", "operator": "&&"}], "name": "x", "where": "c > 0"},
     "validate_constraint": {"table": "t", "name": "k"},
     "drop_column": {"table": "t", "column": "c"},
     "drop_table": {"table": "t"},

@@ -25,6 +25,8 @@ STEPS = [
     "ALTER TABLE c ADD FOREIGN KEY (a, b) REFERENCES p (x, y)",
     "ALTER TABLE c ADD FOREIGN KEY (a, b) REFERENCES p (x, y) MATCH FULL",
     "ALTER TABLE c ADD CHECK (a + b > 0)",
+    "ALTER TABLE c ADD EXCLUDE (a WITH =, b WITH =)",
+    "ALTER TABLE c ADD EXCLUDE USING hash (a WITH =) WHERE (b > 0)",
     "ALTER TABLE c ALTER COLUMN v TYPE integer USING v::integer",
     "ALTER TABLE c ALTER COLUMN v TYPE varchar(1)",
     "ALTER TABLE c ADD COLUMN d int NOT NULL",
@@ -111,3 +113,31 @@ def test_a_clear_plan_applies_in_phases_to_what_postgresql_makes_of_the_plain_dd
     assert run.apply(options=ep.ApplyOptions(lock_timeout=5)).status == "applied"
     with psycopg.connect(conninfo) as conn:
         assert conn.execute(_SHAPE).fetchall() == expected, plan_steps
+
+
+ranges = st.lists(st.tuples(st.integers(0, 3), st.none() | st.integers(0, 9), st.none() | st.integers(0, 9),
+                            st.booleans()), max_size=10)
+
+
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=ranges, statement=st.sampled_from([
+    "ALTER TABLE booking ADD CONSTRAINT no_overlap EXCLUDE USING gist (during WITH &&)",
+    "ALTER TABLE booking ADD EXCLUDE USING gist (during WITH &&) WHERE (active)",
+    "ALTER TABLE booking ADD EXCLUDE USING gist (during WITH -|-)",
+    "ALTER TABLE booking ADD EXCLUDE (room WITH =, active WITH <>)",
+]))
+def test_an_exclusion_constraint_is_judged_as_postgresql_judges_it(db, conninfo, data, statement):
+    """EXCLUDE: no two rows with every operator true between them; NULLs and empty ranges conflict with nothing,
+    a row never conflicts with itself, and rows outside the WHERE are left out."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS booking; CREATE TABLE booking (room int, during int4range, active bool)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO booking VALUES (%s, CASE WHEN %s::int IS NULL THEN NULL "
+                            "ELSE int4range(least(%s::int, %s::int), greatest(%s::int, %s::int)) END, %s)",
+                            [(r, lo, lo, hi if hi is not None else lo, lo, hi if hi is not None else lo, a)
+                             for r, lo, hi, a in data])
+    plan = ep.MigrationPlan.from_sql(statement)
+    assert plan.steps[0].kind == "add_exclude"
+    report = ep.run_preflight(plan, db)
+    assert (report.status == "clear") == _postgres_accepts(conninfo, [statement]), (data, report.summary())

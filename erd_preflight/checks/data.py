@@ -8,6 +8,7 @@ from ..contract import TargetRef
 from ..plan import (
     AddCheck,
     AddColumn,
+    AddExclude,
     AddForeignKey,
     AddUnique,
     AddUniqueUsingIndex,
@@ -22,6 +23,7 @@ from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_c
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
+    EXCLUSION_PRECHECK,
     FK_VIOLATIONS_PRECHECK,
     NOT_NULL_PRECHECK,
     OBJECT_PRECHECK,
@@ -334,3 +336,40 @@ def _using_index(index: int, step: AddUniqueUsingIndex, state: TableState, paren
 
 no_data_checks("create_table", "drop_not_null", "drop_column", "drop_table", "drop_constraint", "drop_index")
 no_data_checks("raw")  # not modelled: its own warning says so
+
+
+@data_checks("add_exclude")
+def _exclude(index: int, step: AddExclude, state: TableState, parent: TableState | None,
+             context: PlanContext) -> list[Check]:
+    """No two rows may have every element's operator true between them (PostgreSQL requires the operators to
+    be commutative, and a NULL comparison is no conflict); rows outside the WHERE predicate are left out. A
+    violating row is one that conflicts with another: both rows of a pair are counted."""
+    shown = ", ".join(f"{display_name(e.column)} WITH {e.operator}" for e in step.elements)
+    if state.info is None:
+        return [created_in_plan(index, step, state, EXCLUSION_PRECHECK, f"EXCLUDE ({shown})")]
+    if state.layers:
+        return [verdict(EXCLUSION_PRECHECK, index, step, "warning",
+                        f"cannot verify step {index} before apply: an earlier step of the plan changes rows of "
+                        f"{state.label}, and the exclusion check compares rows of the table as stored. PostgreSQL "
+                        "checks it at apply; acknowledge this step, or apply the earlier steps first.")]
+    source = state.source()
+    outer = sql.Identifier(source.alias)
+    other = sql.Identifier("erd_other")
+    conflict = sql.SQL(" AND ").join(
+        sql.SQL("{}.{} {} {}.{}").format(other, sql.Identifier(e.column), sql.SQL(e.operator), outer,
+                                         sql.Identifier(e.column))
+        for e in step.elements)
+    where = sql.SQL(" WHERE ({}) IS TRUE").format(sql.SQL(step.where)) if step.where else sql.SQL("")
+    predicate = sql.SQL("EXISTS (SELECT 1 FROM (SELECT ctid AS erd_ctid, * FROM {rel}{where}) AS {other} "
+                        "WHERE {other}.erd_ctid <> {outer}.ctid AND {conflict})").format(
+        rel=source.relation, where=where, other=other, outer=outer, conflict=conflict)
+    if step.where:
+        predicate = sql.SQL("({}) IS TRUE AND {}").format(sql.SQL(step.where), predicate)
+    return [Check(
+        check_id=EXCLUSION_PRECHECK, step=index, step_summary=step.summary(), target=step.target(),
+        probe=RowsProbe(source=source, predicate=predicate),
+        fail=f"{{violations}} of {{totalRows}} rows of {state.label} conflict with another row under EXCLUDE "
+        f"({shown}); the step would fail. Correct or delete the conflicting rows first.",
+        ok=f"no two rows of {state.label} conflict under EXCLUDE ({shown}) ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )]

@@ -26,7 +26,16 @@ from .base import names_of as names_of
 from .base import parses as parses
 from .base import rel_of as rel_of
 from .columns import AddColumn, AlterColumnType, DropColumn, DropNotNull, SetNotNull
-from .constraints import AddCheck, AddForeignKey, AddUnique, AddUniqueUsingIndex, DropConstraint, ValidateConstraint
+from .constraints import (
+    AddCheck,
+    AddExclude,
+    AddForeignKey,
+    AddUnique,
+    AddUniqueUsingIndex,
+    DropConstraint,
+    ExcludeElement,
+    ValidateConstraint,
+)
 from .indexes import CreateIndex, DropIndex
 from .indexes import drop_index_concurrently as drop_index_concurrently
 from .indexes import index_name as index_name
@@ -46,6 +55,7 @@ PlanStep = Annotated[
         CreateIndex,
         AddForeignKey,
         AddCheck,
+        AddExclude,
         ValidateConstraint,
         DropColumn,
         DropTable,
@@ -60,6 +70,7 @@ PlanStep = Annotated[
 __all__ = [
     "AddCheck",
     "AddColumn",
+    "AddExclude",
     "AddForeignKey",
     "AddUnique",
     "AddUniqueUsingIndex",
@@ -72,6 +83,7 @@ __all__ = [
     "DropIndex",
     "DropNotNull",
     "DropTable",
+    "ExcludeElement",
     "PlanStep",
     "RawSQL",
     "SetNotNull",

@@ -3,15 +3,16 @@ DROP CONSTRAINT."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pglast import ast, enums
 from psycopg import sql
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from ...contract import CHECK_CONSTRAINT_PRECHECK, FK_VIOLATIONS_PRECHECK, UNIQUE_PRECHECK, TargetRef
+from ...contract import CHECK_CONSTRAINT_PRECHECK, EXCLUSION_PRECHECK, FK_VIOLATIONS_PRECHECK, UNIQUE_PRECHECK, TargetRef
 from ...sqlparse import normalize_expression
-from ..names import check_identifier, display_name, ident, idents, qualified_text
+from ..names import Refusing, check_identifier, display_name, ident, idents, qualified_text
 from .base import (
     ADD_CONSTRAINTS,
     ALTER_COMMANDS,
@@ -248,6 +249,90 @@ def _check(rel: Rel, c: ast.Constraint) -> AddCheck:
         raise Unmodelled("a CHECK constraint with NO INHERIT")
     name = {"name": c.conname} if c.conname else {}
     return AddCheck(**rel, **name, expression=deparse(c.raw_expr), not_valid=bool(c.skip_validation))
+
+
+_OPERATOR = re.compile(r"^[-+*/<>=~!@#%^&|`?]{1,63}$")
+
+
+class ExcludeElement(Refusing):
+    """One element of an EXCLUDE constraint: a column and the operator two rows may not both satisfy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    column: str
+    operator: str
+
+    _column = field_validator("column")(classmethod(lambda cls, v: check_identifier(v)))
+
+    @field_validator("operator")
+    @classmethod
+    def _operator(cls, value: str) -> str:
+        if not _OPERATOR.match(value):
+            raise ValueError(f"exclusion operator {value!r} is not an operator such as =, && or <>")
+        return value
+
+
+class AddExclude(TableStep):
+    """ADD [CONSTRAINT name] EXCLUDE USING method (column WITH operator, ...) [WHERE (predicate)]: no two rows
+    may have every element's operator true between them (rows where the predicate is not true are left out)."""
+
+    kind: Literal["add_exclude"] = "add_exclude"
+    name: str | None = None
+    method: str = "gist"
+    elements: tuple[ExcludeElement, ...] = Field(min_length=1)
+    where: str | None = None
+
+    LOCK = ("ACCESS EXCLUSIVE", "a full scan to build the exclusion index, checking each row against the others")
+    PRIMARY_CHECK = EXCLUSION_PRECHECK
+    EXAMPLE = "ALTER TABLE t ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&) WHERE (active)"
+
+    _name = field_validator("name")(classmethod(lambda cls, v: check_identifier(v)))
+    _where = field_validator("where")(classmethod(lambda cls, v: None if v is None else normalize_expression(v)))
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"index method {value!r} is not a plain name such as gist, btree, hash, spgist")
+        return value.lower()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(e.column for e in self.elements)
+
+    def composed(self) -> sql.Composed:
+        elements = sql.SQL(", ").join(sql.SQL("{} WITH {}").format(sql.Identifier(e.column), sql.SQL(e.operator))
+                                      for e in self.elements)
+        where = sql.SQL(" WHERE ({})").format(sql.SQL(self.where)) if self.where else sql.SQL("")
+        return self._alter(sql.SQL("ADD {}EXCLUDE USING {} ({}){}").format(
+            constraint_name(self.name), sql.Identifier(self.method), elements, where))
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{display_name(e.column)} WITH {e.operator}" for e in self.elements)
+        return f"add exclusion constraint on {self.qualified} ({shown})" + (f" where {self.where}" if self.where else "")
+
+    def target(self) -> TargetRef:
+        return TargetRef(kind="constraint", schema=self.schema_, table=self.table, columns=self.columns,
+                         name=self.name)
+
+    def object_name(self) -> str | None:
+        return self.name
+
+
+@parses(ADD_CONSTRAINTS, _CT.CONSTR_EXCLUSION)
+def _exclude(rel: Rel, c: ast.Constraint) -> AddExclude:
+    if c.including or c.options or c.indexspace:
+        raise Unmodelled("an exclusion constraint with INCLUDE, WITH or USING INDEX TABLESPACE")
+    elements = []
+    for elem, operator in c.exclusions:
+        names = names_of(operator)
+        if elem.name is None or elem.collation or elem.opclass or elem.ordering or elem.nulls_ordering or len(names) != 1:
+            raise Unmodelled("an exclusion element that is an expression, or has an opclass, collation, ordering "
+                             "or a schema-qualified operator")
+        elements.append(ExcludeElement(column=elem.name, operator=names[0]))
+    name = {"name": c.conname} if c.conname else {}
+    where = {"where": deparse(c.where_clause)} if c.where_clause is not None else {}
+    return AddExclude(**rel, **name, method=c.access_method or "btree", elements=tuple(elements), **where)
 
 
 class ValidateConstraint(TableStep):
