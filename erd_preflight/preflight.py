@@ -72,7 +72,7 @@ def evaluated_sql(probe: Any) -> list[str]:
     elif isinstance(probe, DuplicatesProbe):
         own = probe.where
     elif isinstance(probe, CastProbe):
-        own = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
+        own = probe.converted()
     if own is not None:
         parts.append(sql.SQL("SELECT {}").format(own).as_string())
     return parts
@@ -322,14 +322,8 @@ class _Executor:
             count_name += "_"
 
         def sampler() -> Any:
-            conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else all_not_null(probe.columns)]
-                          if c is not None]
-            filt = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-            return self._samples(sql.SQL(
-                "SELECT {keys}, count(*) AS {n} FROM {src}{filt} GROUP BY {keys} HAVING count(*) > 1 "
-                "ORDER BY count(*) DESC, {keys} LIMIT {limit}"
-            ).format(keys=keys, n=sql.Identifier(count_name), src=probe.source.from_item(), filt=filt,
-                     limit=self._limit()))
+            return self._samples(sql.SQL("{} ORDER BY count(*) DESC, {} LIMIT {}").format(
+                probe.violations(count_name), keys, self._limit()))
 
         return self._judge(check, stats, sampler)
 
@@ -337,50 +331,26 @@ class _Executor:
 
     def _orphans(self, check: Check, probe: OrphansProbe) -> _Outcome:
         found = "erd_preflight_found"
-        on = sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier("c", c))
-            for c, r in zip(probe.columns, probe.ref_columns)
-        )
-        keyed = all_not_null(probe.columns, "c")
-        if probe.match_full:
-            all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier("c", c)) for c in probe.columns)
-            partial = sql.SQL("(NOT ({}) AND NOT ({}))").format(keyed, all_null)
-        else:
-            partial = sql.SQL("false")
         parent_keys = sql.SQL(", ").join(sql.Identifier(r) for r in probe.ref_columns)
-        # A hash anti-join, as PostgreSQL's own validation does: each table is read once.
+        # The count is probe.condition() as a hash anti-join, as PostgreSQL's own validation does: each table is
+        # read once. The samples use the condition as written (the oracle tests hold the two together).
         query = sql.SQL(
             "SELECT count(*), count(*) FILTER (WHERE ({keyed} AND p.{found} IS NULL) OR {partial}) "
             "FROM {child} AS c LEFT JOIN (SELECT {pkeys}, true AS {found} FROM {parent}) AS p ON {on}"
-        ).format(keyed=keyed, found=sql.Identifier(found), partial=partial, child=probe.child.relation,
-                 pkeys=parent_keys, parent=probe.parent.from_item(), on=on)
+        ).format(keyed=all_not_null(probe.columns, "c"), found=sql.Identifier(found), partial=probe.partial(),
+                 child=probe.child.relation, pkeys=parent_keys, parent=probe.parent.from_item(), on=probe.matches())
         total, orphans = self.conn.execute(query).fetchone()  # type: ignore[misc]
         stats = {"violations": int(orphans), "totalRows": int(total)}
 
         def sampler() -> Any:
-            return self._samples(sql.SQL(
-                "SELECT c.* FROM {child} AS c WHERE ({keyed} AND NOT EXISTS "
-                "(SELECT 1 FROM {parent} WHERE {on})) OR {partial} LIMIT {limit}"
-            ).format(child=probe.child.relation, keyed=keyed, parent=sql.SQL("{} AS p").format(
-                probe.parent.relation), on=on, partial=partial, limit=self._limit()))
+            return self._samples(sql.SQL("{} LIMIT {}").format(probe.violations(), self._limit()))
 
         return self._judge(check, stats, sampler)
 
     # --- casts --------------------------------------------------------------------------------------------
 
-    def _cast_violation(self, probe: CastProbe) -> sql.Composable:
-        parts: list[sql.Composable] = []
-        if probe.not_null:
-            parts.append(sql.SQL("CAST(({}) AS {}) IS NULL").format(probe.expression, sql.SQL(probe.type)))
-        if probe.length_limit is not None:
-            # Assignment to varchar(n)/char(n) fails when more than n characters remain after trailing spaces.
-            parts.append(sql.SQL("char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(
-                probe.expression, sql.Literal(probe.length_limit)))
-        return sql.SQL("coalesce(({}), false)").format(sql.SQL(" OR ").join(parts)) if parts else sql.SQL("false")
-
     def _cast(self, check: Check, probe: CastProbe) -> _Outcome:
-        converted = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
-        violation = self._cast_violation(probe)
+        converted, violation = probe.converted(), probe.violation()
         self.conn.execute("SAVEPOINT erd_preflight_cast")
         try:
             # Evaluating the conversion for every row is PostgreSQL's own test: if this succeeds, so does the step.
@@ -562,8 +532,7 @@ def _violating_page(conn: psycopg.Connection[Any], executor: _Executor, check: C
 
     probe = check.probe
     if isinstance(probe, CastProbe):
-        converted = sql.SQL("CAST(({}) AS {})").format(probe.expression, sql.SQL(probe.type))
-        violation = executor._cast_violation(probe)
+        converted, violation = probe.converted(), probe.violation()
         conn.execute("SAVEPOINT erd_preflight_page")
         try:
             # When every value converts, the violations are the rows the predicate flags.

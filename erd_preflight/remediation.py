@@ -20,12 +20,10 @@ from .checks import (
     NOT_NULL_PRECHECK,
     REHEARSAL_PRECHECK,
     UNIQUE_PRECHECK,
-    CastProbe,
     Check,
     DuplicatesProbe,
     OrphansProbe,
     RowsProbe,
-    all_not_null,
 )
 from .contract import PreflightCheckResult, TargetRef
 from .plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name, drop_index_concurrently
@@ -86,34 +84,9 @@ def _table_of(check: Check) -> sql.Composable | None:
 def violations_query(check: Check) -> sql.Composable | None:
     """Every violating row of a data check (duplicates: every duplicate group with its count), no limit."""
     probe = check.probe
-    if isinstance(probe, RowsProbe):
-        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.predicate)
-    if isinstance(probe, DuplicatesProbe):
-        keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
-        conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else all_not_null(probe.columns)]
-                      if c is not None]
-        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-        return sql.SQL("SELECT {keys}, count(*) AS duplicate_rows FROM {src}{where} GROUP BY {keys} "
-                       "HAVING count(*) > 1").format(keys=keys, src=probe.source.from_item(), where=where)
-    if isinstance(probe, OrphansProbe):
-        return sql.SQL("SELECT c.* FROM {child} AS c WHERE {cond}").format(
-            child=probe.child.relation, cond=_orphan_condition(probe))
-    if isinstance(probe, CastProbe):
-        return None  # a failing conversion raises; preflight counts those rows one by one
-    return None
-
-
-def _orphan_condition(probe: OrphansProbe, alias: str = "c") -> sql.Composable:
-    on = sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier(alias, c))
-        for c, r in zip(probe.columns, probe.ref_columns)
-    )
-    keyed = all_not_null(probe.columns, alias)
-    missing = sql.SQL("({} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {}))").format(keyed, probe.parent.relation, on)
-    if not probe.match_full:
-        return missing
-    all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier(alias, c)) for c in probe.columns)
-    return sql.SQL("({} OR (NOT ({}) AND NOT ({})))").format(missing, keyed, all_null)
+    if isinstance(probe, (RowsProbe, DuplicatesProbe, OrphansProbe)):
+        return probe.violations()
+    return None  # a failing conversion raises; preflight counts those rows one by one (CastProbe)
 
 
 def order_for(check: Check) -> sql.Composable:
@@ -183,7 +156,7 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
     if finding.check_id == FK_VIOLATIONS_PRECHECK and isinstance(probe, OrphansProbe) and not probe.child.derived \
             and not probe.parent.derived:
         child = probe.child.relation
-        cond = _orphan_condition(probe)
+        cond = probe.condition()
         out.append(_remediation(kind="delete_orphans", title="Delete the orphan rows", runnable=True,
                                 statement=sql.SQL("DELETE FROM {} AS c WHERE {}").format(child, cond), **common))
         sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in probe.columns)
@@ -197,7 +170,7 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
             title="Insert the missing parents (only the key columns: other NOT NULL columns of the parent need "
                   "values, so edit before running)",
             statement=sql.SQL("INSERT INTO {} ({}) SELECT DISTINCT {} FROM {} AS c WHERE {}").format(
-                probe.parent.relation, parent_cols, child_cols, child, _orphan_condition(probe)),
+                probe.parent.relation, parent_cols, child_cols, child, cond),
             runnable=True, **common))
     if not out or all(r.kind == "open_violations" for r in out):
         out.append(Remediation(kind="edit_plan", title="Change the plan (or the data) and run the preflight again",
@@ -206,10 +179,7 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
 
 
 def dedupe_sql(table: sql.Composable, probe: DuplicatesProbe) -> sql.Composed:
-    keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
-    conditions = [c for c in [probe.where, None if probe.nulls_not_distinct else all_not_null(probe.columns)]
-                  if c is not None]
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    keys, where = probe.keys, probe.grouped()
     # ctid identifies a row without relying on a primary key the table may not have.
     return sql.SQL(
         "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER "

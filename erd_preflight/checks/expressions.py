@@ -6,6 +6,8 @@ import pglast
 from pglast import ast
 from psycopg import sql
 
+from .model import all_not_null as all_not_null
+
 
 def length_limit(type_text: str) -> int | None:
     node = pglast.parse_sql(f"SELECT NULL::{type_text}")[0].stmt.targetList[0].val.typeName
@@ -37,12 +39,6 @@ def is_null_constant(expression: str | None) -> bool:
 
 def cast_to(expression: sql.Composable, type_text: str) -> sql.Composed:
     return sql.SQL("CAST(({}) AS {})").format(expression, sql.SQL(type_text))
-
-
-def all_not_null(columns: tuple[str, ...], qualifier: str | None = None) -> sql.Composed:
-    return sql.SQL(" AND ").join(
-        sql.SQL("{} IS NOT NULL").format(sql.Identifier(*([qualifier] if qualifier else []), c)) for c in columns
-    )
 
 
 def any_null(columns: tuple[str, ...]) -> sql.Composed:

@@ -75,6 +75,16 @@ class Verdict:
     stats: dict[str, int | float] = field(default_factory=dict)
 
 
+def all_not_null(columns: tuple[str, ...], qualifier: str | None = None) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} IS NOT NULL").format(sql.Identifier(*([qualifier] if qualifier else []), c)) for c in columns
+    )
+
+
+# Each probe's violation is written once, here: the executor counts and samples with it, the violation pages and
+# the remediations select and delete with it.
+
+
 @dataclass(frozen=True)
 class RowsProbe:
     """Violations are the rows of ``source`` for which ``predicate`` is true. Shares scans by source key."""
@@ -82,22 +92,66 @@ class RowsProbe:
     source: Source
     predicate: sql.Composable
 
+    def violations(self) -> sql.Composed:
+        return sql.SQL("SELECT * FROM {} WHERE {}").format(self.source.from_item(), self.predicate)
+
 
 @dataclass(frozen=True)
 class DuplicatesProbe:
+    """Violations are the rows in key groups of more than one row, among rows with ``where`` true; a key with a
+    NULL is in no group unless NULLS NOT DISTINCT."""
+
     source: Source
     columns: tuple[str, ...]
     nulls_not_distinct: bool
     where: sql.Composable | None = None
 
+    @property
+    def keys(self) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+
+    def grouped(self) -> sql.Composable:
+        """The rows that count: WHERE ``where`` and, unless NULLS NOT DISTINCT, no NULL in the key."""
+        conditions = [c for c in [self.where, None if self.nulls_not_distinct else all_not_null(self.columns)]
+                      if c is not None]
+        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+
+    def violations(self, count_name: str = "duplicate_rows") -> sql.Composed:
+        """Every duplicate group: its key and its number of rows."""
+        return sql.SQL("SELECT {keys}, count(*) AS {n} FROM {src}{where} GROUP BY {keys} HAVING count(*) > 1").format(
+            keys=self.keys, n=sql.Identifier(count_name), src=self.source.from_item(), where=self.grouped())
+
 
 @dataclass(frozen=True)
 class OrphansProbe:
+    """Violations are the child rows whose full key has no parent row (MATCH SIMPLE: a key with a NULL is
+    not checked; MATCH FULL: a key partly NULL violates)."""
+
     child: Source
     columns: tuple[str, ...]
     parent: Source
     ref_columns: tuple[str, ...]
     match_full: bool
+
+    def matches(self, alias: str = "c") -> sql.Composed:
+        """The join of a child row (``alias``) with its parent row (``p``)."""
+        return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier(alias, c))
+                                     for c, r in zip(self.columns, self.ref_columns))
+
+    def partial(self, alias: str = "c") -> sql.Composable:
+        """MATCH FULL only: a key neither all NULL nor all set."""
+        if not self.match_full:
+            return sql.SQL("false")
+        all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier(alias, c)) for c in self.columns)
+        return sql.SQL("(NOT ({}) AND NOT ({}))").format(all_not_null(self.columns, alias), all_null)
+
+    def condition(self, alias: str = "c") -> sql.Composed:
+        """A child row (``alias``) violates."""
+        return sql.SQL("(({} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})) OR {})").format(
+            all_not_null(self.columns, alias), self.parent.relation, self.matches(alias), self.partial(alias))
+
+    def violations(self) -> sql.Composed:
+        return sql.SQL("SELECT c.* FROM {} AS c WHERE {}").format(self.child.relation, self.condition())
 
 
 @dataclass(frozen=True)
@@ -111,6 +165,20 @@ class CastProbe:
     type: str
     not_null: bool
     length_limit: int | None
+
+    def converted(self) -> sql.Composed:
+        return sql.SQL("CAST(({}) AS {})").format(self.expression, sql.SQL(self.type))
+
+    def violation(self) -> sql.Composable:
+        """A row whose value converts but breaks the column: NULL into NOT NULL, too long for varchar(n)."""
+        parts: list[sql.Composable] = []
+        if self.not_null:
+            parts.append(sql.SQL("{} IS NULL").format(self.converted()))
+        if self.length_limit is not None:
+            # Assignment to varchar(n)/char(n) fails when more than n characters remain after trailing spaces.
+            parts.append(sql.SQL("char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(
+                self.expression, sql.Literal(self.length_limit)))
+        return sql.SQL("coalesce(({}), false)").format(sql.SQL(" OR ").join(parts)) if parts else sql.SQL("false")
 
 
 Probe = Verdict | RowsProbe | DuplicatesProbe | OrphansProbe | CastProbe
