@@ -264,12 +264,12 @@ def run_html(record: RunRecord) -> str:
     if record.error:
         parts.append(f"<pre style='color:#7f1d1d;white-space:pre-wrap'>{esc(record.error)}</pre>")
     if record.status_history:
-        items = (f"{esc(h.get('at', ''))} <b>{esc(h.get('to', h.get('status', '')))}</b> {esc(h.get('note', ''))}"
+        items = (f"{esc(h.at)} <b>{esc(h.status)}</b> {esc(h.note or '')}"
                  for h in record.status_history)
         parts.append("<div>status history:</div>" + _list(items))
     if record.confirmations:
-        items = (f"{esc(c.get('table'))} confirmed by {esc(c.get('confirmed_by'))} at {esc(c.get('confirmed_at'))} "
-                 f"(~{int(c.get('estimated_rows', 0)):,} rows shown)" for c in record.confirmations)
+        items = (f"{esc(c.table)} confirmed by {esc(c.confirmed_by)} at {esc(c.confirmed_at)} "
+                 f"(~{c.estimated_rows:,} rows shown)" for c in record.confirmations)
         parts.append("<div>confirmations:</div>" + _list(items))
     if record.applied_sql:
         parts.append("<div>statements run:</div>" + frame_html(statements_frame(record), max_rows=None))
@@ -284,3 +284,62 @@ def runs_styler(frame: pd.DataFrame) -> Styler:
 
     styler = frame.style.apply(colour, subset=["status"]).format(escape="html", na_rep="")
     return styler.set_uuid(_uuid("runs", frame.reset_index().to_dict("split")))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The panel's pieces (widgets.py holds no HTML of its own).
+
+
+def note_html(text: str) -> str:
+    """A quiet line where there is nothing to show yet."""
+    return f"<i>{esc(text)}</i>"
+
+
+def error_html(action: str, message: str, details: str) -> str:
+    return ("<div class='erd-error' style='border:1px solid #fca5a5;background:#fef2f2;color:#7f1d1d;"
+            f"padding:6px 10px;border-radius:4px'><b>{esc(action)} failed</b><pre style='white-space:pre-wrap;"
+            f"margin:4px 0'>{esc(message)}</pre><details><summary>details</summary><pre>{esc(details)}</pre>"
+            "</details></div>")
+
+
+def remediation_sql_html(remediation: Any) -> str:
+    return (f"<div>{esc(remediation.title)}</div><pre style='margin:2px 0'>{esc(remediation.sql)}</pre>"
+            + ("" if remediation.runnable else "<div style='color:#6b7280'>shown, not run by this tool</div>"))
+
+
+def confirmation_request_html(request: Any, alternative: str | None) -> str:
+    return (f"<div><b>step {request.step}</b>: {esc(request.step_summary)}</div>"
+            f"<table class='erd-table'><tr><th>table</th><td>{esc(request.table)}</td></tr>"
+            f"<tr><th>estimated rows</th><td>{request.estimated_rows:,}</td></tr>"
+            f"<tr><th>size</th><td>{human_bytes(request.total_bytes)}</td></tr>"
+            f"<tr><th>lock</th><td>{esc(request.lock)}</td></tr>"
+            + (f"<tr><th>CONCURRENTLY alternative</th><td><pre style='margin:0'>{esc(alternative)}</pre></td></tr>"
+               if alternative else "") + "</table>")
+
+
+def remediated_html(title: str, changed: int) -> str:
+    return (f"<div>{badge('remediated', 'stale')} {esc(title)}: {changed:,} rows changed. "
+            "Run the preflight again.</div>")
+
+
+_OUTCOME_COLOURS = {"applied": "#14532d", "failed": "#7f1d1d", "rolled_back": "#7f1d1d", "lock_timeout": "#713f12"}
+
+
+def apply_log_html(applied: list[tuple[Any, Any]]) -> str:
+    """The apply log: each statement (PhaseStatement, AppliedStatement) under its phase's title, with its outcome
+    and, for a CONCURRENTLY build still running, its progress."""
+    from .phases import PHASE_TITLES
+
+    lines, phase = [], None
+    for s, e in applied:
+        if s.phase != phase:
+            phase = s.phase
+            lines.append(f"<div style='margin-top:4px'><b>{esc(PHASE_TITLES[s.phase])}</b></div>")
+        colour = _OUTCOME_COLOURS.get(e.outcome, "#1e3a8a")
+        lines.append(f"<div><span style='color:{colour};font-weight:600'>[{esc(e.outcome)}]</span> step "
+                     f"{s.step} (try {e.attempt}): <code>{esc(s.sql)}</code></div>")
+        progress = getattr(e, "progress", None)
+        if progress and e.outcome == "running":
+            # a CONCURRENTLY build: its phase, blocks done of total, and whom it waits for
+            lines.append(f"<div style='margin-left:2em;color:#475569'>{esc(progress)}</div>")
+    return "".join(lines)

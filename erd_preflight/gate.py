@@ -4,6 +4,7 @@ confirmation it needs. Otherwise the decision lists each reason, and what to do 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .checks import NON_CONCURRENT_INDEX_WARNING
 from .contract import PreflightReport
 from .remediation import Remediation
+from .store import Confirmation as Confirmation  # stored in migration_run.confirmations
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,22 +44,6 @@ class ConfirmationRequest(BaseModel):
     lock: str = "SHARE (writes wait for the whole build)"
     alternative: str | None = None
     confirmed: bool = False
-
-
-class Confirmation(BaseModel):
-    """A stored confirmation: who, when, what, and the estimate they saw."""
-
-    model_config = ConfigDict(frozen=True)
-
-    table: str
-    step: int
-    what: str
-    estimated_rows: int
-    total_bytes: int
-    confirmed_by: str | None
-    db_user: str | None
-    confirmed_at: str
-    report_created_at: str | None
 
 
 class GateDecision(BaseModel):
@@ -133,3 +119,92 @@ def matches_table(given: str, table: str) -> bool:
     """A typed confirmation names the table: ``schema.table``, or just ``table``."""
     given_key, table_key = _table_key(given.strip()), _table_key(table)
     return given_key == table_key or given_key == table_key.split(".", 1)[-1]
+
+
+class GateFacts(BaseModel):
+    """Everything the gate decides on, read by the run beforehand: ``decide`` reads nothing else."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    run_id: int
+    status: str
+    error: str | None = None
+    report: PreflightReport | None = None
+    plan_fingerprint: str  # of the plan in hand
+    recorded_plan_fingerprint: str  # of the plan the run was created with
+    report_fingerprint: str | None = None  # of the plan the report judged
+    confirmations: list[Confirmation] = Field(default_factory=list)
+    phase_error: str | None = None  # the PhaseOrderError compiling the phases raised, if any
+    applies_running: list[str] = Field(default_factory=list)  # other sessions applying a plan, described
+    previous_failures: list[tuple[int, str | None]] = Field(default_factory=list)  # (run id, error)
+    max_report_age: float
+    now: dt.datetime
+
+
+def confirmed_tables(report: PreflightReport | None, confirmations: list[Confirmation]) -> set[str]:
+    """The tables confirmed against this very report (a confirmation of an older report does not count)."""
+    if report is None:
+        return set()
+    created = report.model_dump(mode="json", by_alias=True)["createdAt"]
+    return {_table_key(c.table) for c in confirmations if c.report_created_at == created}
+
+
+def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = list) -> GateDecision:
+    """The gate's policy, a pure function of ``facts``: Apply opens only for a clear, fresh report of this
+    exact plan, with every confirmation it needs, when no other apply runs. ``remediations`` is called only
+    when there is something to remedy."""
+    report, status = facts.report, facts.status
+    reasons: list[GateReason] = []
+    age = (facts.now - report.created_at).total_seconds() if report else None
+    if status == "draft" or report is None:
+        reasons.append(GateReason(code="NO_PREFLIGHT", message="no preflight has run for this plan: run "
+                                  "run.preflight() first."))
+    elif status == "applied":
+        reasons.append(GateReason(code="RUN_STATUS", message=f"run {facts.run_id} is already applied."))
+    elif status == "applying":
+        reasons.append(GateReason(code="RUN_STATUS", message=f"run {facts.run_id} is being applied right now."))
+    elif status == "failed":
+        reasons.append(GateReason(code="RUN_STATUS", message=f"run {facts.run_id} failed: {facts.error} Run the "
+                                  "preflight again before another apply."))
+    if report is not None and report.blocked:
+        for index, finding in enumerate(report.results):
+            if finding.severity == "blocking":
+                reasons.append(GateReason(code="BLOCKED", finding=index,
+                                          message=f"{finding.check_id}: {finding.message}"))
+    fingerprints = {facts.recorded_plan_fingerprint, facts.plan_fingerprint}
+    if report is not None and (facts.report_fingerprint not in fingerprints or len(fingerprints) > 1):
+        reasons.append(GateReason(code="PLAN_CHANGED", message="the plan changed after its preflight "
+                                  f"(report for {str(facts.report_fingerprint)[:12]}, plan is "
+                                  f"{facts.plan_fingerprint[:12]}): run the preflight again."))
+    if age is not None and age > facts.max_report_age and status in ("clear", "stale", "blocked"):
+        reasons.append(GateReason(code="STALE_REPORT", message=f"the report is {age:.0f} s old, older than "
+                                  f"max_report_age {facts.max_report_age:g} s: the data may have "
+                                  "changed; run the preflight again."))
+    elif status == "stale" and not any(r.code == "PLAN_CHANGED" for r in reasons):
+        reasons.append(GateReason(code="STALE_REPORT", message="the report is stale (data was changed by a "
+                                  "remediation, or the plan changed): run the preflight again."))
+    requests = confirmation_requests(report, confirmed_tables(report, facts.confirmations)) if report else []
+    for request in requests:
+        if not request.confirmed:
+            reasons.append(GateReason(
+                code="CONFIRMATION_REQUIRED",
+                message=f"step {request.step} builds an index on large table {request.table} "
+                        f"(~{request.estimated_rows:,} rows) without CONCURRENTLY, blocking writes for the whole "
+                        f"build: confirm with apply(confirm_large_non_concurrent=[{request.table!r}]) or build "
+                        "it CONCURRENTLY."))
+    if facts.phase_error is not None:
+        reasons.append(GateReason(code="PHASE_ORDER", message=facts.phase_error))
+    unconfirmed = any(not r.confirmed for r in requests)
+    remedies: list[Remediation] = []
+    if report is not None and (report.blocked or unconfirmed):
+        remedies = [r for r in remediations() if r.kind != "use_concurrently" or unconfirmed]
+    reasons += [GateReason(code="APPLY_RUNNING", message=text) for text in facts.applies_running]
+    notes = [f"run {run_id} of this plan failed: {error}" for run_id, error in facts.previous_failures]
+    return GateDecision(
+        can_apply=not reasons and status == "clear", run_id=facts.run_id, status=status, reasons=reasons,
+        remediations=remedies, confirmations_needed=requests, notes=notes,
+        plan_fingerprint=facts.plan_fingerprint, report_fingerprint=facts.report_fingerprint,
+        report_created_at=report.created_at if report else None,
+        report_age_seconds=round(age, 3) if age is not None else None,
+        max_report_age_seconds=facts.max_report_age, decided_at=facts.now,
+    )

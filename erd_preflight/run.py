@@ -34,7 +34,7 @@ from .checks import Check, PreflightOptions, derive_checks
 from .contract import PreflightReport, utc_now
 from .db import Database, connect
 from .errors import ApplyBlocked, ApplyFailed, ConnectionFailed, PhaseOrderError, RunStateError
-from .gate import Confirmation, GateDecision, GateReason, confirmation_requests, matches_table
+from .gate import Confirmation, GateDecision, GateFacts, confirmation_requests, decide, matches_table
 from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
 from .preflight import ProgressCallback, catalog_session, json_value, run_preflight, violating_rows
@@ -283,82 +283,27 @@ class MigrationRun:
         return decision
 
     def _decide(self) -> GateDecision:
+        """Read what the gate needs (the record, the report, the phases, other applies), then let the gate's
+        pure policy decide (``gate.decide``)."""
         record = self.refresh()
-        report = self.report
-        reasons: list[GateReason] = []
-        notes: list[str] = []
-        remediations: list[Remediation] = []
-        now = utc_now()
-        age = (now - report.created_at).total_seconds() if report else None
-        status = record.status
-        if status == "draft" or report is None:
-            reasons.append(GateReason(code="NO_PREFLIGHT", message="no preflight has run for this plan: run "
-                                      "run.preflight() first."))
-        elif status == "applied":
-            reasons.append(GateReason(code="RUN_STATUS", message=f"run {self.id} is already applied."))
-        elif status == "applying":
-            reasons.append(GateReason(code="RUN_STATUS", message=f"run {self.id} is being applied right now."))
-        elif status == "failed":
-            reasons.append(GateReason(code="RUN_STATUS", message=f"run {self.id} failed: {record.error} Run the "
-                                      "preflight again before another apply."))
-        if report is not None and report.blocked:
-            for index, finding in enumerate(report.results):
-                if finding.severity == "blocking":
-                    reasons.append(GateReason(code="BLOCKED", finding=index,
-                                              message=f"{finding.check_id}: {finding.message}"))
-        fingerprints = {record.plan_fingerprint, self.plan.fingerprint}
-        if report is not None and (record.preflight_fingerprint not in fingerprints or len(fingerprints) > 1):
-            reasons.append(GateReason(code="PLAN_CHANGED", message="the plan changed after its preflight "
-                                      f"(report for {str(record.preflight_fingerprint)[:12]}, plan is "
-                                      f"{self.plan.fingerprint[:12]}): run the preflight again."))
-        if age is not None and age > self.options.max_report_age and status in ("clear", "stale", "blocked"):
-            reasons.append(GateReason(code="STALE_REPORT", message=f"the report is {age:.0f} s old, older than "
-                                      f"max_report_age {self.options.max_report_age:g} s: the data may have "
-                                      "changed; run the preflight again."))
-        elif status == "stale" and not any(r.code == "PLAN_CHANGED" for r in reasons):
-            reasons.append(GateReason(code="STALE_REPORT", message="the report is stale (data was changed by a "
-                                      "remediation, or the plan changed): run the preflight again."))
-        confirmed = self._confirmed_tables(report)
-        requests = confirmation_requests(report, confirmed) if report is not None else []
-        for request in requests:
-            if not request.confirmed:
-                reasons.append(GateReason(
-                    code="CONFIRMATION_REQUIRED",
-                    message=f"step {request.step} builds an index on large table {request.table} "
-                            f"(~{request.estimated_rows:,} rows) without CONCURRENTLY, blocking writes for the whole "
-                            f"build: confirm with apply(confirm_large_non_concurrent=[{request.table!r}]) or build "
-                            "it CONCURRENTLY."))
         try:
             self.phases()
+            phase_error = None
         except PhaseOrderError as exc:
-            reasons.append(GateReason(code="PHASE_ORDER", message=str(exc)))
-        if report is not None and (report.blocked or any(not r.confirmed for r in requests)):
-            remediations = [r for r in self.remediations()
-                            if r.kind != "use_concurrently" or any(not q.confirmed for q in requests)]
-        for backend in running_applies(self.db):
-            if backend.run_id == self.id:
-                continue  # this run's own apply session, which holds the lock while it asks the gate
-            reasons.append(GateReason(code="APPLY_RUNNING", message=backend.describe()))
-        for previous in self.previous_runs[:3]:
-            if previous.status == "failed":
-                notes.append(f"run {previous.id} of this plan failed: {previous.error}")
-        return GateDecision(
-            can_apply=not reasons and status == "clear", run_id=self.id, status=status, reasons=reasons,
-            remediations=remediations, confirmations_needed=requests, notes=notes,
-            plan_fingerprint=self.plan.fingerprint, report_fingerprint=record.preflight_fingerprint,
-            report_created_at=report.created_at if report else None,
-            report_age_seconds=round(age, 3) if age is not None else None,
-            max_report_age_seconds=self.options.max_report_age, decided_at=now,
+            phase_error = str(exc)
+        facts = GateFacts(
+            run_id=self.id, status=record.status, error=record.error, report=self.report,
+            plan_fingerprint=self.plan.fingerprint, recorded_plan_fingerprint=record.plan_fingerprint,
+            report_fingerprint=record.preflight_fingerprint, confirmations=record.confirmations,
+            phase_error=phase_error,
+            # this run's own apply session holds the lock while it asks the gate: not another apply
+            applies_running=[b.describe() for b in running_applies(self.db) if b.run_id != self.id],
+            previous_failures=[(p.id, p.error) for p in self.previous_runs[:3] if p.status == "failed"],
+            max_report_age=self.options.max_report_age, now=utc_now(),
         )
+        return decide(facts, self.remediations)
 
     # --- confirmations ---------------------------------------------------------------------------------
-
-    def _confirmed_tables(self, report: PreflightReport | None) -> set[str]:
-        if report is None:
-            return set()
-        created = report.model_dump(mode="json", by_alias=True)["createdAt"]
-        return {c["table"].replace('"', "").lower() for c in self._record.confirmations
-                if c.get("report_created_at") == created}
 
     def confirm_large_non_concurrent(self, *tables: str, by: str | None = None) -> list[Confirmation]:
         """Confirm a non-concurrent index build on each named large table (``schema.table`` or ``table``).
@@ -383,7 +328,7 @@ class MigrationRun:
                     confirmed_at=now_text(), report_created_at=created,
                 ))
         if confirmations:
-            stored = list(self._record.confirmations) + [c.model_dump(mode="json") for c in confirmations]
+            stored = [c.model_dump(mode="json") for c in [*self._record.confirmations, *confirmations]]
             self.store.update(self.id, confirmations=stored)
             self.refresh()
         return confirmations

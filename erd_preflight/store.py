@@ -156,6 +156,45 @@ class AppliedStatement(BaseModel):
     rows: int | None = None
 
 
+class _Stored(BaseModel):
+    """A JSON object stored in a ``migration_run`` column, typed. ``entry["field"]`` and ``entry.get("field")``
+    still read it, as they did when these were plain dicts."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+
+class StatusChange(_Stored):
+    """One entry of ``status_history``: the status a run moved to, when, and why."""
+
+    status: RunStatus
+    at: str
+    note: str | None = None
+
+
+class Confirmation(_Stored):
+    """A stored confirmation of a non-concurrent index build on a large table: who, when, what, and the estimate
+    they saw."""
+
+    table: str
+    step: int
+    what: str
+    estimated_rows: int
+    total_bytes: int
+    confirmed_by: str | None
+    db_user: str | None
+    confirmed_at: str
+    report_created_at: str | None
+
+
 class RunRecord(BaseModel):
     """A ``migration_run`` row as stored."""
 
@@ -171,9 +210,9 @@ class RunRecord(BaseModel):
     preflight_report: dict[str, Any] | None
     preflight_fingerprint: str | None
     gate: dict[str, Any] | None
-    confirmations: list[dict[str, Any]] = Field(default_factory=list)
+    confirmations: list[Confirmation] = Field(default_factory=list)
     applied_sql: list[AppliedStatement] = Field(default_factory=list)
-    status_history: list[dict[str, Any]] = Field(default_factory=list)
+    status_history: list[StatusChange] = Field(default_factory=list)
     error: str | None
     db_user: str | None
     os_user: str | None
@@ -224,7 +263,7 @@ class RunStore:
                 sa.insert(t).values(
                     plan=plan, plan_fingerprint=fingerprint, name=name, status="draft",
                     db_user=info[0], os_user=_os_user(), server_version=info[1], tool_version=tool_version,
-                    status_history=[{"status": "draft", "at": now_text(), "note": note}],
+                    status_history=[StatusChange(status="draft", at=now_text(), note=note).model_dump(mode="json")],
                 ).returning(t.c.id)
             ).scalar_one())
 
@@ -244,7 +283,7 @@ class RunStore:
         """Move the run to ``to`` if the state machine allows it from its current status, atomically."""
         t = self.table
         allowed_from = [s for s, targets in TRANSITIONS.items() if to in targets]
-        entry = {"status": to, "at": now_text(), "note": note}
+        entry = StatusChange(status=to, at=now_text(), note=note).model_dump(mode="json")
         with self.db.begin() as conn:
             row = conn.execute(
                 sa.update(t)

@@ -23,21 +23,26 @@ from .checks import PreflightOptions
 from .contract import CheckRun, PreflightReport
 from .db import Database, connect
 from .display import (
+    apply_log_html,
+    note_html,
     badge,
+    confirmation_request_html,
+    error_html,
     checklist_styler,
     esc,
     finding_html,
     frame_html,
     gate_html,
-    human_bytes,
     mark,
     plan_html,
+    remediated_html,
+    remediation_sql_html,
     report_html,
     run_html,
     runs_styler,
 )
 from .gate import ConfirmationRequest, GateDecision, matches_table
-from .phases import PHASE_TITLES, PhaseStatement
+from .phases import PhaseStatement
 from .plan import MigrationPlan
 from .remediation import Remediation
 from .run import MigrationRun
@@ -57,12 +62,7 @@ class ErrorBox(widgets.HTML):
     def show(self, action: str, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         self.errors.append(message)
-        details = esc("".join(traceback.format_exception(exc)))
-        self.value = (
-            "<div class='erd-error' style='border:1px solid #fca5a5;background:#fef2f2;color:#7f1d1d;"
-            f"padding:6px 10px;border-radius:4px'><b>{esc(action)} failed</b><pre style='white-space:pre-wrap;"
-            f"margin:4px 0'>{esc(message)}</pre><details><summary>details</summary><pre>{details}</pre>"
-            "</details></div>")
+        self.value = error_html(action, message, "".join(traceback.format_exception(exc)))
 
     def clear(self) -> None:
         self.value = ""
@@ -140,10 +140,7 @@ class RemediationControl(widgets.VBox):
         if self.sql.value:
             self.sql.value = ""
         else:
-            r = self.remediation
-            self.sql.value = (f"<div>{esc(r.title)}</div><pre style='margin:2px 0'>{esc(r.sql)}</pre>"
-                              + ("" if r.runnable else "<div style='color:#6b7280'>shown, not run by this tool"
-                                                       "</div>"))
+            self.sql.value = remediation_sql_html(self.remediation)
 
     def _update(self) -> None:
         if self.remediation.needs_value:
@@ -209,15 +206,7 @@ class LargeTableConfirmation(widgets.VBox):
     def __init__(self, request: ConfirmationRequest, alternative: str | None,
                  on_confirm: Callable[[LargeTableConfirmation], None]) -> None:
         self.request = request
-        info = (
-            f"<div><b>step {request.step}</b>: {esc(request.step_summary)}</div>"
-            f"<table class='erd-table'><tr><th>table</th><td>{esc(request.table)}</td></tr>"
-            f"<tr><th>estimated rows</th><td>{request.estimated_rows:,}</td></tr>"
-            f"<tr><th>size</th><td>{human_bytes(request.total_bytes)}</td></tr>"
-            f"<tr><th>lock</th><td>{esc(request.lock)}</td></tr>"
-            + (f"<tr><th>CONCURRENTLY alternative</th><td><pre style='margin:0'>{esc(alternative)}</pre></td></tr>"
-               if alternative else "") + "</table>")
-        self.info = widgets.HTML(info)
+        self.info = widgets.HTML(confirmation_request_html(request, alternative))
         self.tick = widgets.Checkbox(value=False, indent=False,
                                      description=f"I accept that writes to {request.table} wait for the whole build",
                                      layout=widgets.Layout(width="auto"))
@@ -267,7 +256,7 @@ class PreflightPanel(widgets.VBox):
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="checks",
                                             layout=widgets.Layout(width="50%"))
         self.progress_label = widgets.Label("")
-        self.status = widgets.HTML("<i>no preflight yet: click Run preflight</i>")
+        self.status = widgets.HTML(note_html("no preflight yet: click Run preflight"))
         self.checklist = widgets.HTML()
         self.findings = widgets.Accordion()
         self.finding_views: list[FindingView] = []
@@ -404,8 +393,7 @@ class PreflightPanel(widgets.VBox):
                 control.run_button.disabled = False
                 control._update()
             self.refresh_gate()
-            self.status.value += (f"<div>{badge('remediated', 'stale')} {esc(control.remediation.title)}: "
-                                  f"{changed:,} rows changed. Run the preflight again.</div>")
+            self.status.value += remediated_html(control.remediation.title, changed)
 
         _guarded(self.error_box, f"remediation {control.remediation.kind}", work, reraise=False)
 
@@ -419,7 +407,7 @@ class PreflightPanel(widgets.VBox):
             self.apply_button.disabled = True
             self.preflight_button.disabled = True
             self._applied = []
-            self.apply_log.value = "<i>applying…</i>"
+            self.apply_log.value = note_html("applying…")
             try:
                 record = self.run.apply(progress=self._on_statement)
             except Exception:
@@ -440,20 +428,7 @@ class PreflightPanel(widgets.VBox):
                 break
         else:
             self._applied.append((statement, entry))
-        lines, phase = [], None
-        for s, e in self._applied:
-            if s.phase != phase:
-                phase = s.phase
-                lines.append(f"<div style='margin-top:4px'><b>{esc(PHASE_TITLES[s.phase])}</b></div>")
-            colour = {"applied": "#14532d", "failed": "#7f1d1d", "rolled_back": "#7f1d1d",
-                      "lock_timeout": "#713f12"}.get(e.outcome, "#1e3a8a")
-            lines.append(f"<div><span style='color:{colour};font-weight:600'>[{esc(e.outcome)}]</span> step "
-                         f"{s.step} (try {e.attempt}): <code>{esc(s.sql)}</code></div>")
-            progress = getattr(e, "progress", None)
-            if progress and e.outcome == "running":
-                # a CONCURRENTLY build: its phase, blocks done of total, and whom it waits for
-                lines.append(f"<div style='margin-left:2em;color:#475569'>{esc(progress)}</div>")
-        self.apply_log.value = "".join(lines)
+        self.apply_log.value = apply_log_html(self._applied)
 
     def _show_final(self, record: Any) -> None:
         self.final_status.value = run_html(record)
@@ -487,7 +462,7 @@ class RunHistoryPanel(widgets.VBox):
     def refresh(self) -> None:
         frame = runs(self.db, store_schema=self.store_schema, limit=self.limit)
         self.frame = frame
-        self.table.value = runs_styler(frame).to_html() if len(frame) else "<i>no migration runs stored yet</i>"
+        self.table.value = runs_styler(frame).to_html() if len(frame) else note_html("no migration runs stored yet")
         options = [(f"run {i} · {row['name'] or ''} · {row['status']}", int(i)) for i, row in frame.iterrows()]
         picked = self.picker.value
         self.picker.options = options
@@ -502,4 +477,4 @@ class RunHistoryPanel(widgets.VBox):
         record = RunStore(self.db, self.store_schema, create=False).get(int(chosen))
         report = PreflightReport.model_validate(record.preflight_report) if record.preflight_report else None
         self.detail.value = run_html(record) + (report_html(report) if report else
-                                                "<i>this run has no stored preflight report</i>")
+                                                note_html("this run has no stored preflight report"))
