@@ -41,32 +41,33 @@ from .shadow_catalog import CatalogSnapshot, Rehearsal, RehearsalFailure, read_s
 from .sqlparse import walk_ast
 from .versions import called_functions, created_functions, missing_built_ins, newer_syntax
 
-# Everything a statement's success can depend on, outside the system schemas: relations and their columns,
-# constraints, indexes, types, functions, triggers, views' definitions, extensions, schemas.
+# A fingerprint of the target's catalog, cheap to take on every preflight: per catalog, how many rows describe user
+# objects and the sum of their xmin. Any change to a row writes a new version with a newer xmin, an insert or a
+# delete moves the count, and a delete with an insert still moves the sum (the new xmin is newer than any old one).
 _CATALOG_FINGERPRINT = """
-SELECT md5(string_agg(x, '|' ORDER BY x)) FROM (
-  SELECT concat_ws('/', 'n', n.oid, n.nspname) FROM pg_namespace n
-   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
-     AND n.nspname NOT LIKE 'pg_temp%%'
-  UNION ALL SELECT concat_ws('/', 'c', c.oid, c.relname, c.relkind, c.relnatts, c.relnamespace, c.relispartition)
-    FROM pg_class c WHERE c.relnamespace >= 16384 OR c.relnamespace = 2200
-  UNION ALL SELECT concat_ws('/', 'a', a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-                             a.attisdropped, a.atthasdef)
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-   WHERE (c.relnamespace >= 16384 OR c.relnamespace = 2200) AND a.attnum > 0
-  UNION ALL SELECT concat_ws('/', 'k', k.oid, k.conname, k.convalidated, k.contype) FROM pg_constraint k
-   WHERE k.connamespace >= 16384 OR k.connamespace = 2200
-  UNION ALL SELECT concat_ws('/', 'i', i.indexrelid, i.indisvalid) FROM pg_index i
-    JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace >= 16384 OR c.relnamespace = 2200
-  UNION ALL SELECT concat_ws('/', 't', t.oid, t.typname) FROM pg_type t
-   WHERE t.typnamespace >= 16384 OR t.typnamespace = 2200
-  UNION ALL SELECT concat_ws('/', 'p', p.oid, p.proname, md5(coalesce(p.prosrc, ''))) FROM pg_proc p
-   WHERE p.pronamespace >= 16384 OR p.pronamespace = 2200
-  UNION ALL SELECT concat_ws('/', 'g', g.oid, g.tgname, g.tgenabled) FROM pg_trigger g WHERE NOT g.tgisinternal
-  UNION ALL SELECT concat_ws('/', 'e', e.oid, e.extname, e.extversion) FROM pg_extension e
-  UNION ALL SELECT concat_ws('/', 'r', r.oid, r.ev_class) FROM pg_rewrite r
-  UNION ALL SELECT concat_ws('/', 'v', current_setting('server_version_num'))
-) AS catalog(x)
+SELECT concat_ws('/', current_setting('server_version_num'),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_namespace),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_class WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_attribute WHERE attrelid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_attrdef WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_constraint WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_index WHERE indexrelid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_type WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_proc WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_trigger WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_extension),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_rewrite WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_enum),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_sequence),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_inherits),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_operator WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_collation WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_cast WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_opclass WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_policy),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_foreign_table),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_event_trigger),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_statistic_ext))
 """
 
 
@@ -388,7 +389,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             conn.execute("RELEASE SAVEPOINT erd_preflight_step")
             # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
             if _may_change_catalog(text) and (position + 1 < len(statements) or _adds_column(text)):
-                latest = read_snapshot(conn, latest)
+                latest = read_snapshot(conn, latest, deleted=latest.deleted)
             rehearsal.after[step] = latest
     if gap is not None and (rehearsal.failure is None or gap.step < rehearsal.failure.step):
         rehearsal.failure = gap  # the target's older PostgreSQL refuses it, though the shadow's accepts it
@@ -601,7 +602,13 @@ def _session(shadow: Shadow) -> Iterator[psycopg.Connection[Any]]:
         try:
             conn.rollback()
             conn.autocommit = True
-            conn.execute("DISCARD ALL")  # whatever the plan's statements did to the session goes
+            # Whatever the plan's statements did to the session goes: DISCARD ALL but for the statements this
+            # connection prepared itself (psycopg's, named _pg3_...), which the next rehearsal plans again otherwise.
+            conn.execute("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+                         "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
+            for (name,) in conn.execute("SELECT name FROM pg_prepared_statements WHERE name NOT LIKE '\\_pg3\\_%'"
+                                        ).fetchall():
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
             conn.autocommit = False
         except psycopg.Error:
             conn.close()

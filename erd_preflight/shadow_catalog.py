@@ -50,12 +50,31 @@ _RELATIONS = """c.relkind IN ('r', 'p', 'm', 'v', 'f')
 _DIGESTS = """
 WITH a AS (SELECT attrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attribute WHERE attrelid >= 16384 GROUP BY 1),
      k AS (SELECT conrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_constraint WHERE conrelid >= 16384 GROUP BY 1),
-     i AS (SELECT indrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_index WHERE indrelid >= 16384 GROUP BY 1),
+     i AS (SELECT i.indrelid AS rel, count(*) AS n, max(greatest(i.xmin::text::int8, ic.xmin::text::int8)) AS x
+             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid >= 16384 GROUP BY 1),
      d AS (SELECT adrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attrdef WHERE adrelid >= 16384 GROUP BY 1)
-SELECT c.oid::int8, concat_ws('/', c.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x), current_schemas(false)::text[]
+SELECT c.oid::int8, concat_ws('/', c.xmin, n.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x), current_schemas(false)::text[]
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN a ON a.rel = c.oid LEFT JOIN k ON k.rel = c.oid LEFT JOIN i ON i.rel = c.oid LEFT JOIN d ON d.rel = c.oid
  WHERE {where}
+"""
+
+# Within one transaction, cheaper than the digests: the relations with a catalog row this transaction wrote (its
+# xmin is this transaction's or one of its subtransactions', so age() is not above 0), valid as long as no catalog
+# row was deleted meanwhile (a deletion leaves no row to find: then the digests decide).
+_CATALOGS_DELETING = ["pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_attrdef", "pg_namespace"]
+_WRITTEN = """
+SELECT (SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(t)), 0) FROM unnest(%s::regclass[]) AS t)::int8,
+  ARRAY(SELECT DISTINCT r FROM (
+          SELECT oid AS r FROM pg_class WHERE age(xmin) <= 0
+          UNION ALL SELECT oid FROM pg_class WHERE relnamespace IN (SELECT oid FROM pg_namespace WHERE age(xmin) <= 0)
+          UNION ALL SELECT i.indrelid FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                     WHERE age(i.xmin) <= 0 OR age(ic.xmin) <= 0
+          UNION ALL SELECT attrelid FROM pg_attribute WHERE age(xmin) <= 0
+          UNION ALL SELECT conrelid FROM pg_constraint WHERE age(xmin) <= 0
+          UNION ALL SELECT adrelid FROM pg_attrdef WHERE age(xmin) <= 0) AS t
+         WHERE r >= 16384)::int8[],
+  current_schemas(false)::text[]
 """
 
 
@@ -110,6 +129,8 @@ class CatalogSnapshot:
     relations: dict[int, RelationSnapshot]
     search_path: tuple[str, ...]
     digests: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
+    # catalog rows deleted so far by the transaction that read this snapshot (see read_snapshot's ``deleted``)
+    deleted: int = field(default=0, repr=False, compare=False)
     _by_name: dict[tuple[str, str], int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,29 +145,64 @@ class CatalogSnapshot:
         return None
 
 
-def read_snapshot(conn: psycopg.Connection[Any], previous: CatalogSnapshot | None = None) -> CatalogSnapshot:
+def read_snapshot(conn: psycopg.Connection[Any], previous: CatalogSnapshot | None = None, *,
+                  deleted: int | None = None) -> CatalogSnapshot:
     """The catalog of the database ``conn`` is in, as the current transaction sees it. With ``previous``, only
     the relations whose entry changed since are read again. Expressions (a DEFAULT) are as PostgreSQL shows them
-    under the session's search_path, the one the checks run with."""
+    under the session's search_path, the one the checks run with.
+
+    ``deleted``: the catalog rows the current transaction had deleted when ``previous`` was true of it (0 when
+    ``previous`` is the catalog as committed before the transaction began). While that count has not moved, the
+    relations to read again are the ones with a catalog row this transaction wrote, which is cheaper to find
+    than comparing every relation's digest."""
+    if previous is not None and deleted is not None:
+        now_deleted, written, search_path = conn.execute(_WRITTEN, (_CATALOGS_DELETING,), prepare=True).fetchone()  # type: ignore[misc]
+        if now_deleted == deleted:
+            stale = set(written)
+            relations = {oid: r for oid, r in previous.relations.items() if oid not in stale}
+            fresh = _read_relations(conn, sorted(stale))
+            relations.update(fresh)
+            for oid in stale - set(fresh):
+                relations.pop(oid, None)  # not a relation the snapshot holds (an index, a sequence), or gone
+            # The relations read again lose their digest (a deletion can bring a digest back to an old value), so
+            # a later comparison of digests reads them again too.
+            digests = {oid: d for oid, d in previous.digests.items() if oid not in stale}
+            return CatalogSnapshot(relations=relations, search_path=tuple(search_path), digests=digests,
+                                   deleted=now_deleted)
     where = sql.SQL(_RELATIONS)
-    rows = conn.execute(sql.SQL(_DIGESTS).format(where=where)).fetchall()
+    rows = conn.execute(sql.SQL(_DIGESTS).format(where=where), prepare=True).fetchall()
     search_path = tuple(rows[0][2]) if rows else _search_path(conn)
     digests = {oid: digest for oid, digest, _ in rows}
     relations: dict[int, RelationSnapshot] = {}
-    stale: list[int] = list(digests)
+    stale_oids: list[int] = list(digests)
     if previous is not None:
-        relations = {oid: r for oid, r in previous.relations.items() if previous.digests.get(oid) == digests.get(oid)}
-        stale = [oid for oid in digests if oid not in relations]
-    if stale:
-        query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(where))
-        for oid, schema, name, kind, populated, columns, constraints, indexes in conn.execute(query, (stale,)):
-            relations[oid] = RelationSnapshot(
-                oid=oid, schema=schema, name=name, kind=kind, populated=populated,
-                columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
-                constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
-                indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6]) for ix in _json(indexes)),
-            )
-    return CatalogSnapshot(relations=relations, search_path=search_path, digests=digests)
+        relations = {oid: r for oid, r in previous.relations.items()
+                     if oid in digests and previous.digests.get(oid) == digests[oid]}
+        stale_oids = [oid for oid in digests if oid not in relations]
+    relations.update(_read_relations(conn, stale_oids))
+    now = _deleted(conn) if deleted is not None else 0
+    return CatalogSnapshot(relations=relations, search_path=search_path, digests=digests, deleted=now)
+
+
+def _deleted(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(t)), 0)::int8 FROM unnest(%s::regclass[]) "
+                       "AS t", (_CATALOGS_DELETING,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _read_relations(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int, RelationSnapshot]:
+    if not oids:
+        return {}
+    query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(sql.SQL(_RELATIONS)))
+    out: dict[int, RelationSnapshot] = {}
+    for oid, schema, name, kind, populated, columns, constraints, indexes in conn.execute(query, (oids,), prepare=True):
+        out[oid] = RelationSnapshot(
+            oid=oid, schema=schema, name=name, kind=kind, populated=populated,
+            columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
+            constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
+            indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6]) for ix in _json(indexes)),
+        )
+    return out
 
 
 def _search_path(conn: psycopg.Connection[Any]) -> tuple[str, ...]:

@@ -240,9 +240,11 @@ def test_with_an_extension_the_shadow_lacks_a_missing_table_is_still_postgresqls
     assert "no_such_table" in report.blockers[0].message
 
 
-def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo, run_sql):
-    """The rehearsal reads the catalog again only where a relation's digest moved (each statement in a
-    subtransaction of its own, as the rehearsal runs it): after every kind of change, that equals reading it all."""
+@pytest.mark.parametrize("within", ["digests", "rows this transaction wrote"])
+def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo, run_sql, within):
+    """The rehearsal reads the catalog again only where a relation changed (each statement in a subtransaction of
+    its own, as the rehearsal runs it), found by its digest, or by the catalog rows the transaction wrote while it
+    deleted none: after every kind of change, that equals reading it all."""
     from erd_preflight.shadow_catalog import read_snapshot
 
     run_sql("CREATE TABLE t (id int PRIMARY KEY, a int, b text); CREATE TABLE u (id int)")
@@ -256,6 +258,11 @@ def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo
         "CREATE UNIQUE INDEX t_c_key ON t (c)", "ALTER TABLE t DROP COLUMN c", "ALTER TABLE u RENAME TO v",
         "CREATE TABLE w (id int)", "DROP TABLE w", "ALTER TABLE v ADD CONSTRAINT v_t FOREIGN KEY (id) REFERENCES t",
         "ALTER TABLE t RENAME CONSTRAINT t_pkey TO t_key", "CREATE MATERIALIZED VIEW m AS SELECT id FROM t",
+        "ALTER INDEX t_key RENAME TO t_id_key", "CREATE SCHEMA erd_s2", "CREATE TABLE erd_s2.x (id int)",
+        "ALTER SCHEMA erd_s2 RENAME TO erd_s3", "ALTER TABLE t ALTER COLUMN a SET DEFAULT 'x'",
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD COLUMN d int GENERATED ALWAYS AS IDENTITY'; END $$",
+        "ALTER TABLE v DROP CONSTRAINT v_t", "ALTER TABLE t ALTER COLUMN a DROP DEFAULT",
+        "ALTER TABLE erd_s3.x SET SCHEMA public", "DROP SCHEMA erd_s3",
     ]
     with psycopg.connect(conninfo) as conn:
         latest = read_snapshot(conn)
@@ -263,7 +270,7 @@ def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo
             conn.execute("SAVEPOINT s")
             conn.execute(statement)
             conn.execute("RELEASE SAVEPOINT s")
-            latest = read_snapshot(conn, latest)
+            latest = read_snapshot(conn, latest, **({"deleted": latest.deleted} if within != "digests" else {}))
             assert latest.relations == read_snapshot(conn).relations, statement
         conn.rollback()
 
