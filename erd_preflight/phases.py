@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pglast
 from pglast import ast
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
@@ -163,16 +162,12 @@ def phase_of(step: Step) -> PhaseName:
 def _tables(step: Step) -> set[str]:
     # Table names without schema: a conservative match (two schemas' "orders" count as the same table).
     if isinstance(step, RawSQL):
-        return _raw_tables(step.statement) or set()
+        return _raw_tables(step)
     return {t for _, t in step.tables()}
 
 
-def _raw_tables(statement: str) -> set[str] | None:
-    try:
-        parsed = pglast.parse_sql(statement)
-    except pglast.parser.ParseError:
-        return None
-    return {n.relname for raw in parsed for n in walk_ast(raw.stmt) if isinstance(n, ast.RangeVar)}
+def _raw_tables(step: RawSQL) -> set[str]:
+    return {n.relname for stmt in step.parsed for n in walk_ast(stmt) if isinstance(n, ast.RangeVar)}
 
 
 def _commutes(moved: Step, later: Step) -> bool:
@@ -181,9 +176,7 @@ def _commutes(moved: Step, later: Step) -> bool:
     name = moved.object_name()
     index_name = moved.index if isinstance(moved, AddUniqueUsingIndex) else None
     if isinstance(later, RawSQL):
-        touched = _raw_tables(later.statement)
-        if touched is None:
-            return False
+        touched = _raw_tables(later)
         text = later.statement
         if name and name in text or index_name and index_name in text:
             return False
@@ -192,9 +185,9 @@ def _commutes(moved: Step, later: Step) -> bool:
         if not touched & _tables(moved):
             return True
         # A plain UPDATE of the moved step's own table: the constraint is checked on the final rows either way.
-        parsed = pglast.parse_sql(later.statement)
+        parsed = later.parsed
         own = {moved.table} if isinstance(moved, TableStep) else set()
-        return (len(parsed) == 1 and isinstance(parsed[0].stmt, ast.UpdateStmt) and not parsed[0].stmt.fromClause
+        return (len(parsed) == 1 and isinstance(parsed[0], ast.UpdateStmt) and not parsed[0].fromClause
                 and touched <= own)
     later_name = getattr(later, "name", None)
     if name and later_name == name or index_name and later_name == index_name:
@@ -284,7 +277,7 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
                                     purpose="as written", table=table))
         elif phase == "B":
             builds = isinstance(step, CreateIndex) or (
-                isinstance(step, RawSQL) and isinstance(pglast.parse_sql(step.statement)[0].stmt, ast.IndexStmt))
+                isinstance(step, RawSQL) and isinstance(step.parsed[0], ast.IndexStmt))
             named = step.model_copy(update={"name": index_name(step)}) if isinstance(step, CreateIndex) else step
             b.append(PhaseStatement(
                 phase="B", unit=len(b) + 1, step=position, sql=named.sql(), transactional=False,

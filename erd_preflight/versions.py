@@ -9,6 +9,7 @@ version refuses some statements the shadow accepts. Two sources, both PostgreSQL
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -40,15 +41,21 @@ _FORMS: list[tuple[int, str, Callable[[Any], bool]]] = [
 ]
 
 
+@functools.lru_cache(maxsize=512)
+def _nodes(statement: str) -> tuple[Any, ...]:
+    """Every node of ``statement``'s AST, parsed once for the three questions below (nothing here changes them);
+    none when the text does not parse."""
+    try:
+        return tuple(walk_ast(pglast.parse_sql(statement)))
+    except (pglast.parser.ParseError, ValueError):
+        return ()
+
+
 def newer_syntax(statement: str, version: int) -> tuple[int, str] | None:
     """The first form of ``statement`` a server of ``version`` (server_version_num) does not accept: the
     version that introduced it and its name; None when there is none (or the text does not parse)."""
     major = version // 10000
-    try:
-        tree = pglast.parse_sql(statement)
-    except (pglast.parser.ParseError, ValueError):
-        return None
-    for node in walk_ast(tree):
+    for node in _nodes(statement):
         for since, what, found in _FORMS:
             if since > major and found(node):
                 return since, what
@@ -57,12 +64,8 @@ def newer_syntax(statement: str, version: int) -> tuple[int, str] | None:
 
 def called_functions(statement: str) -> set[str]:
     """The unqualified (or pg_catalog.) function names ``statement`` calls outside function bodies."""
-    try:
-        tree = pglast.parse_sql(statement)
-    except (pglast.parser.ParseError, ValueError):
-        return set()
     names: set[str] = set()
-    for node in walk_ast(tree):
+    for node in _nodes(statement):
         if isinstance(node, ast.FuncCall):
             parts = [p.sval for p in node.funcname]
             if len(parts) == 1 or parts[0] == "pg_catalog":
@@ -87,8 +90,4 @@ def missing_built_ins(names: set[str], shadow: psycopg.Connection[Any], target: 
 
 def created_functions(statement: str) -> set[str]:
     """The names of the functions ``statement`` creates (they are the plan's, not built-ins)."""
-    try:
-        tree = pglast.parse_sql(statement)
-    except (pglast.parser.ParseError, ValueError):
-        return set()
-    return {n.funcname[-1].sval for n in walk_ast(tree) if isinstance(n, ast.CreateFunctionStmt)}
+    return {n.funcname[-1].sval for n in _nodes(statement) if isinstance(n, ast.CreateFunctionStmt)}

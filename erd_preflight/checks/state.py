@@ -413,15 +413,11 @@ class PlanContext:
         """A data statement preflight does not simulate makes the rows of its target unknown from then on (a later
         check says it cannot verify, never guesses from the rows as they are now). Rows a plan's own table gets
         are noted on it; the rehearsal holds the constant ones."""
-        try:
-            statements = pglast.parse_sql(step.statement)
-        except pglast.parser.ParseError:
-            return
+        statements = step.parsed
         verbs = {ast.InsertStmt: "inserts rows into", ast.UpdateStmt: "updates", ast.DeleteStmt: "deletes rows of",
                  ast.MergeStmt: "merges into"}
         upsert = enums.OnConflictAction.ONCONFLICT_UPDATE
-        for raw in statements:
-            stmt = raw.stmt
+        for stmt in statements:
             if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
                 continue
             verb = verbs.get(type(stmt))
@@ -508,11 +504,7 @@ def creates_empty(step: Step) -> bool:
         return True
     if not isinstance(step, RawSQL):
         return False
-    try:
-        statements = pglast.parse_sql(step.statement)
-    except pglast.parser.ParseError:
-        return False
-    return all(isinstance(raw.stmt, ast.CreateStmt) for raw in statements)
+    return all(isinstance(stmt, ast.CreateStmt) for stmt in step.parsed)
 
 
 def create_table_keys(step: CreateTable) -> list[frozenset[str]]:

@@ -3,7 +3,8 @@ and the rehearsal runs it."""
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from typing import Any, Literal
 
 import pglast
 from pglast import ast, enums
@@ -49,6 +50,11 @@ class RawSQL(Step):
 
     # Exactly one statement, checked by PostgreSQL's parser: a second one can't ride along.
     _statement = field_validator("statement")(classmethod(lambda cls, v: normalize_statement(v)))
+
+    @functools.cached_property
+    def parsed(self) -> tuple[Any, ...]:
+        """The statement's AST, parsed once (it parsed when the step was made). Read it, never change it."""
+        return tuple(raw.stmt for raw in pglast.parse_sql(self.statement))
 
     def composed(self) -> sql.Composable:
         return sql.SQL(self.statement)
