@@ -1,7 +1,7 @@
 """``erd-preflight``: the same preflight, gate and apply as a notebook, for CI and terminals.
 
     erd-preflight check PLAN [--db URL] [--explore] [--json]
-    erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...]
+    erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...] [--acknowledge STEP ...]
     erd-preflight runs [--db URL]
 
 PLAN is a ``.sql`` file, a folder of migrations, or ``alembic:PATH/alembic.ini``. Without ``--db`` the URL comes
@@ -126,7 +126,7 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
                              options=ApplyOptions(lock_timeout=args.lock_timeout))
     report = run.preflight(explore=args.explore, progress=_progress(sys.stderr))
     print_report(report, plan, out)
-    decision = run.gate(confirm_large_non_concurrent=args.confirm_large)
+    decision = run.gate(confirm_large_non_concurrent=args.confirm_large, acknowledge=args.acknowledge)
     if not decision.can_apply:
         print(f"\nrun {run.id}: Apply refused", file=out)
         for reason in decision.reasons:
@@ -221,6 +221,8 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("plan", help="a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
     apply.add_argument("--confirm-large", metavar="TABLE", action="append", default=[],
                        help="confirm a non-concurrent index build on this large table (repeatable)")
+    apply.add_argument("--acknowledge", metavar="STEP", type=_count, action="append", default=[],
+                       help="acknowledge a step preflight cannot verify, after reviewing it (repeatable)")
     apply.add_argument("--explore", action="store_true", help="run every check before deciding")
     apply.add_argument("--lock-timeout", type=_seconds, default=ApplyOptions().lock_timeout,
                        help="seconds each statement waits for its lock before a retry (default: %(default)s)")

@@ -31,6 +31,9 @@ Severity = Literal["warning", "blocking"]
 Outcome = Literal["pass", "warning", "blocking", "skipped"]
 
 DEFAULT_SAMPLE_CAP = 50
+# A warning whose stats hold this key names a step preflight cannot verify: the gate opens only once a person
+# acknowledges that step (``MigrationRun.acknowledge``, ``apply(acknowledge=[...])``, ``--acknowledge``).
+ACKNOWLEDGE_STEP = "acknowledgeStep"
 
 # The check ids of the contract's ``checkId`` (a step kind names the one that answers for it: PRIMARY_CHECK).
 NOT_NULL_PRECHECK = "NOT_NULL_PRECHECK"

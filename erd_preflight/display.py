@@ -238,6 +238,13 @@ def gate_html(decision: GateDecision, *, remediations: bool = True) -> str:
         parts.append("<div>large-table index builds without CONCURRENTLY:</div><table class='erd-table'><tr>"
                      "<th>table</th><th>step</th><th>estimated rows</th><th>size</th><th>lock</th>"
                      f"<th>confirmation</th></tr>{rows}</table>")
+    if decision.acknowledgements_needed:
+        rows = "".join(
+            f"<tr><td>{q.step}</td><td>{esc(q.step_summary)}</td><td>{q.finding}</td>"
+            f"<td>{'✓ acknowledged' if q.acknowledged else 'needed'}</td></tr>"
+            for q in decision.acknowledgements_needed)
+        parts.append("<div>steps preflight cannot verify (a person acknowledges each):</div><table class='erd-table'>"
+                     f"<tr><th>step</th><th>summary</th><th>finding</th><th>acknowledgement</th></tr>{rows}</table>")
     if remediations and decision.remediations:
         parts.append("<div>what to do:</div>")
         parts.append(_list(
@@ -268,9 +275,11 @@ def run_html(record: RunRecord) -> str:
                  for h in record.status_history)
         parts.append("<div>status history:</div>" + _list(items))
     if record.confirmations:
-        items = (f"{esc(c.table)} confirmed by {esc(c.confirmed_by)} at {esc(c.confirmed_at)} "
+        items = (f"step {c.step} acknowledged by {esc(c.acknowledged_by)} at {esc(c.acknowledged_at)}: "
+                 f"{esc(c.finding)}" if c.get("kind") == "acknowledgement" else
+                 f"{esc(c.table)} confirmed by {esc(c.confirmed_by)} at {esc(c.confirmed_at)} "
                  f"(~{c.estimated_rows:,} rows shown)" for c in record.confirmations)
-        parts.append("<div>confirmations:</div>" + _list(items))
+        parts.append("<div>confirmations and acknowledgements:</div>" + _list(items))
     if record.applied_sql:
         parts.append("<div>statements run:</div>" + frame_html(statements_frame(record), max_rows=None))
     return f"<div class='erd-run'>{''.join(parts)}</div>"
@@ -315,6 +324,11 @@ def confirmation_request_html(request: Any, alternative: str | None) -> str:
             f"<tr><th>lock</th><td>{esc(request.lock)}</td></tr>"
             + (f"<tr><th>CONCURRENTLY alternative</th><td><pre style='margin:0'>{esc(alternative)}</pre></td></tr>"
                if alternative else "") + "</table>")
+
+
+def acknowledgement_request_html(request: Any) -> str:
+    return (f"<div><b>step {request.step}</b>: {esc(request.step_summary)}</div>"
+            f"<div style='color:#713f12'>{esc(request.message)}</div>")
 
 
 def remediated_html(title: str, changed: int) -> str:

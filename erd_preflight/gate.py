@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .checks import NON_CONCURRENT_INDEX_WARNING
-from .contract import PreflightReport
+from .contract import ACKNOWLEDGE_STEP, PreflightReport
 from .remediation import Remediation
-from .store import Confirmation as Confirmation  # stored in migration_run.confirmations
+from .store import Acknowledgement as Acknowledgement  # stored in migration_run.confirmations
+from .store import Confirmation as Confirmation
 
 if TYPE_CHECKING:
     import pandas as pd
 
 ReasonCode = Literal[
-    "NO_PREFLIGHT", "BLOCKED", "STALE_REPORT", "PLAN_CHANGED", "CONFIRMATION_REQUIRED", "RUN_STATUS", "PHASE_ORDER",
-    "APPLY_RUNNING",
+    "NO_PREFLIGHT", "BLOCKED", "STALE_REPORT", "PLAN_CHANGED", "CONFIRMATION_REQUIRED", "ACKNOWLEDGEMENT_REQUIRED",
+    "RUN_STATUS", "PHASE_ORDER", "APPLY_RUNNING",
 ]
 
 
@@ -46,6 +47,18 @@ class ConfirmationRequest(BaseModel):
     confirmed: bool = False
 
 
+class AcknowledgementRequest(BaseModel):
+    """A step preflight cannot verify: a person acknowledges it before Apply opens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int
+    step_summary: str
+    finding: int  # index in the report's results
+    message: str
+    acknowledged: bool = False
+
+
 class GateDecision(BaseModel):
     """Whether Apply may run, and if not, every reason and remediation."""
 
@@ -57,6 +70,7 @@ class GateDecision(BaseModel):
     reasons: list[GateReason] = Field(default_factory=list)
     remediations: list[Remediation] = Field(default_factory=list)
     confirmations_needed: list[ConfirmationRequest] = Field(default_factory=list)
+    acknowledgements_needed: list[AcknowledgementRequest] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     plan_fingerprint: str
     report_fingerprint: str | None = None
@@ -115,6 +129,30 @@ def confirmation_requests(report: PreflightReport, confirmed: set[str]) -> list[
     return requests
 
 
+def acknowledgement_requests(report: PreflightReport, acknowledged: set[int]) -> list[AcknowledgementRequest]:
+    """One request per step that a finding of ``report`` names as not verifiable (its stats hold acknowledgeStep),
+    in step order; several findings of one step are one request."""
+    summaries = {run.step: run.step_summary for run in report.checks}
+    requests: dict[int, AcknowledgementRequest] = {}
+    for index, finding in enumerate(report.results):
+        step = (finding.stats or {}).get(ACKNOWLEDGE_STEP)
+        if finding.severity != "warning" or step is None or int(step) in requests:
+            continue
+        step = int(step)
+        requests[step] = AcknowledgementRequest(step=step, step_summary=summaries.get(step, ""), finding=index,
+                                                message=finding.message, acknowledged=step in acknowledged)
+    return [requests[s] for s in sorted(requests)]
+
+
+def acknowledged_steps(report: PreflightReport | None, confirmations: list[Acknowledgement | Confirmation]) -> set[int]:
+    """The steps acknowledged against this very report (an acknowledgement of an older report does not count:
+    the next preflight may say something else about the step)."""
+    if report is None:
+        return set()
+    created = report.model_dump(mode="json", by_alias=True)["createdAt"]
+    return {c.step for c in confirmations if isinstance(c, Acknowledgement) and c.report_created_at == created}
+
+
 def matches_table(given: str, table: str) -> bool:
     """A typed confirmation names the table: ``schema.table``, or just ``table``."""
     given_key, table_key = _table_key(given.strip()), _table_key(table)
@@ -133,7 +171,7 @@ class GateFacts(BaseModel):
     plan_fingerprint: str  # of the plan in hand
     recorded_plan_fingerprint: str  # of the plan the run was created with
     report_fingerprint: str | None = None  # of the plan the report judged
-    confirmations: list[Confirmation] = Field(default_factory=list)
+    confirmations: list[Acknowledgement | Confirmation] = Field(default_factory=list)
     phase_error: str | None = None  # the PhaseOrderError compiling the phases raised, if any
     applies_running: list[str] = Field(default_factory=list)  # other sessions applying a plan, described
     previous_failures: list[tuple[int, str | None]] = Field(default_factory=list)  # (run id, error)
@@ -141,12 +179,13 @@ class GateFacts(BaseModel):
     now: dt.datetime
 
 
-def confirmed_tables(report: PreflightReport | None, confirmations: list[Confirmation]) -> set[str]:
+def confirmed_tables(report: PreflightReport | None, confirmations: list[Acknowledgement | Confirmation]) -> set[str]:
     """The tables confirmed against this very report (a confirmation of an older report does not count)."""
     if report is None:
         return set()
     created = report.model_dump(mode="json", by_alias=True)["createdAt"]
-    return {_table_key(c.table) for c in confirmations if c.report_created_at == created}
+    return {_table_key(c.table) for c in confirmations
+            if isinstance(c, Confirmation) and c.report_created_at == created}
 
 
 def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = list) -> GateDecision:
@@ -192,6 +231,15 @@ def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = lis
                         f"(~{request.estimated_rows:,} rows) without CONCURRENTLY, blocking writes for the whole "
                         f"build: confirm with apply(confirm_large_non_concurrent=[{request.table!r}]) or build "
                         "it CONCURRENTLY."))
+    acknowledgements = acknowledgement_requests(report, acknowledged_steps(report, facts.confirmations)) \
+        if report and not report.blocked else []
+    for ask in acknowledgements:
+        if not ask.acknowledged:
+            reasons.append(GateReason(
+                code="ACKNOWLEDGEMENT_REQUIRED", finding=ask.finding,
+                message=f"preflight cannot verify step {ask.step} ({ask.step_summary}): finding {ask.finding} says why. "
+                        f"Review the step, then acknowledge it: apply(acknowledge=[{ask.step}]), or --acknowledge "
+                        f"{ask.step} in the CLI."))
     if facts.phase_error is not None:
         reasons.append(GateReason(code="PHASE_ORDER", message=facts.phase_error))
     unconfirmed = any(not r.confirmed for r in requests)
@@ -202,7 +250,7 @@ def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = lis
     notes = [f"run {run_id} of this plan failed: {error}" for run_id, error in facts.previous_failures]
     return GateDecision(
         can_apply=not reasons and status == "clear", run_id=facts.run_id, status=status, reasons=reasons,
-        remediations=remedies, confirmations_needed=requests, notes=notes,
+        remediations=remedies, confirmations_needed=requests, acknowledgements_needed=acknowledgements, notes=notes,
         plan_fingerprint=facts.plan_fingerprint, report_fingerprint=facts.report_fingerprint,
         report_created_at=report.created_at if report else None,
         report_age_seconds=round(age, 3) if age is not None else None,

@@ -26,7 +26,7 @@ from .checks import (
     Verdict,
     all_not_null,
 )
-from .contract import CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
+from .contract import ACKNOWLEDGE_STEP, CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
 from .db import Database, connect, read_only
 from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
 from .plan import MigrationPlan, display_name
@@ -79,10 +79,10 @@ def evaluated_sql(probe: Any) -> list[str]:
 
 
 def unsafe_message(check: Check, calls: list[str]) -> str:
-    return (f"step {check.step} evaluates {', '.join(calls)}, which PostgreSQL marks volatile: it may act on the "
-            "database (take a lock, write through dblink, signal a backend), and READ ONLY does not stop all of "
-            "that. Preflight does not run it, so it cannot say this step is safe. Replace the call with an "
-            "immutable or stable one, or review the step and the function yourself before applying.")
+    return (f"cannot verify step {check.step} before apply: it evaluates {', '.join(calls)}, which PostgreSQL marks "
+            "volatile: it may act on the database (take a lock, write through dblink, signal a backend), and READ "
+            "ONLY does not stop all of that, so preflight does not run it. Replace the call with an immutable or "
+            "stable one, or review the step and the function yourself and acknowledge the step.")
 
 
 def json_value(value: Any) -> Any:
@@ -108,8 +108,11 @@ def json_value(value: Any) -> Any:
 
 class _Outcome:
     def __init__(self, outcome: Outcome, message: str, stats: dict[str, int | float],
-                 rows: list[dict[str, Any]] | None = None, columns: list[SampleColumn] | None = None) -> None:
+                 rows: list[dict[str, Any]] | None = None, columns: list[SampleColumn] | None = None,
+                 acknowledge: bool = False) -> None:
         self.outcome, self.message, self.stats, self.rows, self.columns = outcome, message, stats, rows, columns
+        # a warning about what preflight cannot verify: the gate needs a person to acknowledge the step
+        self.acknowledge = acknowledge
 
 
 class _Executor:
@@ -159,7 +162,7 @@ class _Executor:
     def _judge(self, check: Check, stats: dict[str, Any], sampler: Callable[[], Any]) -> _Outcome:
         if stats["violations"] == 0:
             if check.unsure_pass:  # rows an earlier step adds are not read: no violation here is not a clear
-                return _Outcome("warning", check.unsure_pass, stats)
+                return _Outcome("warning", check.unsure_pass, stats, acknowledge=True)
             return _Outcome("pass", check.message(check.ok, stats), stats)
         rows, columns = sampler()
         return _Outcome(check.failure, check.message(check.fail, stats), stats, rows, columns)
@@ -169,10 +172,12 @@ class _Executor:
         started = time.perf_counter()
         if isinstance(check.probe, Verdict):
             v = check.probe
-            return _Outcome(v.outcome, v.message, dict(v.stats)), 0.0
+            return _Outcome(v.outcome, v.message, dict(v.stats), acknowledge=v.acknowledge), 0.0
         if position in self._unsafe:
-            return _Outcome("blocking", unsafe_message(check, self._unsafe[position]),
-                            {"volatileFunctions": len(self._unsafe[position])}), 0.0
+            # Preflight does not run what may act on the database, so it cannot say the step is safe: a person
+            # decides (the gate needs an acknowledgement of the step).
+            return _Outcome("warning", unsafe_message(check, self._unsafe[position]),
+                            {"volatileFunctions": len(self._unsafe[position])}, acknowledge=True), 0.0
         try:
             with read_only(self.conn, self.options.check_timeout):
                 if isinstance(check.probe, RowsProbe):
@@ -192,7 +197,7 @@ class _Executor:
                                    f"what an earlier step of the plan makes ({exc.diag.message_primary}), so it "
                                    "cannot run on the database as it is now. PostgreSQL checks the rows at apply; "
                                    "acknowledge this step, or apply the earlier steps first and preflight again.",
-                                   {})
+                                   {}, acknowledge=True)
             else:
                 outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is "
                                    "missing, so the step would fail too. Check the names in the plan.", {})
@@ -491,6 +496,9 @@ def run_preflight(
                 continue
             outcome, ms = executor.run(position)
             finding: int | None = None
+            if outcome.acknowledge and outcome.outcome == "warning":
+                # the contract's stats hold numbers: the step a person must acknowledge before Apply
+                outcome.stats = {**outcome.stats, ACKNOWLEDGE_STEP: check.step}
             if outcome.outcome in ("warning", "blocking"):
                 finding = len(results)
                 results.append(PreflightCheckResult(

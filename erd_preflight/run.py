@@ -34,7 +34,16 @@ from .checks import Check, PreflightOptions, derive_checks
 from .contract import PreflightReport, utc_now
 from .db import Database, connect
 from .errors import ApplyBlocked, ApplyFailed, ConnectionFailed, PhaseOrderError, RunStateError
-from .gate import Confirmation, GateDecision, GateFacts, confirmation_requests, decide, matches_table
+from .gate import (
+    Acknowledgement,
+    Confirmation,
+    GateDecision,
+    GateFacts,
+    acknowledgement_requests,
+    confirmation_requests,
+    decide,
+    matches_table,
+)
 from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
 from .preflight import ProgressCallback, catalog_session, json_value, run_preflight, violating_rows
@@ -266,10 +275,13 @@ class MigrationRun:
         return phases.model_copy(update={"lock_timeout": self.options.lock_timeout,
                                          "statement_timeout": self.options.statement_timeout})
 
-    def gate(self, *, confirm_large_non_concurrent: Iterable[str] = ()) -> GateDecision:
+    def gate(self, *, confirm_large_non_concurrent: Iterable[str] = (), acknowledge: Iterable[int] = ()
+             ) -> GateDecision:
         """Decide whether Apply may run, store the decision, and return it with reasons and remediations."""
         if confirm_large_non_concurrent:
             self.confirm_large_non_concurrent(*confirm_large_non_concurrent)
+        if acknowledge:
+            self.acknowledge(*acknowledge)
         decision = self._decide()
         record = self._record
         values: dict[str, Any] = {"gate": decision.model_dump(mode="json")}
@@ -332,6 +344,31 @@ class MigrationRun:
             self.store.update(self.id, confirmations=stored)
             self.refresh()
         return confirmations
+
+    def acknowledge(self, *steps: int, by: str | None = None) -> list[Acknowledgement]:
+        """Acknowledge each step (1-based) that the current report names as not verifiable before apply: you have
+        reviewed it and accept that PostgreSQL alone checks it at apply. Stored with who, when, and the finding."""
+        report = self.refresh() and self.report
+        if report is None:
+            raise RunStateError(f"run {self.id} has no preflight report to acknowledge against: run run.preflight().")
+        requests = {r.step: r for r in acknowledgement_requests(report, set())}
+        created = report.model_dump(mode="json", by_alias=True)["createdAt"]
+        given: list[Acknowledgement] = []
+        for step in steps:
+            request = requests.get(int(step))
+            if request is None:
+                needed = ", ".join(str(s) for s in requests) or "none"
+                raise ValueError(f"step {step} is not one this report names as not verifiable; the steps that need "
+                                 f"an acknowledgement are: {needed}.")
+            given.append(Acknowledgement(
+                step=request.step, what=request.step_summary, finding=request.message,
+                acknowledged_by=by or self._record.os_user, db_user=self._record.db_user,
+                acknowledged_at=now_text(), report_created_at=created))
+        if given:
+            stored = [c.model_dump(mode="json") for c in [*self._record.confirmations, *given]]
+            self.store.update(self.id, confirmations=stored)
+            self.refresh()
+        return given
 
     # --- remediation -------------------------------------------------------------------------------------
 
@@ -411,8 +448,8 @@ class MigrationRun:
             return False
         return True
 
-    def apply(self, *, confirm_large_non_concurrent: Iterable[str] = (), options: ApplyOptions | None = None,
-              progress: ApplyProgress | None = None) -> RunRecord:
+    def apply(self, *, confirm_large_non_concurrent: Iterable[str] = (), acknowledge: Iterable[int] = (),
+              options: ApplyOptions | None = None, progress: ApplyProgress | None = None) -> RunRecord:
         """Apply the plan in phases if the gate allows it; otherwise raise ``ApplyBlocked`` with the reasons.
 
         Holds the database's apply lock throughout (a second apply raises ``ConcurrentApply``). A failure
@@ -424,7 +461,8 @@ class MigrationRun:
                 raise concurrent_apply_error(conn)
             try:
                 recover_interrupted(self.db, self.store, holding_lock=True, except_run=self.id)
-                decision = self.gate(confirm_large_non_concurrent=confirm_large_non_concurrent)
+                decision = self.gate(confirm_large_non_concurrent=confirm_large_non_concurrent,
+                                     acknowledge=acknowledge)
                 if not decision.can_apply:
                     raise ApplyBlocked(decision, "Apply is blocked:\n" + "\n".join(
                         f"- {r.message}" for r in decision.reasons))

@@ -195,6 +195,20 @@ class Confirmation(_Stored):
     report_created_at: str | None
 
 
+class Acknowledgement(_Stored):
+    """A stored acknowledgement of a step preflight cannot verify: who accepted it, when, what they were told,
+    for which report. Kept with the confirmations (``kind`` tells them apart)."""
+
+    kind: Literal["acknowledgement"] = "acknowledgement"
+    step: int
+    what: str  # the step's summary
+    finding: str  # the message of the finding that named it
+    acknowledged_by: str | None
+    db_user: str | None
+    acknowledged_at: str
+    report_created_at: str | None
+
+
 class RunRecord(BaseModel):
     """A ``migration_run`` row as stored."""
 
@@ -210,7 +224,8 @@ class RunRecord(BaseModel):
     preflight_report: dict[str, Any] | None
     preflight_fingerprint: str | None
     gate: dict[str, Any] | None
-    confirmations: list[Confirmation] = Field(default_factory=list)
+    # large-table confirmations and step acknowledgements, in the order people gave them
+    confirmations: list[Acknowledgement | Confirmation] = Field(default_factory=list)
     applied_sql: list[AppliedStatement] = Field(default_factory=list)
     status_history: list[StatusChange] = Field(default_factory=list)
     error: str | None
@@ -218,6 +233,10 @@ class RunRecord(BaseModel):
     os_user: str | None
     server_version: str | None
     tool_version: str | None
+
+    @property
+    def acknowledgements(self) -> list[Acknowledgement]:
+        return [c for c in self.confirmations if isinstance(c, Acknowledgement)]
 
     @property
     def nothing_applied(self) -> bool:

@@ -23,6 +23,7 @@ from .checks import PreflightOptions
 from .contract import CheckRun, PreflightReport
 from .db import Database, connect
 from .display import (
+    acknowledgement_request_html,
     apply_log_html,
     note_html,
     badge,
@@ -41,7 +42,7 @@ from .display import (
     run_html,
     runs_styler,
 )
-from .gate import ConfirmationRequest, GateDecision, matches_table
+from .gate import AcknowledgementRequest, ConfirmationRequest, GateDecision, matches_table
 from .phases import PhaseStatement
 from .plan import MigrationPlan
 from .remediation import Remediation
@@ -229,6 +230,33 @@ class LargeTableConfirmation(widgets.VBox):
         self.confirm_button.disabled = not self.ready
 
 
+class StepAcknowledgement(widgets.VBox):
+    """Acknowledge one step preflight cannot verify: tick the box and type the step's number."""
+
+    def __init__(self, request: AcknowledgementRequest, on_acknowledge: Callable[[StepAcknowledgement], None]) -> None:
+        self.request = request
+        self.info = widgets.HTML(acknowledgement_request_html(request))
+        self.tick = widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="auto"),
+                                     description=f"I reviewed step {request.step}; PostgreSQL alone checks it at apply")
+        self.typed = widgets.Text(placeholder=f"type {request.step} to acknowledge",
+                                  layout=widgets.Layout(width="220px"))
+        self.acknowledge_button = widgets.Button(description="Acknowledge", button_style="warning", disabled=True)
+        self.state = widgets.HTML(badge("✓ acknowledged", "clear") if request.acknowledged else "")
+        self.tick.observe(lambda _: self._update(), names="value")
+        self.typed.observe(lambda _: self._update(), names="value")
+        self.acknowledge_button.on_click(lambda _: on_acknowledge(self))
+        controls = [] if request.acknowledged else [self.tick, widgets.HBox([self.typed, self.acknowledge_button])]
+        super().__init__([self.info, *controls, self.state],
+                         layout=widgets.Layout(border="1px solid #fcd34d", padding="4px", margin="4px 0"))
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.tick.value) and self.typed.value.strip() == str(self.request.step)
+
+    def _update(self) -> None:
+        self.acknowledge_button.disabled = not self.ready
+
+
 class PreflightPanel(widgets.VBox):
     """Preflight, gate and apply one plan from a notebook; every action is stored on its ``MigrationRun``.
 
@@ -263,6 +291,7 @@ class PreflightPanel(widgets.VBox):
         self.gate_view = widgets.HTML()
         self.confirmations = widgets.VBox()
         self.confirmation_rows: list[LargeTableConfirmation] = []
+        self.acknowledgement_rows: list[StepAcknowledgement] = []
         self.apply_button = widgets.Button(description="Apply", button_style="danger", icon="check", disabled=True,
                                            tooltip="enabled when the gate allows it")
         self.apply_log = widgets.HTML()
@@ -367,7 +396,9 @@ class PreflightPanel(widgets.VBox):
         self.confirmation_rows = [
             LargeTableConfirmation(q, alternatives.get(findings_of.get(q.step)), self._confirm)
             for q in decision.confirmations_needed]
-        self.confirmations.children = tuple(self.confirmation_rows)
+        self.acknowledgement_rows = [StepAcknowledgement(q, self._acknowledge)
+                                     for q in decision.acknowledgements_needed]
+        self.confirmations.children = tuple([*self.acknowledgement_rows, *self.confirmation_rows])
         self.apply_button.disabled = not decision.can_apply
         self.apply_button.tooltip = ("the gate allows Apply" if decision.can_apply
                                      else "; ".join(r.message for r in decision.reasons)[:500])
@@ -382,6 +413,16 @@ class PreflightPanel(widgets.VBox):
             self.refresh_gate()
 
         _guarded(self.error_box, f"confirming {row.request.table}", work, reraise=False)
+
+    def _acknowledge(self, row: StepAcknowledgement) -> None:
+        def work() -> None:
+            if not row.ready:
+                raise ValueError(f"tick the box and type {row.request.step} to acknowledge step {row.request.step}")
+            assert self.run is not None
+            self.run.acknowledge(row.request.step, by=self.confirmed_by)
+            self.refresh_gate()
+
+        _guarded(self.error_box, f"acknowledging step {row.request.step}", work, reraise=False)
 
     def _run_remediation(self, control: RemediationControl) -> None:
         def work() -> None:

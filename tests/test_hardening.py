@@ -237,7 +237,9 @@ def test_a_volatile_function_in_a_check_is_never_evaluated_and_is_named(db, run_
     run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2)")
     plan = ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression="pg_advisory_lock(1162021968, 1) IS NOT NULL")])
     report = ep.run_preflight(plan, db)
-    assert report.blocked and "pg_advisory_lock()" in report.results[0].message
+    # not run, so not verified: named, and a person must acknowledge the step before Apply
+    assert not report.blocked and "pg_advisory_lock()" in report.results[0].message
+    assert report.results[0].severity == "warning" and report.results[0].stats["acknowledgeStep"] == 1
     assert run_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
     # The apply lock (the same keys) is free: another plan applies, from this process and from another one.
     other = ep.MigrationPlan(steps=[ep.AddColumn(table="t", column="b", type="int")])
@@ -247,7 +249,7 @@ def test_a_volatile_function_in_a_check_is_never_evaluated_and_is_named(db, run_
 
 
 @pytest.mark.parametrize("where", ["check", "using", "default", "index_where", "update"])
-def test_volatile_calls_anywhere_preflight_evaluates_are_refused(db, run_sql, where):
+def test_volatile_calls_anywhere_preflight_evaluates_are_not_run_and_need_an_acknowledgement(db, run_sql, where):
     run_sql("CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, 1); "
             "CREATE FUNCTION act() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1'")
     steps = {
@@ -258,7 +260,9 @@ def test_volatile_calls_anywhere_preflight_evaluates_are_refused(db, run_sql, wh
         "update": [ep.RawSQL(statement="UPDATE t SET a = act()"), ep.SetNotNull(table="t", column="a")],
     }[where]
     report = ep.run_preflight(ep.MigrationPlan(steps=steps), db)
-    assert report.blocked and "act()" in report.results[-1].message, report.results
+    named = report.results[-1]
+    assert not report.blocked and "act()" in named.message and named.severity == "warning", report.results
+    assert named.stats["acknowledgeStep"] == len(steps)
 
 
 def test_harmless_volatile_and_stable_functions_still_run(db, run_sql):
@@ -543,7 +547,8 @@ def test_a_function_of_yours_named_like_a_harmless_one_is_judged_as_what_it_is(d
             "'SELECT 0.5::float8'; CREATE TABLE t (a int); INSERT INTO t VALUES (1)")
     plan = ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression=f'"{schema}".random() < 1')])
     report = ep.run_preflight(plan, db)
-    assert report.blocked and "random()" in report.blockers[0].message
+    assert not report.blocked and "random()" in report.results[0].message
+    assert report.results[0].stats["acknowledgeStep"] == 1
     assert ep.run_preflight(ep.MigrationPlan(steps=[ep.AddCheck(table="t", expression="pg_catalog.random() < 1")]),
                             db).status == "clear"
 

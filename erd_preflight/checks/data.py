@@ -47,7 +47,7 @@ def created_in_plan(index: int, step: Step, state: TableState, check_id: str, wh
         return verdict(check_id, index, step, "warning",
                         f"{state.label} is created by step {state.created_step} and filled by step {steps} "
                         f"(raw SQL), which preflight cannot read before apply: {what} is checked by "
-                        "PostgreSQL at apply time only.")
+                        "PostgreSQL at apply time only; acknowledge this step.", acknowledge=True)
     return verdict(check_id, index, step, "pass",
                     f"{state.label} is created by step {state.created_step} and is empty here: {what} holds.")
 
@@ -351,7 +351,8 @@ def _exclude(index: int, step: AddExclude, state: TableState, parent: TableState
         return [verdict(EXCLUSION_PRECHECK, index, step, "warning",
                         f"cannot verify step {index} before apply: an earlier step of the plan changes rows of "
                         f"{state.label}, and the exclusion check compares rows of the table as stored. PostgreSQL "
-                        "checks it at apply; acknowledge this step, or apply the earlier steps first.")]
+                        "checks it at apply; acknowledge this step, or apply the earlier steps first.",
+                        acknowledge=True)]
     source = state.source()
     outer = sql.Identifier(source.alias)
     other = sql.Identifier("erd_other")

@@ -28,6 +28,7 @@ from .data import (
     unique_check,
 )
 from .model import (
+    OBJECT_PRECHECK,
     UNMODELLED_SQL_WARNING,
     DATA_CHECKS,
     Check,
@@ -49,13 +50,26 @@ def reads_rows(step: Step) -> bool:
     return DATA_CHECKS[step.kind].reads_rows(step)
 
 
+def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
+    """A statement the plan does not model: one that changes the catalog only is PostgreSQL's to judge in the
+    rehearsal, whatever the rows; one that can fail on rows is named, and needs a person's acknowledgement."""
+    why = step.data_dependence
+    if why is None:
+        rehearsed = context.rehearsal is not None and context.rehearsal.passed(index)
+        return [verdict(OBJECT_PRECHECK, index, step, "pass",
+                        f"step {index} changes the catalog only, so no row can make it fail"
+                        + ("; PostgreSQL ran it on a copy of the schema." if rehearsed else "."))]
+    return [verdict(UNMODELLED_SQL_WARNING, index, step, "warning",
+                    f"cannot verify step {index} before apply: {why}, and preflight does not model it "
+                    f"({step.reason}). It is applied as written and PostgreSQL checks it then; acknowledge this "
+                    "step, or split it into statements preflight models.", acknowledge=True)]
+
+
 def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     """The checks of one step (1-based ``index``), in a fixed order: warnings from the catalog first,
     then the data checks. The context must already hold the effects of the steps before it."""
     if isinstance(step, RawSQL):
-        return [verdict(UNMODELLED_SQL_WARNING, index, step, "warning",
-                         f"step {index} is not modelled ({step.reason}); it is applied as written and nothing "
-                         "about its data is prechecked. Split it into supported statements to get prechecks.")]
+        return raw_checks(index, step, context)
     checks: list[Check] = []
     destructive = destructive_warning(index, step, context)
     if destructive:
@@ -85,7 +99,8 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     if unknown and reads_rows(step):
         checks.append(verdict(step.primary_check(), index, step, "warning",
                                f"cannot verify step {index} before apply: {unknown}. PostgreSQL checks the rows "
-                               "at apply; acknowledge this step, or split the plan so its rows exist first."))
+                               "at apply; acknowledge this step, or split the plan so its rows exist first.",
+                               acknowledge=True))
         return checks
     first_data = len(checks)
     own = DATA_CHECKS[step.kind].checks  # a kind missing from the registry fails here, loudly

@@ -73,6 +73,7 @@ class Verdict:
     outcome: Outcome
     message: str
     stats: dict[str, int | float] = field(default_factory=dict)
+    acknowledge: bool = False  # a warning about what cannot be verified: the gate needs a person to acknowledge it
 
 
 def all_not_null(columns: tuple[str, ...], qualifier: str | None = None) -> sql.Composed:
@@ -238,13 +239,13 @@ def human_bytes(n: int) -> str:
 
 
 def verdict(check_id: str, index: int, step: Step, outcome: Outcome, message: str,
-             target: TargetRef | None = None, **stats: int | float) -> Check:
+             target: TargetRef | None = None, acknowledge: bool = False, **stats: int | float) -> Check:
     return Check(
         check_id=check_id,
         step=index,
         step_summary=step.summary(),
         target=target or step.target(),
-        probe=Verdict(outcome=outcome, message=message, stats=dict(stats)),
+        probe=Verdict(outcome=outcome, message=message, stats=dict(stats), acknowledge=acknowledge),
         failure="warning" if outcome == "warning" else "blocking",
     )
 
