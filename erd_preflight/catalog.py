@@ -55,6 +55,43 @@ SELECT ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL AS partial
 """
 
 
+# What an UPDATE or DELETE of a table sets off besides itself: user triggers and rules, enabled.
+_ACTIONS = """
+SELECT 'trigger ' || quote_ident(tgname) FROM pg_trigger WHERE tgrelid = %(oid)s AND NOT tgisinternal AND tgenabled <> 'D'
+UNION ALL
+SELECT 'rule ' || quote_ident(rulename) FROM pg_rewrite WHERE ev_class = %(oid)s AND rulename <> '_RETURN'
+ORDER BY 1
+"""
+
+# The foreign keys of other tables (or of the table itself) that reference a table.
+_REFERENCING = """
+SELECT n.nspname, c.relname, con.conname,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
+       con.confmatchtype::text, con.confupdtype::text, con.confdeltype::text
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE con.contype = 'f' AND con.confrelid = %s
+ ORDER BY 1, 2, 3
+"""
+
+
+@dataclass(frozen=True)
+class ReferencingKey:
+    """A foreign key of ``schema.table`` that references the table asked about, with its actions
+    (a NO ACTION, r RESTRICT, c CASCADE, n SET NULL, d SET DEFAULT)."""
+
+    schema: str
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    ref_columns: tuple[str, ...]
+    match_full: bool
+    on_update: str
+    on_delete: str
+
+
 @dataclass(frozen=True)
 class ColumnInfo:
     name: str
@@ -198,6 +235,16 @@ class Catalog:
             constraints=constraints,
             indexes=indexes,
         )
+
+    def actions(self, oid: int) -> list[str]:
+        """The enabled user triggers and rules of a table: what a data statement on it sets off."""
+        return [r[0] for r in self.conn.execute(_ACTIONS, {"oid": oid})]
+
+    def referencing(self, oid: int) -> list[ReferencingKey]:
+        """The foreign keys that reference a table."""
+        return [ReferencingKey(schema=r[0], table=r[1], name=r[2], columns=tuple(r[3]), ref_columns=tuple(r[4]),
+                               match_full=r[5] == "f", on_update=r[6], on_delete=r[7])
+                for r in self.conn.execute(_REFERENCING, (oid,))]
 
     def relation_exists(self, schema: str, name: str) -> bool:
         regclass = sql.Identifier(schema, name).as_string(self.conn)

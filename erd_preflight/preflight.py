@@ -165,7 +165,8 @@ class _Executor:
                 return _Outcome("warning", check.unsure_pass, stats, acknowledge=True)
             return _Outcome("pass", check.message(check.ok, stats), stats)
         rows, columns = sampler()
-        return _Outcome(check.failure, check.message(check.fail, stats), stats, rows, columns)
+        return _Outcome(check.failure, check.message(check.fail, stats), stats, rows, columns,
+                        acknowledge=check.acknowledge and check.failure == "warning")
 
     def run(self, position: int) -> tuple[_Outcome, float]:
         check = self.checks[position]

@@ -41,11 +41,19 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
         unavailable = rehearsal.stopped and f"the rehearsal on a copy of the schema stopped early: {rehearsal.stopped}"
     checks = derive_checks(plan, catalog, options, rehearsal=rehearsal, order=order)
     if unavailable:
+        # Stopped at a step: from there on, PostgreSQL has not said whether the statements run, so a person
+        # acknowledges that step. No shadow at all: the checks' own model judges every step, as it always did.
+        stopped = next((step for step in order if rehearsal is not None and not rehearsal.passed(step)
+                        and step not in rehearsal.unjudged), None)
         checks.append(Check(
-            check_id=REHEARSAL_UNAVAILABLE_WARNING, step=len(plan.steps), step_summary="the whole plan", target=None,
+            check_id=REHEARSAL_UNAVAILABLE_WARNING, step=stopped or len(plan.steps),
+            step_summary=plan.steps[stopped - 1].summary() if stopped else "the whole plan", target=None,
             probe=Verdict("warning", f"{unavailable}. Where it did not reach, structural failures are found only by "
-                          "the checks' own model of each statement; PostgreSQL re-checks at apply."),
+                          "the checks' own model of each statement; PostgreSQL re-checks at apply"
+                          + (f"; acknowledge step {stopped} once you have reviewed it." if stopped else "."),
+                          acknowledge=stopped is not None),
             failure="warning"))
+        checks.sort(key=lambda c: c.step)  # stable: the warning goes after its step's own checks
     failure = rehearsal.failure if rehearsal is not None else None
     if failure is None:
         return checks

@@ -5,28 +5,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from psycopg import sql
 
 from ..catalog import Catalog
 from ..plan import (
-    AddCheck,
     AddForeignKey,
-    AddUnique,
-    CreateIndex,
     CreateTable,
     MigrationPlan,
     RawSQL,
-    SetNotNull,
     Step,
     TableStep,
 )
 from ..shadow_catalog import Rehearsal
-from .data import (
-    check_constraint_check,
-    fk_check,
-    not_null_check,
-    unique_check,
-)
 from .model import (
     OBJECT_PRECHECK,
     UNMODELLED_SQL_WARNING,
@@ -35,6 +24,8 @@ from .model import (
     PreflightOptions,
     verdict,
 )
+from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
+from .dml import update_checks
 from .state import PlanContext
 from .structure import (
     created_index_name,
@@ -135,29 +126,16 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
         by_step.setdefault(index, []).extend(own)
         context.absorb(index, step)
         context.follow_rehearsal(index, step)
-        by_step[index].extend(rechecks(context, index, step))
+        data = rechecks(context, index, step)
+        if isinstance(step, RawSQL) and any(index in state.updates for state in context.states()):
+            # a data statement preflight simulates: its checks say what it does to the rows, not "unmodelled"
+            by_step[index] = [c for c in by_step[index] if c.check_id != UNMODELLED_SQL_WARNING]
+        by_step[index].extend(data)
     return [check for index in sorted(by_step) for check in by_step[index]]
 
 
 def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
-    """After a simulated UPDATE: the constraints the plan already added to that table are enforced on
-    the updated rows, so their checks run again on the rows as the UPDATE leaves them."""
-    checks: list[Check] = []
-    for state in context.states():
-        if index not in state.updated_at or state.info is None:
-            continue
-        for added in state.enforced:
-            if isinstance(added, SetNotNull):
-                checks.append(not_null_check(index, step, state, added.column, context,
-                                              predicate=sql.SQL("{} IS NULL").format(
-                                                  sql.Identifier(added.column))))
-            elif isinstance(added, (AddUnique, CreateIndex)):
-                checks.extend(unique_check(index, added, state, summary=step.summary()))
-            elif isinstance(added, AddForeignKey):
-                parent = context.state(added.ref_schema, added.ref_table)
-                if parent is not None:
-                    checks.append(fk_check(index, step, state, parent, added.columns, added.ref_columns,
-                                            added.match_full))
-            elif isinstance(added, AddCheck):
-                checks.append(check_constraint_check(index, step, state, added.expression, added.name))
-    return checks
+    """After a simulated UPDATE: every constraint its table has at that point (there before the plan, or added by
+    it) is checked on the rows the UPDATE writes (``dml``)."""
+    return [check for state in context.states() if index in state.updates and state.info is not None
+            for check in update_checks(context, index, step, state)]

@@ -40,6 +40,18 @@ from .model import PreflightOptions, Source
 # The plan's effect on each table, step by step.
 
 
+@dataclass(frozen=True)
+class UpdateLayer:
+    """What a simulated ``UPDATE t [AS alias] SET col = expr [WHERE cond]`` did: the rows before it, and its
+    assignments as written, so every constraint of the table can be checked on the rows it changes."""
+
+    before: Source  # the table's rows just before the UPDATE
+    alias: str  # the name the UPDATE's expressions use for the table
+    where: str | None
+    values: dict[str, str]  # column -> the expression assigned, as written
+    types: dict[str, str]  # every column's type before the UPDATE
+
+
 @dataclass
 class TableState:
     schema: str
@@ -59,6 +71,7 @@ class TableState:
     constraint_names: set[str] = field(default_factory=set)
     enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
     updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
+    updates: dict[int, UpdateLayer] = field(default_factory=dict)  # by step: what each simulated UPDATE did
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
     unknown: str | None = None  # why the rows are not known before apply (then no data check reads them)
@@ -450,15 +463,20 @@ class PlanContext:
         if state is None or state.info is None:
             return False
         changes: dict[str, sql.Composable | None] = {}
+        written: dict[str, str] = {}
         for target in stmt.targetList:
             if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
                 return False
             if any(isinstance(n, (ast.SubLink, ast.SetToDefault)) for n in walk_ast(target.val)):
                 return False
-            changes[target.name] = sql.SQL(RawStream()(target.val))
+            written[target.name] = RawStream()(target.val)
+            changes[target.name] = sql.SQL(written[target.name])
         if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in walk_ast(stmt.whereClause)):
             return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
+        where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else None
+        state.updates[index] = UpdateLayer(before=state.source(), alias=alias, where=where, values=written,
+                                           types=dict(state.columns))
         for name, value in list(changes.items()):
             new = cast_to(value, state.columns[name])  # type: ignore[arg-type]
             if stmt.whereClause is not None:

@@ -1,0 +1,291 @@
+"""Data statements of the plan, checked against every constraint the table has at that point.
+
+A single-table ``UPDATE t SET col = expr [WHERE cond]`` is simulated (``PlanContext``): its rows become a derived
+relation. PostgreSQL checks every constraint of the table on the rows it changes, the ones that were there before
+the plan as well as the ones the plan added, so the same is asked here, of the same rows:
+
+- NOT NULL, CHECK (NOT VALID ones too: PostgreSQL enforces them on new row versions) and the table's foreign keys
+  on the rows the UPDATE changes (a relation of just those rows, so the cost follows the rows changed when the
+  WHERE can use an index);
+- a varchar(n) / char(n) value longer than n (assignment fails where an explicit cast would truncate);
+- UNIQUE and PRIMARY KEY on the table as the UPDATE leaves it;
+- the foreign keys of other tables that reference a key the UPDATE changes: NO ACTION after the statement,
+  RESTRICT for every changed key that is still referenced.
+
+What preflight cannot run is named for a person to acknowledge: triggers and rules the UPDATE fires, a partial
+or expression unique index, an exclusion constraint, a foreign key that sets the referencing rows to NULL or
+their default.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ..catalog import ReferencingKey
+from ..contract import TargetRef
+from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
+from .expressions import cast_to, length_limit
+from .model import (
+    CAST_PRECHECK,
+    CHECK_CONSTRAINT_PRECHECK,
+    FK_VIOLATIONS_PRECHECK,
+    NOT_NULL_PRECHECK,
+    UNIQUE_PRECHECK,
+    UNMODELLED_SQL_WARNING,
+    Check,
+    DuplicatesProbe,
+    OrphansProbe,
+    RowsProbe,
+    Source,
+    verdict,
+)
+from .state import PlanContext, TableState, UpdateLayer
+
+
+def _changed_rows(state: TableState, index: int, layer: UpdateLayer) -> Source:
+    """The rows the UPDATE of step ``index`` changes, with their new values (and no other row)."""
+    items = [sql.SQL("{} AS {}").format(cast_to(sql.SQL(layer.values[name]), kind), sql.Identifier(name))
+             if name in layer.values else sql.Identifier(layer.alias, name)
+             for name, kind in layer.types.items()]
+    where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
+    relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
+        sql.SQL(", ").join(items), layer.before.relation, sql.Identifier(layer.alias), where)
+    screened = [f"SELECT {value}" for value in layer.values.values()] + ([f"SELECT {layer.where}"] if layer.where else [])
+    return Source(key=f"{state.schema}.{state.name}@update{index}", relation=relation, alias=state.name,
+                  columns=tuple(layer.types.items()), derived=True,
+                  expressions=(*layer.before.expressions, *screened))
+
+
+def _before(layer: UpdateLayer, state: TableState, index: int) -> Source:
+    """The rows just before the UPDATE, under the name its expressions use."""
+    return Source(key=f"{state.schema}.{state.name}@before{index}", relation=layer.before.relation,
+                  alias=layer.alias, columns=layer.before.columns, derived=layer.before.derived,
+                  expressions=layer.before.expressions)
+
+
+def _unverifiable(index: int, step: Step, state: TableState, what: str) -> Check:
+    return verdict(UNMODELLED_SQL_WARNING, index, step, "warning",
+                   f"cannot verify step {index} before apply: {what} on {state.label}. PostgreSQL checks it at "
+                   "apply; acknowledge this step once you have reviewed it.", acknowledge=True)
+
+
+def update_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
+    """Every constraint of the table, checked on what the simulated UPDATE of step ``index`` writes."""
+    layer = state.updates[index]
+    assert state.info is not None
+    assigned = set(layer.values)
+    changed = _changed_rows(state, index, layer)
+    summary = step.summary()
+    checks: list[Check] = []
+    actions = context.catalog.actions(state.info.oid)
+    if actions:
+        checks.append(_unverifiable(index, step, state, f"the UPDATE sets off {', '.join(actions)}, which "
+                                    "preflight does not run"))
+
+    def rows(check_id: str, predicate: sql.Composable, target: TargetRef, fail: str, ok: str,
+             source: Source = changed) -> None:
+        checks.append(Check(check_id=check_id, step=index, step_summary=summary, target=target,
+                            probe=RowsProbe(source=source, predicate=predicate), fail=fail, ok=ok,
+                            notes=state.history_notes()))
+
+    for column in sorted(assigned):
+        kind = layer.types[column]
+        target = TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,))
+        limit = length_limit(kind)
+        if limit is not None:
+            # Assignment refuses a value longer than n (trailing spaces aside), where CAST would cut it.
+            where = sql.SQL("({}) AND ").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
+            rows(CAST_PRECHECK, sql.SQL("{}char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(
+                where, sql.SQL(layer.values[column]), sql.Literal(limit)), target,
+                f"{{violations}} of the rows step {index} changes would get a value longer than {kind} allows in "
+                f"{state.column_label(column)}; the UPDATE would fail (value too long). Shorten the values first.",
+                f"every value step {index} writes fits {kind} in {state.column_label(column)} ({{totalRows}} rows).",
+                source=_before(layer, state, index))
+        if column in state.not_null:
+            rows(NOT_NULL_PRECHECK, sql.SQL("{} IS NULL").format(sql.Identifier(column)), target,
+                 f"{{violations}} of the {{totalRows}} rows step {index} changes would get NULL in NOT NULL column "
+                 f"{state.column_label(column)}; the UPDATE would fail. Change the expression or its WHERE.",
+                 f"no row step {index} changes gets NULL in {state.column_label(column)} ({{totalRows}} rows).")
+
+    for name, expression in _checks_of(state):
+        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
+        rows(CHECK_CONSTRAINT_PRECHECK, sql.SQL("({}) IS FALSE").format(sql.SQL(expression)),
+             TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
+             f"{{violations}} of the {{totalRows}} rows step {index} changes would break {shown}; the UPDATE would "
+             "fail. Change the expression or its WHERE.",
+             f"every row step {index} changes satisfies {shown} ({{totalRows}} rows).")
+
+    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state):
+        if not assigned & set(columns):
+            continue
+        parent = context.state(ref_schema, ref_table)
+        if parent is None or parent.info is None:
+            checks.append(_unverifiable(index, step, state, f"the UPDATE changes ({', '.join(columns)}), whose "
+                                        f"foreign key references {display_name(ref_schema, ref_table)}, a table "
+                                        "preflight cannot read here"))
+            continue
+        cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
+        checks.append(Check(
+            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
+            target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
+                             ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
+            probe=OrphansProbe(child=changed, columns=columns, parent=parent.source(), ref_columns=ref_columns,
+                               match_full=match_full),
+            fail=f"{{violations}} of the {{totalRows}} rows step {index} changes would get a ({cols}) with no "
+            f"matching {parent.label}({refs}); the UPDATE would fail on the foreign key.",
+            ok=f"every ({cols}) step {index} writes has a matching {parent.label}({refs}) ({{totalRows}} rows).",
+            notes=state.history_notes() + parent.history_notes()))
+
+    checks.extend(_unique_checks(index, step, state, assigned))
+    checks.extend(_order_dependent(index, step, state, layer))
+    for key in context.catalog.referencing(state.info.oid):
+        if assigned & set(key.ref_columns):
+            checks.extend(_referenced_key(context, index, step, state, layer, key))
+    return checks
+
+
+def _unique_keys(state: TableState, assigned: set[str]) -> dict[tuple[str, ...], bool]:
+    """The plain unique keys (columns -> NULLS NOT DISTINCT) the assigned columns are part of."""
+    assert state.info is not None
+    keys: dict[tuple[str, ...], bool] = {}
+    for ix in state.info.indexes.values():
+        if ix.unique and ix.valid and not ix.expressions and not ix.partial and assigned & set(ix.columns):
+            keys[ix.columns] = keys.get(ix.columns, False) or ix.nulls_not_distinct
+    for s in state.enforced:
+        if isinstance(s, (AddUnique, CreateIndex)) and assigned & set(s.columns):
+            if isinstance(s, CreateIndex) and (not s.unique or s.where):
+                continue
+            nnd = s.nulls_not_distinct or (isinstance(s, AddUnique) and s.primary_key)
+            keys[s.columns] = keys.get(s.columns, False) or nnd
+    return keys
+
+
+def _order_dependent(index: int, step: Step, state: TableState, layer: UpdateLayer) -> list[Check]:
+    """A unique key is checked row by row as the UPDATE goes: a row that takes a key another changed row still has
+    (``SET id = id + 1``) fails or not depending on the order PostgreSQL visits the rows in. Preflight cannot know
+    that order, so such rows are named for a person to acknowledge."""
+    checks: list[Check] = []
+    for columns, nnd in _unique_keys(state, set(layer.values)).items():
+        def new(c: str) -> sql.Composable:
+            return cast_to(sql.SQL(layer.values[c]), layer.types[c]) if c in layer.values \
+                else sql.Identifier(layer.alias, c)
+        equal = "IS NOT DISTINCT FROM" if nnd else "="
+        # The new key is computed beside the row (erd_new_<column>), so the EXISTS below cannot bind the UPDATE's
+        # unqualified column names to the other row.
+        renamed = {c: f"erd_new_{c}" for c in columns}
+        where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
+        relation = sql.SQL("(SELECT {}.*, {} FROM {} AS {}{})").format(
+            sql.Identifier(layer.alias),
+            sql.SQL(", ").join(sql.SQL("{} AS {}").format(new(c), sql.Identifier(renamed[c])) for c in columns),
+            layer.before.relation, sql.Identifier(layer.alias), where)
+        changed = Source(key=f"{state.schema}.{state.name}@keys{index}:{','.join(columns)}", relation=relation,
+                         alias="erd_changed", columns=layer.before.columns, derived=True,
+                         expressions=layer.before.expressions)
+        taken = sql.SQL(" AND ").join(sql.SQL("{} {} {}").format(
+            sql.Identifier("erd_old", c), sql.SQL(equal), sql.Identifier("erd_changed", renamed[c])) for c in columns)
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM (SELECT {} FROM {} AS {}{}) "
+                            "AS erd_old WHERE {})").format(
+            sql.SQL(", ").join(sql.Identifier("erd_changed", renamed[c]) for c in columns),
+            sql.SQL(", ").join(sql.Identifier("erd_changed", c) for c in columns),
+            keys, layer.before.relation, sql.Identifier(layer.alias), where, taken)
+        cols = ", ".join(display_name(c) for c in columns)
+        checks.append(Check(
+            check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
+            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
+            probe=RowsProbe(source=changed, predicate=predicate), failure="warning", acknowledge=True,
+            fail=f"cannot verify step {index} before apply: {{violations}} rows it changes take a ({cols}) that "
+            f"another row it changes has until then; PostgreSQL checks the key row by row, so the UPDATE fails or "
+            "not depending on the order it visits the rows in. Acknowledge this step, or make the key constraint "
+            "DEFERRABLE, or update in two passes.",
+            ok=f"no row step {index} changes takes a ({cols}) another changed row still has ({{totalRows}} rows).",
+            notes=state.history_notes()))
+    return checks
+
+
+def _checks_of(state: TableState) -> list[tuple[str | None, str]]:
+    """The CHECK constraints of the table at this step: the ones it had (validated or not), the plan's."""
+    assert state.info is not None
+    found: list[tuple[str | None, str]] = [
+        (c.name, c.check_expression) for c in state.info.constraints.values()
+        if c.type == "c" and c.check_expression and c.name in state.constraint_names]
+    found += [(s.name, s.expression) for s in state.enforced
+              if isinstance(s, AddCheck) and (s.name is None or s.name in state.constraint_names)]
+    return found
+
+
+def _foreign_keys_of(state: TableState) -> list[tuple[tuple[str, ...], str | None, str, tuple[str, ...], bool]]:
+    assert state.info is not None
+    found = [(c.columns, c.ref_schema, c.ref_table or "", c.ref_columns, c.match_full)
+             for c in state.info.constraints.values() if c.type == "f" and c.name in state.constraint_names]
+    found += [(s.columns, s.ref_schema, s.ref_table, s.ref_columns, s.match_full) for s in state.enforced
+              if isinstance(s, AddForeignKey) and (s.name is None or s.name in state.constraint_names)]
+    return found
+
+
+def _unique_checks(index: int, step: Step, state: TableState, assigned: set[str]) -> list[Check]:
+    assert state.info is not None
+    keys = _unique_keys(state, assigned)
+    unsure: list[str] = []
+    for ix in state.info.indexes.values():
+        if ix.unique and ix.valid and ix.expressions:
+            unsure.append(f"expression unique index {display_name(ix.name)}")
+        elif ix.unique and ix.valid and ix.partial and assigned & set(ix.columns):
+            unsure.append(f"partial unique index {display_name(ix.name)}")
+    unsure += ["the partial unique index of an earlier step" for s in state.enforced
+               if isinstance(s, CreateIndex) and s.unique and s.where and assigned & set(s.columns)]
+    checks: list[Check] = []
+    if unsure:
+        checks.append(_unverifiable(index, step, state, f"the UPDATE changes columns of {', '.join(unsure)}, which "
+                                    "preflight does not check after an UPDATE"))
+    source = state.source()
+    for columns, nnd in keys.items():
+        cols = ", ".join(display_name(c) for c in columns)
+        checks.append(Check(
+            check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
+            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
+            probe=DuplicatesProbe(source=source, columns=columns, nulls_not_distinct=nnd),
+            fail=f"after step {index}, {{duplicateGroups}} values of ({cols}) would occur more than once in "
+            f"{state.label}, in {{violations}} rows; the UPDATE would fail on the unique key.",
+            ok=f"({cols}) stays unique in {state.label} after step {index} ({{totalRows}} rows).",
+            notes=state.history_notes()))
+    return checks
+
+
+def _referenced_key(context: PlanContext, index: int, step: Step, state: TableState, layer: UpdateLayer,
+                    key: ReferencingKey) -> list[Check]:
+    """A foreign key of another table (``key``) references columns the UPDATE changes."""
+    child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
+    shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
+    if key.on_update == "c":
+        return []  # ON UPDATE CASCADE: the referencing rows follow
+    if key.on_update in ("n", "d") or child is None or child.info is None:
+        return [_unverifiable(index, step, state, f"the UPDATE changes a key that foreign key {shown} references "
+                              "(ON UPDATE SET NULL / SET DEFAULT, or a table preflight cannot read here)")]
+    cols = ", ".join(display_name(c) for c in key.columns)
+    target = TargetRef(kind="relationship", schema=key.schema, table=key.table, columns=key.columns,
+                       ref_schema=state.schema, ref_table=state.name, ref_columns=key.ref_columns)
+    common = dict(check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=step.summary(), target=target,
+                  notes=state.history_notes())
+    if key.on_update == "a":
+        # NO ACTION: checked when the statement ends, on the table as the UPDATE leaves it.
+        return [Check(probe=OrphansProbe(child=child.source(), columns=key.columns, parent=state.source(),
+                                         ref_columns=key.ref_columns, match_full=key.match_full),
+                      fail=f"after step {index}, {{violations}} rows of {child.label} would reference a "
+                      f"({cols}) that no row of {state.label} has any more ({shown}); the UPDATE would fail.",
+                      ok=f"every row of {child.label} still has its {state.label} row after step {index} "
+                      f"({{totalRows}} rows).", **common)]  # type: ignore[arg-type]
+    # RESTRICT: a changed key that any row still references fails, whatever other rows hold afterwards.
+    old = sql.SQL(", ").join(sql.Identifier(layer.alias, c) for c in key.ref_columns)
+    new = sql.SQL(", ").join(cast_to(sql.SQL(layer.values[c]), layer.types[c]) if c in layer.values
+                             else sql.Identifier(layer.alias, c) for c in key.ref_columns)
+    match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c), sql.Identifier(layer.alias, r))
+                                  for c, r in zip(key.columns, key.ref_columns))
+    where = sql.SQL("({}) AND ").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
+    predicate = sql.SQL("{}ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
+        where, new, old, child.source().relation, match)
+    return [Check(probe=RowsProbe(source=_before(layer, state, index), predicate=predicate),
+                  fail=f"{{violations}} rows of {state.label} that step {index} changes have a key that rows of "
+                  f"{child.label} reference ({shown}, ON UPDATE RESTRICT); the UPDATE would fail.",
+                  ok=f"no key step {index} changes is referenced by {child.label} ({{totalRows}} rows).",
+                  **common)]  # type: ignore[arg-type]
