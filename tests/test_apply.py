@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 import erd_preflight as ep
-from waiting import wait_for
+from waiting import acknowledging, wait_for
 from erd_preflight.phases import foreign_key_name
 from erd_preflight.store import STORE_VERSION, RunStore
 
@@ -117,7 +117,7 @@ def test_concurrently_never_runs_inside_a_transaction_block(db, store, run_sql):
     assert len({s.unit for s in concurrent}) == 3
     assert "BEGIN" not in phases.script().split("-- Phase B")[1].split("-- Phase C")[0]
     run.preflight()
-    record = run.apply(options=FAST)
+    record = acknowledging(run).apply(options=FAST)  # the expression index is raw SQL: reviewed, acknowledged
     assert record.status == "applied"
     assert run_sql("SELECT indexname FROM pg_indexes WHERE tablename = 't' AND schemaname = current_schema()") == [("t_ab",)]
 
@@ -249,6 +249,7 @@ def test_two_applies_at_once_exactly_one_runs_and_the_other_names_it(db, store, 
     runs = [ep.MigrationRun.start(plan, db, store_schema=store) for _ in range(2)]
     for run in runs:
         assert run.preflight().status == "clear"
+        acknowledging(run)
     barrier = threading.Barrier(2)
     outcomes: dict[int, Any] = {}
 
@@ -346,6 +347,7 @@ def test_a_backend_terminated_mid_phase_leaves_a_row_that_says_where_and_the_nex
     plan = ep.MigrationPlan.from_sql(text)
     run = ep.MigrationRun.start(plan, db, store_schema=store)
     assert run.preflight(check_timeout=30).status == "clear"
+    acknowledging(run)
     errors: list[BaseException] = []
 
     def apply() -> None:
@@ -387,7 +389,7 @@ def test_a_backend_terminated_mid_phase_leaves_a_row_that_says_where_and_the_nex
     else:
         assert 0 < len(again.plan.steps) < len(plan.steps)
     assert again.preflight(check_timeout=30).status == "clear"
-    assert again.apply(options=FAST).status == "applied"
+    assert acknowledging(again).apply(options=FAST).status == "applied"
     columns = run_sql("SELECT column_name FROM information_schema.columns WHERE table_name = 't' "
                       "AND table_schema = current_schema() ORDER BY 1")
     assert ("b",) in columns and invalid_indexes(run_sql) == []
@@ -398,6 +400,7 @@ def test_a_process_killed_mid_apply_leaves_applying_and_the_next_start_marks_it_
     plan = ep.MigrationPlan.from_sql("ALTER TABLE orders ADD COLUMN note text;\nSELECT pg_sleep(60);")
     run = ep.MigrationRun.start(plan, db, store_schema=store)
     run.preflight()
+    acknowledging(run)
     script = (
         "import sys, erd_preflight as ep\n"
         "from sqlalchemy.pool import NullPool\n"

@@ -1,5 +1,6 @@
-"""Data statements of the plan against every constraint the table already has, with PostgreSQL as the oracle: a
-plan preflight clears (no step left for a person to acknowledge) applies, and a plan it blocks fails."""
+"""Data statements and type changes of the plan against every constraint the table already has, with PostgreSQL as
+the oracle: a plan preflight clears (no step left for a person to acknowledge) applies, and a plan it blocks
+fails."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ UPDATES = [
     "UPDATE c AS k SET a = k.a + 1 WHERE k.b IS NOT NULL",
     "UPDATE c SET a = 3 - a, code = NULL",
     "ALTER TABLE c ADD CHECK (a < 3)",
+    "ALTER TABLE c ALTER COLUMN a TYPE bigint USING a / 2",
+    "ALTER TABLE c ALTER COLUMN a TYPE numeric USING a - 2",
+    "ALTER TABLE c ALTER COLUMN b TYPE bigint USING b / 2",
+    "ALTER TABLE c ALTER COLUMN b TYPE int USING b + 1",
+    "ALTER TABLE c ALTER COLUMN id TYPE bigint USING id % 3",
     "ALTER TABLE c ALTER COLUMN code SET NOT NULL",
 ]
 
@@ -77,7 +83,7 @@ def _postgres_accepts(conninfo: str, statements: list[str]) -> bool:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parents=st.sets(st.integers(0, 5)), children=rows, g=refs, h=refs,
        statements=st.lists(st.sampled_from(UPDATES), min_size=1, max_size=2))
-def test_an_update_is_judged_against_every_constraint_the_table_has(db, conninfo, parents, children, g, h, statements):
+def test_an_update_or_a_type_change_is_judged_against_every_constraint_the_table_has(db, conninfo, parents, children, g, h, statements):
     _load(conninfo, parents, children, g, h)
     report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
     accepted = _postgres_accepts(conninfo, statements)

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.pool import NullPool
 
 import erd_preflight as ep
-from waiting import wait_for
+from waiting import acknowledging, wait_for
 
 PLAN = """
 ALTER TABLE big ADD COLUMN note text;
@@ -79,7 +79,7 @@ def rerun(db: ep.Database, store: str, first: ep.MigrationRun) -> ep.MigrationRu
     record = first.refresh()
     assert record.status == "failed" and record.error
     assert again.preflight().status == "clear", again.report.blockers if again.report else None
-    assert again.apply().status == "applied"
+    assert acknowledging(again).apply().status == "applied"
     return again
 
 
@@ -103,6 +103,7 @@ def test_sigkill_in_phase_a_then_rerun_reaches_the_plan_end_state(db, store, fau
     run_sql("UPDATE fault_switch SET armed = true")
     run = ep.MigrationRun.start(ep.MigrationPlan.from_sql(PLAN), db, store_schema=store)
     assert run.preflight().status == "clear"
+    acknowledging(run)  # the plan's pg_sleep is a fault-injection point: reviewed
     child = spawn(server_url, schema, run, store)
     try:
         pid = wait_for(lambda: backend(run_sql, run.id, "%pg_sleep%"), "phase A's sleep")
@@ -129,14 +130,16 @@ def test_sigkill_during_a_concurrent_build_then_rerun_adopts_or_rebuilds_never_d
         db, store, faulty, run_sql, server_url, schema, conninfo, backend_fate):
     run = ep.MigrationRun.start(ep.MigrationPlan.from_sql(PLAN), db, store_schema=store)
     assert run.preflight().status == "clear"
-    holder = psycopg.connect(conninfo)
-    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-    holder.execute("SELECT count(*) FROM par")  # an old snapshot: the build waits for it
+    acknowledging(run)  # the plan's pg_sleep is a fault-injection point: reviewed
+    holder = _holder(conninfo)
     child = spawn(server_url, schema, run, store)
     try:
         pid = wait_for(lambda: backend(run_sql, run.id, "%CONCURRENTLY%", waiting="Lock"),
                        "the build to wait for the old snapshot")
         kill(child)
+    except BaseException:
+        holder.close()  # never leave the old snapshot open to block the schema's cleanup
+        raise
     finally:
         if child.poll() is None:
             child.kill()
@@ -161,6 +164,7 @@ def test_sigkill_during_validate_then_rerun_validates_the_not_valid_key(db, stor
                                                                         schema, conninfo):
     run = ep.MigrationRun.start(ep.MigrationPlan.from_sql(PLAN), db, store_schema=store)
     assert run.preflight().status == "clear"
+    acknowledging(run)  # the plan's pg_sleep is a fault-injection point: reviewed
     child = spawn(server_url, schema, run, store, pause_on="VALIDATE CONSTRAINT")
     locker = psycopg.connect(conninfo)
     try:
@@ -197,6 +201,7 @@ def test_server_stopped_mid_apply_says_so_and_the_next_start_records_and_finishe
         run_sql(SETUP + "UPDATE fault_switch SET armed = true;")
         run = ep.MigrationRun.start(ep.MigrationPlan.from_sql(PLAN), db)
         assert run.preflight().status == "clear"
+        acknowledging(run)
         errors: list[BaseException] = []
         thread = threading.Thread(target=lambda: _apply_into(run, errors))
         thread.start()
@@ -216,10 +221,18 @@ def test_server_stopped_mid_apply_says_so_and_the_next_start_records_and_finishe
         first = ep.MigrationRun.load(run.id, db).record
         assert first.status == "failed" and "interrupted" in (first.error or "")
         assert again.preflight().status == "clear"
-        assert again.apply().status == "applied"
+        assert acknowledging(again).apply().status == "applied"
         assert end_state(run_sql) == EXPECTED
     finally:
         server.cleanup()
+
+
+def _holder(conninfo: str) -> psycopg.Connection[Any]:
+    """A session holding an old snapshot (REPEATABLE READ, one read done): a concurrent build waits for it."""
+    holder = psycopg.connect(conninfo)
+    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM par")
+    return holder
 
 
 def _apply_into(run: ep.MigrationRun, errors: list[BaseException]) -> None:
@@ -236,9 +249,7 @@ def test_a_concurrent_build_waits_for_an_old_snapshot_under_its_own_timeout_and_
     plan = ep.MigrationPlan.from_sql("CREATE INDEX CONCURRENTLY ON big (c);")
     run = ep.MigrationRun.start(plan, db, store_schema=store)
     assert run.preflight().status == "clear"
-    holder = psycopg.connect(conninfo)
-    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-    holder.execute("SELECT count(*) FROM par")
+    holder = _holder(conninfo)
     holder_pid = holder.info.backend_pid
     seen: list[str] = []
     errors: list[BaseException] = []
@@ -252,12 +263,13 @@ def test_a_concurrent_build_waits_for_an_old_snapshot_under_its_own_timeout_and_
 
     thread = threading.Thread(target=apply)
     thread.start()
-    wait_for(lambda: any(f"waiting for pid {holder_pid}" in s for s in seen), "the build to report its wait")
-    time.sleep(1.0)  # twice lock_timeout: still waiting, not failed
-    assert thread.is_alive() and not errors
-    holder.rollback()
-    holder.close()
-    thread.join(timeout=60)
+    try:
+        wait_for(lambda: any(f"waiting for pid {holder_pid}" in s for s in seen), "the build to report its wait")
+        time.sleep(1.0)  # twice lock_timeout: still waiting, not failed
+        assert thread.is_alive() and not errors
+    finally:
+        holder.close()  # on a failure too: an open snapshot would block the build and the schema's cleanup
+        thread.join(timeout=60)
     assert not errors and run.status == "applied"
     assert any(f"pid {holder_pid}" in s and "waits for these open transactions" in s for s in seen), seen
     assert end_state(run_sql)["indexes"] == ["big_c_idx", "big_pkey"]

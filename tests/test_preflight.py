@@ -323,12 +323,29 @@ def test_progress_callback_is_called_once_per_check(db, shop):
     assert seen == [("NOT_NULL_PRECHECK", 1, 3), ("UNIQUE_PRECHECK", 2, 3), ("FK_VIOLATIONS_PRECHECK", 3, 3)]
 
 
-def test_a_backfill_update_is_checked_against_constraints_added_earlier_in_the_plan(db, run_sql):
+def test_a_backfill_update_written_after_a_foreign_key_is_judged_in_apply_order(db, run_sql, conninfo):
+    """Apply adds the foreign key in phase C, after the UPDATE of phase A: the key is validated on the rows the
+    UPDATE leaves (the 0 it writes has no parent), as PostgreSQL applying the phases does."""
     run_sql("""CREATE TABLE p (x int PRIMARY KEY); INSERT INTO p VALUES (1);
                CREATE TABLE c (a int); INSERT INTO c VALUES (1), (NULL)""")
     plan = ep.MigrationPlan.from_sql("ALTER TABLE c ADD FOREIGN KEY (a) REFERENCES p (x);"
                                      "UPDATE c SET a = 0 WHERE a IS NULL")
     report = ep.run_preflight(plan, db)
     assert report.status == "blocked"
-    assert report.results[-1].check_id == "FK_VIOLATIONS_PRECHECK" and report.checks[-1].step == 2
-    assert report.results[-1].stats["violations"] == 1
+    [finding] = report.blockers
+    assert finding.check_id == "FK_VIOLATIONS_PRECHECK" and finding.stats["violations"] == 1
+    assert finding.sample_rows == [{"a": 0}]
+    with psycopg.connect(conninfo) as conn:  # the oracle, in apply's order
+        conn.execute("UPDATE c SET a = 0 WHERE a IS NULL")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("ALTER TABLE c ADD FOREIGN KEY (a) REFERENCES p (x)")
+
+
+def test_an_update_after_a_check_the_plan_adds_is_checked_against_it(db, run_sql):
+    run_sql("CREATE TABLE c (a int); INSERT INTO c VALUES (1), (NULL)")
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE c ADD CONSTRAINT positive CHECK (a > 0);"
+                                     "UPDATE c SET a = -1 WHERE a IS NULL")
+    report = ep.run_preflight(plan, db)
+    [finding] = report.blockers
+    assert finding.check_id == "CHECK_CONSTRAINT_PRECHECK" and report.checks[-1].step == 2
+    assert finding.stats["violations"] == 1 and "positive" in finding.message

@@ -25,7 +25,7 @@ from .model import (
     verdict,
 )
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
-from .dml import update_checks
+from .dml import type_change_checks, update_checks
 from .state import PlanContext
 from .structure import (
     created_index_name,
@@ -136,6 +136,9 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
 
 def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
     """After a simulated UPDATE: every constraint its table has at that point (there before the plan, or added by
-    it) is checked on the rows the UPDATE writes (``dml``)."""
-    return [check for state in context.states() if index in state.updates and state.info is not None
-            for check in update_checks(context, index, step, state)]
+    it) is checked on the rows the UPDATE writes; after a type change, the constraints PostgreSQL checks again on
+    the converted values (``dml``)."""
+    checks = [check for state in context.states() if index in state.updates and state.info is not None
+              for check in update_checks(context, index, step, state)]
+    return checks + [check for state in context.states() if index in state.retyped and state.info is not None
+                     for check in type_change_checks(context, index, step, state)]

@@ -1,4 +1,4 @@
-"""Data statements of the plan, checked against every constraint the table has at that point.
+"""Data statements of the plan, and type changes, checked against every constraint the table has at that point.
 
 A single-table ``UPDATE t SET col = expr [WHERE cond]`` is simulated (``PlanContext``): its rows become a derived
 relation. PostgreSQL checks every constraint of the table on the rows it changes, the ones that were there before
@@ -11,6 +11,10 @@ the plan as well as the ones the plan added, so the same is asked here, of the s
 - UNIQUE and PRIMARY KEY on the table as the UPDATE leaves it;
 - the foreign keys of other tables that reference a key the UPDATE changes: NO ACTION after the statement,
   RESTRICT for every changed key that is still referenced.
+
+An ``ALTER COLUMN TYPE`` rebuilds the indexes and re-adds the validated constraints that use the column, on the
+converted values: unique keys, CHECKs and foreign keys (both ways) are checked again on them (``round(price)`` can
+make duplicates, ``pid + 1000`` orphans).
 
 What preflight cannot run is named for a person to acknowledge: triggers and rules the UPDATE fires, a partial
 or expression unique index, an exclusion constraint, a foreign key that sets the referencing rows to NULL or
@@ -203,23 +207,29 @@ def _order_dependent(index: int, step: Step, state: TableState, layer: UpdateLay
     return checks
 
 
-def _checks_of(state: TableState) -> list[tuple[str | None, str]]:
-    """The CHECK constraints of the table at this step: the ones it had (validated or not), the plan's."""
+def _checks_of(state: TableState, validated_only: bool = False) -> list[tuple[str | None, str]]:
+    """The CHECK constraints of the table at this step: the ones it had (NOT VALID too, unless ``validated_only``),
+    the plan's."""
     assert state.info is not None
     found: list[tuple[str | None, str]] = [
         (c.name, c.check_expression) for c in state.info.constraints.values()
-        if c.type == "c" and c.check_expression and c.name in state.constraint_names]
+        if c.type == "c" and c.check_expression and c.name in state.constraint_names
+        and (c.validated or not validated_only)]
     found += [(s.name, s.expression) for s in state.enforced
-              if isinstance(s, AddCheck) and (s.name is None or s.name in state.constraint_names)]
+              if isinstance(s, AddCheck) and (s.name is None or s.name in state.constraint_names)
+              and not (validated_only and s.not_valid)]
     return found
 
 
-def _foreign_keys_of(state: TableState) -> list[tuple[tuple[str, ...], str | None, str, tuple[str, ...], bool]]:
+def _foreign_keys_of(state: TableState, validated_only: bool = False
+                     ) -> list[tuple[tuple[str, ...], str | None, str, tuple[str, ...], bool]]:
     assert state.info is not None
     found = [(c.columns, c.ref_schema, c.ref_table or "", c.ref_columns, c.match_full)
-             for c in state.info.constraints.values() if c.type == "f" and c.name in state.constraint_names]
+             for c in state.info.constraints.values() if c.type == "f" and c.name in state.constraint_names
+             and (c.validated or not validated_only)]
     found += [(s.columns, s.ref_schema, s.ref_table, s.ref_columns, s.match_full) for s in state.enforced
-              if isinstance(s, AddForeignKey) and (s.name is None or s.name in state.constraint_names)]
+              if isinstance(s, AddForeignKey) and (s.name is None or s.name in state.constraint_names)
+              and not (validated_only and s.not_valid)]
     return found
 
 
@@ -289,3 +299,73 @@ def _referenced_key(context: PlanContext, index: int, step: Step, state: TableSt
                   f"{child.label} reference ({shown}, ON UPDATE RESTRICT); the UPDATE would fail.",
                   ok=f"no key step {index} changes is referenced by {child.label} ({{totalRows}} rows).",
                   **common)]  # type: ignore[arg-type]
+
+
+def type_change_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
+    """The constraints PostgreSQL checks again after ``ALTER COLUMN ... TYPE`` converted a column's values."""
+    assert state.info is not None
+    column = state.retyped[index]
+    label = state.column_label(column)
+    checks: list[Check] = []
+    source = state.source()
+    summary = step.summary()
+    unsure = [f"partial unique index {display_name(ix.name)}" for ix in state.info.indexes.values()
+              if ix.unique and ix.valid and ix.partial and column in ix.columns]
+    unsure += [f"expression unique index {display_name(ix.name)}" for ix in state.info.indexes.values()
+               if ix.unique and ix.valid and ix.expressions]
+    if unsure:
+        checks.append(_unverifiable(index, step, state, f"the type change of {label} rebuilds {', '.join(unsure)}, "
+                                    "which preflight does not check on the converted values"))
+    for columns, nnd in _unique_keys(state, {column}).items():
+        cols = ", ".join(display_name(c) for c in columns)
+        checks.append(Check(
+            check_id=UNIQUE_PRECHECK, step=index, step_summary=summary,
+            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
+            probe=DuplicatesProbe(source=source, columns=columns, nulls_not_distinct=nnd),
+            fail=f"after the type change of {label}, {{duplicateGroups}} values of ({cols}) occur more than once in "
+            f"{{violations}} rows; rebuilding the unique index fails. Change the USING expression, or dedupe first.",
+            ok=f"({cols}) stays unique after the type change of {label} ({{totalRows}} rows).",
+            notes=state.history_notes()))
+    for name, expression in _checks_of(state, validated_only=True):
+        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
+        checks.append(Check(
+            check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=summary,
+            target=TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
+            probe=RowsProbe(source=source, predicate=sql.SQL("({}) IS FALSE").format(sql.SQL(expression))),
+            fail=f"after the type change of {label}, {{violations}} of {{totalRows}} rows break {shown}; the step "
+            "would fail when PostgreSQL checks it again.",
+            ok=f"every row satisfies {shown} after the type change of {label} ({{totalRows}} rows).",
+            notes=state.history_notes()))
+    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state, validated_only=True):
+        if column not in columns:
+            continue
+        parent = context.state(ref_schema, ref_table)
+        if parent is None or parent.info is None:
+            continue
+        checks.append(_orphans_after(index, summary, label, state, source, columns, parent, parent.source(),
+                                     ref_columns, match_full))
+    for key in context.catalog.referencing(state.info.oid):
+        if column in key.ref_columns:
+            child = state if (key.schema, key.table) == (state.schema, state.name) \
+                else context.state(key.schema, key.table)
+            if child is not None and child.info is not None:
+                checks.append(_orphans_after(index, summary, label, child, child.source(), key.columns, state,
+                                             source, key.ref_columns, key.match_full))
+    return checks
+
+
+def _orphans_after(index: int, summary: str, label: str, child: TableState, child_source: Source,
+                   columns: tuple[str, ...], parent: TableState, parent_source: Source, ref_columns: tuple[str, ...],
+                   match_full: bool) -> Check:
+    cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
+    return Check(
+        check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
+        target=TargetRef(kind="relationship", schema=child.schema, table=child.name, columns=columns,
+                         ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
+        probe=OrphansProbe(child=child_source, columns=columns, parent=parent_source, ref_columns=ref_columns,
+                           match_full=match_full),
+        fail=f"after the type change of {label}, {{violations}} rows of {child.label} have a ({cols}) with no "
+        f"matching {parent.label}({refs}); the foreign key fails when PostgreSQL checks it again.",
+        ok=f"every ({cols}) of {child.label} still matches {parent.label}({refs}) after the type change of {label} "
+        "({totalRows} rows).",
+        notes=child.history_notes() + parent.history_notes())

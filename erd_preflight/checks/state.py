@@ -72,6 +72,7 @@ class TableState:
     enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
     updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
     updates: dict[int, UpdateLayer] = field(default_factory=dict)  # by step: what each simulated UPDATE did
+    retyped: dict[int, str] = field(default_factory=dict)  # by step: the column an ALTER COLUMN TYPE converted
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
     unknown: str | None = None  # why the rows are not known before apply (then no data check reads them)
@@ -377,6 +378,7 @@ class PlanContext:
             using = sql.SQL(step.using) if step.using else sql.Identifier(step.column)
             state.push_layer({step.column: cast_to(using, step.type)}, new_types={step.column: step.type})
             state.no_nulls_because.pop(step.column, None)
+            state.retyped[index] = step.column
         elif isinstance(step, DropColumn):
             if step.column in state.columns:
                 state.push_layer({step.column: None}, independent=True)
