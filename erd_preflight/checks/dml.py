@@ -28,7 +28,7 @@ from psycopg import sql
 from ..catalog import ReferencingKey
 from ..contract import TargetRef
 from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
-from .expressions import cast_to, length_limit
+from .expressions import cast_to, length_limit, mentions
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -326,7 +326,8 @@ def type_change_checks(context: PlanContext, index: int, step: Step, state: Tabl
             f"{{violations}} rows; rebuilding the unique index fails. Change the USING expression, or dedupe first.",
             ok=f"({cols}) stays unique after the type change of {label} ({{totalRows}} rows).",
             notes=state.history_notes()))
-    for name, expression in _checks_of(state, validated_only=True):
+    # PostgreSQL re-adds (and checks) the constraints that use the column, and rebuilds its indexes
+    for name, expression in [(n, e) for n, e in _checks_of(state, validated_only=True) if mentions(e, column)]:
         shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
         checks.append(Check(
             check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=summary,

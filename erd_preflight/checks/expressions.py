@@ -6,6 +6,7 @@ import pglast
 from pglast import ast
 from psycopg import sql
 
+from ..sqlparse import walk_ast
 from .model import all_not_null as all_not_null
 
 
@@ -43,3 +44,10 @@ def cast_to(expression: sql.Composable, type_text: str) -> sql.Composed:
 
 def any_null(columns: tuple[str, ...]) -> sql.Composed:
     return sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns)
+
+
+def mentions(expression: str, column: str) -> bool:
+    """Whether ``expression`` reads ``column`` (a column reference named so, qualified or not)."""
+    tree = pglast.parse_sql(f"SELECT {expression}")
+    return any(isinstance(n, ast.ColumnRef) and isinstance(n.fields[-1], ast.String) and n.fields[-1].sval == column
+               for n in walk_ast(tree))

@@ -148,8 +148,9 @@ class OrphansProbe:
 
     def condition(self, alias: str = "c") -> sql.Composed:
         """A child row (``alias``) violates."""
-        return sql.SQL("(({} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})) OR {})").format(
-            all_not_null(self.columns, alias), self.parent.relation, self.matches(alias), self.partial(alias))
+        missing = sql.SQL("({} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {}))").format(
+            all_not_null(self.columns, alias), self.parent.relation, self.matches(alias))
+        return sql.SQL("({} OR {})").format(missing, self.partial(alias)) if self.match_full else missing
 
     def violations(self) -> sql.Composed:
         return sql.SQL("SELECT c.* FROM {} AS c WHERE {}").format(self.child.relation, self.condition())
