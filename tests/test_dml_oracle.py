@@ -1,4 +1,4 @@
-"""Data statements and type changes of the plan against every constraint the table already has, with PostgreSQL as
+"""Data statements (UPDATE, DELETE) and type changes of the plan against every constraint the table already has, with PostgreSQL as
 the oracle: a plan preflight clears (no step left for a person to acknowledge) applies, and a plan it blocks
 fails."""
 
@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 import erd_preflight as ep
 
 SCHEMA = """
-DROP TABLE IF EXISTS h, g, c, p CASCADE;
+DROP TABLE IF EXISTS k, h, g, c, p CASCADE;
 CREATE TABLE p (x int PRIMARY KEY);
 CREATE TABLE c (id int PRIMARY KEY, a int NOT NULL CHECK (a >= 0), b int UNIQUE REFERENCES p (x), code varchar(2));
 CREATE TABLE g (id int, cb int REFERENCES c (b));
 CREATE TABLE h (id int, cid int REFERENCES c (id) ON UPDATE RESTRICT);
+CREATE TABLE k (id int, cid int NOT NULL REFERENCES c (id) ON DELETE SET NULL);
 """
 
 UPDATES = [
@@ -35,6 +36,11 @@ UPDATES = [
     "UPDATE c AS k SET a = k.a + 1 WHERE k.b IS NOT NULL",
     "UPDATE c SET a = 3 - a, code = NULL",
     "ALTER TABLE c ADD CHECK (a < 3)",
+    "DELETE FROM c WHERE a = 0",
+    "DELETE FROM p WHERE x > 3",
+    "DELETE FROM c AS q WHERE q.id > 4",
+    "DELETE FROM c WHERE b IS NULL",
+    "ALTER TABLE c ALTER COLUMN b SET NOT NULL",
     "ALTER TABLE c ALTER COLUMN a TYPE bigint USING a / 2",
     "ALTER TABLE c ALTER COLUMN a TYPE numeric USING a - 2",
     "ALTER TABLE c ALTER COLUMN b TYPE bigint USING b / 2",
@@ -46,12 +52,13 @@ UPDATES = [
 rows = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 3), st.none() | st.integers(0, 5),
                           st.none() | st.sampled_from(["", "x", "ab"])), max_size=8)
 refs = st.lists(st.integers(0, 6), max_size=4)
+few = st.lists(st.integers(5, 6), max_size=1)
 
 
 _TALLY: collections.Counter = collections.Counter()
 
 
-def _load(conninfo: str, parents: set[int], children: list, g: list, h: list) -> None:
+def _load(conninfo: str, parents: set[int], children: list, g: list, h: list, k: list) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(SCHEMA)
         for x in sorted(parents):
@@ -65,6 +72,8 @@ def _load(conninfo: str, parents: set[int], children: list, g: list, h: list) ->
             conn.execute("INSERT INTO g SELECT %s, b FROM c WHERE b = %s", (i, v))
         for i, v in enumerate(h):
             conn.execute("INSERT INTO h SELECT %s, id FROM c WHERE id = %s", (i, v))
+        for i, v in enumerate(k):
+            conn.execute("INSERT INTO k SELECT %s, id FROM c WHERE id = %s", (i, v))
 
 
 def _postgres_accepts(conninfo: str, statements: list[str]) -> bool:
@@ -81,10 +90,11 @@ def _postgres_accepts(conninfo: str, statements: list[str]) -> bool:
 
 @settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parents=st.sets(st.integers(0, 5)), children=rows, g=refs, h=refs,
+@given(parents=st.sets(st.integers(0, 5)), children=rows, g=refs, h=refs, k=few,
        statements=st.lists(st.sampled_from(UPDATES), min_size=1, max_size=2))
-def test_an_update_or_a_type_change_is_judged_against_every_constraint_the_table_has(db, conninfo, parents, children, g, h, statements):
-    _load(conninfo, parents, children, g, h)
+def test_a_data_statement_or_a_type_change_is_judged_against_every_constraint_the_table_has(
+        db, conninfo, parents, children, g, h, k, statements):
+    _load(conninfo, parents, children, g, h, k)
     report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
     accepted = _postgres_accepts(conninfo, statements)
     unverified = [r for r in report.results if (r.stats or {}).get("acknowledgeStep") is not None]

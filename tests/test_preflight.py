@@ -171,14 +171,24 @@ def test_checks_know_what_earlier_steps_of_the_plan_do(db, run_sql):
     assert run_sql("SELECT count(*) FROM t WHERE a IS NULL") == [(2,)]  # and nothing was written
 
 
-def test_a_delete_preflight_does_not_simulate_makes_the_later_check_cannot_verify_not_a_guess(db, run_sql, conninfo):
+def test_a_delete_is_simulated_so_the_later_check_reads_the_rows_it_keeps(db, run_sql, conninfo):
     """It used to read the rows as they are now and block: PostgreSQL applies it (the DELETE removes the NULL)."""
-    run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (NULL)")
+    run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (NULL), (1)")
     text = "DELETE FROM t WHERE a IS NULL; ALTER TABLE t ALTER COLUMN a SET NOT NULL;"
     with psycopg.connect(conninfo) as conn:  # the oracle
         for statement in text.split(";")[:2]:
             conn.execute(statement)
         conn.rollback()
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert report.status == "clear" and report.results == [], report.results
+    [check] = [c for c in report.checks if c.step == 2]
+    assert check.outcome == "pass" and check.stats["totalRows"] == 1
+    assert "as the DELETE of step 1 leaves them" in check.message
+
+
+def test_a_delete_preflight_does_not_simulate_makes_the_later_check_cannot_verify_not_a_guess(db, run_sql):
+    run_sql("CREATE TABLE t (a int); CREATE TABLE s (a int); INSERT INTO t VALUES (NULL)")
+    text = "DELETE FROM t USING s WHERE t.a IS NOT DISTINCT FROM s.a; ALTER TABLE t ALTER COLUMN a SET NOT NULL;"
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert [r.check_id for r in report.results] == ["UNMODELLED_SQL_WARNING", "NOT_NULL_PRECHECK"]
     assert not report.blocked and report.results[1].severity == "warning"

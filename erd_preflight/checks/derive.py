@@ -25,7 +25,7 @@ from .model import (
     verdict,
 )
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
-from .dml import type_change_checks, update_checks
+from .dml import delete_checks, type_change_checks, update_checks
 from .state import PlanContext
 from .structure import (
     created_index_name,
@@ -127,7 +127,8 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
         context.absorb(index, step)
         context.follow_rehearsal(index, step)
         data = rechecks(context, index, step)
-        if isinstance(step, RawSQL) and any(index in state.updates for state in context.states()):
+        if isinstance(step, RawSQL) and any(index in state.updates or index in state.deletes
+                                            for state in context.states()):
             # a data statement preflight simulates: its checks say what it does to the rows, not "unmodelled"
             by_step[index] = [c for c in by_step[index] if c.check_id != UNMODELLED_SQL_WARNING]
         by_step[index].extend(data)
@@ -140,5 +141,7 @@ def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
     the converted values (``dml``)."""
     checks = [check for state in context.states() if index in state.updates and state.info is not None
               for check in update_checks(context, index, step, state)]
+    checks += [check for state in context.states() if index in state.deletes and state.info is not None
+               for check in delete_checks(context, index, step, state)]
     return checks + [check for state in context.states() if index in state.retyped and state.info is not None
                      for check in type_change_checks(context, index, step, state)]

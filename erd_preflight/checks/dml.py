@@ -12,6 +12,10 @@ the plan as well as the ones the plan added, so the same is asked here, of the s
 - the foreign keys of other tables that reference a key the UPDATE changes: NO ACTION after the statement,
   RESTRICT for every changed key that is still referenced.
 
+A single-table ``DELETE FROM t [WHERE cond]`` is simulated too (the rows kept are those cond is not true for); the
+foreign keys that reference the table are checked on the rows it removes (NO ACTION / RESTRICT: still referenced;
+SET NULL into a NOT NULL column).
+
 An ``ALTER COLUMN TYPE`` rebuilds the indexes and re-adds the validated constraints that use the column, on the
 converted values: unique keys, CHECKs and foreign keys (both ways) are checked again on them (``round(price)`` can
 make duplicates, ``pid + 1000`` orphans).
@@ -370,3 +374,72 @@ def _orphans_after(index: int, summary: str, label: str, child: TableState, chil
         ok=f"every ({cols}) of {child.label} still matches {parent.label}({refs}) after the type change of {label} "
         "({totalRows} rows).",
         notes=child.history_notes() + parent.history_notes())
+
+
+def delete_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
+    """The foreign keys that reference the table, checked on the rows the simulated DELETE of step ``index``
+    removes; what the DELETE sets off is named."""
+    assert state.info is not None
+    layer = state.deletes[index]
+    checks: list[Check] = []
+    actions = context.catalog.actions(state.info.oid)
+    if actions:
+        checks.append(_unverifiable(index, step, state, f"the DELETE sets off {', '.join(actions)}, which "
+                                    "preflight does not run"))
+    removed = _before(layer, state, index)
+    for key in _references_to(context, state):
+        child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
+        shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
+        if child is None or (child.info is None and child.inserted_by):
+            checks.append(_unverifiable(index, step, state, f"the DELETE removes rows that foreign key {shown} may "
+                                        "reference, in rows preflight cannot read"))
+            continue
+        if child.info is None:
+            continue  # a table the plan creates, empty: nothing references the removed rows
+        if key.on_delete == "c":
+            further = [k for k in context.catalog.referencing(child.info.oid) if k.on_delete != "c"]
+            if further:
+                checks.append(_unverifiable(index, step, state, f"the DELETE cascades through {shown} to rows that "
+                                            f"{', '.join(k.name for k in further)} may reference"))
+            continue
+        if key.on_delete == "d" or (key.on_delete == "r" and child is state):
+            checks.append(_unverifiable(index, step, state, f"the DELETE removes rows that foreign key {shown} "
+                                        "references (ON DELETE SET DEFAULT, or RESTRICT on the table itself)"))
+            continue
+        if key.on_delete == "n" and not set(key.columns) & child.not_null:
+            continue  # SET NULL into nullable columns always works
+        # NO ACTION (checked when the statement ends: the rows kept are what may still reference), RESTRICT, or
+        # SET NULL into a NOT NULL column: a removed row that a referencing row points to fails the DELETE.
+        referencing = child.source().relation if child is not state or key.on_delete == "r" else state.source().relation
+        match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c),
+                                                                sql.Identifier(layer.alias, r))
+                                      for c, r in zip(key.columns, key.ref_columns))
+        predicate = sql.SQL("({}) IS TRUE AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
+            sql.SQL(layer.where or "true"), referencing, match)
+        action = {"a": "NO ACTION", "r": "RESTRICT", "n": "SET NULL into a NOT NULL column"}[key.on_delete]
+        checks.append(Check(
+            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=step.summary(),
+            target=TargetRef(kind="relationship", schema=key.schema, table=key.table, columns=key.columns,
+                             ref_schema=state.schema, ref_table=state.name, ref_columns=key.ref_columns),
+            probe=RowsProbe(source=removed, predicate=predicate),
+            fail=f"{{violations}} rows step {index} deletes from {state.label} are still referenced by rows of "
+            f"{child.label} ({shown}, ON DELETE {action}); the DELETE would fail. Delete or re-point those rows "
+            "first.",
+            ok=f"no row step {index} deletes from {state.label} is referenced by {child.label} ({{totalRows}} rows).",
+            notes=state.history_notes()))
+    return checks
+
+
+def _references_to(context: PlanContext, state: TableState) -> list[ReferencingKey]:
+    """The foreign keys referencing the table: those it had (catalog) and those the plan added."""
+    assert state.info is not None
+    keys = list(context.catalog.referencing(state.info.oid))
+    for other in context.states():
+        for s in other.enforced:
+            if isinstance(s, AddForeignKey) and context.state(s.ref_schema, s.ref_table) is state \
+                    and (s.name is None or s.name in other.constraint_names):
+                action = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
+                keys.append(ReferencingKey(schema=other.schema, table=other.name, name=s.name or "(the plan's)",
+                                           columns=s.columns, ref_columns=s.ref_columns, match_full=s.match_full,
+                                           on_update=action[s.on_update], on_delete=action[s.on_delete]))
+    return keys

@@ -72,6 +72,8 @@ class TableState:
     enforced: list[Step] = field(default_factory=list)  # constraints the plan added: they apply to later UPDATEs
     updated_at: list[int] = field(default_factory=list)  # steps whose simulated UPDATE changed rows
     updates: dict[int, UpdateLayer] = field(default_factory=dict)  # by step: what each simulated UPDATE did
+    deletes: dict[int, UpdateLayer] = field(default_factory=dict)  # by step: what each simulated DELETE removed
+    filters: dict[int, str] = field(default_factory=dict)  # layer depth -> a DELETE's condition: rows kept are not it
     retyped: dict[int, str] = field(default_factory=dict)  # by step: the column an ALTER COLUMN TYPE converted
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
@@ -102,8 +104,10 @@ class TableState:
                     for name, expr in projection
                 ]
                 inner: sql.Composable = self.info.relation if relation is None else sql.SQL(relation)
-                relation = sql.SQL("(SELECT {} FROM {} AS {})").format(
-                    sql.SQL(", ").join(items), inner, sql.Identifier(layer_alias)).as_string()
+                kept = sql.SQL(" WHERE ({}) IS NOT TRUE").format(sql.SQL(self.filters[depth])) \
+                    if depth in self.filters else sql.SQL("")
+                relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
+                    sql.SQL(", ").join(items), inner, sql.Identifier(layer_alias), kept).as_string()
                 changed = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
                            for name, expr in projection if expr is not None]
                 expression = sql.SQL("SELECT {}").format(sql.SQL(", ").join(changed)).as_string() if changed else ""
@@ -134,7 +138,7 @@ class TableState:
             if name not in self.columns and expr is not None:
                 projection.append((name, expr))
         self.version += 1
-        if self.info is not None and independent and self.layers:
+        if self.info is not None and independent and self.layers and len(self.layers) - 1 not in self.filters:
             # No expression of this layer reads a column (a DEFAULT cannot; a dropped column has none): it
             # folds into the layer below instead of nesting one more subquery per step.
             below_alias, below = self.layers[-1]
@@ -153,6 +157,9 @@ class TableState:
         if self.backfills:
             steps = ", ".join(str(s) for s in self.backfills)
             notes.append(f"The rows were read as the UPDATE of step {steps} leaves them.")
+        if self.deletes:
+            steps = ", ".join(str(s) for s in self.deletes)
+            notes.append(f"The rows were read as the DELETE of step {steps} leaves them.")
         return tuple(notes)
 
 
@@ -435,6 +442,8 @@ class PlanContext:
         for stmt in statements:
             if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
                 continue
+            if isinstance(stmt, ast.DeleteStmt) and self._simulate_delete(index, stmt):
+                continue
             verb = verbs.get(type(stmt))
             if verb is None:
                 continue
@@ -455,6 +464,23 @@ class PlanContext:
             state.unknown = state.unknown or (
                 f"step {index} {verb} {state.label} in a statement preflight does not simulate, so the rows later "
                 "checks would read are not known before apply")
+
+    def _simulate_delete(self, index: int, stmt: ast.DeleteStmt) -> bool:
+        """A single-table ``DELETE FROM t [WHERE cond]`` keeps the rows for which cond is not true."""
+        if stmt.usingClause or stmt.withClause or not stmt.relation.inh:
+            return False
+        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in walk_ast(stmt.whereClause)):
+            return False
+        state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+        if state is None or state.info is None:
+            return False
+        alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
+        where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else "true"
+        state.deletes[index] = UpdateLayer(before=state.source(), alias=alias, where=where, values={},
+                                           types=dict(state.columns))
+        state.push_layer({}, alias=alias)
+        state.filters[len(state.layers) - 1] = where
+        return True
 
     def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
         """A single-table ``UPDATE t SET col = expr [WHERE cond]`` becomes a derived column:
