@@ -64,11 +64,25 @@ def _changed_rows(state: TableState, index: int, layer: UpdateLayer) -> Source:
                   expressions=(*layer.before.expressions, *screened))
 
 
-def _before(layer: UpdateLayer, state: TableState, index: int) -> Source:
-    """The rows just before the UPDATE, under the name its expressions use."""
-    return Source(key=f"{state.schema}.{state.name}@before{index}", relation=layer.before.relation,
-                  alias=layer.alias, columns=layer.before.columns, derived=layer.before.derived,
-                  expressions=layer.before.expressions)
+def _touched(layer: UpdateLayer, state: TableState, index: int) -> Source:
+    """The rows the statement of step ``index`` touches (its WHERE is true) as they were, each value it writes
+    beside them (``erd_written_<column>``, as written: no cast), under the name its expressions use. Reading only
+    these rows, a check costs what the statement changes, when its WHERE can use an index."""
+    written = [sql.SQL("{} AS {}").format(sql.SQL(value), sql.Identifier(f"erd_written_{column}"))
+               for column, value in layer.values.items()]
+    relation = sql.SQL("(SELECT {} FROM {} AS {} WHERE ({}))").format(  # a bare WHERE, which an index can serve
+        sql.SQL(", ").join([sql.SQL("{}.*").format(sql.Identifier(layer.alias)), *written]), layer.before.relation,
+        sql.Identifier(layer.alias), sql.SQL(layer.where or "true"))
+    screened = [f"SELECT {value}" for value in layer.values.values()] + ([f"SELECT {layer.where}"] if layer.where else [])
+    return Source(key=f"{state.schema}.{state.name}@touched{index}", relation=relation, alias=layer.alias,
+                  columns=layer.before.columns, derived=True, expressions=(*layer.before.expressions, *screened))
+
+
+def _written(layer: UpdateLayer, column: str) -> sql.Composable:
+    """In ``_touched``: the value the statement writes to ``column``, as the column's type, or the old one."""
+    if column in layer.values:
+        return cast_to(sql.Identifier(layer.alias, f"erd_written_{column}"), layer.types[column])
+    return sql.Identifier(layer.alias, column)
 
 
 def _unverifiable(index: int, step: Step, state: TableState, what: str) -> Check:
@@ -102,13 +116,12 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
         limit = length_limit(kind)
         if limit is not None:
             # Assignment refuses a value longer than n (trailing spaces aside), where CAST would cut it.
-            where = sql.SQL("({}) AND ").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
-            rows(CAST_PRECHECK, sql.SQL("{}char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(
-                where, sql.SQL(layer.values[column]), sql.Literal(limit)), target,
-                f"{{violations}} of the rows step {index} changes would get a value longer than {kind} allows in "
+            rows(CAST_PRECHECK, sql.SQL("char_length(rtrim(CAST({} AS text), ' ')) > {}").format(
+                sql.Identifier(layer.alias, f"erd_written_{column}"), sql.Literal(limit)), target,
+                f"{{violations}} of the {{totalRows}} rows step {index} changes would get a value longer than {kind} allows in "
                 f"{state.column_label(column)}; the UPDATE would fail (value too long). Shorten the values first.",
                 f"every value step {index} writes fits {kind} in {state.column_label(column)} ({{totalRows}} rows).",
-                source=_before(layer, state, index))
+                source=_touched(layer, state, index))
         if column in state.not_null:
             rows(NOT_NULL_PRECHECK, sql.SQL("{} IS NULL").format(sql.Identifier(column)), target,
                  f"{{violations}} of the {{totalRows}} rows step {index} changes would get NULL in NOT NULL column "
@@ -291,15 +304,13 @@ def _referenced_key(context: PlanContext, index: int, step: Step, state: TableSt
                       f"({{totalRows}} rows).", **common)]  # type: ignore[arg-type]
     # RESTRICT: a changed key that any row still references fails, whatever other rows hold afterwards.
     old = sql.SQL(", ").join(sql.Identifier(layer.alias, c) for c in key.ref_columns)
-    new = sql.SQL(", ").join(cast_to(sql.SQL(layer.values[c]), layer.types[c]) if c in layer.values
-                             else sql.Identifier(layer.alias, c) for c in key.ref_columns)
+    new = sql.SQL(", ").join(_written(layer, c) for c in key.ref_columns)
     match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c), sql.Identifier(layer.alias, r))
                                   for c, r in zip(key.columns, key.ref_columns))
-    where = sql.SQL("({}) AND ").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
-    predicate = sql.SQL("{}ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
-        where, new, old, child.source().relation, match)
-    return [Check(probe=RowsProbe(source=_before(layer, state, index), predicate=predicate),
-                  fail=f"{{violations}} rows of {state.label} that step {index} changes have a key that rows of "
+    predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
+        new, old, child.source().relation, match)
+    return [Check(probe=RowsProbe(source=_touched(layer, state, index), predicate=predicate),
+                  fail=f"{{violations}} of the {{totalRows}} rows of {state.label} that step {index} changes have a key that rows of "
                   f"{child.label} reference ({shown}, ON UPDATE RESTRICT); the UPDATE would fail.",
                   ok=f"no key step {index} changes is referenced by {child.label} ({{totalRows}} rows).",
                   **common)]  # type: ignore[arg-type]
@@ -386,7 +397,7 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
     if actions:
         checks.append(_unverifiable(index, step, state, f"the DELETE sets off {', '.join(actions)}, which "
                                     "preflight does not run"))
-    removed = _before(layer, state, index)
+    removed = _touched(layer, state, index)
     for key in _references_to(context, state):
         child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
         shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
@@ -414,18 +425,17 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
         match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c),
                                                                 sql.Identifier(layer.alias, r))
                                       for c, r in zip(key.columns, key.ref_columns))
-        predicate = sql.SQL("({}) IS TRUE AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
-            sql.SQL(layer.where or "true"), referencing, match)
+        predicate = sql.SQL("EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(referencing, match)
         action = {"a": "NO ACTION", "r": "RESTRICT", "n": "SET NULL into a NOT NULL column"}[key.on_delete]
         checks.append(Check(
             check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=step.summary(),
             target=TargetRef(kind="relationship", schema=key.schema, table=key.table, columns=key.columns,
                              ref_schema=state.schema, ref_table=state.name, ref_columns=key.ref_columns),
             probe=RowsProbe(source=removed, predicate=predicate),
-            fail=f"{{violations}} rows step {index} deletes from {state.label} are still referenced by rows of "
+            fail=f"{{violations}} of the {{totalRows}} rows step {index} deletes from {state.label} are still referenced by rows of "
             f"{child.label} ({shown}, ON DELETE {action}); the DELETE would fail. Delete or re-point those rows "
             "first.",
-            ok=f"no row step {index} deletes from {state.label} is referenced by {child.label} ({{totalRows}} rows).",
+            ok=f"none of the {{totalRows}} rows step {index} deletes from {state.label} is referenced by {child.label}.",
             notes=state.history_notes()))
     return checks
 
