@@ -255,12 +255,18 @@ class Catalog:
         a binary-coercible pair, or an I/O conversion to a string type)."""
         row = self.conn.execute(
             """
-            SELECT t.oid = %(src)s
+            WITH pair AS (  -- the types, or for two array types their element types (array coercion)
+              SELECT CASE WHEN s.typelem <> 0 AND t.typelem <> 0 AND s.typlen = -1 AND t.typlen = -1
+                          THEN s.typelem ELSE s.oid END AS src,
+                     CASE WHEN s.typelem <> 0 AND t.typelem <> 0 AND s.typlen = -1 AND t.typlen = -1
+                          THEN t.typelem ELSE t.oid END AS dst
+                FROM pg_type s, pg_type t WHERE s.oid = %(src)s AND t.oid = %(target)s::regtype)
+            SELECT t.oid = p.src
                 OR t.typcategory = 'S'
-                OR EXISTS (SELECT 1 FROM pg_cast c WHERE c.castsource = %(src)s AND c.casttarget = t.oid
+                OR EXISTS (SELECT 1 FROM pg_cast c WHERE c.castsource = p.src AND c.casttarget = t.oid
                            AND c.castcontext IN ('a', 'i'))
-                OR EXISTS (SELECT 1 FROM pg_type s WHERE s.oid = %(src)s AND s.typbasetype = t.oid)
-              FROM pg_type t WHERE t.oid = %(target)s::regtype
+                OR EXISTS (SELECT 1 FROM pg_type s WHERE s.oid = p.src AND s.typbasetype = t.oid)
+              FROM pair p JOIN pg_type t ON t.oid = p.dst
             """,
             {"src": source_type_oid, "target": target_type},
         ).fetchone()

@@ -25,6 +25,7 @@ from .checks import (
     RowsProbe,
     Verdict,
     all_not_null,
+    null_datum,
 )
 from .contract import ACKNOWLEDGE_STEP, CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
 from .db import Database, connect, read_only
@@ -315,7 +316,7 @@ class _Executor:
             # UNIQUE ignores rows with a NULL in the key: their groups never count as duplicates.
             dup = sql.SQL("n > 1 AND NOT has_null")
             null_flag = sql.SQL(", ({}) AS has_null").format(sql.SQL(" OR ").join(
-                sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in probe.columns))
+                null_datum(sql.Identifier(c)) for c in probe.columns))
         query = sql.SQL(
             "SELECT coalesce(sum(n), 0)::bigint, count(*) FILTER (WHERE {dup}), "
             "coalesce(sum(n) FILTER (WHERE {dup}), 0)::bigint "
@@ -396,7 +397,7 @@ class _Executor:
             "DO $erd_preflight$ DECLARE r record; bad bigint := 0; total bigint := 0; failed boolean; "
             "is_null boolean; ctids tid[] := '{{}}'; cap int := {cap}; BEGIN "
             "FOR r IN SELECT ctid AS erd_ctid FROM {table} LOOP total := total + 1; "
-            "BEGIN SELECT {converted} IS NULL, {violation} INTO is_null, failed FROM {table} AS {alias} "
+            "BEGIN SELECT {converted} IS NOT DISTINCT FROM NULL, {violation} INTO is_null, failed FROM {table} AS {alias} "
             "WHERE {alias}.ctid = r.erd_ctid; "
             "EXCEPTION WHEN OTHERS THEN failed := true; END; "
             "IF failed THEN bad := bad + 1; IF cardinality(ctids) < cap THEN ctids := ctids || r.erd_ctid; END IF; "

@@ -144,7 +144,8 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
         relation = table
 
         def backfill(value: sql.Composable) -> sql.Composable:
-            return sql.SQL("UPDATE {} SET {} = {} WHERE {} IS NULL").format(relation, column, value, column)
+            return sql.SQL("UPDATE {} SET {} = {} WHERE {} IS NOT DISTINCT FROM NULL").format(
+                relation, column, value, column)
 
         out.append(_remediation(
             kind="backfill", title=f"Backfill the NULLs of {display_name(target.columns[0])} with a value you choose",

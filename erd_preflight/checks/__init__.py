@@ -14,6 +14,7 @@ read rows), ``derive`` (the order, and the registry of each step kind's data che
 
 from .derive import DATA_CHECKS, checks_for, derive_checks
 from .expressions import all_not_null
+from .model import null_datum
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -47,5 +48,5 @@ __all__ = [
     "OBJECT_PRECHECK", "REHEARSAL_PRECHECK", "REHEARSAL_UNAVAILABLE_WARNING", "UNIQUE_PRECHECK",
     "UNMODELLED_SQL_WARNING", "CastProbe", "Check", "DuplicatesProbe", "OrphansProbe", "PlanContext",
     "PreflightOptions", "RowsProbe", "Source", "TableState", "Verdict", "all_not_null", "checks_for",
-    "derive_checks", "human_bytes", "lock_of",
+    "derive_checks", "human_bytes", "lock_of", "null_datum",
 ]

@@ -19,7 +19,7 @@ from ..plan import (
     ValidateConstraint,
     display_name,
 )
-from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, length_limit
+from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, too_long
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -36,6 +36,7 @@ from .model import (
     Verdict,
     data_checks,
     no_data_checks,
+    null_datum,
     verdict,
 )
 from .state import PlanContext, TableState, added_value, calls_nextval
@@ -67,8 +68,7 @@ def not_null_check(index: int, step: Step, state: TableState, column: str, ctx: 
         step=index,
         step_summary=step.summary(),
         target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,)),
-        probe=RowsProbe(source=state.source(), predicate=predicate or sql.SQL("{} IS NULL").format(
-            sql.Identifier(column))),
+        probe=RowsProbe(source=state.source(), predicate=predicate or null_datum(sql.Identifier(column))),
         fail=f"{{violations}} of {{totalRows}} rows of {state.label} have NULL in {display_name(column)}; "
         f"{step.summary()} would fail. Backfill them (UPDATE … SET {display_name(column)} = … WHERE "
         f"{display_name(column)} IS NULL) or delete them first.",
@@ -142,7 +142,7 @@ def fk_check(index: int, step: Step, state: TableState, parent: TableState, colu
         keyed = all_not_null(columns)
         if match_full:
             keyed = sql.SQL("({}) OR NOT ({})").format(keyed, sql.SQL(" AND ").join(
-                sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns))
+                null_datum(sql.Identifier(c)) for c in columns))
         return Check(probe=RowsProbe(source=state.source(), predicate=keyed), **common)  # type: ignore[arg-type]
     if parent.info is None:
         return created_in_plan(index, step, parent, FK_VIOLATIONS_PRECHECK, "the foreign key")
@@ -175,7 +175,8 @@ def cast_check(index: int, step: AlterColumnType, state: TableState, ctx: PlanCo
     if state.info is None:
         return created_in_plan(index, step, state, CAST_PRECHECK, f"the conversion of {label}")
     base = state.info.columns.get(step.column)
-    if step.using is None and base is not None and not state.layers:
+    rehearsed = ctx.rehearsal is not None and ctx.rehearsal.passed(index)  # then PostgreSQL accepted the conversion
+    if step.using is None and base is not None and not state.layers and not rehearsed:
         if not ctx.catalog.assignment_cast_exists(base.type_oid, step.type):
             return verdict(CAST_PRECHECK, index, step, "blocking",
                             f"{label} ({base.type}) cannot be converted to {step.type} automatically; PostgreSQL "
@@ -185,7 +186,7 @@ def cast_check(index: int, step: AlterColumnType, state: TableState, ctx: PlanCo
         check_id=CAST_PRECHECK, step=index, step_summary=step.summary(),
         target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(step.column,)),
         probe=CastProbe(source=state.source(), column=step.column, expression=expression, type=step.type,
-                        not_null=step.column in state.not_null, length_limit=length_limit(step.type)),
+                        not_null=step.column in state.not_null, too_long=too_long(expression, step.type)),
         fail=f"{{violations}} of {{totalRows}} rows of {state.label} cannot be converted to {step.type}"
         f"{' with USING ' + step.using if step.using else ''}{{firstError}}; the step would fail. "
         "Fix those values or change the USING expression.",
@@ -218,7 +219,7 @@ def validate_checks(index: int, step: ValidateConstraint, state: TableState, ctx
         return [check_constraint_check(index, step, state, info.check_expression, info.name)]
     if info.type == "n" and info.columns:
         return [not_null_check(index, step, state, info.columns[0], ctx,
-                                predicate=sql.SQL("{} IS NULL").format(sql.Identifier(info.columns[0])))]
+                                predicate=null_datum(sql.Identifier(info.columns[0])))]
     return [verdict(OBJECT_PRECHECK, index, step, "warning",
                      f"constraint {display_name(step.name)} ({info.definition}) is of a kind preflight does not "
                      "precheck; PostgreSQL validates it at apply.")]
@@ -284,7 +285,7 @@ def _add_column(index: int, step: AddColumn, state: TableState, parent: TableSta
     elif (generated or not is_constant(default)) and state.info is not None:
         value = added_value(added) if added is not None else cast_to(sql.SQL(step.default or "NULL"), step.type)
         checks.append(not_null_check(index, step, state, step.column, context,
-                                      predicate=sql.SQL("{} IS NULL").format(value)))
+                                      predicate=null_datum(value)))
     return checks
 
 

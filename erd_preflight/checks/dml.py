@@ -32,7 +32,7 @@ from psycopg import sql
 from ..catalog import ReferencingKey
 from ..contract import TargetRef
 from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
-from .expressions import cast_to, length_limit, mentions
+from .expressions import cast_to, mentions, too_long
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -45,6 +45,7 @@ from .model import (
     OrphansProbe,
     RowsProbe,
     Source,
+    null_datum,
     verdict,
 )
 from .state import PlanContext, TableState, UpdateLayer
@@ -113,17 +114,16 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
     for column in sorted(assigned):
         kind = layer.types[column]
         target = TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,))
-        limit = length_limit(kind)
-        if limit is not None:
+        refused = too_long(sql.Identifier(layer.alias, f"erd_written_{column}"), kind)
+        if refused is not None:
             # Assignment refuses a value longer than n (trailing spaces aside), where CAST would cut it.
-            rows(CAST_PRECHECK, sql.SQL("char_length(rtrim(CAST({} AS text), ' ')) > {}").format(
-                sql.Identifier(layer.alias, f"erd_written_{column}"), sql.Literal(limit)), target,
+            rows(CAST_PRECHECK, refused, target,
                 f"{{violations}} of the {{totalRows}} rows step {index} changes would get a value longer than {kind} allows in "
                 f"{state.column_label(column)}; the UPDATE would fail (value too long). Shorten the values first.",
                 f"every value step {index} writes fits {kind} in {state.column_label(column)} ({{totalRows}} rows).",
                 source=_touched(layer, state, index))
         if column in state.not_null:
-            rows(NOT_NULL_PRECHECK, sql.SQL("{} IS NULL").format(sql.Identifier(column)), target,
+            rows(NOT_NULL_PRECHECK, null_datum(sql.Identifier(column)), target,
                  f"{{violations}} of the {{totalRows}} rows step {index} changes would get NULL in NOT NULL column "
                  f"{state.column_label(column)}; the UPDATE would fail. Change the expression or its WHERE.",
                  f"no row step {index} changes gets NULL in {state.column_label(column)} ({{totalRows}} rows).")

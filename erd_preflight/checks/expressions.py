@@ -8,14 +8,30 @@ from psycopg import sql
 
 from ..sqlparse import walk_ast
 from .model import all_not_null as all_not_null
+from .model import null_datum
 
 
-def length_limit(type_text: str) -> int | None:
+def too_long(value: sql.Composable, type_text: str) -> sql.Composable | None:
+    """Where assignment to ``type_text`` refuses ``value`` though an explicit CAST would cut or pad it: varchar(n)
+    and char(n) longer than n (trailing spaces aside), and arrays of them; bit(n) of another length, varbit(n)
+    longer than n (from a bit string: other sources go through the type's input, which refuses them itself).
+    None when the type has no such limit."""
     node = pglast.parse_sql(f"SELECT NULL::{type_text}")[0].stmt.targetList[0].val.typeName
     name = node.names[-1].sval
-    if name in ("varchar", "bpchar") and node.typmods and not node.arrayBounds:
-        return int(node.typmods[0].val.ival)
-    return None
+    if not node.typmods or name not in ("varchar", "bpchar", "bit", "varbit"):
+        return None
+    limit = sql.Literal(int(node.typmods[0].val.ival))
+    if name in ("varchar", "bpchar"):
+        if node.arrayBounds:
+            return sql.SQL("EXISTS (SELECT 1 FROM unnest(CAST(({}) AS text[])) AS erd_element(v) "
+                           "WHERE char_length(rtrim(v, ' ')) > {})").format(value, limit)
+        return sql.SQL("char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(value, limit)
+    if node.arrayBounds:
+        return None
+    compare = sql.SQL("<>" if name == "bit" else ">")
+    return sql.SQL("CASE WHEN pg_typeof(({v})) IN ('bit'::regtype, 'varbit'::regtype) "
+                   "THEN length(CAST(CAST(({v}) AS text) AS varbit)) {c} {n} ELSE false END").format(
+        v=value, c=compare, n=limit)
 
 
 def constant_of(expression: str) -> ast.A_Const | None:
@@ -43,7 +59,7 @@ def cast_to(expression: sql.Composable, type_text: str) -> sql.Composed:
 
 
 def any_null(columns: tuple[str, ...]) -> sql.Composed:
-    return sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in columns)
+    return sql.SQL(" OR ").join(null_datum(sql.Identifier(c)) for c in columns)
 
 
 def mentions(expression: str, column: str) -> bool:

@@ -76,9 +76,19 @@ class Verdict:
     acknowledge: bool = False  # a warning about what cannot be verified: the gate needs a person to acknowledge it
 
 
+def null_datum(value: sql.Composable) -> sql.Composed:
+    """``value`` is NULL as NOT NULL, UNIQUE and foreign keys see it: the datum itself. (``IS NULL`` is a row test
+    too: ROW(NULL, NULL) IS NULL is true, yet it is a value a NOT NULL column takes and a unique index compares.)"""
+    return sql.SQL("{} IS NOT DISTINCT FROM NULL").format(value)
+
+
+def non_null_datum(value: sql.Composable) -> sql.Composed:
+    return sql.SQL("{} IS DISTINCT FROM NULL").format(value)
+
+
 def all_not_null(columns: tuple[str, ...], qualifier: str | None = None) -> sql.Composed:
     return sql.SQL(" AND ").join(
-        sql.SQL("{} IS NOT NULL").format(sql.Identifier(*([qualifier] if qualifier else []), c)) for c in columns
+        non_null_datum(sql.Identifier(*([qualifier] if qualifier else []), c)) for c in columns
     )
 
 
@@ -143,7 +153,7 @@ class OrphansProbe:
         """MATCH FULL only: a key neither all NULL nor all set."""
         if not self.match_full:
             return sql.SQL("false")
-        all_null = sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(sql.Identifier(alias, c)) for c in self.columns)
+        all_null = sql.SQL(" AND ").join(null_datum(sql.Identifier(alias, c)) for c in self.columns)
         return sql.SQL("(NOT ({}) AND NOT ({}))").format(all_not_null(self.columns, alias), all_null)
 
     def condition(self, alias: str = "c") -> sql.Composed:
@@ -159,14 +169,15 @@ class OrphansProbe:
 @dataclass(frozen=True)
 class CastProbe:
     """Rows whose new value cannot be produced: the USING expression or the cast fails, or a NOT NULL
-    column would get NULL. ``length_limit`` covers varchar(n)/char(n), which assignment enforces."""
+    column would get NULL. ``too_long`` is where assignment refuses a value an explicit cast would cut (varchar(n),
+    char(n), bit(n), varbit(n), arrays of them: ``expressions.too_long``)."""
 
     source: Source
     column: str
     expression: sql.Composable
     type: str
     not_null: bool
-    length_limit: int | None
+    too_long: sql.Composable | None = None
 
     def converted(self) -> sql.Composed:
         return sql.SQL("CAST(({}) AS {})").format(self.expression, sql.SQL(self.type))
@@ -175,11 +186,9 @@ class CastProbe:
         """A row whose value converts but breaks the column: NULL into NOT NULL, too long for varchar(n)."""
         parts: list[sql.Composable] = []
         if self.not_null:
-            parts.append(sql.SQL("{} IS NULL").format(self.converted()))
-        if self.length_limit is not None:
-            # Assignment to varchar(n)/char(n) fails when more than n characters remain after trailing spaces.
-            parts.append(sql.SQL("char_length(rtrim(CAST(({}) AS text), ' ')) > {}").format(
-                self.expression, sql.Literal(self.length_limit)))
+            parts.append(null_datum(self.converted()))
+        if self.too_long is not None:
+            parts.append(self.too_long)
         return sql.SQL("coalesce(({}), false)").format(sql.SQL(" OR ").join(parts)) if parts else sql.SQL("false")
 
 
