@@ -70,7 +70,7 @@ def test_apply_is_disabled_while_blocked_and_enabled_once_remediated_and_clear(d
     backfill = view.control("backfill")
     assert backfill.run_button.disabled
     backfill.toggle_sql()
-    assert "UPDATE" in backfill.sql.value and "IS NULL" in backfill.sql.value
+    assert "UPDATE" in backfill.sql.value and "IS NOT DISTINCT FROM NULL" in backfill.sql.value
     backfill.value.value = "'c' || id || '@example.invalid'"
     backfill.as_expression.value = True
     assert not backfill.run_button.disabled
