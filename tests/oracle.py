@@ -1,0 +1,38 @@
+"""PostgreSQL as the oracle: does it accept these statements on these rows (in a transaction rolled back), and does
+preflight's verdict agree?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+
+def postgres_accepts(conninfo: str, statements: list[str]) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            return True
+        except psycopg.errors.DatabaseError:
+            return False
+        finally:
+            conn.rollback()
+
+
+def verdict(report: Any) -> str:
+    """blocked; unverified (clear, but a step is left for a person to acknowledge); or clear."""
+    if report.blocked:
+        return "blocked"
+    return "unverified" if any((r.stats or {}).get("acknowledgeStep") is not None for r in report.results) \
+        else "clear"
+
+
+def assert_agrees(report: Any, accepted: bool, *context: Any) -> str:
+    """No false block, no false clear; a step left for a person promises neither way. Returns the verdict."""
+    found = verdict(report)
+    if found == "blocked":
+        assert not accepted, ("false block", *context, report.summary())
+    elif found == "clear":
+        assert accepted, ("false clear", *context, report.summary())
+    return found
