@@ -191,8 +191,10 @@ class _Executor:
                 else:
                     outcome = self._cast(check, check.probe)
         except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn, pgerrors.UndefinedObject,
-                pgerrors.UndefinedFunction) as exc:
-            if check.rehearsed:
+                pgerrors.UndefinedFunction, pgerrors.InvalidTextRepresentation) as exc:
+            undefined = not isinstance(exc, pgerrors.InvalidTextRepresentation)
+            if check.rehearsed and (undefined or check.enum_values_added):
+                # An enum value an earlier step adds (ALTER TYPE ... ADD VALUE) is not in the database yet either.
                 # PostgreSQL ran the step in the rehearsal, so what is missing here is made by an earlier step
                 # (a type, a function, an extension): the rows cannot be judged before apply. Not a verdict.
                 outcome = _Outcome("warning", f"cannot verify step {check.step} before apply: its check needs "
@@ -200,9 +202,12 @@ class _Executor:
                                    "cannot run on the database as it is now. PostgreSQL checks the rows at apply; "
                                    "acknowledge this step, or apply the earlier steps first and preflight again.",
                                    {}, acknowledge=True)
-            else:
+            elif undefined:
                 outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is "
                                    "missing, so the step would fail too. Check the names in the plan.", {})
+            else:
+                outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary}. PostgreSQL "
+                                   "would meet the same error at apply; fix the expression or the data.", {})
         except psycopg.Error as exc:
             kind = classify(exc)
             if kind == "connection" or self.conn.broken:

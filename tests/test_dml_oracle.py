@@ -88,3 +88,29 @@ def test_a_data_statement_or_a_type_change_is_judged_against_every_constraint_th
     report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
     accepted = postgres_accepts(conninfo, statements)
     _TALLY[(assert_agrees(report, accepted, statements), accepted)] += 1  # what the examples were, for a look
+
+
+def test_an_update_that_calls_a_function_the_plan_creates_is_unverified_not_blocked(db, run_sql, conninfo):
+    """Replayed history (lemmy 2020-07-18): the function does not exist in the database yet, so the check cannot
+    run; PostgreSQL applies the plan."""
+    run_sql("CREATE TABLE u (id int, actor text NOT NULL); INSERT INTO u VALUES (1, 'changeme'), (2, 'x')")
+    statements = ["CREATE FUNCTION gen() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'g' $$",
+                  "UPDATE u SET actor = gen() WHERE actor = 'changeme'"]
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
+    assert assert_agrees(report, postgres_accepts(conninfo, statements), statements) == "unverified"
+    assert report.results[0].stats["acknowledgeStep"] == 2 and "gen()" in report.results[0].message
+
+
+def test_an_enum_the_plan_makes_again_under_its_name_is_unverified_not_blocked(db, run_sql, conninfo):
+    """Replayed history (lemmy 2025-08-01): on the database, the name still means the old type, without the new
+    value; PostgreSQL applies the plan."""
+    run_sql("CREATE TYPE vis AS ENUM ('Public'); CREATE TABLE com (id int, v vis NOT NULL);"
+            "INSERT INTO com VALUES (1, 'Public'), (2, 'Public')")
+    statements = ["ALTER TYPE vis RENAME TO vis__", "CREATE TYPE vis AS ENUM ('Public', 'Unlisted')",
+                  "ALTER TABLE com ALTER COLUMN v TYPE vis USING v::text::vis",
+                  "UPDATE com SET v = 'Unlisted' WHERE id = 2"]
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
+    assert assert_agrees(report, postgres_accepts(conninfo, statements), statements) == "unverified"
+    # with no enum made by the plan, a value the type lacks is the rows' verdict: a block
+    report = ep.run_preflight(ep.MigrationPlan.from_sql("UPDATE com SET v = 'Nope' WHERE id = 2"), db)
+    assert report.blocked and "Nope" in report.blockers[0].message

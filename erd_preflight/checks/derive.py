@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from pglast import ast
 
 from ..catalog import Catalog
 from ..plan import (
@@ -22,6 +23,7 @@ from .model import (
     DATA_CHECKS,
     Check,
     PreflightOptions,
+    Verdict,
     verdict,
 )
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
@@ -117,6 +119,7 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
     steps = list(dict.fromkeys(order or ()))
     steps += [i for i in range(1, len(plan.steps) + 1) if i not in steps]
     by_step: dict[int, list[Check]] = {}
+    enum_added = False  # an earlier step (in apply's order) creates an enum or adds enum values
     for index in steps:
         step = plan.steps[index - 1]
         context.step = index
@@ -127,21 +130,47 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
         context.absorb(index, step)
         context.follow_rehearsal(index, step)
         data = rechecks(context, index, step)
+        if rehearsal is not None and rehearsal.passed(index):
+            data = [dataclasses.replace(c, rehearsed=True) for c in data]
         if isinstance(step, RawSQL) and any(index in state.updates or index in state.deletes
                                             for state in context.states()):
             # a data statement preflight simulates: its checks say what it does to the rows, not "unmodelled"
             by_step[index] = [c for c in by_step[index] if c.check_id != UNMODELLED_SQL_WARNING]
         by_step[index].extend(data)
+        if enum_added:
+            by_step[index] = [dataclasses.replace(c, enum_values_added=True) for c in by_step[index]]
+        # an enum the plan creates (perhaps under the name of one it renamed away) or gives new values
+        enum_added = enum_added or (isinstance(step, RawSQL) and any(
+            isinstance(n, (ast.AlterEnumStmt, ast.CreateEnumStmt)) for n in step.parsed))
     return [check for index in sorted(by_step) for check in by_step[index]]
 
 
 def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
-    """After a simulated UPDATE: every constraint its table has at that point (there before the plan, or added by
-    it) is checked on the rows the UPDATE writes; after a type change, the constraints PostgreSQL checks again on
-    the converted values (``dml``)."""
-    checks = [check for state in context.states() if index in state.updates and state.info is not None
-              for check in update_checks(context, index, step, state)]
-    checks += [check for state in context.states() if index in state.deletes and state.info is not None
-               for check in delete_checks(context, index, step, state)]
-    return checks + [check for state in context.states() if index in state.retyped and state.info is not None
-                     for check in type_change_checks(context, index, step, state)]
+    """After a simulated UPDATE or DELETE: every constraint its table has at that point (there before the plan, or
+    added by it) is checked on the rows the statement writes or removes; after a type change, the constraints
+    PostgreSQL checks again on the converted values (``dml``). Rows preflight cannot know (an earlier statement it
+    does not simulate) make them a "cannot verify", never a guess; rows an earlier step inserts make a pass unsure."""
+    checks: list[Check] = []
+    for state in context.states():
+        if state.info is None:
+            continue
+        found: list[Check] = []
+        if index in state.updates:
+            found += update_checks(context, index, step, state)
+        if index in state.deletes:
+            found += delete_checks(context, index, step, state)
+        if index in state.retyped:
+            found += type_change_checks(context, index, step, state)
+        if found and state.unknown:
+            found = [verdict(step.primary_check(), index, step, "warning",
+                             f"cannot verify step {index} before apply: {state.unknown}. PostgreSQL checks the rows "
+                             "at apply; acknowledge this step, or split the plan so its rows exist first.",
+                             acknowledge=True)]
+        elif found and state.added_by:
+            unsure = (f"cannot verify step {index} before apply: none of the rows of {state.label} there now breaks "
+                      f"it, but step {', '.join(map(str, state.added_by))} inserts rows preflight does not read. "
+                      "PostgreSQL checks them at apply; acknowledge this step.")
+            found = [dataclasses.replace(c, unsure_pass=unsure) if not isinstance(c.probe, Verdict) else c
+                     for c in found]
+        checks += found
+    return checks

@@ -211,6 +211,7 @@ class Check:
     rehearsed: bool = False  # PostgreSQL ran the step in the rehearsal: every object it names exists by then
     unsure_pass: str | None = None  # what a run without violations says instead of a pass (rows not read)
     acknowledge: bool = False  # a "warning" failure is about what cannot be verified: a person acknowledges the step
+    enum_values_added: bool = False  # an earlier step creates an enum or adds values the database lacks yet
 
     def message(self, text: str, stats: dict[str, Any]) -> str:
         body = text.format(**{k: (f"{v:,}" if isinstance(v, int) else v) for k, v in stats.items()})
