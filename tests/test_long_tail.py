@@ -1,6 +1,7 @@
 """The long tail of PostgreSQL's semantics, with PostgreSQL as the oracle on generated rows: a composite value
-whose fields are all NULL is a value (NOT NULL accepts it, UNIQUE compares it), and assignment refuses what an
-explicit cast would cut (varchar(n)[] elements, bit(n) of another length, varbit(n) too long)."""
+whose fields are all NULL is a value (NOT NULL accepts it, UNIQUE compares it); assignment refuses what an
+explicit cast would cut (varchar(n)[] elements, bit(n) of another length, varbit(n) too long); an index on
+expressions fails on an expression that raises, and a unique one on equal keys among the rows its WHERE covers."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ STATEMENTS = [
     "ALTER TABLE x ALTER COLUMN b TYPE bit(3)",
     "ALTER TABLE x ALTER COLUMN b TYPE varbit(2)",
     "ALTER TABLE x ADD COLUMN q pair NOT NULL DEFAULT ROW(NULL, NULL)",
+    "CREATE UNIQUE INDEX ON x (lower(s))",
+    "CREATE UNIQUE INDEX ON x (rtrim(s), (id % 2)) WHERE id > 0",
+    "CREATE UNIQUE INDEX ON x (upper(s)) NULLS NOT DISTINCT",
+    "CREATE INDEX ON x ((length(s) / id))",
+    "CREATE INDEX ON x ((length(s) / id)) WHERE id <> 0",
+    "CREATE UNIQUE INDEX ON x (((p).f))",
 ]
 
 

@@ -28,6 +28,7 @@ from .model import (
 )
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
 from .dml import delete_checks, type_change_checks, update_checks
+from .raw_index import index_statement, raw_index_checks
 from .state import PlanContext
 from .structure import (
     created_index_name,
@@ -47,6 +48,11 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     """A statement the plan does not model: one that changes the catalog only is PostgreSQL's to judge in the
     rehearsal, whatever the rows; one that can fail on rows is named, and needs a person's acknowledgement."""
     why = step.data_dependence
+    statement = index_statement(step)
+    if statement is not None:
+        found = raw_index_checks(index, step, statement, context)
+        if found is not None:
+            return found
     if why is None:
         rehearsed = context.rehearsal is not None and context.rehearsal.passed(index)
         return [verdict(OBJECT_PRECHECK, index, step, "pass",
