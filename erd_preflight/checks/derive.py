@@ -29,7 +29,7 @@ from .model import (
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
 from .dml import delete_checks, type_change_checks, update_checks
 from .raw_index import index_statement, raw_index_checks
-from .state import PlanContext
+from .state import PlanContext, TableState
 from .structure import (
     created_index_name,
     destructive_warning,
@@ -64,6 +64,20 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
                     "step, or split it into statements preflight models.", acknowledge=True)]
 
 
+def _cannot_verify(index: int, step: Step, why: str) -> Check:
+    """The step's rows are not known before apply (``why``): a person acknowledges it."""
+    return verdict(step.primary_check(), index, step, "warning",
+                   f"cannot verify step {index} before apply: {why}. PostgreSQL checks the rows at apply; acknowledge "
+                   "this step, or split the plan so its rows exist first.", acknowledge=True)
+
+
+def _unsure_pass(index: int, state: TableState) -> str:
+    """What a check without violations says when an earlier step inserts rows preflight does not read."""
+    return (f"cannot verify step {index} before apply: none of the rows of {state.label} there now breaks it, but "
+            f"step {', '.join(map(str, state.added_by))} inserts rows preflight does not read. PostgreSQL checks them "
+            "at apply; acknowledge this step, or apply the earlier steps first and preflight again.")
+
+
 def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     """The checks of one step (1-based ``index``), in a fixed order: warnings from the catalog first,
     then the data checks. The context must already hold the effects of the steps before it."""
@@ -96,20 +110,14 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
         unknown = unknown or (f"step {', '.join(map(str, parent.added_by))} inserts rows into {parent.label}, which "
                               "preflight does not read, and they may be the parents a foreign key needs")
     if unknown and reads_rows(step):
-        checks.append(verdict(step.primary_check(), index, step, "warning",
-                               f"cannot verify step {index} before apply: {unknown}. PostgreSQL checks the rows "
-                               "at apply; acknowledge this step, or split the plan so its rows exist first.",
-                               acknowledge=True))
+        checks.append(_cannot_verify(index, step, unknown))
         return checks
     first_data = len(checks)
     own = DATA_CHECKS[step.kind].checks  # a kind missing from the registry fails here, loudly
     if own is not None:
         checks.extend(own(index, step, state, parent, context))
     if state.added_by:
-        added = ", ".join(map(str, state.added_by))
-        unsure = (f"cannot verify step {index} before apply: none of the rows of {state.label} there now breaks it, "
-                  f"but step {added} inserts rows preflight does not read. PostgreSQL checks them at apply; "
-                  "acknowledge this step, or apply the earlier steps first and preflight again.")
+        unsure = _unsure_pass(index, state)
         checks[first_data:] = [dataclasses.replace(c, unsure_pass=unsure) for c in checks[first_data:]]
     return checks
 
@@ -168,14 +176,9 @@ def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
         if index in state.retyped:
             found += type_change_checks(context, index, step, state)
         if found and state.unknown:
-            found = [verdict(step.primary_check(), index, step, "warning",
-                             f"cannot verify step {index} before apply: {state.unknown}. PostgreSQL checks the rows "
-                             "at apply; acknowledge this step, or split the plan so its rows exist first.",
-                             acknowledge=True)]
+            found = [_cannot_verify(index, step, state.unknown)]
         elif found and state.added_by:
-            unsure = (f"cannot verify step {index} before apply: none of the rows of {state.label} there now breaks "
-                      f"it, but step {', '.join(map(str, state.added_by))} inserts rows preflight does not read. "
-                      "PostgreSQL checks them at apply; acknowledge this step.")
+            unsure = _unsure_pass(index, state)
             found = [dataclasses.replace(c, unsure_pass=unsure) if not isinstance(c.probe, Verdict) else c
                      for c in found]
         checks += found

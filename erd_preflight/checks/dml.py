@@ -157,7 +157,8 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             ok=f"every ({cols}) step {index} writes has a matching {parent.label}({refs}) ({{totalRows}} rows).",
             notes=state.history_notes() + parent.history_notes()))
 
-    checks.extend(_unique_checks(index, step, state, assigned))
+    checks.extend(_unique_checks(index, step, state, assigned, f"the UPDATE of step {index}",
+                                 "the UPDATE would fail on the unique key"))
     checks.extend(_order_dependent(index, step, state, layer))
     for key in context.catalog.referencing(state.info.oid):
         if assigned & set(key.ref_columns):
@@ -250,31 +251,34 @@ def _foreign_keys_of(state: TableState, validated_only: bool = False
     return found
 
 
-def _unique_checks(index: int, step: Step, state: TableState, assigned: set[str]) -> list[Check]:
+def _unique_checks(index: int, step: Step, state: TableState, changed: set[str], after: str,
+                   fails: str) -> list[Check]:
+    """The table's unique keys that use a ``changed`` column, checked on the table as the step leaves it (``after``
+    says what changed the values, ``fails`` what fails then); the ones preflight cannot compute here (expression
+    or partial unique indexes) are named for acknowledgement."""
     assert state.info is not None
-    keys = _unique_keys(state, assigned)
     unsure: list[str] = []
     for ix in state.info.indexes.values():
         if ix.unique and ix.valid and ix.expressions:
             unsure.append(f"expression unique index {display_name(ix.name)}")
-        elif ix.unique and ix.valid and ix.partial and assigned & set(ix.columns):
+        elif ix.unique and ix.valid and ix.partial and changed & set(ix.columns):
             unsure.append(f"partial unique index {display_name(ix.name)}")
     unsure += ["the partial unique index of an earlier step" for s in state.enforced
-               if isinstance(s, CreateIndex) and s.unique and s.where and assigned & set(s.columns)]
+               if isinstance(s, CreateIndex) and s.unique and s.where and changed & set(s.columns)]
     checks: list[Check] = []
     if unsure:
-        checks.append(_unverifiable(index, step, state, f"the UPDATE changes columns of {', '.join(unsure)}, which "
-                                    "preflight does not check after an UPDATE"))
+        checks.append(_unverifiable(index, step, state, f"{after} changes columns of {', '.join(unsure)}, which "
+                                    "preflight does not compute on the new values"))
     source = state.source()
-    for columns, nnd in keys.items():
+    for columns, nnd in _unique_keys(state, changed).items():
         cols = ", ".join(display_name(c) for c in columns)
         checks.append(Check(
             check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
             target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
             probe=DuplicatesProbe(source=source, columns=columns, nulls_not_distinct=nnd),
-            fail=f"after step {index}, {{duplicateGroups}} values of ({cols}) would occur more than once in "
-            f"{state.label}, in {{violations}} rows; the UPDATE would fail on the unique key.",
-            ok=f"({cols}) stays unique in {state.label} after step {index} ({{totalRows}} rows).",
+            fail=f"after {after}, {{duplicateGroups}} values of ({cols}) would occur more than once in {state.label}, "
+            f"in {{violations}} rows; {fails}.",
+            ok=f"({cols}) stays unique in {state.label} after {after} ({{totalRows}} rows).",
             notes=state.history_notes()))
     return checks
 
@@ -324,23 +328,8 @@ def type_change_checks(context: PlanContext, index: int, step: Step, state: Tabl
     checks: list[Check] = []
     source = state.source()
     summary = step.summary()
-    unsure = [f"partial unique index {display_name(ix.name)}" for ix in state.info.indexes.values()
-              if ix.unique and ix.valid and ix.partial and column in ix.columns]
-    unsure += [f"expression unique index {display_name(ix.name)}" for ix in state.info.indexes.values()
-               if ix.unique and ix.valid and ix.expressions]
-    if unsure:
-        checks.append(_unverifiable(index, step, state, f"the type change of {label} rebuilds {', '.join(unsure)}, "
-                                    "which preflight does not check on the converted values"))
-    for columns, nnd in _unique_keys(state, {column}).items():
-        cols = ", ".join(display_name(c) for c in columns)
-        checks.append(Check(
-            check_id=UNIQUE_PRECHECK, step=index, step_summary=summary,
-            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
-            probe=DuplicatesProbe(source=source, columns=columns, nulls_not_distinct=nnd),
-            fail=f"after the type change of {label}, {{duplicateGroups}} values of ({cols}) occur more than once in "
-            f"{{violations}} rows; rebuilding the unique index fails. Change the USING expression, or dedupe first.",
-            ok=f"({cols}) stays unique after the type change of {label} ({{totalRows}} rows).",
-            notes=state.history_notes()))
+    checks += _unique_checks(index, step, state, {column}, f"the type change of {label}",
+                             "rebuilding the unique index fails. Change the USING expression, or dedupe first")
     # PostgreSQL re-adds (and checks) the constraints that use the column, and rebuilds its indexes
     for name, expression in [(n, e) for n, e in _checks_of(state, validated_only=True) if mentions(e, column)]:
         shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
