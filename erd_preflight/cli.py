@@ -1,6 +1,6 @@
 """``erd-preflight``: the same preflight, gate and apply as a notebook, for CI and terminals.
 
-    erd-preflight check PLAN [--db URL] [--explore] [--json]
+    erd-preflight check PLAN [--db URL] [--explore] [--json] [--rehearse-data [--rehearse-data-rows N]]
     erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...] [--acknowledge STEP ...]
     erd-preflight runs [--db URL]
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .apply import ApplyOptions
+from .checks import PreflightOptions
 from .contract import PreflightReport
 from .db import Database, connect
 from .errors import (
@@ -108,7 +109,8 @@ def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     plan = load_plan(args.plan, db)
     if not args.json and nothing_pending(plan, out):
         return EXIT_OK
-    report = run_preflight(plan, db, explore=args.explore, progress=None if args.json else _progress(sys.stderr))
+    report = run_preflight(plan, db, explore=args.explore, progress=None if args.json else _progress(sys.stderr),
+                           **_rehearse_data(args))
     if args.json:
         print(report.contract_json(), file=out)
     else:
@@ -124,7 +126,7 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
         return EXIT_OK
     run = MigrationRun.start(plan, db, name=plan.name, store_schema=args.store_schema,
                              options=ApplyOptions(lock_timeout=args.lock_timeout))
-    report = run.preflight(explore=args.explore, progress=_progress(sys.stderr))
+    report = run.preflight(explore=args.explore, progress=_progress(sys.stderr), **_rehearse_data(args))
     print_report(report, plan, out)
     decision = run.gate(confirm_large_non_concurrent=args.confirm_large, acknowledge=args.acknowledge)
     if not decision.can_apply:
@@ -201,6 +203,19 @@ _seconds = _at_least(float, 0.001, "number of seconds")
 _count = _at_least(int, 1, "whole number")
 
 
+def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rehearse-data", action="store_true",
+                        help="decide the steps preflight cannot verify read-only by running the plan on a copy of "
+                        "the rows of small tables (copied into the embedded PostgreSQL, dropped afterwards)")
+    parser.add_argument("--rehearse-data-rows", type=_count, default=PreflightOptions().rehearse_data_rows,
+                        metavar="N", help="the most rows a table may hold for --rehearse-data to copy it "
+                        "(default %(default)s)")
+
+
+def _rehearse_data(args: argparse.Namespace) -> dict[str, Any]:
+    return {"rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows}
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="erd-preflight", description=__doc__.split("\n\n")[0] if __doc__ else None)
     top.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -214,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="preflight a plan (read-only): exit 0 clear, 1 blocked")
     check.add_argument("plan", help="a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
     check.add_argument("--explore", action="store_true", help="run every check instead of stopping at a blocker")
+    _rehearse_data_arguments(check)
     check.add_argument("--json", action="store_true", help="print exactly the contract JSON of the report")
     common(check)
 
@@ -224,6 +240,7 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("--acknowledge", metavar="STEP", type=_count, action="append", default=[],
                        help="acknowledge a step preflight cannot verify, after reviewing it (repeatable)")
     apply.add_argument("--explore", action="store_true", help="run every check before deciding")
+    _rehearse_data_arguments(apply)
     apply.add_argument("--lock-timeout", type=_seconds, default=ApplyOptions().lock_timeout,
                        help="seconds each statement waits for its lock before a retry (default: %(default)s)")
     apply.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")

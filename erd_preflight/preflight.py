@@ -31,7 +31,8 @@ from .contract import ACKNOWLEDGE_STEP, CheckRun, Outcome, PreflightCheckResult,
 from .db import Database, connect, read_only
 from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
 from .plan import MigrationPlan, display_name
-from .rehearsal import rehearsed_checks
+from .rehearsal import plan_statements, rehearsed_checks, schemas_of
+from .rows_rehearsal import RowsRehearsal, rehearse_rows
 from .side_effects import unsafe_calls
 
 ProgressCallback = Callable[[CheckRun, int, int], None]
@@ -475,7 +476,9 @@ def run_preflight(
         try:
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
-                checks = rehearsed_checks(plan, catalog, opts)
+                statements = plan_statements(plan, catalog)
+                schemas = schemas_of(plan, conn) if opts.rehearse_data else ()
+                checks = rehearsed_checks(plan, catalog, opts, statements)
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
@@ -489,6 +492,7 @@ def run_preflight(
         results: list[PreflightCheckResult] = []
         runs: list[CheckRun] = []
         stopped_at: int | None = None
+        exact: RowsRehearsal | None = None  # the exact rehearsal, run once, when a step first needs it
         for position, check in enumerate(checks):
             origin = plan.origin_of(check.step)
             # A plan read from a folder or from Alembic: each finding names the file or revision of its step.
@@ -502,6 +506,10 @@ def run_preflight(
                 ))
                 continue
             outcome, ms = executor.run(position)
+            if outcome.acknowledge and outcome.outcome == "warning" and opts.rehearse_data:
+                if exact is None:
+                    exact = _rows_rehearsal(conn, statements, schemas, opts)
+                outcome = _decided(outcome, exact, check.step)
             finding: int | None = None
             if outcome.acknowledge and outcome.outcome == "warning":
                 # the contract's stats hold numbers: the step a person must acknowledge before Apply
@@ -526,6 +534,28 @@ def run_preflight(
                 stopped_at = check.step
     status = "blocked" if any(r.severity == "blocking" for r in results) else "clear"
     return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs)
+
+
+def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, str]], schemas: tuple[str, ...],
+                    opts: PreflightOptions) -> RowsRehearsal:
+    try:
+        return rehearse_rows(conn, statements, schemas, max_rows=opts.rehearse_data_rows, timeout_s=opts.check_timeout)
+    except psycopg.Error as exc:
+        if classify(exc) == "connection" or conn.broken:
+            raise server_went_away(exc, "copying rows for the exact rehearsal") from exc
+        return RowsRehearsal(unavailable=f"reading the rows failed ({' '.join(str(exc).split())})")
+
+
+def _decided(outcome: _Outcome, exact: RowsRehearsal, step: int) -> _Outcome:
+    """A warning a person would acknowledge, decided by the exact rehearsal when it can be; otherwise the same
+    warning, saying why the copy could not decide it."""
+    verdict = exact.judge(step)
+    stats = {"rehearsedRows": sum(exact.copied.values())}
+    if isinstance(verdict, tuple):
+        decided, message = verdict
+        return _Outcome(decided, message, stats)  # type: ignore[arg-type]
+    return _Outcome(outcome.outcome, f"{outcome.message.rstrip('.')}. ({verdict[0].upper()}{verdict[1:]}.)",
+                    outcome.stats, outcome.rows, outcome.columns, acknowledge=True)
 
 
 def violating_rows(db: Database, check: Check, *, offset: int, limit: int,

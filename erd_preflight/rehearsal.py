@@ -16,19 +16,27 @@ from .plan import MigrationPlan
 from .sqlparse import walk_ast
 
 
-def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions) -> list[Check]:
+def plan_statements(plan: MigrationPlan, catalog: Catalog) -> list[tuple[int, str]]:
+    """The plan's statements (step, SQL) in the order apply runs them (plan order when apply would refuse it)."""
+    from .phases import compile_phases
+
+    try:
+        return [(s.step, s.sql) for s in compile_phases(plan, catalog).statements]
+    except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
+        return [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
+
+
+def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions,
+                     statements: list[tuple[int, str]] | None = None) -> list[Check]:
     """The plan's checks, derived from PostgreSQL's own catalog as the rehearsal leaves it after each step (the
     plan's statements run in the order apply runs them on an empty copy of the schema). The first statement
     PostgreSQL refuses is a blocking check of its step, placed before that step's data checks. A shadow that
     cannot be built, or a rehearsal that stops early, is a warning and the checks fall back on their own model
     of each statement from there; it never blocks."""
-    from .phases import compile_phases
     from .shadow import ShadowUnavailable, rehearse
 
-    try:
-        statements = [(s.step, s.sql) for s in compile_phases(plan, catalog).statements]
-    except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
-        statements = [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
+    if statements is None:
+        statements = plan_statements(plan, catalog)
     order = [step for step, _ in statements]  # apply's order: each step is judged on what runs before it
     if not options.rehearse or not plan.steps:
         return derive_checks(plan, catalog, options, order=order)

@@ -356,6 +356,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
         latest = rehearsal.start
+        filled = False  # whether a statement may have left rows in the copy (a DO block, CREATE TABLE AS)
         for position, (step, statement) in enumerate(statements):
             rehearsal.before.setdefault(step, latest)
             text = plain_form(statement)
@@ -371,7 +372,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             # which is how the next snapshot finds what changed (and a data statement can be undone alone).
             conn.execute("SAVEPOINT erd_preflight_step")
             try:
-                rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members)
+                rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members, filled)
             except _RowsDecide as exc:
                 # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
                 # It changes no catalog, so the rehearsal goes on without it.
@@ -386,6 +387,11 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             if rehearsal.failure is not None:
                 rehearsal.after.pop(step, None)
                 break
+            if not _may_change_catalog(text):
+                # A plain data statement changes no catalog: undone, so the copy stays without rows and a later
+                # statement's data error on it stays a verdict on structure (an upsert's row would not be there).
+                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
+            filled = filled or _may_fill(text)
             conn.execute("RELEASE SAVEPOINT erd_preflight_step")
             # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
             if _may_change_catalog(text) and (position + 1 < len(statements) or _adds_column(text)):
@@ -492,7 +498,7 @@ def _may_be_the_extensions(message: str, members: set[str] | None) -> bool:
 
 
 def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str,
-                   lacking: list[str], members: set[str] | None) -> RehearsalFailure | None:
+                   lacking: list[str], members: set[str] | None, filled: bool = False) -> RehearsalFailure | None:
     try:
         conn.execute(text)
     except psycopg.errors.QueryCanceled as exc:
@@ -517,6 +523,11 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                 "there") from exc
         if state in _KEYS_OF_ROWS and not _may_change_catalog(text):
             raise _RowsDecide(f"{diag.message_primary} on the empty copy; on the real rows it depends on them")
+        if (state[:2] in ("22", "23") or state == "P0001") and filled:
+            raise ShadowUnavailable(
+                f"step {step} fails on the copy of the schema ({diag.message_primary}) after an earlier step left "
+                "rows there, so whether it fails on the real rows depends on them: the rehearsal stopped there") \
+                from exc
         if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
             # On empty tables a statement that reads rows (INSERT ... SELECT, a DO block that checks
             # the data) may fail where the real rows would not: that is not a verdict on structure.
@@ -564,6 +575,15 @@ def _may_change_catalog(statement: str) -> bool:
     if isinstance(stmt, ast.SelectStmt):
         return stmt.intoClause is not None
     return not isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.CopyStmt))
+
+
+def _may_fill(statement: str) -> bool:
+    """Whether a statement that changes the catalog may also leave rows in the copy: procedural code, a relation
+    made from a query."""
+    stmt = _statement_node(statement)
+    if stmt is None or isinstance(stmt, (ast.DoStmt, ast.CallStmt, ast.CreateTableAsStmt)):
+        return True
+    return isinstance(stmt, ast.SelectStmt) and stmt.intoClause is not None
 
 
 def _reads_no_rows(statement: str) -> bool:
@@ -619,3 +639,12 @@ def _session(shadow: Shadow) -> Iterator[psycopg.Connection[Any]]:
                     conn = None  # type: ignore[assignment]
             if conn is not None:
                 conn.close()
+
+
+def forget_session(shadow: Shadow) -> None:
+    """Closes the rehearsal's kept session on ``shadow`` (a database made from it as a template needs none)."""
+    with _lock:
+        slot = shadow.template.removeprefix("erd_shadow_")
+        session = _sessions.pop(slot, None)
+    if session is not None:
+        session.close()

@@ -29,7 +29,7 @@ _FORMS: list[tuple[int, str, Callable[[Any], bool]]] = [
         ast.JsonObjectAgg, ast.JsonArrayAgg, ast.JsonIsPredicate))),
     (16, "a subquery in FROM without an alias", lambda n: isinstance(n, ast.RangeSubselect) and n.alias is None),
     (17, "JSON_TABLE", lambda n: isinstance(n, ast.JsonTable)),
-    (17, "MERGE ... RETURNING", lambda n: isinstance(n, ast.MergeStmt) and bool(n.returningList)),
+    (17, "MERGE ... RETURNING", lambda n: isinstance(n, ast.MergeStmt) and n.returningClause is not None),
     (17, "ALTER COLUMN ... SET EXPRESSION", lambda n: isinstance(n, ast.AlterTableCmd)
      and n.subtype == enums.AlterTableType.AT_SetExpression),
     (18, "a virtual generated column (GENERATED ALWAYS AS without STORED)", lambda n: isinstance(n, ast.Constraint)

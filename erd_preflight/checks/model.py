@@ -43,6 +43,13 @@ class PreflightOptions(BaseModel):
     check_timeout: float = Field(default=60.0, gt=0, description="seconds one check may run before it blocks")
     rehearse: bool = Field(default=True, description="run the plan first on an empty copy of the schema in the "
                            "embedded PostgreSQL, so PostgreSQL itself says which statement it refuses")
+    rehearse_data: bool = Field(default=False, description="where a step cannot be verified read-only, run the "
+                                "plan on a copy of the rows of the tables it reads, when each is under "
+                                "rehearse_data_rows: PostgreSQL's own verdict instead of an acknowledgement. Off by "
+                                "default, because it copies rows out of the database (into the embedded PostgreSQL, "
+                                "dropped afterwards)")
+    rehearse_data_rows: int = Field(default=100_000, ge=0, description="the most rows a table may hold (by the "
+                                    "catalog's estimate) for rehearse_data to copy it")
     large_table_rows: int = Field(default=1_000_000, ge=0, description="estimated rows that make a table large")
     large_table_bytes: int = Field(default=1 << 30, ge=0, description="total bytes that make a table large")
 
