@@ -78,6 +78,29 @@ SELECT n.nspname, c.relname, con.conname,
 
 
 @dataclass(frozen=True)
+class DomainInfo:
+    known: bool  # the type is in the database (else one the plan makes: assume the worst)
+    base: str  # what values are assigned to first, e.g. varchar(2)
+    constrained: bool  # a NOT NULL or CHECK may refuse values
+
+
+_DOMAIN = """
+WITH RECURSIVE chain AS (
+  SELECT t.oid, t.typtype, t.typbasetype, t.typtypmod, t.typnotnull, 0 AS depth
+    FROM pg_type t WHERE t.oid = to_regtype(%s)
+  UNION ALL
+  SELECT b.oid, b.typtype, b.typbasetype, b.typtypmod, b.typnotnull, c.depth + 1
+    FROM chain c JOIN pg_type b ON b.oid = c.typbasetype WHERE c.typtype = 'd')
+SELECT (SELECT typtype::text FROM chain WHERE depth = 0),
+       coalesce((SELECT format_type(typbasetype, typtypmod) FROM chain WHERE typtype = 'd' AND typtypmod >= 0
+                  ORDER BY depth LIMIT 1),
+                (SELECT format_type(oid, NULL) FROM chain ORDER BY depth DESC LIMIT 1)),
+       (SELECT bool_or(typnotnull) FROM chain)
+         OR EXISTS (SELECT 1 FROM pg_constraint k JOIN chain c ON k.contypid = c.oid)
+"""
+
+
+@dataclass(frozen=True)
 class ReferencingKey:
     """A foreign key of ``schema.table`` that references the table asked about, with its actions
     (a NO ACTION, r RESTRICT, c CASCADE, n SET NULL, d SET DEFAULT)."""
@@ -271,6 +294,18 @@ class Catalog:
             {"src": source_type_oid, "target": target_type},
         ).fetchone()
         return bool(row and row[0])
+
+    def domain_of(self, type_text: str) -> DomainInfo | None:
+        """What a type is when it is a domain: the type and length its values are assigned to (the first length
+        limit down the chain of domains, else the base type), and whether a NOT NULL or CHECK of any domain in
+        the chain refuses values. None when ``type_text`` is no domain; ``DomainInfo(known=False)`` when there is
+        no such type in the database (one the plan makes)."""
+        row = self.conn.execute(_DOMAIN, (type_text,)).fetchone()
+        if row is None or row[0] is None:
+            return DomainInfo(known=False, base=type_text, constrained=True)
+        if row[0] != "d":
+            return None
+        return DomainInfo(known=True, base=row[1], constrained=bool(row[2]))
 
     def index_by_name(self, schema: str, name: str) -> IndexRef | None:
         """The index called ``schema.name``, on whichever table, or None when there is no such index."""

@@ -19,7 +19,7 @@ from ..plan import (
     ValidateConstraint,
     display_name,
 )
-from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, too_long
+from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, maybe_domain, too_long
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -40,6 +40,7 @@ from .model import (
     verdict,
 )
 from .state import PlanContext, TableState, added_value, calls_nextval
+from ..shadow_catalog import ColumnSnapshot
 
 
 def created_in_plan(index: int, step: Step, state: TableState, check_id: str, what: str) -> Check:
@@ -182,11 +183,14 @@ def cast_check(index: int, step: AlterColumnType, state: TableState, ctx: PlanCo
                             f"{label} ({base.type}) cannot be converted to {step.type} automatically; PostgreSQL "
                             f"would refuse the step. Add USING, e.g. USING {display_name(step.column)}::{step.type}.")
     expression = sql.SQL(step.using) if step.using else sql.Identifier(step.column)
+    # A domain's values are assigned to its base type first: a length limit there refuses (where CAST cuts)
+    domain = ctx.catalog.domain_of(step.type) if maybe_domain(step.type) else None
+    limit_type = domain.base if domain is not None and domain.known else step.type
     return Check(
         check_id=CAST_PRECHECK, step=index, step_summary=step.summary(),
         target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(step.column,)),
         probe=CastProbe(source=state.source(), column=step.column, expression=expression, type=step.type,
-                        not_null=step.column in state.not_null, too_long=too_long(expression, step.type)),
+                        not_null=step.column in state.not_null, too_long=too_long(expression, limit_type)),
         fail=f"{{violations}} of {{totalRows}} rows of {state.label} cannot be converted to {step.type}"
         f"{' with USING ' + step.using if step.using else ''}{{firstError}}; the step would fail. "
         "Fix those values or change the USING expression.",
@@ -256,14 +260,17 @@ def using_index_checks(index: int, step: AddUniqueUsingIndex, state: TableState,
 # ---------------------------------------------------------------------------------------------------------
 # Each step kind's data checks, registered once.
 
-@data_checks("add_column", reads_rows=lambda step: step.not_null)
+@data_checks("add_column", reads_rows=lambda step: step.not_null or maybe_domain(step.type))
 def _add_column(index: int, step: AddColumn, state: TableState, parent: TableState | None,
                 context: PlanContext) -> list[Check]:
-    """A NOT NULL column: every row there gets its DEFAULT (or what PostgreSQL fills in); none may be NULL."""
-    if not step.not_null or step.column in state.columns:
+    """A NOT NULL column: every row there gets its DEFAULT (or what PostgreSQL fills in); none may be NULL. A
+    column of a domain with NOT NULL or CHECK: the value every row gets must pass them."""
+    if step.column in state.columns:
         return []
-    checks: list[Check] = []
     added = context.added_column(index, step)  # what PostgreSQL made of it, when rehearsed
+    checks = _domain_column(index, step, state, context, added) if maybe_domain(step.type) else []
+    if not step.not_null:
+        return checks
     numbered = added is not None and (bool(added.identity) or calls_nextval(added.default or ""))
     default = step.default if added is None else added.default
     generated = added is not None and bool(added.generated)
@@ -287,6 +294,29 @@ def _add_column(index: int, step: AddColumn, state: TableState, parent: TableSta
         checks.append(not_null_check(index, step, state, step.column, context,
                                       predicate=null_datum(value)))
     return checks
+
+
+def _domain_column(index: int, step: AddColumn, state: TableState, context: PlanContext,
+                   added: ColumnSnapshot | None) -> list[Check]:
+    """Every row already there gets the column's value (its DEFAULT, else NULL), converted to the domain: a NOT
+    NULL or a CHECK of the domain that refuses it fails the step, with PostgreSQL's own error."""
+    domain = context.catalog.domain_of(step.type)
+    if domain is None or not domain.constrained or state.info is None:
+        return []
+    if not domain.known and not context.plan_creates_domain(step.type):
+        return []  # a type the plan makes that is no domain (an enum, a composite)
+    if added is not None and (added.identity or added.generated):
+        return []  # numbers, or the generation expression: PostgreSQL's own check of those is the NOT NULL one
+    value = added_value(added) if added is not None else cast_to(sql.SQL(step.default or "NULL"), step.type)
+    return [Check(
+        check_id=CAST_PRECHECK, step=index, step_summary=step.summary(), target=step.target(),
+        probe=RowsProbe(source=state.source(), predicate=sql.SQL("num_nulls({}) < 0").format(value)),
+        fail=f"the value the rows of {state.label} would get in {display_name(step.column)} cannot be "
+        f"converted to {step.type}",
+        ok=f"the value every row of {state.label} gets in {display_name(step.column)} passes the constraints of "
+        f"domain {step.type} ({{totalRows}} rows).",
+        notes=state.history_notes(),
+    )]
 
 
 @data_checks("set_not_null")

@@ -130,6 +130,8 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
     the steps (phase A, then B, then C), plan order by default. With a ``rehearsal`` (run in that same order),
     each step is judged on the catalog PostgreSQL had when the rehearsal ran it."""
     context = PlanContext(catalog=catalog, options=options or PreflightOptions(), rehearsal=rehearsal)
+    context.created_domains = {stmt.domainname[-1].sval for step in plan.steps if isinstance(step, RawSQL)
+                               for stmt in step.parsed if isinstance(stmt, ast.CreateDomainStmt)}
     steps = list(dict.fromkeys(order or ()))
     steps += [i for i in range(1, len(plan.steps) + 1) if i not in steps]
     by_step: dict[int, list[Check]] = {}

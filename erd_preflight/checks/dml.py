@@ -128,6 +128,15 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
                  f"{state.column_label(column)}; the UPDATE would fail. Change the expression or its WHERE.",
                  f"no row step {index} changes gets NULL in {state.column_label(column)} ({{totalRows}} rows).")
 
+    if assigned:
+        # Each value is computed and converted to its column's type on every row changed: an expression that
+        # raises there (invalid JSON, a division by zero) fails the UPDATE, and this check with PostgreSQL's error.
+        rows(CAST_PRECHECK, sql.SQL("num_nulls({}) < 0").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in sorted(assigned))),
+            TargetRef(kind="column", schema=state.schema, table=state.name, columns=tuple(sorted(assigned))),
+            f"step {index} could not compute the values it writes", f"every value step {index} writes is computed "
+            "and converted to its column's type without error ({totalRows} rows).")
+
     for name, expression in _checks_of(state):
         shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
         rows(CHECK_CONSTRAINT_PRECHECK, sql.SQL("({}) IS FALSE").format(sql.SQL(expression)),

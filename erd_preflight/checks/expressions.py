@@ -34,6 +34,26 @@ def too_long(value: sql.Composable, type_text: str) -> sql.Composable | None:
         v=value, c=compare, n=limit)
 
 
+# Built-in type names: a column of one of these is no domain, so adding it reads no row.
+_BUILT_IN_TYPES = frozenset("""bool boolean int int2 int4 int8 integer smallint bigint serial serial4 serial8 bigserial
+smallserial numeric decimal real float float4 float8 money text varchar bpchar char character name bytea date time
+timetz timestamp timestamptz interval uuid json jsonb xml inet cidr macaddr macaddr8 bit varbit tsvector tsquery
+point line lseg box path polygon circle int4range int8range numrange daterange tsrange tstzrange oid regclass
+""".split())
+
+
+def maybe_domain(type_text: str) -> bool:
+    """Whether ``type_text`` can name a domain: not a type of pg_catalog (an array of a domain is left alone)."""
+    try:
+        node = pglast.parse_sql(f"SELECT NULL::{type_text}")[0].stmt.targetList[0].val.typeName
+    except pglast.parser.ParseError:
+        return True
+    names = [n.sval for n in node.names]
+    if node.arrayBounds or names[0] == "pg_catalog" or (len(names) == 1 and names[0] in _BUILT_IN_TYPES):
+        return False
+    return True
+
+
 def constant_of(expression: str) -> ast.A_Const | None:
     """The literal an expression is, under any casts; None when it is not a literal."""
     node = pglast.parse_sql(f"SELECT {expression}")[0].stmt.targetList[0].val

@@ -178,6 +178,14 @@ class PlanContext:
     rehearsal: Rehearsal | None = None  # PostgreSQL's catalog before and after each step, from the shadow
     step: int = 0  # the step whose checks are derived now
     _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
+    created_domains: set[str] = field(default_factory=set)  # names of the domains the plan creates
+
+    def plan_creates_domain(self, type_text: str) -> bool:
+        try:
+            names = pglast.parse_sql(f"SELECT NULL::{type_text}")[0].stmt.targetList[0].val.typeName.names
+        except pglast.parser.ParseError:
+            return True
+        return names[-1].sval in self.created_domains
 
     def states(self) -> list[TableState]:
         """Every table state the plan has touched so far."""
