@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,8 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::float8,
        pg_relation_size(c.oid) AS heap_bytes, pg_total_relation_size(c.oid) AS total_bytes,
        (SELECT 24 + coalesce(sum(CASE WHEN t.typlen > 0 THEN t.typlen ELSE 32 END), 0)
           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS row_width
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS row_width,
+       EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) AS has_children
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = to_regclass(%s)
 """
@@ -83,6 +85,13 @@ class DomainInfo:
     base: str  # what values are assigned to first, e.g. varchar(2)
     constrained: bool  # a NOT NULL or CHECK may refuse values
 
+
+_SEQUENCE = """
+SELECT s.seqmax, s.seqmin, s.seqincrement, s.seqcycle, s.seqstart,
+       CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE') THEN pg_sequence_last_value(s.seqrelid) END,
+       has_sequence_privilege(s.seqrelid, 'SELECT,USAGE'), s.seqrelid::regclass::text
+  FROM pg_sequence s WHERE s.seqrelid = to_regclass(%s)
+"""
 
 _DOMAIN = """
 WITH RECURSIVE chain AS (
@@ -174,6 +183,9 @@ class TableInfo:
     columns: dict[str, ColumnInfo]
     constraints: dict[str, ConstraintInfo]
     indexes: dict[str, IndexInfo]
+    # a table other tables inherit from (not partitions): its UNIQUE and foreign keys cover its own rows only,
+    # while a scan of it reads theirs too
+    inherited_by: bool = False
 
     @property
     def relation(self) -> sql.Identifier:
@@ -210,7 +222,7 @@ class Catalog:
         row = self.conn.execute(_TABLE, (regclass,)).fetchone()
         if row is None or row[3] not in ("r", "p", "m"):  # a materialized view's rows are read like a table's
             return None
-        oid, nspname, relname, relkind, reltuples, heap_bytes, total_bytes, row_width = row
+        oid, nspname, relname, relkind, reltuples, heap_bytes, total_bytes, row_width, has_children = row
         from_size = reltuples < 0
         estimated = int(heap_bytes / max(int(row_width), 1)) if from_size else int(reltuples)
         columns = {
@@ -257,6 +269,7 @@ class Catalog:
             columns=columns,
             constraints=constraints,
             indexes=indexes,
+            inherited_by=bool(has_children) and relkind == "r",
         )
 
     def actions(self, oid: int) -> list[str]:
@@ -294,6 +307,22 @@ class Catalog:
             {"src": source_type_oid, "target": target_type},
         ).fetchone()
         return bool(row and row[0])
+
+    def sequence_capacity(self, name: str) -> tuple[float, str] | None:
+        """How many numbers the sequence ``name`` (as nextval reads it) can still give (inf when it cycles), and
+        how to name it; None when there is no such sequence or this role may not read its position."""
+        row = self.conn.execute(_SEQUENCE, (name,)).fetchone()
+        if row is None or not row[6]:
+            return None
+        high, low, step, cycle, start, last, shown = row[0], row[1], row[2], row[3], row[4], row[5], row[7]
+        if cycle:
+            return math.inf, f"sequence {shown}"
+        following = start if last is None else last + step
+        if step > 0:
+            left = 0 if following > high else (high - following) // step + 1
+        else:
+            left = 0 if following < low else (following - low) // -step + 1
+        return float(left), f"sequence {shown}"
 
     def domain_of(self, type_text: str) -> DomainInfo | None:
         """What a type is when it is a domain: the type and length its values are assigned to (the first length

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,3 +101,72 @@ def test_domains_and_the_values_a_data_statement_computes_are_judged_as_postgres
             cur.executemany("INSERT INTO y VALUES (%s, %s, %s)", data)
     report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
     assert_agrees(report, postgres_accepts(conninfo, statements), statements, data)
+
+
+INHERITANCE = """
+DROP TABLE IF EXISTS r, ch, par, q CASCADE;
+CREATE TABLE q (a int PRIMARY KEY);
+CREATE TABLE par (a int, b int);
+CREATE TABLE ch (c int) INHERITS (par);
+CREATE TABLE r (x int)
+"""
+
+INHERITANCE_STATEMENTS = [
+    "ALTER TABLE par ADD UNIQUE (a)",
+    "ALTER TABLE par ADD PRIMARY KEY (a)",
+    "CREATE UNIQUE INDEX ON par (b)",
+    "ALTER TABLE par ALTER COLUMN b SET NOT NULL",
+    "ALTER TABLE par ADD CHECK (b > 0)",
+    "ALTER TABLE par ADD FOREIGN KEY (b) REFERENCES q (a)",
+    "ALTER TABLE r ADD FOREIGN KEY (x) REFERENCES par (a)",
+    "ALTER TABLE par ALTER COLUMN b TYPE bigint USING b / 2",
+    "UPDATE par SET b = b + 1",
+    "DELETE FROM q WHERE a > 2",
+]
+
+
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(own=st.lists(st.tuples(st.integers(1, 3), st.none() | st.integers(0, 3)), max_size=4),
+       inherited=st.lists(st.tuples(st.integers(1, 3), st.none() | st.integers(0, 3)), max_size=4),
+       parents=st.sets(st.integers(0, 3)), refs=st.lists(st.integers(1, 4), max_size=3),
+       statements=st.lists(st.sampled_from(INHERITANCE_STATEMENTS), min_size=1, max_size=2, unique=True))
+def test_inheritance_is_judged_with_postgresqls_semantics(db, conninfo, own, inherited, parents, refs, statements):
+    """A UNIQUE, primary key or foreign key of a parent covers its own rows only; a foreign key that references
+    the parent finds only the parent's own rows; NOT NULL and CHECK cover the children too. A duplicate or an
+    orphan in a child used to be a false block, a referenced row that only a child holds a false clear."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(INHERITANCE)
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO q VALUES (%s)", [(p,) for p in sorted(parents)])
+            cur.executemany("INSERT INTO par VALUES (%s, %s)", own)
+            cur.executemany("INSERT INTO ch VALUES (%s, %s, 0)", inherited)
+            cur.executemany("INSERT INTO r VALUES (%s)", [(x,) for x in refs])
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
+    assert_agrees(report, postgres_accepts(conninfo, statements), statements, own, inherited, parents, refs)
+
+
+@pytest.mark.parametrize("setup, statement, accepted", [
+    ("CREATE SEQUENCE s MAXVALUE 2", "ALTER TABLE t ADD COLUMN b int DEFAULT nextval('s')", False),
+    ("CREATE SEQUENCE s MAXVALUE 3", "ALTER TABLE t ADD COLUMN b int NOT NULL DEFAULT nextval('s')", True),
+    ("CREATE SEQUENCE s MAXVALUE 5; SELECT setval('s', 2)", "ALTER TABLE t ADD COLUMN b int DEFAULT nextval('s')", True),
+    ("CREATE SEQUENCE s MAXVALUE 5; SELECT setval('s', 3)", "ALTER TABLE t ADD COLUMN b int DEFAULT nextval('s')", False),
+    ("CREATE SEQUENCE s INCREMENT -1 MINVALUE -1 MAXVALUE 0 START 0",
+     "ALTER TABLE t ADD COLUMN b int DEFAULT nextval('s')", False),
+    ("CREATE SEQUENCE s MAXVALUE 2 CYCLE", "ALTER TABLE t ADD COLUMN b int DEFAULT nextval('s')", True),
+])
+def test_a_column_numbered_from_a_sequence_fails_when_the_sequence_runs_out(db, run_sql, conninfo, setup, statement,
+                                                                            accepted):
+    """Each of the 3 rows draws the next number; past MAXVALUE (MINVALUE going down) the step fails. It used to be
+    a false clear. The oracle runs after preflight: a sequence's numbers are not rolled back."""
+    run_sql(f"CREATE TABLE t (a int); INSERT INTO t VALUES (1), (2), (3); {setup}")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    assert postgres_accepts(conninfo, [statement]) is accepted
+    assert assert_agrees(report, accepted, statement) == ("clear" if accepted else "blocked")
+
+
+def test_a_smallserial_added_to_more_rows_than_it_can_number_blocks(db, run_sql, conninfo):
+    run_sql("CREATE TABLE t (a int); INSERT INTO t SELECT generate_series(1, 32768)")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ADD COLUMN b smallserial"), db)
+    assert report.blocked and "1 of the 32,768 rows" in report.blockers[0].message
+    assert not postgres_accepts(conninfo, ["ALTER TABLE t ADD COLUMN b smallserial"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from psycopg import sql
 
 from ..contract import TargetRef
@@ -33,13 +35,14 @@ from .model import (
     DuplicatesProbe,
     OrphansProbe,
     RowsProbe,
+    Source,
     Verdict,
     data_checks,
     no_data_checks,
     null_datum,
     verdict,
 )
-from .state import PlanContext, TableState, added_value, calls_nextval
+from .state import PlanContext, TableState, added_value, calls_nextval, nextval_sequence
 from ..shadow_catalog import ColumnSnapshot
 
 
@@ -103,7 +106,7 @@ def unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
     if state.info is None:
         return [created_in_plan(index, step, state, UNIQUE_PRECHECK, f"uniqueness of ({cols})")]
     checks = []
-    source = state.source()
+    source = state.source(own_rows=True)
     if isinstance(step, AddUnique) and step.primary_key:
         checks.extend(primary_key_nulls(index, step_summary, state, step.columns))
     where = sql.SQL(step.where) if isinstance(step, CreateIndex) and step.where else None
@@ -144,11 +147,11 @@ def fk_check(index: int, step: Step, state: TableState, parent: TableState, colu
         if match_full:
             keyed = sql.SQL("({}) OR NOT ({})").format(keyed, sql.SQL(" AND ").join(
                 null_datum(sql.Identifier(c)) for c in columns))
-        return Check(probe=RowsProbe(source=state.source(), predicate=keyed), **common)  # type: ignore[arg-type]
+        return Check(probe=RowsProbe(source=state.source(own_rows=True), predicate=keyed), **common)  # type: ignore[arg-type]
     if parent.info is None:
         return created_in_plan(index, step, parent, FK_VIOLATIONS_PRECHECK, "the foreign key")
     return Check(  # type: ignore[arg-type]
-        probe=OrphansProbe(child=state.source(), columns=columns, parent=parent.source(),
+        probe=OrphansProbe(child=state.source(own_rows=True), columns=columns, parent=parent.source(own_rows=True),
                            ref_columns=ref_columns, match_full=match_full),
         **common,
     )
@@ -269,6 +272,7 @@ def _add_column(index: int, step: AddColumn, state: TableState, parent: TableSta
         return []
     added = context.added_column(index, step)  # what PostgreSQL made of it, when rehearsed
     checks = _domain_column(index, step, state, context, added) if maybe_domain(step.type) else []
+    checks += _numbering(index, step, state, context, added)
     if not step.not_null:
         return checks
     numbered = added is not None and (bool(added.identity) or calls_nextval(added.default or ""))
@@ -294,6 +298,60 @@ def _add_column(index: int, step: AddColumn, state: TableState, parent: TableSta
         checks.append(not_null_check(index, step, state, step.column, context,
                                       predicate=null_datum(value)))
     return checks
+
+
+_TYPE_MAX = {"smallint": 32767, "integer": 2147483647}
+
+
+def _numbering(index: int, step: AddColumn, state: TableState, context: PlanContext,
+               added: ColumnSnapshot | None) -> list[Check]:
+    """A column numbered from a sequence (serial, identity, DEFAULT nextval(...)): each row already there draws
+    the next number, and a sequence past its MAXVALUE (MINVALUE going down) fails the step."""
+    if added is None or state.info is None:
+        return []
+    sequence = nextval_sequence(added.default) if added.default and calls_nextval(added.default) else None
+    if not added.identity and sequence is None:
+        return []
+    capacity: int | None
+    known = context.catalog.sequence_capacity(sequence) if sequence is not None else None
+    if known is not None:
+        capacity, what = known
+    elif added.identity and "IDENTITY (" in " ".join(step.sql().upper().split()):
+        capacity, what = None, "an identity column with sequence options"
+    elif sequence is not None and context.catalog.relation_exists(*_split_name(sequence, context.current_schema)):
+        capacity, what = None, f"sequence {sequence}, which this role may not read"
+    elif added.type in _TYPE_MAX:  # the step makes the sequence: from 1, up to the column type's largest value
+        capacity, what = _TYPE_MAX[added.type], f"the new sequence of {display_name(step.column)} ({added.type})"
+    elif added.type == "bigint":
+        return []
+    else:
+        capacity, what = None, f"sequence {sequence or 'of the column'}, which an earlier step of the plan makes"
+    if capacity is None:
+        return [verdict(CAST_PRECHECK, index, step, "warning",
+                        f"cannot verify step {index} before apply: every row of {state.label} draws a number from "
+                        f"{what}, whose numbers left preflight cannot tell. PostgreSQL fails the step if it runs "
+                        "out; acknowledge this step once you have checked the sequence.", acknowledge=True)]
+    if capacity is math.inf:
+        return []
+    base = state.source()
+    numbered = Source(
+        key=f"{base.key}@numbered{index}", alias=base.alias, columns=(("erd_number", "bigint"),), derived=True,
+        relation=sql.SQL("(SELECT row_number() OVER () AS erd_number FROM {} AS erd_rows)").format(base.relation),
+        expressions=base.expressions)
+    return [Check(
+        check_id=CAST_PRECHECK, step=index, step_summary=step.summary(), target=step.target(),
+        probe=RowsProbe(source=numbered, predicate=sql.SQL("erd_number > {}").format(sql.Literal(int(capacity)))),
+        fail=f"{{violations}} of the {{totalRows}} rows of {state.label} would draw a number past the end of {what}, "
+        f"which has {int(capacity):,} left; the step would fail. Raise the sequence's MAXVALUE (or use a wider "
+        "type) first.",
+        ok=f"{what} has numbers for all {{totalRows}} rows of {state.label} ({int(capacity):,} left).",
+        notes=state.history_notes(),
+    )]
+
+
+def _split_name(name: str, default_schema: str) -> tuple[str, str]:
+    schema, _, relation = name.rpartition(".")
+    return (schema or default_schema, relation)
 
 
 def _domain_column(index: int, step: AddColumn, state: TableState, context: PlanContext,
@@ -384,7 +442,7 @@ def _exclude(index: int, step: AddExclude, state: TableState, parent: TableState
                         f"{state.label}, and the exclusion check compares rows of the table as stored. PostgreSQL "
                         "checks it at apply; acknowledge this step, or apply the earlier steps first.",
                         acknowledge=True)]
-    source = state.source()
+    source = state.source(own_rows=True)
     outer = sql.Identifier(source.alias)
     other = sql.Identifier("erd_other")
     conflict = sql.SQL(" AND ").join(

@@ -278,7 +278,7 @@ def _unique_checks(index: int, step: Step, state: TableState, changed: set[str],
     if unsure:
         checks.append(_unverifiable(index, step, state, f"{after} changes columns of {', '.join(unsure)}, which "
                                     "preflight does not compute on the new values"))
-    source = state.source()
+    source = state.source(own_rows=True)  # a unique index of an inheritance parent covers its own rows
     for columns, nnd in _unique_keys(state, changed).items():
         cols = ", ".join(display_name(c) for c in columns)
         checks.append(Check(
@@ -309,7 +309,8 @@ def _referenced_key(context: PlanContext, index: int, step: Step, state: TableSt
                   notes=state.history_notes())
     if key.on_update == "a":
         # NO ACTION: checked when the statement ends, on the table as the UPDATE leaves it.
-        return [Check(probe=OrphansProbe(child=child.source(), columns=key.columns, parent=state.source(),
+        return [Check(probe=OrphansProbe(child=child.source(own_rows=True), columns=key.columns,
+                                         parent=state.source(own_rows=True),
                                          ref_columns=key.ref_columns, match_full=key.match_full),
                       fail=f"after step {index}, {{violations}} rows of {child.label} would reference a "
                       f"({cols}) that no row of {state.label} has any more ({shown}); the UPDATE would fail.",
@@ -321,7 +322,7 @@ def _referenced_key(context: PlanContext, index: int, step: Step, state: TableSt
     match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c), sql.Identifier(layer.alias, r))
                                   for c, r in zip(key.columns, key.ref_columns))
     predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
-        new, old, child.source().relation, match)
+        new, old, child.source(own_rows=True).relation, match)
     return [Check(probe=RowsProbe(source=_touched(layer, state, index), predicate=predicate),
                   fail=f"{{violations}} of the {{totalRows}} rows of {state.label} that step {index} changes have a key that rows of "
                   f"{child.label} reference ({shown}, ON UPDATE RESTRICT); the UPDATE would fail.",
@@ -356,15 +357,15 @@ def type_change_checks(context: PlanContext, index: int, step: Step, state: Tabl
         parent = context.state(ref_schema, ref_table)
         if parent is None or parent.info is None:
             continue
-        checks.append(_orphans_after(index, summary, label, state, source, columns, parent, parent.source(),
-                                     ref_columns, match_full))
+        checks.append(_orphans_after(index, summary, label, state, state.source(own_rows=True), columns, parent,
+                                     parent.source(own_rows=True), ref_columns, match_full))
     for key in context.catalog.referencing(state.info.oid):
         if column in key.ref_columns:
             child = state if (key.schema, key.table) == (state.schema, state.name) \
                 else context.state(key.schema, key.table)
             if child is not None and child.info is not None:
-                checks.append(_orphans_after(index, summary, label, child, child.source(), key.columns, state,
-                                             source, key.ref_columns, key.match_full))
+                checks.append(_orphans_after(index, summary, label, child, child.source(own_rows=True), key.columns,
+                                             state, state.source(own_rows=True), key.ref_columns, key.match_full))
     return checks
 
 
@@ -419,7 +420,7 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
             continue  # SET NULL into nullable columns always works
         # NO ACTION (checked when the statement ends: the rows kept are what may still reference), RESTRICT, or
         # SET NULL into a NOT NULL column: a removed row that a referencing row points to fails the DELETE.
-        referencing = child.source().relation if child is not state or key.on_delete == "r" else state.source().relation
+        referencing = (child if child is not state or key.on_delete == "r" else state).source(own_rows=True).relation
         match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c),
                                                                 sql.Identifier(layer.alias, r))
                                       for c, r in zip(key.columns, key.ref_columns))

@@ -56,7 +56,7 @@ def raw_index_checks(index: int, step: RawSQL, stmt: ast.IndexStmt, context: Pla
     keys = [render(p.expr) if p.name is None else sql.Identifier(p.name).as_string() for p in stmt.indexParams]
     names = tuple(f"erd_key_{i}" for i in range(1, len(keys) + 1))
     where = render(stmt.whereClause) if stmt.whereClause is not None else None
-    source = state.source()
+    source = state.source(own_rows=True)  # an index of an inheritance parent covers its own rows
     relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
         sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(k), sql.Identifier(n)) for k, n in zip(keys, names)),
         source.relation, sql.Identifier(source.alias),

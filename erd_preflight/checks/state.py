@@ -88,22 +88,30 @@ class TableState:
     def column_label(self, column: str) -> str:
         return f"{self.label}.{display_name(column)}"
 
-    def source(self) -> Source:
+    def source(self, own_rows: bool = False) -> Source:
+        """The table's rows at this step. ``own_rows``: of this table only, not of the tables that inherit from it
+        (what a UNIQUE, a primary key or a foreign key of an inheritance parent covers, as PostgreSQL's ONLY)."""
         assert self.info is not None, "a table created in the plan has no rows to read"
+        if own_rows and self.info.inherited_by:
+            return self._source(sql.SQL("ONLY {}").format(self.info.relation), [], "@only")
+        return self._source(self.info.relation, self._rendered, "")
+
+    def _source(self, base: sql.Composable, rendered: list[tuple[str, str]], mode: str) -> Source:
+        assert self.info is not None
         relation: str | None = None
         expressions: list[str] = []
         # Each layer is rendered once and kept: a plan with a thousand steps on one table neither nests a
         # thousand Composed objects (Python's recursion limit) nor renders its layers again for every check.
         for depth, (layer_alias, projection) in enumerate(self.layers):
-            if depth < len(self._rendered):
-                relation, expression = self._rendered[depth]
+            if depth < len(rendered):
+                relation, expression = rendered[depth]
             else:
                 items = [
                     sql.SQL("{} AS {}").format(expr, sql.Identifier(name)) if expr is not None
                     else sql.Identifier(name)
                     for name, expr in projection
                 ]
-                inner: sql.Composable = self.info.relation if relation is None else sql.SQL(relation)
+                inner: sql.Composable = base if relation is None else sql.SQL(relation)
                 kept = sql.SQL(" WHERE ({}) IS NOT TRUE").format(sql.SQL(self.filters[depth])) \
                     if depth in self.filters else sql.SQL("")
                 relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
@@ -111,12 +119,12 @@ class TableState:
                 changed = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
                            for name, expr in projection if expr is not None]
                 expression = sql.SQL("SELECT {}").format(sql.SQL(", ").join(changed)).as_string() if changed else ""
-                self._rendered.append((relation, expression))
+                rendered.append((relation, expression))
             if expression:
                 expressions.append(expression)
         return Source(
-            key=f"{self.schema}.{self.name}@{self.version}",
-            relation=self.info.relation if relation is None else sql.SQL(relation),
+            key=f"{self.schema}.{self.name}@{self.version}{mode}",
+            relation=base if relation is None else sql.SQL(relation),
             alias=self.name,
             columns=tuple(self.columns.items()),
             derived=bool(self.layers),
@@ -550,6 +558,22 @@ def calls_nextval(expression: str) -> bool:
     except pglast.parser.ParseError:
         return False
     return any(isinstance(n, ast.FuncCall) and n.funcname[-1].sval == "nextval" for n in walk_ast(tree))
+
+
+def nextval_sequence(expression: str) -> str | None:
+    """The sequence a ``nextval('name')`` in ``expression`` draws from, as written (None when not a literal)."""
+    try:
+        tree = pglast.parse_sql(f"SELECT {expression}")
+    except pglast.parser.ParseError:
+        return None
+    for node in walk_ast(tree):
+        if isinstance(node, ast.FuncCall) and node.funcname[-1].sval == "nextval" and node.args:
+            arg = node.args[0]
+            while isinstance(arg, ast.TypeCast):
+                arg = arg.arg
+            if isinstance(arg, ast.A_Const) and isinstance(arg.val, ast.String):
+                return arg.val.sval
+    return None
 
 
 def creates_empty(step: Step) -> bool:
