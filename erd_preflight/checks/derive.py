@@ -11,6 +11,7 @@ from ..catalog import Catalog
 from ..plan import (
     AddForeignKey,
     CreateTable,
+    display_name,
     MigrationPlan,
     RawSQL,
     Step,
@@ -83,6 +84,12 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
     then the data checks. The context must already hold the effects of the steps before it."""
     if isinstance(step, RawSQL):
         return raw_checks(index, step, context)
+    if isinstance(step, TableStep) and step.table_if_exists:
+        existing = context.state(step.schema_, step.table)
+        if existing is None or existing.dropped_step is not None:
+            return [verdict(step.primary_check(), index, step, "pass",
+                            f"table {display_name(step.schema_, step.table)} does not exist here, so ALTER TABLE IF "
+                            "EXISTS does nothing.")]
     checks: list[Check] = []
     destructive = destructive_warning(index, step, context)
     if destructive:
@@ -106,6 +113,9 @@ def checks_for(index: int, step: Step, context: PlanContext) -> list[Check]:
         return checks
     parent = context.state(step.ref_schema, step.ref_table) if isinstance(step, AddForeignKey) else None
     unknown = state.unknown or (parent.unknown if parent is not None else None)
+    if step.only and state.info is not None and (state.info.inherited_by or state.info.kind == "p"):
+        unknown = unknown or (f"ALTER TABLE ONLY leaves out the tables that inherit from {state.label} (or its "
+                              "partitions), and preflight does not model what that does to their rows")
     if parent is not None and parent.added_by and reads_rows(step):
         unknown = unknown or (f"step {', '.join(map(str, parent.added_by))} inserts rows into {parent.label}, which "
                               "preflight does not read, and they may be the parents a foreign key needs")

@@ -40,9 +40,13 @@ def _add_constraint(rel: Rel, cmd: ast.AlterTableCmd) -> Step:
 
 @parses(STATEMENTS, ast.AlterTableStmt)
 def _alter_table(stmt: ast.AlterTableStmt) -> list[Step]:
-    if stmt.objtype != enums.ObjectType.OBJECT_TABLE or stmt.missing_ok or not stmt.relation.inh:
-        raise Unmodelled("ALTER TABLE IF EXISTS / ONLY, or ALTER of something other than a table")
+    if stmt.objtype != enums.ObjectType.OBJECT_TABLE:
+        raise Unmodelled("ALTER of something other than a table")
     rel = rel_of(stmt.relation)
+    if stmt.missing_ok:
+        rel["table_if_exists"] = True
+    if not stmt.relation.inh:
+        rel["only"] = True
     steps: list[Step] = []
     for cmd in stmt.cmds:
         try:
@@ -52,7 +56,8 @@ def _alter_table(stmt: ast.AlterTableStmt) -> list[Step]:
             steps.append(rule(rel, cmd))
         except Unmodelled as why:
             # One unmodelled command of several stays a statement of its own, in its place.
-            single = ast.AlterTableStmt(relation=stmt.relation, cmds=(cmd,), objtype=stmt.objtype)
+            single = ast.AlterTableStmt(relation=stmt.relation, cmds=(cmd,), objtype=stmt.objtype,
+                                        missing_ok=stmt.missing_ok)
             steps.append(RawSQL(statement=deparse(single), reason=str(why)))
     return steps
 

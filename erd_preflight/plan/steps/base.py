@@ -76,6 +76,10 @@ class TableStep(Step):
 
     schema_: str | None = Field(default=None, alias="schema")
     table: str
+    # ALTER TABLE IF EXISTS (a missing table makes the statement do nothing) and ALTER TABLE ONLY (the tables
+    # that inherit from this one, or its partitions, are left out); for the ALTER TABLE kinds only
+    table_if_exists: bool = False
+    only: bool = False
 
     @field_validator("schema_", "table")
     @classmethod
@@ -97,7 +101,9 @@ class TableStep(Step):
         return TargetRef(kind="table", schema=self.schema_, table=self.table)
 
     def _alter(self, action: sql.Composable) -> sql.Composed:
-        return sql.SQL("ALTER TABLE {} {}").format(self.relation, action)
+        return sql.SQL("ALTER TABLE {}{}{} {}").format(
+            sql.SQL("IF EXISTS ") if self.table_if_exists else sql.SQL(""), sql.SQL("ONLY ") if self.only else sql.SQL(""),
+            self.relation, action)
 
 
 class ColumnStep(TableStep):
