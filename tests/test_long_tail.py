@@ -205,3 +205,24 @@ def test_alter_table_only_on_a_table_others_inherit_from_is_left_for_a_person(db
     run_sql("CREATE TABLE par (a int); CREATE TABLE ch () INHERITS (par); INSERT INTO par VALUES (1)")
     report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE ONLY par ADD UNIQUE (a)"), db, rehearse=False)
     assert verdict(report) == "unverified" and "ALTER TABLE ONLY leaves out" in report.warnings[0].message
+
+
+@pytest.mark.parametrize("setup, statement, expected", [
+    ("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (pid int); INSERT INTO p VALUES (1); INSERT INTO c VALUES (2)",
+     "ALTER TABLE c ADD FOREIGN KEY (pid) REFERENCES p", "blocked"),
+    ("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (pid int); INSERT INTO p VALUES (1); INSERT INTO c VALUES (1)",
+     "ALTER TABLE c ADD FOREIGN KEY (pid) REFERENCES p", "clear"),
+    ("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (pid int); INSERT INTO c VALUES (2)",
+     "ALTER TABLE c ADD CONSTRAINT k FOREIGN KEY (pid) REFERENCES p ON DELETE CASCADE NOT VALID", "clear"),
+    ("CREATE TABLE p (a int, b int, PRIMARY KEY (b, a)); CREATE TABLE c (x int, y int); INSERT INTO p VALUES (1, 2);"
+     "INSERT INTO c VALUES (2, 1)", "ALTER TABLE c ADD FOREIGN KEY (x, y) REFERENCES p", "clear"),
+    ("CREATE TABLE p (a int, b int, PRIMARY KEY (b, a)); CREATE TABLE c (x int, y int); INSERT INTO p VALUES (1, 2);"
+     "INSERT INTO c VALUES (1, 2)", "ALTER TABLE c ADD FOREIGN KEY (x, y) REFERENCES p", "blocked"),
+])
+def test_a_foreign_key_without_a_column_list_references_the_primary_key(db, run_sql, conninfo, setup, statement,
+                                                                        expected):
+    """It used to be left for a person; it is checked like the same key with the primary key's columns (in their
+    order) written out."""
+    run_sql(setup)
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == expected

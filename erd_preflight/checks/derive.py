@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from pglast import ast
+import pglast
+from pglast import ast, enums
+from pglast.stream import RawStream
 
 from ..catalog import Catalog
 from ..plan import (
     AddForeignKey,
+    AddUnique,
     CreateTable,
     display_name,
     MigrationPlan,
@@ -48,6 +51,9 @@ def reads_rows(step: Step) -> bool:
 def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     """A statement the plan does not model: one that changes the catalog only is PostgreSQL's to judge in the
     rehearsal, whatever the rows; one that can fail on rows is named, and needs a person's acknowledgement."""
+    typed = _foreign_key_to_primary_key(step, context)
+    if typed is not None:
+        return checks_for(index, typed, context)
     why = step.data_dependence
     statement = index_statement(step)
     if statement is not None:
@@ -63,6 +69,32 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
                     f"cannot verify step {index} before apply: {why}, and preflight does not model it "
                     f"({step.reason}). It is applied as written and PostgreSQL checks it then; acknowledge this "
                     "step, or split it into statements preflight models.", acknowledge=True)]
+
+
+def _foreign_key_to_primary_key(step: RawSQL, context: PlanContext) -> Step | None:
+    """``ADD FOREIGN KEY (c) REFERENCES p`` without a column list references p's primary key: the same step with
+    those columns written out (from the catalog, or from the primary key an earlier step adds), so it is checked
+    like any foreign key. None for anything else, or when the primary key is not known."""
+    if len(step.parsed) != 1 or not isinstance(step.parsed[0], ast.AlterTableStmt):
+        return None
+    cmds = step.parsed[0].cmds or ()
+    if len(cmds) != 1 or cmds[0].subtype != enums.AlterTableType.AT_AddConstraint:
+        return None
+    constraint = cmds[0].def_
+    if constraint.contype != enums.ConstrType.CONSTR_FOREIGN or constraint.pk_attrs or constraint.pktable is None:
+        return None
+    parent = context.state(constraint.pktable.schemaname, constraint.pktable.relname)
+    if parent is None:
+        return None
+    planned = [s.columns for s in parent.enforced if isinstance(s, AddUnique) and s.primary_key]
+    existing = [c.columns for c in parent.info.constraints.values() if c.type == "p"] if parent.info else []
+    key = (planned or existing or [None])[-1]
+    if not key:
+        return None
+    (raw,) = pglast.parse_sql(step.statement)  # a copy of its own: the step's parse stays as it is
+    raw.stmt.cmds[0].def_.pk_attrs = tuple(ast.String(sval=c) for c in key)
+    steps = MigrationPlan.from_sql(RawStream()(raw.stmt)).steps
+    return steps[0] if len(steps) == 1 and isinstance(steps[0], AddForeignKey) else None
 
 
 def _cannot_verify(index: int, step: Step, why: str) -> Check:
