@@ -8,9 +8,11 @@ from collections.abc import Sequence
 import pglast
 from pglast import ast, enums
 from pglast.stream import RawStream
+from psycopg import sql
 
 from ..catalog import Catalog
 from ..plan import (
+    AddColumn,
     AddForeignKey,
     AddUnique,
     CreateTable,
@@ -21,12 +23,15 @@ from ..plan import (
     TableStep,
 )
 from ..shadow_catalog import Rehearsal
+from .expressions import cast_to
 from .model import (
+    CAST_PRECHECK,
     OBJECT_PRECHECK,
     UNMODELLED_SQL_WARNING,
     DATA_CHECKS,
     Check,
     PreflightOptions,
+    RowsProbe,
     Verdict,
     verdict,
 )
@@ -54,6 +59,9 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     typed = _foreign_key_to_primary_key(step, context)
     if typed is not None:
         return checks_for(index, typed, context)
+    pieces = _add_column_pieces(step)
+    if pieces is not None:
+        return _add_column_checks(index, step, context, *pieces)
     why = step.data_dependence
     statement = index_statement(step)
     if statement is not None:
@@ -95,6 +103,74 @@ def _foreign_key_to_primary_key(step: RawSQL, context: PlanContext) -> Step | No
     raw.stmt.cmds[0].def_.pk_attrs = tuple(ast.String(sval=c) for c in key)
     steps = MigrationPlan.from_sql(RawStream()(raw.stmt)).steps
     return steps[0] if len(steps) == 1 and isinstance(steps[0], AddForeignKey) else None
+
+
+_CT = enums.ConstrType
+_KEPT = {_CT.CONSTR_NULL, _CT.CONSTR_NOTNULL, _CT.CONSTR_DEFAULT}
+_SPLIT = {_CT.CONSTR_UNIQUE, _CT.CONSTR_PRIMARY, _CT.CONSTR_CHECK, _CT.CONSTR_FOREIGN}
+
+
+def _add_column_pieces(step: RawSQL) -> tuple[Step, str | None, list[Step]] | None:
+    """``ADD COLUMN c type ... UNIQUE | PRIMARY KEY | CHECK | REFERENCES | GENERATED ALWAYS AS (e) STORED`` as
+    what PostgreSQL does: the column (a generated one holds its expression in every row), then each constraint
+    as its table form on that column. None for anything else (IF NOT EXISTS, identity, deferrable constraints)."""
+    if len(step.parsed) != 1 or not isinstance(step.parsed[0], ast.AlterTableStmt):
+        return None
+    (raw,) = pglast.parse_sql(step.statement)  # a copy of its own: the step's parse stays as it is
+    stmt = raw.stmt
+    if len(stmt.cmds or ()) != 1 or stmt.cmds[0].subtype != enums.AlterTableType.AT_AddColumn or stmt.cmds[0].missing_ok:
+        return None
+    column = stmt.cmds[0].def_
+    constraints = list(column.constraints or ())
+    generated = [c for c in constraints if c.contype == _CT.CONSTR_GENERATED]
+    split = [c for c in constraints if c.contype in _SPLIT]
+    if (not split and not generated) or any(c.contype not in _KEPT | _SPLIT | {_CT.CONSTR_GENERATED}
+                                             or c.deferrable or c.initdeferred for c in constraints):
+        return None
+    if generated and (generated[0].generated_when != "a" or getattr(generated[0], "generated_kind", "s") == "v"):
+        return None
+    expression = RawStream()(generated[0].raw_expr) if generated else None
+    kept = [c for c in constraints if c.contype in _KEPT]
+    if expression is not None:  # every row holds the expression's value, as a DEFAULT would give it
+        kept.append(ast.Constraint(contype=_CT.CONSTR_DEFAULT, raw_expr=generated[0].raw_expr))
+    column.constraints = tuple(kept) or None
+    pieces = [RawStream()(stmt)]
+    for constraint in split:
+        if constraint.contype == _CT.CONSTR_FOREIGN:
+            constraint.fk_attrs = (ast.String(sval=column.colname),)
+        elif constraint.contype != _CT.CONSTR_CHECK:
+            constraint.keys = (ast.String(sval=column.colname),)
+        cmd = ast.AlterTableCmd(subtype=enums.AlterTableType.AT_AddConstraint, def_=constraint)
+        pieces.append(RawStream()(ast.AlterTableStmt(relation=stmt.relation, objtype=stmt.objtype, cmds=(cmd,),
+                                                     missing_ok=stmt.missing_ok)))
+    steps = [s for text in pieces for s in MigrationPlan.from_sql(text).steps]
+    return steps[0], expression, steps[1:]
+
+
+def _add_column_checks(index: int, step: RawSQL, context: PlanContext, column: Step, expression: str | None,
+                       constraints: list[Step]) -> list[Check]:
+    """The checks of the column, then of each of its constraints on the table with that column."""
+    checks: list[Check] = []
+    if expression is not None and isinstance(column, AddColumn):
+        state = context.state(column.schema_, column.table)
+        if state is not None and state.info is not None and not state.unknown:
+            # each row computes the expression when the column is added: one that raises fails the step
+            value = cast_to(sql.SQL(expression), column.type)
+            checks.append(Check(
+                check_id=CAST_PRECHECK, step=index, step_summary=step.summary(), target=column.target(),
+                probe=RowsProbe(source=state.source(), predicate=sql.SQL("num_nulls({}) < 0").format(value)),
+                fail=f"the generated column {display_name(column.column)} could not be computed for the rows of "
+                f"{state.label}", ok=f"the generated column {display_name(column.column)} computes without error "
+                f"for every row of {state.label} ({{totalRows}} rows).", notes=state.history_notes()))
+    checks += checks_for(index, column, context)
+    if isinstance(column, AddColumn):
+        context.absorb_added_column(index, column)
+    else:
+        context.absorb(index, column)
+    for piece in constraints:
+        checks += checks_for(index, piece, context)
+        context.absorb(index, piece)
+    return checks
 
 
 def _cannot_verify(index: int, step: Step, why: str) -> Check:

@@ -267,6 +267,20 @@ class PlanContext:
         relation = after.resolve(step.schema_, step.table) if after is not None else None
         return next((c for c in relation.columns if c.name == step.column), None) if relation else None
 
+    def absorb_added_column(self, index: int, step: AddColumn) -> None:
+        """An ADD COLUMN as PostgreSQL made it in the rehearsal (its real type; what each row gets: the DEFAULT,
+        numbers from a sequence, the generation expression), else as the model reads the step."""
+        added = self.added_column(index, step)
+        state = self.state(step.schema_, step.table)
+        if added is None or state is None or state.info is None or step.column in state.columns:
+            self.absorb(index, step)
+            return
+        state.push_layer({step.column: added_value(added)}, new_types={step.column: added.type},
+                         independent=not added.generated)
+        state.attnums[added.attnum] = step.column  # the rehearsal's own record of it, followed later, is this one
+        if added.not_null:
+            state.not_null.add(step.column)
+
     def follow_rehearsal(self, index: int, step: Step) -> None:
         """After step ``index`` is absorbed: take what PostgreSQL's catalog says the step did, for the checks of
         later steps (tables created, renamed, columns added, dropped, renamed, constraints and indexes)."""
