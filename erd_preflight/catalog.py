@@ -324,6 +324,22 @@ class Catalog:
             left = 0 if following < low else (following - low) // -step + 1
         return float(left), f"sequence {shown}"
 
+    def sequence_next(self, table_oid: int, column: str, name: str | None) -> tuple[int, int] | None:
+        """The next number a column's sequence gives (``name``, as its DEFAULT's nextval reads it; else the identity
+        or serial sequence of the column) and its increment; None when not known (no such sequence, or this role
+        may not read its position)."""
+        row = self.conn.execute(
+            """
+            SELECT s.seqincrement, s.seqstart, pg_sequence_last_value(s.seqrelid)
+              FROM pg_sequence s
+             WHERE s.seqrelid = coalesce(to_regclass(%s), pg_get_serial_sequence(%s::regclass::text, %s)::regclass)
+               AND has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')
+            """, (name, table_oid, column)).fetchone()
+        if row is None:
+            return None
+        step, start, last = int(row[0]), int(row[1]), row[2]
+        return (start if last is None else int(last) + step), step
+
     def domain_of(self, type_text: str) -> DomainInfo | None:
         """What a type is when it is a domain: the type and length its values are assigned to (the first length
         limit down the chain of domains, else the base type), and whether a NOT NULL or CHECK of any domain in

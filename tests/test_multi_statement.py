@@ -277,11 +277,12 @@ def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo
 
 @pytest.mark.parametrize("rows", ["a NULL there now", "no NULL there now"])
 def test_rows_an_insert_adds_keep_a_block_exact_and_turn_a_pass_into_cannot_verify(db, run_sql, conninfo, rows):
-    """An INSERT only adds rows: a NULL among the rows there now still fails the later SET NOT NULL (a block, as
-    the oracle says); with none there, the inserted rows decide, so the step is named as unverified."""
+    """An INSERT preflight does not simulate (ON CONFLICT) only adds rows: a NULL among the rows there now still
+    fails the later SET NOT NULL (a block, as the oracle says); with none there, the inserted rows decide, so the
+    step is named as unverified. A plain INSERT ... SELECT is simulated: its rows are read, and both block."""
     run_sql("CREATE TABLE t (id int, a int); CREATE TABLE s (id int, a int); INSERT INTO s VALUES (1, NULL)")
     run_sql("INSERT INTO t VALUES (1, NULL)" if rows == "a NULL there now" else "INSERT INTO t VALUES (1, 1)")
-    text = "INSERT INTO t SELECT id, a FROM s;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"
+    text = "INSERT INTO t SELECT id, a FROM s ON CONFLICT DO NOTHING;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"
     assert oracle_fails(conninfo, text) == "23502"  # the inserted row has a NULL: it fails either way
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     if rows == "a NULL there now":
@@ -290,6 +291,10 @@ def test_rows_an_insert_adds_keep_a_block_exact_and_turn_a_pass_into_cannot_veri
         assert not report.blocked
         warning = next(r for r in report.results if r.check_id == "NOT_NULL_PRECHECK")
         assert warning.severity == "warning" and "step 1 inserts rows" in warning.message
+    simulated = text.replace(" ON CONFLICT DO NOTHING", "")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(simulated), db)
+    assert report.blocked and report.blockers[0].check_id == "NOT_NULL_PRECHECK"
+    assert next(c for c in report.checks if c.outcome == "blocking").step == 2
 
 
 # Steps that change the catalog under the later ones (renames, swaps, several commands in one ALTER, a DO block,

@@ -21,7 +21,7 @@ from ..plan import (
     ValidateConstraint,
     display_name,
 )
-from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, maybe_domain, too_long
+from .expressions import all_not_null, any_null, cast_to, is_constant, is_null_constant, maybe_domain, serial_type, too_long
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -275,7 +275,8 @@ def _add_column(index: int, step: AddColumn, state: TableState, parent: TableSta
     checks += _numbering(index, step, state, context, added)
     if not step.not_null:
         return checks
-    numbered = added is not None and (bool(added.identity) or calls_nextval(added.default or ""))
+    numbered = (added is not None and (bool(added.identity) or calls_nextval(added.default or ""))) or (
+        added is None and serial_type(step.type) is not None)
     default = step.default if added is None else added.default
     generated = added is not None and bool(added.generated)
     if numbered:

@@ -36,7 +36,7 @@ from .model import (
     verdict,
 )
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
-from .dml import delete_checks, type_change_checks, update_checks
+from .dml import delete_checks, insert_checks, type_change_checks, update_checks
 from .raw_index import index_statement, raw_index_checks
 from .state import PlanContext, TableState
 from .structure import (
@@ -266,7 +266,7 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
         data = rechecks(context, index, step)
         if rehearsal is not None and rehearsal.passed(index):
             data = [dataclasses.replace(c, rehearsed=True) for c in data]
-        if isinstance(step, RawSQL) and any(index in state.updates or index in state.deletes
+        if isinstance(step, RawSQL) and any(index in state.updates or index in state.deletes or index in state.inserts
                                             for state in context.states()):
             # a data statement preflight simulates: its checks say what it does to the rows, not "unmodelled"
             by_step[index] = [c for c in by_step[index] if c.check_id != UNMODELLED_SQL_WARNING]
@@ -293,6 +293,8 @@ def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:
             found += update_checks(context, index, step, state)
         if index in state.deletes:
             found += delete_checks(context, index, step, state)
+        if index in state.inserts:
+            found += insert_checks(context, index, step, state)
         if index in state.retyped:
             found += type_change_checks(context, index, step, state)
         if found and state.unknown:

@@ -452,3 +452,72 @@ def _references_to(context: PlanContext, state: TableState) -> list[ReferencingK
                                            columns=s.columns, ref_columns=s.ref_columns, match_full=s.match_full,
                                            on_update=action[s.on_update], on_delete=action[s.on_delete]))
     return keys
+
+
+def insert_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
+    """Every constraint of the table, checked on the rows the simulated INSERT of step ``index`` adds: each value
+    converts to its column (and fits its length), NOT NULL, CHECK (NOT VALID too) and the foreign keys on the new
+    rows; UNIQUE and PRIMARY KEY on the table with them."""
+    layer = state.inserts[index]
+    assert state.info is not None
+    summary = step.summary()
+    checks: list[Check] = []
+    actions = context.catalog.actions(state.info.oid)
+    if actions:
+        checks.append(_unverifiable(index, step, state, f"the INSERT sets off {', '.join(actions)}, which "
+                                    "preflight does not run"))
+
+    def rows(check_id: str, source: Source, predicate: sql.Composable, target: TargetRef, fail: str, ok: str) -> None:
+        checks.append(Check(check_id=check_id, step=index, step_summary=summary, target=target,
+                            probe=RowsProbe(source=source, predicate=predicate), fail=fail, ok=ok,
+                            notes=state.history_notes()))
+
+    table = TargetRef(kind="table", schema=state.schema, table=state.name)
+    rows(CAST_PRECHECK, layer.stored, sql.SQL("num_nulls({}) < 0").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in layer.types)), table,
+        f"step {index} could not compute the rows it inserts",
+        f"every row step {index} inserts is computed and converted to the table's types without error "
+        "({totalRows} rows).")
+    for written, _ in layer.written.columns:
+        column = written.removeprefix("erd_written_")
+        kind = layer.types[column]
+        refused = too_long(sql.Identifier(written), kind)
+        if refused is not None:
+            rows(CAST_PRECHECK, layer.written, refused,
+                 TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,)),
+                 f"{{violations}} of the {{totalRows}} rows step {index} inserts have a value longer than {kind} "
+                 f"allows in {state.column_label(column)}; the INSERT would fail (value too long).",
+                 f"every value step {index} inserts fits {kind} in {state.column_label(column)} ({{totalRows}} rows).")
+    for column in sorted(state.not_null & set(layer.types)):
+        rows(NOT_NULL_PRECHECK, layer.stored, null_datum(sql.Identifier(column)),
+             TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,)),
+             f"{{violations}} of the {{totalRows}} rows step {index} inserts have NULL in NOT NULL column "
+             f"{state.column_label(column)}; the INSERT would fail.",
+             f"no row step {index} inserts has NULL in {state.column_label(column)} ({{totalRows}} rows).")
+    for name, expression in _checks_of(state):
+        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
+        rows(CHECK_CONSTRAINT_PRECHECK, layer.stored, sql.SQL("({}) IS FALSE").format(sql.SQL(expression)),
+             TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
+             f"{{violations}} of the {{totalRows}} rows step {index} inserts break {shown}; the INSERT would fail.",
+             f"every row step {index} inserts satisfies {shown} ({{totalRows}} rows).")
+    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state):
+        parent = context.state(ref_schema, ref_table)
+        if parent is None or parent.info is None:
+            checks.append(_unverifiable(index, step, state, f"the INSERT writes ({', '.join(columns)}), whose "
+                                        f"foreign key references {display_name(ref_schema, ref_table)}, a table "
+                                        "preflight cannot read here"))
+            continue
+        cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
+        checks.append(Check(
+            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
+            target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
+                             ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
+            probe=OrphansProbe(child=layer.stored, columns=columns, parent=parent.source(own_rows=True),
+                               ref_columns=ref_columns, match_full=match_full),
+            fail=f"{{violations}} of the {{totalRows}} rows step {index} inserts have a ({cols}) with no matching "
+            f"{parent.label}({refs}); the INSERT would fail on the foreign key.",
+            ok=f"every ({cols}) step {index} inserts has a matching {parent.label}({refs}) ({{totalRows}} rows).",
+            notes=state.history_notes() + parent.history_notes()))
+    checks.extend(_unique_checks(index, step, state, set(layer.types), f"the INSERT of step {index}",
+                                 "the INSERT would fail on the unique key"))
+    return checks

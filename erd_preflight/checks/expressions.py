@@ -42,6 +42,15 @@ point line lseg box path polygon circle int4range int8range numrange daterange t
 """.split())
 
 
+_SERIALS = {"serial": "integer", "serial4": "integer", "bigserial": "bigint", "serial8": "bigint",
+            "smallserial": "smallint", "serial2": "smallint"}
+
+
+def serial_type(type_text: str) -> str | None:
+    """The integer type a ``serial`` pseudo-type column gets (its values: a new sequence's numbers), else None."""
+    return _SERIALS.get(type_text.strip().lower())
+
+
 def maybe_domain(type_text: str) -> bool:
     """Whether ``type_text`` can name a domain: not a type of pg_catalog (an array of a domain is left alone)."""
     try:

@@ -33,7 +33,7 @@ from ..plan import (
 )
 from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
 from ..sqlparse import normalize_expression, walk_ast
-from .expressions import cast_to, is_constant
+from .expressions import cast_to, is_constant, serial_type
 from .model import PreflightOptions, Source
 
 # ---------------------------------------------------------------------------------------------------------
@@ -50,6 +50,17 @@ class UpdateLayer:
     where: str | None
     values: dict[str, str]  # column -> the expression assigned, as written
     types: dict[str, str]  # every column's type before the UPDATE
+
+
+@dataclass(frozen=True)
+class InsertLayer:
+    """What a simulated ``INSERT INTO t [(cols)] VALUES ... | SELECT ...`` added: its rows as written (each value
+    before the assignment to its column's type, named ``erd_written_<column>``) and as stored (cast, with the
+    DEFAULT of every column left out), in the table's column order."""
+
+    written: Source  # the new rows, the values as written (columns the INSERT names only)
+    stored: Source  # the new rows as the table holds them
+    types: dict[str, str]  # every column's type
 
 
 @dataclass
@@ -74,6 +85,8 @@ class TableState:
     updates: dict[int, UpdateLayer] = field(default_factory=dict)  # by step: what each simulated UPDATE did
     deletes: dict[int, UpdateLayer] = field(default_factory=dict)  # by step: what each simulated DELETE removed
     filters: dict[int, str] = field(default_factory=dict)  # layer depth -> a DELETE's condition: rows kept are not it
+    unions: dict[int, str] = field(default_factory=dict)  # layer depth -> an INSERT's new rows, appended there
+    inserts: dict[int, InsertLayer] = field(default_factory=dict)  # by step: what each simulated INSERT added
     retyped: dict[int, str] = field(default_factory=dict)  # by step: the column an ALTER COLUMN TYPE converted
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
@@ -116,6 +129,10 @@ class TableState:
                     if depth in self.filters else sql.SQL("")
                 relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
                     sql.SQL(", ").join(items), inner, sql.Identifier(layer_alias), kept).as_string()
+                if depth in self.unions:  # an INSERT's rows join the table's here
+                    names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in projection)
+                    relation = sql.SQL("(SELECT {} FROM {} AS erd_old UNION ALL SELECT {} FROM {} AS erd_new)").format(
+                        names, sql.SQL(relation), names, sql.SQL(self.unions[depth])).as_string()
                 changed = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
                            for name, expr in projection if expr is not None]
                 expression = sql.SQL("SELECT {}").format(sql.SQL(", ").join(changed)).as_string() if changed else ""
@@ -146,7 +163,8 @@ class TableState:
             if name not in self.columns and expr is not None:
                 projection.append((name, expr))
         self.version += 1
-        if self.info is not None and independent and self.layers and len(self.layers) - 1 not in self.filters:
+        if (self.info is not None and independent and self.layers and len(self.layers) - 1 not in self.filters
+                and len(self.layers) - 1 not in self.unions):
             # No expression of this layer reads a column (a DEFAULT cannot; a dropped column has none): it
             # folds into the layer below instead of nesting one more subquery per step.
             below_alias, below = self.layers[-1]
@@ -405,8 +423,13 @@ class PlanContext:
             if step.column in state.columns:
                 return
             value = sql.SQL(step.default) if step.default is not None else sql.SQL("NULL")
-            state.push_layer({step.column: cast_to(value, step.type)}, new_types={step.column: step.type},
-                             independent=True)
+            kind = serial_type(step.type) or step.type
+            if serial_type(step.type):  # a new sequence numbers the rows there: distinct, never NULL
+                state.push_layer({step.column: cast_to(sql.SQL("row_number() OVER ()"), kind)},
+                                 new_types={step.column: kind})
+                state.not_null.add(step.column)
+                return
+            state.push_layer({step.column: cast_to(value, kind)}, new_types={step.column: kind}, independent=True)
             if step.not_null:
                 state.not_null.add(step.column)
             if is_constant(step.default):
@@ -474,6 +497,8 @@ class PlanContext:
                 continue
             if isinstance(stmt, ast.DeleteStmt) and self._simulate_delete(index, stmt):
                 continue
+            if isinstance(stmt, ast.InsertStmt) and self._simulate_insert(index, stmt):
+                continue
             verb = verbs.get(type(stmt))
             if verb is None:
                 continue
@@ -494,6 +519,75 @@ class PlanContext:
             state.unknown = state.unknown or (
                 f"step {index} {verb} {state.label} in a statement preflight does not simulate, so the rows later "
                 "checks would read are not known before apply")
+
+    def _simulate_insert(self, index: int, stmt: ast.InsertStmt) -> bool:
+        """A single-table ``INSERT INTO t [(cols)] VALUES ... | SELECT ...`` (no ON CONFLICT, no WITH) appends its
+        rows to the table's: the values it writes, cast to each column's type, and for the other columns what
+        PostgreSQL fills in, as the rehearsal's catalog says (the DEFAULT; a sequence's next numbers). The query
+        may read only tables the plan has not changed so far (it reads them as they are now). Anything else is
+        only noted."""
+        if stmt.onConflictClause or stmt.withClause or stmt.selectStmt is None or stmt.override:
+            return False
+        state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+        snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
+        relation = snapshot.resolve(stmt.relation.schemaname, stmt.relation.relname) if snapshot else None
+        if state is None or state.info is None or state.unknown or relation is None or relation.kind != "r":
+            return False
+        query = stmt.selectStmt
+        nodes = list(walk_ast(query))
+        if any(isinstance(n, ast.SetToDefault) for n in nodes) or any(c.generated for c in relation.columns):
+            return False
+        for read in (n for n in nodes if isinstance(n, ast.RangeVar)):
+            other = self.state(read.schemaname, read.relname)
+            if other is None or other.info is None or other.layers or other.unknown or other.added_by:
+                return False  # a table the plan changed (or made): its rows now are not what the INSERT reads
+        names = [t.name for t in stmt.cols] if stmt.cols else list(state.columns)
+        if any(t.indirection for t in stmt.cols or ()) or len(set(names)) != len(names) \
+                or any(n not in state.columns for n in names):
+            return False
+        width = len(query.valuesLists[0]) if query.valuesLists else len(query.targetList or ())
+        if width != len(names) and not (query.valuesLists is None and width < len(names)):
+            return False
+        names = names[:width]
+        by_name = {c.name: c for c in relation.columns}
+        alias = [sql.Identifier(f"erd_written_{n}") for n in names]
+        source = sql.SQL("({}) AS erd_rows({})").format(sql.SQL(RawStream()(query)), sql.SQL(", ").join(alias))
+        stored: list[sql.Composable] = []
+        for name, kind in state.columns.items():
+            if name in names:
+                value: sql.Composable = cast_to(sql.Identifier(f"erd_written_{name}"), kind)
+            else:
+                column = by_name.get(name)
+                if column is None:
+                    return False
+                numbers = column.identity or (column.default and calls_nextval(column.default))
+                if numbers:
+                    following = self.catalog.sequence_next(
+                        state.info.oid, name, nextval_sequence(column.default) if column.default else None)
+                    if following is None:
+                        return False
+                    start, step_by = following
+                    value = cast_to(sql.SQL("{} + {} * (row_number() OVER () - 1)").format(
+                        sql.Literal(start), sql.Literal(step_by)), kind)
+                elif column.default is not None:
+                    value = cast_to(sql.SQL(normalize_expression(column.default)), kind)
+                else:
+                    value = cast_to(sql.SQL("NULL"), kind)
+            stored.append(sql.SQL("{} AS {}").format(value, sql.Identifier(name)))
+        stored_sql = sql.SQL("(SELECT {} FROM {})").format(sql.SQL(", ").join(stored), source).as_string()
+        written_sql = sql.SQL("(SELECT * FROM {})").format(source).as_string()
+        key = f"{state.schema}.{state.name}@insert{index}"
+        state.inserts[index] = InsertLayer(
+            written=Source(key=key + "w", relation=sql.SQL(written_sql), alias=state.name,
+                           columns=tuple((f"erd_written_{n}", state.columns[n]) for n in names), derived=True,
+                           expressions=(RawStream()(query),)),
+            stored=Source(key=key, relation=sql.SQL(stored_sql), alias=state.name, columns=tuple(state.columns.items()),
+                          derived=True, expressions=(stored_sql.removeprefix("(").removesuffix(")"),)),
+            types=dict(state.columns))
+        state.push_layer({}, independent=False)
+        state.unions[len(state.layers) - 1] = stored_sql
+        state.no_nulls_because = {}  # the new rows may hold NULLs where the old ones did not
+        return True
 
     def _simulate_delete(self, index: int, stmt: ast.DeleteStmt) -> bool:
         """A single-table ``DELETE FROM t [WHERE cond]`` keeps the rows for which cond is not true."""
