@@ -125,3 +125,15 @@ def test_plan_is_validated_from_json_with_the_kind_discriminator():
     assert again == plan and again.fingerprint == plan.fingerprint
     with pytest.raises(ValidationError):
         ep.MigrationPlan.model_validate({"steps": [{"kind": "truncate", "table": "t"}]})
+
+
+def test_a_plan_without_only_or_if_exists_keeps_the_json_and_fingerprint_it_had_before_they_were_modelled():
+    """Runs store a plan's fingerprint: a new field of every ALTER TABLE step must not change it for the plans
+    that do not use it (their JSON and repr stay as they were)."""
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a SET NOT NULL")
+    assert plan.canonical_json() == '[{"column":"a","kind":"set_not_null","schema":null,"table":"t"}]'
+    assert "only" not in repr(plan.steps[0]) and "if_exists" not in repr(plan.steps[0])
+    only = ep.MigrationPlan.from_sql("ALTER TABLE IF EXISTS ONLY t ALTER COLUMN a SET NOT NULL")
+    assert '"only":true' in only.canonical_json() and '"table_if_exists":true' in only.canonical_json()
+    assert only.steps[0].sql() == 'ALTER TABLE IF EXISTS ONLY "t" ALTER COLUMN "a" SET NOT NULL'
+    assert ep.MigrationPlan.model_validate_json(only.model_dump_json()).fingerprint == only.fingerprint

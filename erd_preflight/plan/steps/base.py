@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_serializer
 
 from ...contract import OBJECT_PRECHECK, TargetRef
 from ..names import Refusing, check_identifier, display_name, ident, qualified_text
@@ -85,6 +85,19 @@ class TableStep(Step):
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         return check_identifier(value)
+
+    def __repr_args__(self) -> Any:
+        return [(k, v) for k, v in super().__repr_args__() if not (k in ("table_if_exists", "only") and v is False)]
+
+    @model_serializer(mode="wrap")
+    def _without_plain_forms(self, handler: Any) -> dict[str, Any]:
+        """IF EXISTS and ONLY appear in the stored JSON only when set: a plan written before they were modelled
+        keeps its JSON, and so its fingerprint (the runs recorded with it still match)."""
+        data = handler(self)
+        for name in ("table_if_exists", "only"):
+            if data.get(name) is False:
+                del data[name]
+        return data
 
     @property
     def relation(self) -> sql.Identifier:
