@@ -23,7 +23,10 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples::float8,
 """
 
 _COLUMNS = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid
+-- PostgreSQL 18: a NOT NULL constraint added NOT VALID sets attnotnull, but promises nothing of the rows there
+SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+       a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint nv WHERE nv.conrelid = a.attrelid AND nv.contype = 'n'
+                     AND NOT nv.convalidated AND a.attnum = ANY(nv.conkey)), a.atttypid
   FROM pg_attribute a
  WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum

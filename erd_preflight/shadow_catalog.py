@@ -22,7 +22,9 @@ from .catalog import IndexInfo
 _SNAPSHOT = """
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
   (SELECT coalesce(json_agg(json_build_array(a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
-                                             a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attgenerated::text,
+                                             a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint nv WHERE nv.conrelid = a.attrelid AND nv.contype = 'n'
+                                               AND NOT nv.convalidated AND a.attnum = ANY(nv.conkey)),
+                                             pg_get_expr(d.adbin, d.adrelid), a.attgenerated::text,
                                              a.attidentity::text)
                             ORDER BY a.attnum), '[]')
      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

@@ -267,3 +267,22 @@ def test_a_column_added_with_its_constraints_or_generated_is_judged_as_postgresq
     found = assert_agrees(report, accepted, statements, data, parents, rehearse)
     if rehearse and not then:
         assert found != "unverified", report.summary()
+
+
+@pytest.mark.parametrize("statement", ["ALTER TABLE t ALTER COLUMN a SET NOT NULL",
+                                       "ALTER TABLE t VALIDATE CONSTRAINT t_a_nn", "ALTER TABLE t ADD PRIMARY KEY (a)"])
+def test_a_not_valid_not_null_constraint_of_postgresql_18_promises_nothing_of_the_rows(
+        db, run_sql, conninfo, server_version, statement):
+    """PostgreSQL 18 sets attnotnull for NOT NULL ... NOT VALID: the column is not "already NOT NULL" (pg_constraint
+    .convalidated says so), so SET NOT NULL, VALIDATE and a primary key check the rows, as PostgreSQL does."""
+    if server_version < 180000:
+        pytest.skip("NOT NULL ... NOT VALID is PostgreSQL 18's")
+    run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (1), (NULL); ALTER TABLE t ADD CONSTRAINT t_a_nn NOT NULL a "
+            "NOT VALID")
+    assert run_sql("SELECT attnotnull FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'a'") == [(True,)]
+    for rehearse in (True, False):
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, rehearse=rehearse)
+        assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement, rehearse) == "blocked"
+    run_sql("UPDATE t SET a = 2 WHERE a IS NULL")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == "clear"
