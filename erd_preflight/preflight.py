@@ -384,7 +384,43 @@ class _Executor:
         except psycopg.DataError as exc:
             first_error = exc.diag.message_primary or str(exc)
             self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_cast")
+        if probe.input_text is not None and self._input_function_converts(probe.type):
+            return self._cast_by_input(check, probe, violation)
         return self._cast_rows(check, probe, converted, violation, first_error)
+
+    def _input_function_converts(self, type_text: str) -> bool:
+        """Whether text becomes ``type_text`` through that type's input function (PostgreSQL 16+ can then test
+        each value with pg_input_is_valid): no cast function from text, no domain, not a string type."""
+        if self.conn.info.server_version < 160000:
+            return False
+        row = self.conn.execute(
+            "SELECT t.typtype <> 'd' AND t.typcategory <> 'S' AND NOT EXISTS (SELECT 1 FROM pg_cast c WHERE "
+            "c.castsource = 'text'::regtype AND c.casttarget = t.oid) FROM pg_type t WHERE t.oid = to_regtype(%s)",
+            (type_text,)).fetchone()
+        return bool(row and row[0])
+
+    def _cast_by_input(self, check: Check, probe: CastProbe, violation: sql.Composable) -> _Outcome:
+        """Exact counts where some value does not convert, without raising: pg_input_is_valid() on each value's
+        text; the values that do convert are then held to the column's other rules (NOT NULL, length)."""
+        text = sql.SQL("CAST(({}) AS text)").format(probe.input_text)
+        valid = sql.SQL("pg_input_is_valid({}, {})").format(text, sql.Literal(probe.type))
+        # NULL converts to NULL (pg_input_is_valid of NULL is NULL): only the column's own rules judge it
+        failing = sql.SQL("CASE WHEN {} IS NULL OR {} THEN {} ELSE true END").format(text, valid, violation)
+        total, bad, first = self.conn.execute(sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE {failing}), "
+            "(SELECT message FROM {source}, pg_input_error_info({text}, {type}) WHERE NOT {valid} LIMIT 1) FROM {source}"
+        ).format(failing=failing, source=probe.source.from_item(), text=text, type=sql.Literal(probe.type),
+                 valid=valid)).fetchone()  # type: ignore[misc]
+        stats = {"violations": int(bad), "totalRows": int(total),
+                 "firstError": f" (first error: {first})" if first else ""}
+
+        def sampler() -> Any:
+            return self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
+                probe.source.from_item(), failing, self._limit()))
+
+        outcome = self._judge(check, stats, sampler)
+        outcome.stats.pop("firstError", None)
+        return outcome
 
     def _cast_rows(self, check: Check, probe: CastProbe, converted: sql.Composable, violation: sql.Composable,
                    first_error: str, cap: int | None = None) -> _Outcome:

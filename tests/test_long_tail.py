@@ -286,3 +286,26 @@ def test_a_not_valid_not_null_constraint_of_postgresql_18_promises_nothing_of_th
     run_sql("UPDATE t SET a = 2 WHERE a IS NULL")
     report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
     assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == "clear"
+
+
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.sampled_from([None, "1", " 2", "x", "", "3.5", "2024-02-30", "2024-02-28", "99999999999"]),
+                       max_size=6),
+       target=st.sampled_from(["int", "date", "numeric(3,1)", "bigint"]), derived=st.booleans())
+def test_a_conversion_through_the_types_input_counts_the_failing_rows_exactly(
+        db, conninfo, server_version, values, target, derived):
+    """On PostgreSQL 16+, text converted by the new type's input function is tested with pg_input_is_valid: the
+    count of rows that fail is exact, on a table an earlier step changed too (it used to say "at least one")."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS w; CREATE TABLE w (id int, s text)")
+        conn.cursor().executemany("INSERT INTO w VALUES (%s, %s)", list(enumerate(values)))
+    change = f"ALTER TABLE w ALTER COLUMN s TYPE {target} USING s::{target}"  # text needs USING for these types
+    statements = (["UPDATE w SET id = id + 1"] if derived else []) + [change]
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
+    accepted = postgres_accepts(conninfo, statements)
+    assert_agrees(report, accepted, statements, values)
+    failing = sum(1 for v in values if v is not None and not postgres_accepts(conninfo, [f"SELECT CAST({v!r} AS {target})".replace('"', "'")]))
+    if not accepted and (server_version >= 160000 or not derived):
+        [blocker] = report.blockers
+        assert blocker.stats["violations"] == failing, (values, target, blocker.message)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pglast
+from pglast import ast
+from pglast.stream import RawStream
 from psycopg import sql
 
 from ..contract import TargetRef
@@ -193,13 +196,34 @@ def cast_check(index: int, step: AlterColumnType, state: TableState, ctx: PlanCo
         check_id=CAST_PRECHECK, step=index, step_summary=step.summary(),
         target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=(step.column,)),
         probe=CastProbe(source=state.source(), column=step.column, expression=expression, type=step.type,
-                        not_null=step.column in state.not_null, too_long=too_long(expression, limit_type)),
+                        not_null=step.column in state.not_null, too_long=too_long(expression, limit_type),
+                        input_text=sql.Identifier(step.column) if _input_conversion(step, state) else None),
         fail=f"{{violations}} of {{totalRows}} rows of {state.label} cannot be converted to {step.type}"
         f"{' with USING ' + step.using if step.using else ''}{{firstError}}; the step would fail. "
         "Fix those values or change the USING expression.",
         ok=f"every value of {label} converts to {step.type} ({{totalRows}} rows).",
         notes=state.history_notes(),
     )
+
+
+_STRING_TYPES = ("text", "character varying", "character", "varchar", "bpchar", "char")
+
+
+def _input_conversion(step: AlterColumnType, state: TableState) -> bool:
+    """Whether the conversion is the new type's input function reading the column's text: a string column, and no
+    USING, or a USING that only casts the column to the new type."""
+    current = state.columns.get(step.column, "")
+    if not current.startswith(_STRING_TYPES) or current.endswith("]"):
+        return False
+    if step.using is None:
+        return True
+    node = pglast.parse_sql(f"SELECT {step.using}")[0].stmt.targetList[0].val
+    if not isinstance(node, ast.TypeCast) or not isinstance(node.arg, ast.ColumnRef):
+        return False
+    fields = node.arg.fields
+    return (isinstance(fields[-1], ast.String) and fields[-1].sval == step.column
+            and RawStream()(node.typeName) == RawStream()(pglast.parse_sql(f"SELECT NULL::{step.type}")[0]
+                                                        .stmt.targetList[0].val.typeName))
 
 
 def validate_checks(index: int, step: ValidateConstraint, state: TableState, ctx: PlanContext) -> list[Check]:

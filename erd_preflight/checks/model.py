@@ -185,6 +185,9 @@ class CastProbe:
     type: str
     not_null: bool
     too_long: sql.Composable | None = None
+    # the text whose conversion is all the step does (a string column, no USING or just a cast of it): on
+    # PostgreSQL 16+ pg_input_is_valid() then counts the failing rows exactly, without raising
+    input_text: sql.Composable | None = None
 
     def converted(self) -> sql.Composed:
         return sql.SQL("CAST(({}) AS {})").format(self.expression, sql.SQL(self.type))
