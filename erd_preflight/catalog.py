@@ -327,6 +327,13 @@ class Catalog:
             left = 0 if following < low else (following - low) // -step + 1
         return float(left), f"sequence {shown}"
 
+    def default_partition(self, oid: int) -> tuple[str, str] | None:
+        """(schema, name) of the DEFAULT partition of the partitioned table ``oid``, if it has one."""
+        row = self.conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partdefid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.partrelid = %s", (oid,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
     def sequence_next(self, table_oid: int, column: str, name: str | None) -> tuple[int, int] | None:
         """The next number a column's sequence gives (``name``, as its DEFAULT's nextval reads it; else the identity
         or serial sequence of the column) and its increment; None when not known (no such sequence, or this role

@@ -394,7 +394,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             filled = filled or _may_fill(text)
             conn.execute("RELEASE SAVEPOINT erd_preflight_step")
             # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
-            if _may_change_catalog(text) and (position + 1 < len(statements) or _adds_column(text)):
+            if _may_change_catalog(text) and (position + 1 < len(statements) or _read_after(text)):
                 latest = read_snapshot(conn, latest, deleted=latest.deleted)
             rehearsal.after[step] = latest
     if gap is not None and (rehearsal.failure is None or gap.step < rehearsal.failure.step):
@@ -559,12 +559,17 @@ def _statement_node(statement: str) -> ast.Node | None:
     return raw.stmt
 
 
-def _adds_column(statement: str) -> bool:
+def _read_after(statement: str) -> bool:
+    """Whether the step's own checks read the catalog after it: an added column (what PostgreSQL filled in), a
+    partition's bound (the constraint its rows must satisfy)."""
     stmt = _statement_node(statement)
     if stmt is None:
         return True
+    if isinstance(stmt, ast.CreateStmt):
+        return stmt.partbound is not None
     return isinstance(stmt, ast.AlterTableStmt) and any(
-        cmd.subtype == enums.AlterTableType.AT_AddColumn for cmd in stmt.cmds or ())
+        cmd.subtype in (enums.AlterTableType.AT_AddColumn, enums.AlterTableType.AT_AttachPartition)
+        for cmd in stmt.cmds or ())
 
 
 def _may_change_catalog(statement: str) -> bool:

@@ -37,7 +37,8 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o),
              i.indnullsnotdistinct)
            ORDER BY ic.relname), '[]')
-     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid)
+     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
+  CASE WHEN c.relispartition THEN pg_get_partition_constraintdef(c.oid) END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {where}
 """
@@ -101,6 +102,7 @@ class RelationSnapshot:
     columns: tuple[ColumnSnapshot, ...]
     constraints: tuple[tuple[str, str, bool], ...]  # name, contype, validated
     indexes: tuple[IndexInfo, ...]
+    partition_constraint: str | None = None  # a partition's: what each of its rows satisfies (PostgreSQL's text)
 
     def column(self, attnum: int) -> ColumnSnapshot | None:
         return next((c for c in self.columns if c.attnum == attnum), None)
@@ -197,8 +199,10 @@ def _read_relations(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int,
         return {}
     query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(sql.SQL(_RELATIONS)))
     out: dict[int, RelationSnapshot] = {}
-    for oid, schema, name, kind, populated, columns, constraints, indexes in conn.execute(query, (oids,), prepare=True):
+    for oid, schema, name, kind, populated, columns, constraints, indexes, bound in conn.execute(query, (oids,),
+                                                                                               prepare=True):
         out[oid] = RelationSnapshot(
+            partition_constraint=bound,
             oid=oid, schema=schema, name=name, kind=kind, populated=populated,
             columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
             constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
