@@ -1,5 +1,5 @@
-"""What checking a data statement against the table's constraints costs: an UPDATE of --changed rows in a table
-of --rows rows, measured in one run on the embedded server (or --url).
+"""What checking a data statement against the table's constraints costs: an UPDATE of --changed rows, and an INSERT
+of as many, in a table of --rows rows, measured in one run on the embedded server (or --url).
 
     python benchmarks/bench_dml.py --rows 1000000 --changed 1000
 
@@ -74,9 +74,11 @@ def main() -> None:
 
     try:
         full = best(args.repeat, scan)
-        figures = []
-        for changed in (args.changed, args.changed * 10):
+        figures: dict[str, list[float]] = {"UPDATE": [], "INSERT": []}
+        for verb, changed in [(v, n) for v in figures for n in (args.changed, args.changed * 10)]:
             statement = (f"UPDATE orders SET amount = amount + 1, code = 'n' || amount, parent_id = parent_id "
+                         f"WHERE id <= {changed}" if verb == "UPDATE" else
+                         f"INSERT INTO orders SELECT id + {args.rows}, amount, code, parent_id FROM orders "
                          f"WHERE id <= {changed}")
             plan = ep.MigrationPlan.from_sql(statement)
             report = ep.run_preflight(plan, db)
@@ -87,11 +89,12 @@ def main() -> None:
             own = min(sum(c.duration_ms or 0 for c in ep.run_preflight(plan, db).checks)
                       for _ in range(args.repeat)) / 1000
             itself = best(args.repeat, lambda: postgres(statement))
-            figures.append(own)
-            print(f"UPDATE of {changed:,} rows in {args.rows:,}: preflight {preflight * 1000:.1f} ms, of which the "
-                  f"checks ({checks}) {own * 1000:.1f} ms; PostgreSQL's own UPDATE {itself * 1000:.1f} ms; a full "
-                  f"scan {full * 1000:.1f} ms; checks / UPDATE {own / itself:.2f}, checks / scan {own / full:.2f}")
-        print(f"ten times the changed rows: the checks cost {figures[1] / max(figures[0], 1e-9):.1f} times as much")
+            figures[verb].append(own)
+            print(f"{verb} of {changed:,} rows in {args.rows:,}: preflight {preflight * 1000:.1f} ms, of which the "
+                  f"checks ({checks}) {own * 1000:.1f} ms; PostgreSQL's own {verb} {itself * 1000:.1f} ms; a full "
+                  f"scan {full * 1000:.1f} ms; checks / {verb} {own / itself:.2f}, checks / scan {own / full:.2f}")
+        for verb, (one, ten) in figures.items():
+            print(f"{verb}: ten times the rows, the checks cost {ten / max(one, 1e-9):.1f} times as much")
     finally:
         db.engine.dispose()
         with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -48,7 +48,7 @@ from .model import (
     null_datum,
     verdict,
 )
-from .state import PlanContext, TableState, UpdateLayer
+from .state import InsertLayer, PlanContext, TableState, UpdateLayer
 
 
 def _changed_rows(state: TableState, index: int, layer: UpdateLayer) -> Source:
@@ -518,6 +518,39 @@ def insert_checks(context: PlanContext, index: int, step: Step, state: TableStat
             f"{parent.label}({refs}); the INSERT would fail on the foreign key.",
             ok=f"every ({cols}) step {index} inserts has a matching {parent.label}({refs}) ({{totalRows}} rows).",
             notes=state.history_notes() + parent.history_notes()))
-    checks.extend(_unique_checks(index, step, state, set(layer.types), f"the INSERT of step {index}",
-                                 "the INSERT would fail on the unique key"))
+    unique = _unique_checks(index, step, state, set(layer.types), f"the INSERT of step {index}",
+                            "the INSERT would fail on the unique key")
+    checks.extend(_new_keys(index, step, state, layer, c) if isinstance(c.probe, DuplicatesProbe) else c
+                  for c in unique)
     return checks
+
+
+def _new_keys(index: int, step: Step, state: TableState, layer: InsertLayer, check: Check) -> Check:
+    """The rows already there hold each unique key once (PostgreSQL's index says so): after the INSERT, a key
+    occurs twice only where a new row has it, as an old row (found through the key's index) or another new row.
+    Read that way, the check costs what the INSERT adds, not the table."""
+    probe = check.probe
+    assert isinstance(probe, DuplicatesProbe)
+    columns = probe.columns
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    same = sql.SQL(" AND ").join(
+        sql.SQL("erd_old.{c} {op} {n}.{c}").format(c=sql.Identifier(c), n=sql.Identifier(layer.stored.alias),
+                                                   op=sql.SQL("IS NOT DISTINCT FROM" if probe.nulls_not_distinct
+                                                              else "="))
+        for c in columns)
+    counted = Source(
+        key=f"{layer.stored.key}@keys{'-'.join(columns)}", alias=layer.stored.alias, derived=True,
+        columns=(*layer.stored.columns, ("erd_same", "bigint")), expressions=layer.stored.expressions,
+        relation=sql.SQL("(SELECT *, count(*) OVER (PARTITION BY {}) AS erd_same FROM {} AS erd_new)").format(
+            keys, layer.stored.relation))
+    compared = sql.SQL("true") if probe.nulls_not_distinct else sql.SQL("NOT ({})").format(
+        sql.SQL(" OR ").join(null_datum(sql.Identifier(c)) for c in columns))
+    predicate = sql.SQL("({compared}) AND (erd_same > 1 OR EXISTS (SELECT 1 FROM {before} AS erd_old WHERE {same}))"
+                        ).format(compared=compared, before=layer.before.relation, same=same)
+    cols = ", ".join(display_name(c) for c in columns)
+    return Check(check_id=check.check_id, step=index, step_summary=step.summary(), target=check.target,
+                 probe=RowsProbe(source=counted, predicate=predicate),
+                 fail=f"{{violations}} of the {{totalRows}} rows step {index} inserts have a ({cols}) that another row "
+                 f"of {state.label} has too; the INSERT would fail on the unique key. Change those rows first.",
+                 ok=f"every ({cols}) step {index} inserts is new to {state.label} ({{totalRows}} rows).",
+                 notes=check.notes)

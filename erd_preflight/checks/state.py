@@ -61,6 +61,7 @@ class InsertLayer:
     written: Source  # the new rows, the values as written (columns the INSERT names only)
     stored: Source  # the new rows as the table holds them
     types: dict[str, str]  # every column's type
+    before: Source  # the table's own rows just before the INSERT
 
 
 @dataclass
@@ -577,7 +578,9 @@ class PlanContext:
         stored_sql = sql.SQL("(SELECT {} FROM {})").format(sql.SQL(", ").join(stored), source).as_string()
         written_sql = sql.SQL("(SELECT * FROM {})").format(source).as_string()
         key = f"{state.schema}.{state.name}@insert{index}"
+        before = state.source(own_rows=True)
         state.inserts[index] = InsertLayer(
+            before=before,
             written=Source(key=key + "w", relation=sql.SQL(written_sql), alias=state.name,
                            columns=tuple((f"erd_written_{n}", state.columns[n]) for n in names), derived=True,
                            expressions=(RawStream()(query),)),
