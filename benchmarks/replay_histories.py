@@ -75,6 +75,8 @@ class Tally:
     outcomes: list[Outcome] = field(default_factory=list)
     steps: int = 0  # steps of the compared files
     known: int = 0  # of them: typed, or raw and classified as changing the catalog only
+    judged_steps: int = 0  # steps of the files the rehearsal did not block (every step of them ran its checks)
+    asked: int = 0  # of them: steps left for a person to acknowledge
 
     def false(self, mode: str) -> tuple[list[Outcome], list[Outcome]]:
         blocks = [o for o in self.outcomes if getattr(o, mode) == "blocked" and o.oracle is None]
@@ -238,6 +240,9 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
                 if rehearse:
                     notes[mode] = next((r.message[:300] for r in report.results
                                         if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING"), None)
+                    if not report.blocked:
+                        tally.judged_steps += len(plan.steps)
+                        tally.asked += len({(r.stats or {}).get("acknowledgeStep") for r in report.results} - {None})
             except Exception as exc:  # noqa: BLE001 - the harness records every failure of preflight
                 verdicts[mode] = (f"error: {type(exc).__name__}", str(exc)[:300])
         db.engine.dispose()
@@ -299,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(blocks)} ({len(blocks) / max(tally.compared, 1):.1%}), false clears {len(clears)} "
                   f"({len(clears) / max(tally.compared, 1):.1%}), unverified {unverified}, errors {errors}")
         print(f"{'':>12} skipped: {tally.skipped}; steps typed or catalog-only: {tally.known} of {tally.steps} "
-              f"({tally.known / max(tally.steps, 1):.1%})")
+              f"({tally.known / max(tally.steps, 1):.1%}); of the steps of files not blocked, decided without a "
+              f"person: {tally.judged_steps - tally.asked} of {tally.judged_steps} "
+              f"({(tally.judged_steps - tally.asked) / max(tally.judged_steps, 1):.1%})")
     total = sum(t.compared for t in tallies)
     for mode in ("model", "rehearsal"):
         blocks = sum(len(t.false(mode)[0]) for t in tallies)

@@ -26,8 +26,9 @@ _COLUMNS = """
 -- PostgreSQL 18: a NOT NULL constraint added NOT VALID sets attnotnull, but promises nothing of the rows there
 SELECT a.attname, format_type(a.atttypid, a.atttypmod),
        a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint nv WHERE nv.conrelid = a.attrelid AND nv.contype = 'n'
-                     AND NOT nv.convalidated AND a.attnum = ANY(nv.conkey)), a.atttypid
-  FROM pg_attribute a
+                     AND NOT nv.convalidated AND a.attnum = ANY(nv.conkey)), a.atttypid,
+       CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END
+  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum
 """
@@ -133,6 +134,7 @@ class ColumnInfo:
     type: str
     not_null: bool
     type_oid: int
+    generated: str | None = None  # the expression of a STORED generated column
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ class Catalog:
         from_size = reltuples < 0
         estimated = int(heap_bytes / max(int(row_width), 1)) if from_size else int(reltuples)
         columns = {
-            r[0]: ColumnInfo(name=r[0], type=r[1], not_null=r[2], type_oid=r[3])
+            r[0]: ColumnInfo(name=r[0], type=r[1], not_null=r[2], type_oid=r[3], generated=r[4])
             for r in self.conn.execute(_COLUMNS, (oid,))
         }
         constraints = {

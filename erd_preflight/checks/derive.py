@@ -169,6 +169,9 @@ def _add_column_checks(index: int, step: RawSQL, context: PlanContext, column: S
     checks += checks_for(index, column, context)
     if isinstance(column, AddColumn):
         context.absorb_added_column(index, column)
+        added = context.state(column.schema_, column.table)
+        if expression is not None and added is not None:
+            added.generated[column.column] = expression  # an UPDATE computes it again
     else:
         context.absorb(index, column)
     for piece in constraints:

@@ -137,6 +137,15 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             f"step {index} could not compute the values it writes", f"every value step {index} writes is computed "
             "and converted to its column's type without error ({totalRows} rows).")
 
+    if layer.recomputed:
+        # the generated columns PostgreSQL computes again, on the rows as the UPDATE leaves them
+        rows(CAST_PRECHECK, sql.SQL("num_nulls({}) < 0").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in layer.recomputed)),
+            TargetRef(kind="column", schema=state.schema, table=state.name, columns=layer.recomputed),
+            f"step {index} could not compute the generated columns again",
+            f"the generated columns step {index} changes are computed again without error ({{totalRows}} rows).",
+            source=state.source())
+
     for name, expression in _checks_of(state):
         shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
         rows(CHECK_CONSTRAINT_PRECHECK, sql.SQL("({}) IS FALSE").format(sql.SQL(expression)),

@@ -3,6 +3,7 @@ catalog says each step did (relations by OID, columns by number)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pglast
@@ -33,7 +34,7 @@ from ..plan import (
 )
 from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
 from ..sqlparse import normalize_expression, walk_ast
-from .expressions import cast_to, is_constant, serial_type
+from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
 
 # ---------------------------------------------------------------------------------------------------------
@@ -50,6 +51,7 @@ class UpdateLayer:
     where: str | None
     values: dict[str, str]  # column -> the expression assigned, as written
     types: dict[str, str]  # every column's type before the UPDATE
+    recomputed: tuple[str, ...] = ()  # stored generated columns PostgreSQL computes again from the new values
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class TableState:
     filters: dict[int, str] = field(default_factory=dict)  # layer depth -> a DELETE's condition: rows kept are not it
     unions: dict[int, str] = field(default_factory=dict)  # layer depth -> an INSERT's new rows, appended there
     inserts: dict[int, InsertLayer] = field(default_factory=dict)  # by step: what each simulated INSERT added
+    generated: dict[str, str] = field(default_factory=dict)  # STORED generated column -> its expression
     retyped: dict[int, str] = field(default_factory=dict)  # by step: the column an ALTER COLUMN TYPE converted
     version: int = 0  # one more for each change of the rows: equal versions, equal rows (and a shared scan)
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
@@ -256,6 +259,7 @@ class PlanContext:
                 unique_keys=info.unique_keys(),
                 has_primary_key=any(c.type == "p" for c in info.constraints.values()),
                 constraint_names=set(info.constraints),
+                generated={c.name: c.generated for c in info.columns.values() if c.generated},
             )
         return self._states[real_key]
 
@@ -641,6 +645,16 @@ class PlanContext:
             changes[name] = new
             state.no_nulls_because.pop(name, None)
         state.push_layer(changes, alias=alias)
+        snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
+        relation = snapshot.resolve(stmt.relation.schemaname, stmt.relation.relname) if snapshot else None
+        generated = {c.name: c.default for c in relation.columns if c.generated == "s" and c.default} \
+            if relation is not None else state.generated
+        recomputed = {name: cast_to(sql.SQL(normalize_expression(expression)), state.columns[name])
+                      for name, expression in generated.items() if name in state.columns
+                      and any(mentions(expression, column) for column in written)}
+        if recomputed:  # PostgreSQL computes a stored generated column again from the row the UPDATE writes
+            state.push_layer(recomputed)
+            state.updates[index] = dataclasses.replace(state.updates[index], recomputed=tuple(recomputed))
         state.backfills.append(index)
         state.updated_at.append(index)
         return True
