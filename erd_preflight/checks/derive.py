@@ -37,6 +37,7 @@ from .model import (
 )
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
 from .dml import delete_checks, insert_checks, type_change_checks, update_checks
+from .domains import domain_checks
 from .partitions import partition_checks
 from .raw_index import index_statement, raw_index_checks
 from .state import PlanContext, TableState
@@ -66,6 +67,9 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     bound = partition_checks(index, step, context)
     if bound is not None:
         return bound
+    domain = domain_checks(index, step, context)
+    if domain is not None:
+        return domain
     why = step.data_dependence
     statement = index_statement(step)
     if statement is not None:
