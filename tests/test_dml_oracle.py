@@ -49,6 +49,12 @@ UPDATES = [
     "ALTER TABLE c ALTER COLUMN b TYPE int USING b + 1",
     "ALTER TABLE c ALTER COLUMN id TYPE bigint USING id % 3",
     "ALTER TABLE c ALTER COLUMN code SET NOT NULL",
+    # subqueries and USING that read tables as they are now
+    "DELETE FROM c USING p WHERE c.b = p.x AND p.x > 2",
+    "UPDATE c SET a = (SELECT count(*) FROM p WHERE p.x <= c.id)",
+    "DELETE FROM p WHERE x IN (SELECT b FROM c WHERE a = 0)",
+    "UPDATE c SET b = (SELECT max(x) FROM p) WHERE id = 1",
+    "UPDATE c SET code = (SELECT 'z' || count(*) FROM g WHERE g.cb = c.b)",
 ]
 
 rows = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 3), st.none() | st.integers(0, 5),

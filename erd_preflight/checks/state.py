@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import pglast
 from pglast import ast, enums
@@ -596,17 +597,33 @@ class PlanContext:
         state.no_nulls_because = {}  # the new rows may hold NULLs where the old ones did not
         return True
 
+    def _reads_as_now(self, *nodes: Any) -> bool:
+        """Whether the subqueries (and USING items) of a data statement read only tables the plan has not changed
+        so far: they are evaluated on the database as it is now, which is then what they would read at apply."""
+        for node in nodes:
+            for read in (n for n in walk_ast(node) if isinstance(n, ast.RangeVar)):
+                other = self.state(read.schemaname, read.relname)
+                if other is None or other.info is None or other.layers or other.unknown or other.added_by:
+                    return False
+        return True
+
     def _simulate_delete(self, index: int, stmt: ast.DeleteStmt) -> bool:
-        """A single-table ``DELETE FROM t [WHERE cond]`` keeps the rows for which cond is not true."""
-        if stmt.usingClause or stmt.withClause or not stmt.relation.inh:
+        """A single-table ``DELETE FROM t [USING ...] [WHERE cond]`` keeps the rows for which cond is not true (with
+        USING: for which no row of the USING items makes it true). Its subqueries and USING items may read tables
+        the plan has not changed."""
+        if stmt.withClause or not stmt.relation.inh:
             return False
-        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in walk_ast(stmt.whereClause)):
+        if not self._reads_as_now(stmt.whereClause, stmt.usingClause):
             return False
         state = self.state(stmt.relation.schemaname, stmt.relation.relname)
         if state is None or state.info is None:
             return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
         where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else "true"
+        if stmt.usingClause:
+            where = sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                sql.SQL(", ").join(sql.SQL(RawStream()(item)) for item in stmt.usingClause), sql.SQL(where)
+            ).as_string()
         state.deletes[index] = UpdateLayer(before=state.source(), alias=alias, where=where, values={},
                                            types=dict(state.columns))
         state.push_layer({}, alias=alias)
@@ -615,7 +632,8 @@ class PlanContext:
 
     def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
         """A single-table ``UPDATE t SET col = expr [WHERE cond]`` becomes a derived column:
-        ``CASE WHEN cond THEN expr ELSE col END``. Anything more complex is only noted."""
+        ``CASE WHEN cond THEN expr ELSE col END``; its subqueries may read tables the plan has not changed. Anything
+        more complex (FROM, WITH) is only noted."""
         if stmt.fromClause or stmt.withClause or not stmt.relation.inh:
             return False
         state = self.state(stmt.relation.schemaname, stmt.relation.relname)
@@ -626,11 +644,11 @@ class PlanContext:
         for target in stmt.targetList:
             if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
                 return False
-            if any(isinstance(n, (ast.SubLink, ast.SetToDefault)) for n in walk_ast(target.val)):
+            if any(isinstance(n, ast.SetToDefault) for n in walk_ast(target.val)):
                 return False
             written[target.name] = RawStream()(target.val)
             changes[target.name] = sql.SQL(written[target.name])
-        if stmt.whereClause is not None and any(isinstance(n, ast.SubLink) for n in walk_ast(stmt.whereClause)):
+        if not self._reads_as_now(stmt.whereClause, *[t.val for t in stmt.targetList]):
             return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
         where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else None
