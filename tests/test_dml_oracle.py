@@ -55,6 +55,8 @@ UPDATES = [
     "DELETE FROM p WHERE x IN (SELECT b FROM c WHERE a = 0)",
     "UPDATE c SET b = (SELECT max(x) FROM p) WHERE id = 1",
     "UPDATE c SET code = (SELECT 'z' || count(*) FROM g WHERE g.cb = c.b)",
+    "UPDATE c SET a = c.a + p.x - 2 FROM p WHERE p.x = c.b",
+    "UPDATE c SET b = h.id FROM h WHERE h.cid = c.id",
 ]
 
 rows = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 3), st.none() | st.integers(0, 5),

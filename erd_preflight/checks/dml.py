@@ -175,6 +175,18 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             ok=f"every ({cols}) step {index} writes has a matching {parent.label}({refs}) ({{totalRows}} rows).",
             notes=state.history_notes() + parent.history_notes()))
 
+    if layer.joined is not None:
+        checks.append(Check(
+            check_id=UNMODELLED_SQL_WARNING, step=index, step_summary=summary,
+            target=TargetRef(kind="table", schema=state.schema, table=state.name),
+            probe=RowsProbe(source=_touched(layer, state, index), predicate=sql.SQL(layer.joined)),
+            failure="warning", acknowledge=True,
+            fail=f"{{violations}} of the {{totalRows}} rows of {state.label} that step {index} updates match more than "
+            "one row of its FROM items; PostgreSQL updates each with one of them, and which one it does not say, so "
+            "the values checked here may not be the ones written. Acknowledge this step once you have reviewed it, "
+            "or make the join match one row.",
+            ok=f"each row step {index} updates matches one row of its FROM items ({{totalRows}} rows).",
+            notes=state.history_notes()))
     checks.extend(_unique_checks(index, step, state, assigned, f"the UPDATE of step {index}",
                                  "the UPDATE would fail on the unique key"))
     checks.extend(_order_dependent(index, step, state, layer))

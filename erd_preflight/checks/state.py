@@ -53,6 +53,7 @@ class UpdateLayer:
     values: dict[str, str]  # column -> the expression assigned, as written
     types: dict[str, str]  # every column's type before the UPDATE
     recomputed: tuple[str, ...] = ()  # stored generated columns PostgreSQL computes again from the new values
+    joined: str | None = None  # UPDATE ... FROM: a row of the table more than one row of the FROM items matches
 
 
 @dataclass(frozen=True)
@@ -633,33 +634,43 @@ class PlanContext:
     def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
         """A single-table ``UPDATE t SET col = expr [WHERE cond]`` becomes a derived column:
         ``CASE WHEN cond THEN expr ELSE col END``; its subqueries may read tables the plan has not changed. Anything
-        more complex (FROM, WITH) is only noted."""
-        if stmt.fromClause or stmt.withClause or not stmt.relation.inh:
+        more complex (WITH) is only noted. With ``FROM items``, a row is updated when some row of the items makes
+        the WHERE true, with the values of one such row: a row of t that more than one row matches is named for a
+        person (which one PostgreSQL takes it does not say)."""
+        if stmt.withClause or not stmt.relation.inh:
             return False
         state = self.state(stmt.relation.schemaname, stmt.relation.relname)
         if state is None or state.info is None:
             return False
         changes: dict[str, sql.Composable | None] = {}
         written: dict[str, str] = {}
+        joined: str | None = None
+        if stmt.fromClause:
+            items = ", ".join(RawStream()(item) for item in stmt.fromClause)
+            condition = RawStream()(stmt.whereClause) if stmt.whereClause is not None else "true"
+            joined = f"(SELECT count(*) FROM {items} WHERE {condition}) > 1"
         for target in stmt.targetList:
             if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
                 return False
             if any(isinstance(n, ast.SetToDefault) for n in walk_ast(target.val)):
                 return False
             written[target.name] = RawStream()(target.val)
+            if stmt.fromClause:
+                written[target.name] = f"(SELECT {written[target.name]} FROM {items} WHERE {condition} LIMIT 1)"
             changes[target.name] = sql.SQL(written[target.name])
-        if not self._reads_as_now(stmt.whereClause, *[t.val for t in stmt.targetList]):
+        if not self._reads_as_now(stmt.whereClause, stmt.fromClause, *[t.val for t in stmt.targetList]):
             return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
         where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else None
+        if stmt.fromClause:
+            where = f"EXISTS (SELECT 1 FROM {items} WHERE {condition})"
         state.updates[index] = UpdateLayer(before=state.source(), alias=alias, where=where, values=written,
-                                           types=dict(state.columns))
+                                           types=dict(state.columns), joined=joined)
         for name, value in list(changes.items()):
             new = cast_to(value, state.columns[name])  # type: ignore[arg-type]
-            if stmt.whereClause is not None:
-                new = sql.SQL("CASE WHEN ({}) THEN {} ELSE {} END").format(
-                    sql.SQL(RawStream()(stmt.whereClause)), new, sql.Identifier(alias, name)
-                )
+            if where is not None:
+                new = sql.SQL("CASE WHEN ({}) THEN {} ELSE {} END").format(sql.SQL(where), new,
+                                                                           sql.Identifier(alias, name))
             changes[name] = new
             state.no_nulls_because.pop(name, None)
         state.push_layer(changes, alias=alias)
