@@ -191,10 +191,12 @@ class TableInfo:
     # a table other tables inherit from (not partitions): its UNIQUE and foreign keys cover its own rows only,
     # while a scan of it reads theirs too
     inherited_by: bool = False
+    # a relation the plan makes from a query (CREATE TABLE AS): its rows are that query's, read from the database
+    rows_from: str | None = None
 
     @property
-    def relation(self) -> sql.Identifier:
-        return sql.Identifier(self.schema, self.name)
+    def relation(self) -> sql.Composable:
+        return sql.SQL(self.rows_from) if self.rows_from else sql.Identifier(self.schema, self.name)
 
     def unique_keys(self) -> list[frozenset[str]]:
         """Column sets a foreign key may reference: valid, non-partial, plain-column unique indexes."""

@@ -561,12 +561,14 @@ def _statement_node(statement: str) -> ast.Node | None:
 
 def _read_after(statement: str) -> bool:
     """Whether the step's own checks read the catalog after it: an added column (what PostgreSQL filled in), a
-    partition's bound (the constraint its rows must satisfy)."""
+    partition's bound (the constraint its rows must satisfy), a relation made from a query (its columns)."""
     stmt = _statement_node(statement)
     if stmt is None:
         return True
     if isinstance(stmt, ast.CreateStmt):
         return stmt.partbound is not None
+    if isinstance(stmt, ast.CreateTableAsStmt):
+        return True  # the columns of the relation its query fills
     return isinstance(stmt, ast.AlterTableStmt) and any(
         cmd.subtype in (enums.AlterTableType.AT_AddColumn, enums.AlterTableType.AT_AttachPartition)
         for cmd in stmt.cmds or ())

@@ -11,6 +11,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 from ..catalog import Catalog
+from ..contract import TargetRef
 from ..plan import (
     AddColumn,
     AddForeignKey,
@@ -32,6 +33,7 @@ from .model import (
     Check,
     PreflightOptions,
     RowsProbe,
+    Source,
     Verdict,
     verdict,
 )
@@ -40,7 +42,7 @@ from .dml import delete_checks, insert_checks, type_change_checks, update_checks
 from .domains import domain_checks
 from .partitions import partition_checks
 from .raw_index import index_statement, raw_index_checks
-from .state import PlanContext, TableState
+from .state import PlanContext, TableState, query_rows
 from .structure import (
     created_index_name,
     destructive_warning,
@@ -70,6 +72,9 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     domain = domain_checks(index, step, context)
     if domain is not None:
         return domain
+    filled = _query_checks(index, step, context)
+    if filled is not None:
+        return filled
     why = step.data_dependence
     statement = index_statement(step)
     if statement is not None:
@@ -182,6 +187,32 @@ def _add_column_checks(index: int, step: RawSQL, context: PlanContext, column: S
         checks += checks_for(index, piece, context)
         context.absorb(index, piece)
     return checks
+
+
+def _query_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check] | None:
+    """``CREATE TABLE / MATERIALIZED VIEW ... AS query``: the query runs on the rows when the step does, so every
+    column of every row it gives is computed here (an expression that raises fails the step); later steps read the
+    new relation as that query's rows. None when the query reads what the plan has changed, or without the
+    rehearsal's catalog."""
+    query = context.filled_by_query(step)
+    after = context.rehearsal.after.get(index) if context.rehearsal else None
+    if query is None or after is None:
+        return None
+    into = step.parsed[0].into.rel
+    made = after.resolve(into.schemaname, into.relname)
+    if made is None or not made.columns:
+        return None
+    names = [c.name for c in made.columns]
+    source = Source(key=f"{made.schema}.{made.name}@query{index}", relation=sql.SQL(query_rows(query, names)),
+                    alias=made.name, columns=tuple((c.name, c.type) for c in made.columns), derived=True,
+                    expressions=(query,))
+    label = display_name(made.schema, made.name)
+    return [Check(check_id=CAST_PRECHECK, step=index, step_summary=step.summary(),
+                  target=TargetRef(kind="table", schema=made.schema, table=made.name),
+                  probe=RowsProbe(source=source, predicate=sql.SQL("num_nulls({}) < 0").format(
+                      sql.SQL(", ").join(sql.Identifier(n) for n in names))),
+                  fail=f"step {index} could not compute the rows of {label}",
+                  ok=f"the query of step {index} computes every row of {label} without error ({{totalRows}} rows).")]
 
 
 def _cannot_verify(index: int, step: Step, why: str) -> Check:

@@ -12,7 +12,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
-from ..catalog import Catalog, TableInfo
+from ..catalog import Catalog, ColumnInfo, TableInfo
 from ..plan import (
     AddCheck,
     AddColumn,
@@ -118,7 +118,8 @@ class TableState:
     def _source(self, base: sql.Composable, rendered: list[tuple[str, str]], mode: str) -> Source:
         assert self.info is not None
         relation: str | None = None
-        expressions: list[str] = []
+        # a relation made from a query: the query runs again in every check, so it is screened like an expression
+        expressions: list[str] = [f"SELECT * FROM {self.info.rows_from} AS erd_rows"] if self.info.rows_from else []
         # Each layer is rendered once and kept: a plan with a thousand steps on one table neither nests a
         # thousand Composed objects (Python's recursion limit) nor renders its layers again for every check.
         for depth, (layer_alias, projection) in enumerate(self.layers):
@@ -333,6 +334,14 @@ class PlanContext:
             state = TableState(schema=relation.schema, name=relation.name, info=None, created_step=index)
             if relation.kind in ("v", "f"):
                 state.unknown = f"{label} is a {'view' if relation.kind == 'v' else 'foreign table'}"
+            elif (query := self.filled_by_query(step)) is not None and relation.kind in ("r", "m"):
+                # its rows are the query's, which reads tables as they are now: read them from the database
+                state.info = TableInfo(
+                    oid=0, schema=relation.schema, name=relation.name, kind="r", estimated_rows=0,
+                    rows_estimated_from_size=False, heap_bytes=0, total_bytes=0,
+                    columns={c.name: ColumnInfo(name=c.name, type=c.type, not_null=c.not_null, type_oid=0)
+                             for c in relation.columns},
+                    constraints={}, indexes={}, rows_from=query_rows(query, [c.name for c in relation.columns]))
             elif not (relation.kind in ("r", "p") and creates_empty(step)) and not (
                     relation.kind == "m" and not relation.populated):
                 state.unknown = (f"{label} is created by step {index} from a query or inside a block, so its rows "
@@ -608,6 +617,18 @@ class PlanContext:
                     return False
         return True
 
+    def filled_by_query(self, step: Step) -> str | None:
+        """The query of a ``CREATE TABLE / MATERIALIZED VIEW ... AS query`` (WITH DATA) that reads only tables the
+        plan has not changed so far, as SQL; None for anything else."""
+        if not isinstance(step, RawSQL) or len(step.parsed) != 1:
+            return None
+        stmt = step.parsed[0]
+        if not isinstance(stmt, ast.CreateTableAsStmt) or stmt.into is None or stmt.into.skipData:
+            return None
+        if not isinstance(stmt.query, ast.SelectStmt) or not self._reads_as_now(stmt.query):
+            return None
+        return RawStream()(stmt.query)
+
     def _simulate_delete(self, index: int, stmt: ast.DeleteStmt) -> bool:
         """A single-table ``DELETE FROM t [USING ...] [WHERE cond]`` keeps the rows for which cond is not true (with
         USING: for which no row of the USING items makes it true). Its subqueries and USING items may read tables
@@ -712,6 +733,12 @@ def calls_nextval(expression: str) -> bool:
     except pglast.parser.ParseError:
         return False
     return any(isinstance(n, ast.FuncCall) and n.funcname[-1].sval == "nextval" for n in walk_ast(tree))
+
+
+def query_rows(query: str, columns: list[str]) -> str:
+    """A query's rows as a relation whose columns have ``columns``' names (a CREATE TABLE AS names them so)."""
+    return sql.SQL("(SELECT * FROM ({}) AS erd_query({}))").format(
+        sql.SQL(query), sql.SQL(", ").join(sql.Identifier(c) for c in columns)).as_string()
 
 
 def nextval_sequence(expression: str) -> str | None:
