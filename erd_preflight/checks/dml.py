@@ -146,34 +146,9 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             f"the generated columns step {index} changes are computed again without error ({{totalRows}} rows).",
             source=state.source())
 
-    for name, expression in _checks_of(state):
-        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
-        rows(CHECK_CONSTRAINT_PRECHECK, sql.SQL("({}) IS FALSE").format(sql.SQL(expression)),
-             TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
-             f"{{violations}} of the {{totalRows}} rows step {index} changes would break {shown}; the UPDATE would "
-             "fail. Change the expression or its WHERE.",
-             f"every row step {index} changes satisfies {shown} ({{totalRows}} rows).")
-
-    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state):
-        if not assigned & set(columns):
-            continue
-        parent = context.state(ref_schema, ref_table)
-        if parent is None or parent.info is None:
-            checks.append(_unverifiable(index, step, state, f"the UPDATE changes ({', '.join(columns)}), whose "
-                                        f"foreign key references {display_name(ref_schema, ref_table)}, a table "
-                                        "preflight cannot read here"))
-            continue
-        cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
-        checks.append(Check(
-            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
-            target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
-                             ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
-            probe=OrphansProbe(child=changed, columns=columns, parent=parent.source(), ref_columns=ref_columns,
-                               match_full=match_full),
-            fail=f"{{violations}} of the {{totalRows}} rows step {index} changes would get a ({cols}) with no "
-            f"matching {parent.label}({refs}); the UPDATE would fail on the foreign key.",
-            ok=f"every ({cols}) step {index} writes has a matching {parent.label}({refs}) ({{totalRows}} rows).",
-            notes=state.history_notes() + parent.history_notes()))
+    checks += _row_rules(context, index, step, state, changed, writes=assigned, verb="changes",
+                         fails="the UPDATE would fail. Change the expression or its WHERE",
+                         fk_fails="the UPDATE would fail on the foreign key")
 
     if layer.joined is not None:
         checks.append(Check(
@@ -193,6 +168,43 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
     for key in context.catalog.referencing(state.info.oid):
         if assigned & set(key.ref_columns):
             checks.extend(_referenced_key(context, index, step, state, layer, key))
+    return checks
+
+
+def _row_rules(context: PlanContext, index: int, step: Step, state: TableState, rows: Source, *, writes: set[str],
+               verb: str, fails: str, fk_fails: str) -> list[Check]:
+    """The CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on new row versions) and the foreign keys
+    over the ``writes`` columns of the table, on the ``rows`` step ``index`` writes (it ``verb`` them)."""
+    summary = step.summary()
+    checks: list[Check] = []
+    for name, expression in _checks_of(state):
+        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
+        checks.append(Check(
+            check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=summary,
+            target=TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
+            probe=RowsProbe(source=rows, predicate=sql.SQL("({}) IS FALSE").format(sql.SQL(expression))),
+            fail=f"{{violations}} of the {{totalRows}} rows step {index} {verb} would break {shown}; {fails}.",
+            ok=f"every row step {index} {verb} satisfies {shown} ({{totalRows}} rows).", notes=state.history_notes()))
+    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state):
+        if not writes & set(columns):
+            continue
+        parent = context.state(ref_schema, ref_table)
+        if parent is None or parent.info is None:
+            checks.append(_unverifiable(index, step, state, f"step {index} writes ({', '.join(columns)}), whose "
+                                        f"foreign key references {display_name(ref_schema, ref_table)}, a table "
+                                        "preflight cannot read here"))
+            continue
+        cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
+        checks.append(Check(
+            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
+            target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
+                             ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
+            probe=OrphansProbe(child=rows, columns=columns, parent=parent.source(own_rows=True),
+                               ref_columns=ref_columns, match_full=match_full),
+            fail=f"{{violations}} of the {{totalRows}} rows step {index} {verb} would get a ({cols}) with no "
+            f"matching {parent.label}({refs}); {fk_fails}.",
+            ok=f"every ({cols}) step {index} writes has a matching {parent.label}({refs}) ({{totalRows}} rows).",
+            notes=state.history_notes() + parent.history_notes()))
     return checks
 
 
@@ -515,30 +527,8 @@ def insert_checks(context: PlanContext, index: int, step: Step, state: TableStat
              f"{{violations}} of the {{totalRows}} rows step {index} inserts have NULL in NOT NULL column "
              f"{state.column_label(column)}; the INSERT would fail.",
              f"no row step {index} inserts has NULL in {state.column_label(column)} ({{totalRows}} rows).")
-    for name, expression in _checks_of(state):
-        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
-        rows(CHECK_CONSTRAINT_PRECHECK, layer.stored, sql.SQL("({}) IS FALSE").format(sql.SQL(expression)),
-             TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
-             f"{{violations}} of the {{totalRows}} rows step {index} inserts break {shown}; the INSERT would fail.",
-             f"every row step {index} inserts satisfies {shown} ({{totalRows}} rows).")
-    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state):
-        parent = context.state(ref_schema, ref_table)
-        if parent is None or parent.info is None:
-            checks.append(_unverifiable(index, step, state, f"the INSERT writes ({', '.join(columns)}), whose "
-                                        f"foreign key references {display_name(ref_schema, ref_table)}, a table "
-                                        "preflight cannot read here"))
-            continue
-        cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
-        checks.append(Check(
-            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
-            target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
-                             ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
-            probe=OrphansProbe(child=layer.stored, columns=columns, parent=parent.source(own_rows=True),
-                               ref_columns=ref_columns, match_full=match_full),
-            fail=f"{{violations}} of the {{totalRows}} rows step {index} inserts have a ({cols}) with no matching "
-            f"{parent.label}({refs}); the INSERT would fail on the foreign key.",
-            ok=f"every ({cols}) step {index} inserts has a matching {parent.label}({refs}) ({{totalRows}} rows).",
-            notes=state.history_notes() + parent.history_notes()))
+    checks += _row_rules(context, index, step, state, layer.stored, writes=set(layer.types), verb="inserts",
+                         fails="the INSERT would fail", fk_fails="the INSERT would fail on the foreign key")
     unique = _unique_checks(index, step, state, set(layer.types), f"the INSERT of step {index}",
                             "the INSERT would fail on the unique key")
     checks.extend(_new_keys(index, step, state, layer, c) if isinstance(c.probe, DuplicatesProbe) else c
