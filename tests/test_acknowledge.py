@@ -13,7 +13,9 @@ from erd_preflight.widgets import PreflightPanel
 
 from test_cli import cli, conninfo  # noqa: F401 (the fixture)
 
-BACKFILL = "UPDATE t SET a = 0 WHERE a IS NULL AND id IN (SELECT id FROM s);\nALTER TABLE t ALTER COLUMN b SET DEFAULT 1"
+# a backfill in a DO block: preflight does not run procedural code, so a person acknowledges the step
+BACKFILL = ("DO $$ BEGIN UPDATE t SET a = 0 WHERE a IS NULL AND id IN (SELECT id FROM s); END $$;\n"
+            "ALTER TABLE t ALTER COLUMN b SET DEFAULT 1")
 
 
 @pytest.fixture
