@@ -23,6 +23,7 @@ from .checks import (
     OrphansProbe,
     PreflightOptions,
     RowsProbe,
+    WIDE_KEY,
     Verdict,
     all_not_null,
     null_datum,
@@ -323,13 +324,22 @@ class _Executor:
             dup = sql.SQL("n > 1 AND NOT has_null")
             null_flag = sql.SQL(", ({}) AS has_null").format(sql.SQL(" OR ").join(
                 null_datum(sql.Identifier(c)) for c in probe.columns))
+        wide = probe.wide if probe.wide is not None else sql.SQL("false")
         query = sql.SQL(
             "SELECT coalesce(sum(n), 0)::bigint, count(*) FILTER (WHERE {dup}), "
-            "coalesce(sum(n) FILTER (WHERE {dup}), 0)::bigint "
-            "FROM (SELECT count(*) AS n{null_flag} FROM {src}{where} GROUP BY {keys}) AS g"
-        ).format(dup=dup, null_flag=null_flag, src=probe.source.from_item(), where=where, keys=keys)
-        total, groups, rows = self.conn.execute(query).fetchone()  # type: ignore[misc]
+            "coalesce(sum(n) FILTER (WHERE {dup}), 0)::bigint, count(*) FILTER (WHERE wide) "
+            "FROM (SELECT count(*) AS n, bool_or({wide}) AS wide{null_flag} FROM {src}{where} GROUP BY {keys}) AS g"
+        ).format(dup=dup, null_flag=null_flag, src=probe.source.from_item(), where=where, keys=keys, wide=wide)
+        total, groups, rows, wide_keys = self.conn.execute(query).fetchone()  # type: ignore[misc]
         stats = {"violations": int(rows), "duplicateGroups": int(groups), "totalRows": int(total)}
+        if wide_keys and not rows:
+            shown = ", ".join(display_name(c) for c in probe.columns)
+            return _Outcome("warning", f"cannot verify step {check.step} before apply: {wide_keys:,} key"
+                            f"{'s' if wide_keys != 1 else ''} ({shown}) of {display_name(probe.source.alias)} "
+                            f"{'are' if wide_keys != 1 else 'is'} more than {WIDE_KEY:,} bytes as stored, near btree's "
+                            "index row limit (2,704 bytes after compression; SQLSTATE 54000 past it). Acknowledge this "
+                            "step, or index a hash of the value.", {**stats, "wideKeys": int(wide_keys)},
+                            acknowledge=True)
         count_name = "duplicate_rows"
         while count_name in probe.columns:
             count_name += "_"

@@ -280,6 +280,14 @@ CASES = [
      'UPDATE t SET e = lower(e)'),
     ('varchar_arr', "CREATE TABLE t (a text[]); INSERT INTO t VALUES (ARRAY['abcdefg'])",
      'ALTER TABLE t ALTER COLUMN a TYPE varchar(5)[]'),
+    ('wide_concurrently', "CREATE TABLE t (a text); INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g",
+     'CREATE INDEX CONCURRENTLY ON t (a)'),
+    ('wide_index', "CREATE TABLE t (a text); INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g",
+     'CREATE INDEX ON t (a)'),
+    ('wide_index_ok', "CREATE TABLE t (a text); INSERT INTO t SELECT repeat('x', 5000)",
+     'CREATE INDEX ON t (a)'),
+    ('wide_unique', "CREATE TABLE t (a text); INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g",
+     'ALTER TABLE t ADD UNIQUE (a)'),
 ]
 
 # What preflight names for a person instead of judging (each for a reason its warning gives).
@@ -288,6 +296,7 @@ LEFT_FOR_A_PERSON = {
     "identity_opts", "identity_plain",  # ADD COLUMN ... GENERATED AS IDENTITY is not modelled
     "plan_domain_notnull",  # a domain the plan creates: its check cannot run before apply
     "upd_from_multi",  # UPDATE ... FROM matching more than one row: which one PostgreSQL takes it does not say
+    "wide_index", "wide_unique", "wide_concurrently",  # a key near btree's row limit: named, as its stored size is close
 }
 
 

@@ -370,3 +370,18 @@ def test_an_update_computes_the_stored_generated_columns_again(db, run_sql, conn
         report = ep.run_preflight(ep.MigrationPlan.from_sql(update), db, rehearse=rehearse)
         assert assert_agrees(report, postgres_accepts(conninfo, [update]), update, rehearse) == \
             ("clear" if accepted else "blocked")
+
+
+@pytest.mark.parametrize("statement", ["CREATE INDEX ON t (a)", "ALTER TABLE t ADD UNIQUE (a)",
+                                       "CREATE UNIQUE INDEX CONCURRENTLY ON t (a)"])
+def test_a_btree_key_near_the_index_row_limit_is_named_for_a_person_not_passed_over(db, run_sql, conninfo, statement):
+    """6,400 bytes of hex do not compress under btree's 2,704-byte row limit: PostgreSQL fails the build (54000).
+    It used to be a false clear; a long value that compresses well is no concern."""
+    run_sql("CREATE TABLE t (a text); INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    assert not postgres_accepts(conninfo, [statement])
+    assert assert_agrees(report, False, statement) == "unverified"
+    assert "near btree's index row limit" in report.warnings[0].message
+    run_sql("TRUNCATE t; INSERT INTO t SELECT repeat('x', 5000)")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == "clear"

@@ -14,7 +14,7 @@ read rows), ``derive`` (the order, and the registry of each step kind's data che
 
 from .derive import DATA_CHECKS, checks_for, derive_checks
 from .expressions import all_not_null
-from .model import null_datum
+from .model import WIDE_KEY, null_datum
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -45,7 +45,7 @@ from .state import PlanContext, TableState
 __all__ = [
     "CAST_PRECHECK", "CHECK_CONSTRAINT_PRECHECK", "DATA_CHECKS", "DESTRUCTIVE_CHANGE_WARNING", "FK_VIOLATIONS_PRECHECK",
     "INVALID_INDEX_PRECHECK", "LARGE_TABLE_WARNING", "NON_CONCURRENT_INDEX_WARNING", "NOT_NULL_PRECHECK",
-    "OBJECT_PRECHECK", "REHEARSAL_PRECHECK", "REHEARSAL_UNAVAILABLE_WARNING", "UNIQUE_PRECHECK",
+    "OBJECT_PRECHECK", "REHEARSAL_PRECHECK", "REHEARSAL_UNAVAILABLE_WARNING", "UNIQUE_PRECHECK", "WIDE_KEY",
     "UNMODELLED_SQL_WARNING", "CastProbe", "Check", "DuplicatesProbe", "OrphansProbe", "PlanContext",
     "PreflightOptions", "RowsProbe", "Source", "TableState", "Verdict", "all_not_null", "checks_for",
     "derive_checks", "human_bytes", "lock_of", "null_datum",

@@ -39,6 +39,7 @@ from .model import (
     OrphansProbe,
     RowsProbe,
     Source,
+    WIDE_KEY,
     Verdict,
     data_checks,
     no_data_checks,
@@ -117,7 +118,9 @@ def unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
     null_rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"
     checks.append(Check(
         check_id=UNIQUE_PRECHECK, step=index, step_summary=step_summary, target=target,
-        probe=DuplicatesProbe(source=source, columns=step.columns, nulls_not_distinct=nnd, where=where),
+        probe=DuplicatesProbe(source=source, columns=step.columns, nulls_not_distinct=nnd, where=where,
+                              wide=wide_key(state, step.columns)
+                              if isinstance(step, AddUnique) or step.method == "btree" else None),
         fail=f"{{duplicateGroups}} values of ({cols}) occur more than once in {state.label}, in "
         f"{{violations}} rows{null_rule}; {step_summary} would fail. Dedupe those rows first.",
         ok=f"({cols}) is unique in {state.label} ({{totalRows}} rows){null_rule}.",
@@ -415,10 +418,61 @@ def _alter_column_type(index: int, step: AlterColumnType, state: TableState, par
 
 
 @data_checks("add_unique")
-@data_checks("create_index", reads_rows=lambda step: step.unique)
+@data_checks("create_index", reads_rows=lambda step: step.unique or step.method == "btree")
 def _unique(index: int, step: AddUnique | CreateIndex, state: TableState, parent: TableState | None,
             context: PlanContext) -> list[Check]:
-    return unique_check(index, step, state) if isinstance(step, AddUnique) or step.unique else []
+    if isinstance(step, AddUnique) or step.unique:
+        return unique_check(index, step, state)  # its grouping names keys near btree's limit too
+    return wide_key_check(index, step, state) if state.info is not None and step.method == "btree" else []
+
+
+# Types whose values are never near that size.
+_NARROW = ("smallint", "integer", "bigint", "boolean", "date", "real", "double precision", "uuid", "oid", "money",
+           "time", "timestamp", "interval", "inet", "cidr", "macaddr", "\"char\"", "regclass", "smallserial",
+           "serial", "bigserial", "int", "int2", "int4", "int8", "bool", "float4", "float8", "timestamptz")
+
+
+def may_be_wide(type_text: str) -> bool:
+    """Whether values of ``type_text`` can come near btree's index row limit (a text, a varchar(n) of a large n, a
+    bytea, a jsonb...), rather than being small by their type."""
+    kind = type_text.strip().lower()
+    if kind.endswith("[]"):
+        return True
+    if kind.startswith(_NARROW):
+        return False
+    for prefix in ("character varying(", "varchar(", "character(", "char(", "bpchar(", "numeric(", "bit("):
+        if kind.startswith(prefix):
+            digits = kind[len(prefix):].split(")")[0].split(",")[0]
+            return not digits.strip().isdigit() or int(digits) * 4 > WIDE_KEY
+    return True
+
+
+def wide_key(state: TableState, columns: tuple[str, ...]) -> sql.Composable | None:
+    """A row whose btree key (``columns``) is near the index row limit as the table stores it; None when the
+    columns' types keep every key small."""
+    if not any(may_be_wide(state.columns.get(c, "text")) for c in columns):
+        return None
+    keys = sql.SQL(" + ").join(sql.SQL("coalesce(pg_column_size({}), 0)").format(sql.Identifier(c)) for c in columns)
+    return sql.SQL("{} > {}").format(keys, sql.Literal(WIDE_KEY))
+
+
+def wide_key_check(index: int, step: CreateIndex, state: TableState) -> list[Check]:
+    """Rows whose btree key would be near the index row limit: named for a person, never passed over."""
+    predicate = wide_key(state, step.columns)
+    if predicate is None:
+        return []
+    cols = ", ".join(display_name(c) for c in step.columns)
+    if isinstance(step, CreateIndex) and step.where:
+        predicate = sql.SQL("({}) IS TRUE AND {}").format(sql.SQL(step.where), predicate)
+    return [Check(
+        check_id=OBJECT_PRECHECK, step=index, step_summary=step.summary(), target=step.target(),
+        probe=RowsProbe(source=state.source(own_rows=True), predicate=predicate), failure="warning",
+        acknowledge=True,
+        fail=f"cannot verify step {index} before apply: {{violations}} rows of {state.label} have a key ({cols}) of "
+        f"more than {WIDE_KEY:,} bytes as stored, near btree's index row limit (2,704 bytes after compression; "
+        "SQLSTATE 54000). Acknowledge this step, or index a hash of the value.",
+        ok=f"no key ({cols}) of {state.label} is near btree's index row limit ({{totalRows}} rows).",
+        notes=state.history_notes())]
 
 
 @data_checks("add_foreign_key", reads_rows=lambda step: not step.not_valid)

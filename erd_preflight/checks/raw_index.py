@@ -20,6 +20,7 @@ from ..contract import TargetRef
 from ..plan import RawSQL
 from .model import (
     OBJECT_PRECHECK,
+    WIDE_KEY,
     UNIQUE_PRECHECK,
     Check,
     DuplicatesProbe,
@@ -28,9 +29,6 @@ from .model import (
     verdict,
 )
 from .state import PlanContext
-
-# Keys wider than this (bytes, as stored) are near btree's index row limit (2,704 bytes, after compression).
-_WIDE_KEY = 2000
 
 
 def index_statement(step: RawSQL) -> ast.IndexStmt | None:
@@ -79,9 +77,9 @@ def raw_index_checks(index: int, step: RawSQL, stmt: ast.IndexStmt, context: Pla
         checks.append(Check(
             check_id=OBJECT_PRECHECK, step=index, step_summary=step.summary(), target=target,
             probe=RowsProbe(source=keyed, predicate=sql.SQL("pg_column_size(ROW({})) > {}").format(
-                every, sql.Literal(_WIDE_KEY))), failure="warning", acknowledge=True,
+                every, sql.Literal(WIDE_KEY))), failure="warning", acknowledge=True,
             fail=f"cannot verify step {index} before apply: {{violations}} rows of {state.label} have an index key "
-            f"({shown}) wider than {_WIDE_KEY:,} bytes, near btree's index row limit (2,704 bytes after "
+            f"({shown}) wider than {WIDE_KEY:,} bytes, near btree's index row limit (2,704 bytes after "
             "compression; SQLSTATE 54000). Acknowledge this step, or index a hash of the value.",
             ok=f"no key ({shown}) is near btree's index row limit ({{totalRows}} rows).", notes=state.history_notes()))
     if stmt.unique:
