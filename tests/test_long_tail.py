@@ -378,10 +378,11 @@ def test_a_btree_key_near_the_index_row_limit_is_named_for_a_person_not_passed_o
     """6,400 bytes of hex do not compress under btree's 2,704-byte row limit: PostgreSQL fails the build (54000).
     It used to be a false clear; a long value that compresses well is no concern."""
     run_sql("CREATE TABLE t (a text); INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g")
+    plain = statement.replace(" CONCURRENTLY", "")  # the oracle runs in a transaction, which CONCURRENTLY refuses
     report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
-    assert not postgres_accepts(conninfo, [statement])
+    assert not postgres_accepts(conninfo, [plain])
     assert assert_agrees(report, False, statement) == "unverified"
     assert "near btree's index row limit" in report.warnings[0].message
     run_sql("TRUNCATE t; INSERT INTO t SELECT repeat('x', 5000)")
     report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
-    assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == "clear"
+    assert assert_agrees(report, postgres_accepts(conninfo, [plain]), statement) == "clear"
