@@ -37,6 +37,9 @@ from .shadow_catalog import RehearsalFailure
 from .sqlparse import walk_ast
 from .versions import created_functions
 
+# What the rows decide: data exceptions, integrity violations, limits (an index row too large); and RAISE (P0001)
+_ROWS_DECIDE = ("22", "23", "54")
+
 Key = int | tuple[str, str]  # a relation of the target (its oid), or a name the plan makes (schema or "", name)
 ALL: None = None  # a footprint of None: the statement may read or write any table
 
@@ -444,6 +447,12 @@ def _run(url: str, statements: list[tuple[int, str]],
                 if conn.broken or classify(exc) in ("connection", "lock", "timeout"):
                     raise ShadowUnavailable(f"the copy's session failed at step {step} "
                                             f"({' '.join(str(exc).split())})") from exc
+                state = exc.sqlstate or ""
+                if state[:2] not in _ROWS_DECIDE and state != "P0001":
+                    # Not about the rows (a right the rehearsal role lacks, an object of an extension the copy's
+                    # server has not): the schema-only rehearsal judges structure; this is no verdict.
+                    raise ShadowUnavailable(f"step {step} failed on the copy for a reason that is not about the rows "
+                                            f"({exc.diag.message_primary or exc}; SQLSTATE {state})") from exc
                 conn.execute("ROLLBACK TO SAVEPOINT erd_rows_step")
                 diag = exc.diag
                 result.failure = RehearsalFailure(step=step, statement=text, sqlstate=exc.sqlstate or "",

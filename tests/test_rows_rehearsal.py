@@ -205,3 +205,15 @@ def test_a_merge_on_a_server_older_than_17_is_rehearsed_not_an_error(db, run_sql
     report = ep.run_preflight(ep.MigrationPlan.from_sql(
         "MERGE INTO c USING c AS d ON c.id = d.id WHEN MATCHED THEN UPDATE SET a = 1"), db)
     assert verdict(report) == "unverified"
+
+
+def test_a_failure_on_the_copy_that_is_not_about_the_rows_is_no_verdict(db, run_sql, conninfo):
+    """The rehearsal role is no superuser: a statement that needs more (here a setting only a superuser may change)
+    fails on the copy for that reason alone. That says nothing of the rows, so the step stays for a person; it used
+    to block with "permission denied" though PostgreSQL, run by the plan's own role, applies it."""
+    run_sql("CREATE TABLE u (id int PRIMARY KEY); INSERT INTO u VALUES (1)")
+    statement = "DO $$ BEGIN SET LOCAL session_replication_role = replica; INSERT INTO u VALUES (2); END $$"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, rehearse_data=True)
+    assert postgres_accepts(conninfo, [statement])  # the tests connect as a superuser
+    assert verdict(report) == "unverified", report.summary()
+    assert "not about the rows" in " ".join(r.message for r in report.warnings)
