@@ -20,7 +20,9 @@ from pglast import ast, enums
 from psycopg import sql
 
 from ..contract import TargetRef
+from ..errors import PlanError
 from ..plan import RawSQL, display_name
+from ..sqlparse import normalize_expression
 from .model import CHECK_CONSTRAINT_PRECHECK, UNIQUE_PRECHECK, Check, DuplicatesProbe, RowsProbe
 from .state import PlanContext
 
@@ -52,7 +54,10 @@ def partition_checks(index: int, step: RawSQL, context: PlanContext) -> list[Che
     if snapshot is None or not snapshot.partition_constraint or parent is None or parent.info is None \
             or parent.unknown or "satisfies_hash_partition" in snapshot.partition_constraint:
         return None
-    bound = sql.SQL(snapshot.partition_constraint)
+    try:  # PostgreSQL's own text, parsed into one expression and rendered again like every fragment that is run
+        bound = sql.SQL(normalize_expression(snapshot.partition_constraint))
+    except PlanError:
+        return None
     shown = display_name(snapshot.schema, snapshot.name)
     checks: list[Check] = []
     if not creates:
