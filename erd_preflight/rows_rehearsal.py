@@ -432,6 +432,8 @@ def _run(url: str, statements: list[tuple[int, str]],
                 for key in (every if writes is None else writes):
                     exact.discard(key)
                     tainted.setdefault(key, f"step {step} changes it, and {why}")
+                for key in foot.creates | foot.fills:  # made by a statement the copy cannot run as apply would
+                    tainted.setdefault(key, f"step {step} makes it, and {why}")
             else:
                 exact.update(foot.creates | foot.fills)
             if failed:

@@ -217,3 +217,17 @@ def test_a_failure_on_the_copy_that_is_not_about_the_rows_is_no_verdict(db, run_
     assert postgres_accepts(conninfo, [statement])  # the tests connect as a superuser
     assert verdict(report) == "unverified", report.summary()
     assert "not about the rows" in " ".join(r.message for r in report.warnings)
+
+
+def test_a_foreign_key_the_plan_makes_reaches_the_table_it_references(db, run_sql, conninfo):
+    """A table the plan creates references one too big to copy: a row merged into it is checked against that table
+    at apply, so on the copy (where that table would be empty) the step is not decided, and the warning names the
+    table not copied (it used to say the new table was unknown)."""
+    run_sql("CREATE TABLE big (id int PRIMARY KEY); INSERT INTO big SELECT g FROM generate_series(1, 50) g")
+    statements = ["CREATE TABLE x (id int REFERENCES big)",
+                  "MERGE INTO x USING (VALUES (1)) AS v(id) ON false WHEN NOT MATCHED THEN INSERT VALUES (v.id)"]
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db, rehearse_data=True,
+                              rehearse_data_rows=10)
+    assert postgres_accepts(conninfo, statements)
+    assert assert_agrees(report, True, statements) == "unverified"
+    assert "big holds more than 10 rows" in " ".join(r.message for r in report.warnings)
