@@ -92,6 +92,15 @@ def _unverifiable(index: int, step: Step, state: TableState, what: str) -> Check
                    "apply; acknowledge this step once you have reviewed it.", acknowledge=True)
 
 
+def _set_off(context: PlanContext, index: int, step: Step, state: TableState, verb: str) -> list[Check]:
+    """The triggers and rules a data statement sets off on the table: preflight does not run them, a person
+    reviews them."""
+    assert state.info is not None
+    actions = context.catalog.actions(state.info.oid)
+    return [_unverifiable(index, step, state, f"the {verb} sets off {', '.join(actions)}, which preflight does not "
+                          "run")] if actions else []
+
+
 def update_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
     """Every constraint of the table, checked on what the simulated UPDATE of step ``index`` writes."""
     layer = state.updates[index]
@@ -100,10 +109,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
     changed = _changed_rows(state, index, layer)
     summary = step.summary()
     checks: list[Check] = []
-    actions = context.catalog.actions(state.info.oid)
-    if actions:
-        checks.append(_unverifiable(index, step, state, f"the UPDATE sets off {', '.join(actions)}, which "
-                                    "preflight does not run"))
+    checks += _set_off(context, index, step, state, "UPDATE")
 
     def rows(check_id: str, predicate: sql.Composable, target: TargetRef, fail: str, ok: str,
              source: Source = changed) -> None:
@@ -425,10 +431,7 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
     assert state.info is not None
     layer = state.deletes[index]
     checks: list[Check] = []
-    actions = context.catalog.actions(state.info.oid)
-    if actions:
-        checks.append(_unverifiable(index, step, state, f"the DELETE sets off {', '.join(actions)}, which "
-                                    "preflight does not run"))
+    checks += _set_off(context, index, step, state, "DELETE")
     removed = _touched(layer, state, index)
     for key in _references_to(context, state):
         child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
@@ -495,10 +498,7 @@ def insert_checks(context: PlanContext, index: int, step: Step, state: TableStat
     assert state.info is not None
     summary = step.summary()
     checks: list[Check] = []
-    actions = context.catalog.actions(state.info.oid)
-    if actions:
-        checks.append(_unverifiable(index, step, state, f"the INSERT sets off {', '.join(actions)}, which "
-                                    "preflight does not run"))
+    checks += _set_off(context, index, step, state, "INSERT")
 
     def rows(check_id: str, source: Source, predicate: sql.Composable, target: TargetRef, fail: str, ok: str) -> None:
         checks.append(Check(check_id=check_id, step=index, step_summary=summary, target=target,

@@ -553,10 +553,8 @@ class PlanContext:
         nodes = list(walk_ast(query))
         if any(isinstance(n, ast.SetToDefault) for n in nodes) or any(c.generated for c in relation.columns):
             return False
-        for read in (n for n in nodes if isinstance(n, ast.RangeVar)):
-            other = self.state(read.schemaname, read.relname)
-            if other is None or other.info is None or other.layers or other.unknown or other.added_by:
-                return False  # a table the plan changed (or made): its rows now are not what the INSERT reads
+        if not self._reads_as_now(query):
+            return False  # a table the plan changed (or made): its rows now are not what the INSERT reads
         names = [t.name for t in stmt.cols] if stmt.cols else list(state.columns)
         if any(t.indirection for t in stmt.cols or ()) or len(set(names)) != len(names) \
                 or any(n not in state.columns for n in names):
