@@ -324,6 +324,13 @@ class _Executor:
             dup = sql.SQL("n > 1 AND NOT has_null")
             null_flag = sql.SQL(", ({}) AS has_null").format(sql.SQL(" OR ").join(
                 null_datum(sql.Identifier(c)) for c in probe.columns))
+        fast = self._distinct_by_hash(probe)
+        if fast is not None:
+            total, wide_keys = fast
+            stats = {"violations": 0, "duplicateGroups": 0, "totalRows": total}
+            if wide_keys:
+                return self._wide_keys(check, probe, stats, wide_keys)
+            return self._judge(check, stats, lambda: ([], []))
         wide = probe.wide if probe.wide is not None else sql.SQL("false")
         query = sql.SQL(
             "SELECT coalesce(sum(n), 0)::bigint, count(*) FILTER (WHERE {dup}), "
@@ -333,13 +340,7 @@ class _Executor:
         total, groups, rows, wide_keys = self.conn.execute(query).fetchone()  # type: ignore[misc]
         stats = {"violations": int(rows), "duplicateGroups": int(groups), "totalRows": int(total)}
         if wide_keys and not rows:
-            shown = ", ".join(display_name(c) for c in probe.columns)
-            return _Outcome("warning", f"cannot verify step {check.step} before apply: {wide_keys:,} key"
-                            f"{'s' if wide_keys != 1 else ''} ({shown}) of {display_name(probe.source.alias)} "
-                            f"{'are' if wide_keys != 1 else 'is'} more than {WIDE_KEY:,} bytes as stored, near btree's "
-                            "index row limit (2,704 bytes after compression; SQLSTATE 54000 past it). Acknowledge this "
-                            "step, or index a hash of the value.", {**stats, "wideKeys": int(wide_keys)},
-                            acknowledge=True)
+            return self._wide_keys(check, probe, stats, int(wide_keys))
         count_name = "duplicate_rows"
         while count_name in probe.columns:
             count_name += "_"
@@ -349,6 +350,34 @@ class _Executor:
                 probe.violations(count_name), keys, self._limit()))
 
         return self._judge(check, stats, sampler)
+
+    def _distinct_by_hash(self, probe: DuplicatesProbe) -> tuple[int, int] | None:
+        """(rows, wide keys) when every key that counts is distinct, proved by sorting 8-byte hashes of the keys
+        (no duplicate: as many distinct hashes as keys). None when that cannot prove it (a duplicate, a hash
+        collision, a type without a hash function): the exact grouping decides. Sorting 8-byte values is about
+        twice as fast as grouping the keys themselves, and a passing plan is the common case."""
+        if self.conn.info.server_version < 140000:  # hash_record_extended is PostgreSQL 14+
+            return None
+        total, keyed, wide_keys = self.conn.execute(probe.counted()).fetchone()  # type: ignore[misc]
+        self.conn.execute("SAVEPOINT erd_preflight_hash")
+        try:
+            # a sort of the hashes, not a hash table of a million groups: the planner would choose the latter
+            self.conn.execute("SELECT set_config('enable_hashagg', 'off', true)")
+            distinct = self.conn.execute(probe.distinct_hashes()).fetchone()[0]  # type: ignore[index]
+        except (pgerrors.UndefinedFunction, pgerrors.FeatureNotSupported):
+            self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_hash")  # no hash function agrees with equality
+            return None
+        self.conn.execute("SELECT set_config('enable_hashagg', 'on', true)")
+        self.conn.execute("RELEASE SAVEPOINT erd_preflight_hash")
+        return (int(total), int(wide_keys)) if distinct == keyed else None
+
+    def _wide_keys(self, check: Check, probe: DuplicatesProbe, stats: dict[str, Any], wide_keys: int) -> _Outcome:
+        shown = ", ".join(display_name(c) for c in probe.columns)
+        return _Outcome("warning", f"cannot verify step {check.step} before apply: {wide_keys:,} key"
+                        f"{'s' if wide_keys != 1 else ''} ({shown}) of {display_name(probe.source.alias)} "
+                        f"{'are' if wide_keys != 1 else 'is'} more than {WIDE_KEY:,} bytes as stored, near btree's "
+                        "index row limit (2,704 bytes after compression; SQLSTATE 54000 past it). Acknowledge this "
+                        "step, or index a hash of the value.", {**stats, "wideKeys": wide_keys}, acknowledge=True)
 
     # --- orphans ------------------------------------------------------------------------------------------
 

@@ -142,6 +142,21 @@ class DuplicatesProbe:
                       if c is not None]
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
 
+    def distinct_hashes(self) -> sql.Composed:
+        """The number of distinct 8-byte hashes of the keys that count. Equal keys hash equal (the type's hash
+        function agrees with its equality, collation included, or PostgreSQL raises 42883), so as many hashes as
+        keys proves the keys distinct; fewer means a duplicate or a collision, for the exact grouping to tell."""
+        return sql.SQL("SELECT count(*) FROM (SELECT DISTINCT hash_record_extended(ROW({keys}), 0) FROM {src}{where}) "
+                       "AS d").format(keys=self.keys, src=self.source.from_item(), where=self.grouped())
+
+    def counted(self) -> sql.Composed:
+        """All rows (with ``where``), the rows whose key counts, and the keys near btree's row limit."""
+        keyed = sql.SQL("true") if self.nulls_not_distinct else all_not_null(self.columns)
+        return sql.SQL("SELECT count(*), count(*) FILTER (WHERE {keyed}), count(*) FILTER (WHERE {wide}) "
+                       "FROM {src}{where}").format(
+            keyed=keyed, wide=self.wide if self.wide is not None else sql.SQL("false"), src=self.source.from_item(),
+            where=sql.SQL(" WHERE {}").format(self.where) if self.where is not None else sql.SQL(""))
+
     def violations(self, count_name: str = "duplicate_rows") -> sql.Composed:
         """Every duplicate group: its key and its number of rows."""
         return sql.SQL("SELECT {keys}, count(*) AS {n} FROM {src}{where} GROUP BY {keys} HAVING count(*) > 1").format(
