@@ -150,6 +150,21 @@ class CheckRun(ContractModel):
     duration_ms: float = 0.0
     sample_columns: list[SampleColumn] | None = None
     finding: int | None = Field(default=None, description="index of this check's finding in results")
+    # Only on an early answer, which the progress callback gets before a long scan ends: a few violating rows.
+    # The report's own checklist never holds it (the finding in results has the samples).
+    sample_rows: list[dict[str, Any]] | None = None
+
+
+class ReplicaStamp(ContractModel):
+    """Where the data checks read when ``read_from`` named a hot standby, and how far behind the primary it was."""
+
+    url: str
+    replay_lsn: str = Field(description="pg_last_wal_replay_lsn() on the standby when its snapshot was taken")
+    lag_bytes: int = Field(description="WAL the standby had not replayed yet (the primary's LSN minus replay_lsn)")
+    lag_seconds: float = Field(description="seconds since the last transaction the standby replayed committed; 0 "
+                                           "when it had replayed everything")
+    snapshots: int = Field(default=1, description="snapshots the checks read: more than 1 after a recovery conflict")
+    conflicts: int = Field(default=0, description="checks the standby cancelled to replay WAL, each run again")
 
 
 class PreflightReport(ContractModel):
@@ -159,6 +174,7 @@ class PreflightReport(ContractModel):
     results: list[PreflightCheckResult]
     created_at: IsoUtc = Field(default_factory=utc_now)
     checks: list[CheckRun] = Field(default_factory=list)
+    replica: ReplicaStamp | None = None
 
     @field_validator("created_at")
     @classmethod

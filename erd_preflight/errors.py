@@ -70,6 +70,15 @@ class ApplyFailed(PreflightError):
         super().__init__(message)
 
 
+class PreflightCancelled(PreflightError):
+    """The user stopped the preflight (Ctrl-C, a Cancel button, ``Cancel.cancel()``): its queries were cancelled on
+    the server, and there is no report."""
+
+
+class ReplicaError(PreflightError):
+    """``read_from`` does not name a hot standby of the database, or the standby cannot serve the checks."""
+
+
 class CheckTimeout(PreflightError):
     """Reading what preflight needs (the catalog, a lock) took longer than ``check_timeout``."""
 

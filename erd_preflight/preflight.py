@@ -28,12 +28,24 @@ from .checks import (
     all_not_null,
     null_datum,
 )
-from .contract import ACKNOWLEDGE_STEP, CheckRun, Outcome, PreflightCheckResult, PreflightReport, SampleColumn, utc_now
-from .db import Database, connect, read_only
-from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
+from sqlalchemy.engine import make_url
+
+from .contract import (
+    ACKNOWLEDGE_STEP,
+    CheckRun,
+    Outcome,
+    PreflightCheckResult,
+    PreflightReport,
+    ReplicaStamp,
+    SampleColumn,
+    utc_now,
+)
+from .db import Database, connect, read_only, redact_url
+from .errors import CheckTimeout, PlanError, PreflightError, ReplicaError, classify, server_went_away
 from .plan import MigrationPlan, display_name
 from .rehearsal import plan_statements, rehearsed_checks, schemas_of
 from .rows_rehearsal import RowsRehearsal, rehearse_rows
+from .scan import Cancel, OpenConnection, Piece, PieceCounter, ScanProgress, begin_snapshot, plan_pieces
 from .side_effects import unsafe_calls
 
 ProgressCallback = Callable[[CheckRun, int, int], None]
@@ -118,30 +130,97 @@ class _Outcome:
         self.acknowledge = acknowledge
 
 
+REPLICA_RETRIES = 2
+
+
+class _RecoveryConflict(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class _Executor:
     """Runs probes. Row-predicate checks on the same relation share one scan (one FILTER per check)."""
 
     def __init__(self, conn: psycopg.Connection[Any], options: PreflightOptions, checks: list[Check],
-                 work_mem: str) -> None:
-        self.conn = conn
+                 work_mem: str, *, data: psycopg.Connection[Any] | None = None,
+                 open_data: OpenConnection | None = None, cancel: Cancel | None = None, explore: bool = False,
+                 on_scan: Callable[[ScanProgress], None] | None = None,
+                 on_early: Callable[[int, _Outcome], None] | None = None,
+                 on_snapshot: Callable[[psycopg.Connection[Any]], None] | None = None,
+                 reopen: Callable[[], psycopg.Connection[Any]] | None = None) -> None:
+        self.catalog = conn  # the primary: screening reads its catalog
+        self.conn = data or conn  # where the data checks run: the primary, or a hot standby (read_from)
+        self.open_data = open_data  # more connections to the same server, for scans in parallel
         self.options = options
         self.checks = checks
         self.work_mem = work_mem
+        self.cancel = cancel
+        self.explore = explore
+        self.on_scan, self.on_early, self.on_snapshot = on_scan, on_early, on_snapshot
+        self.reopen = reopen  # a new connection to the standby, after one it ended in a recovery conflict
+        self.conflicts = 0
         self._shared: dict[int, dict[str, int] | BaseException] = {}
         self._shared_ms: dict[int, float] = {}
         self._unsafe: dict[int, list[str]] = {}
         self._user: str | None = None
+        self._snapshot: str | None = None
+        self._in_snapshot = False
+        self._workers: int | None = options.scan_workers
+
+    # --- one snapshot for every data check ----------------------------------------------------------------
+
+    def _begin(self) -> None:
+        """Every data check reads one REPEATABLE READ READ ONLY snapshot; each check runs in a savepoint of it, so a
+        check that fails leaves the others their snapshot."""
+        begin_snapshot(self.conn, self.options.check_timeout)
+        self._in_snapshot = True
+        if self.on_snapshot is not None:
+            self.on_snapshot(self.conn)
+        if self._workers is None:
+            setting = self.conn.execute("SELECT current_setting('max_parallel_workers')::int").fetchone()
+            self._workers = max(1, min(int(setting[0]) if setting else 1, 8))
+        # Scans in parallel import this snapshot (a standby in recovery exports none: its scans run one by one).
+        self._snapshot = None
+        if self._workers > 1 and self.open_data is not None:
+            recovering = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            if recovering is not None and not recovering[0]:
+                self._snapshot = str(self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+
+    def end(self) -> None:
+        """Close the snapshot (the next check opens a new one)."""
+        if self._in_snapshot and not self.conn.closed and not self.conn.broken:
+            self.conn.execute("ROLLBACK")
+        self._in_snapshot = False
+
+    @contextlib.contextmanager
+    def _check(self) -> Iterator[None]:
+        if self._in_snapshot and self.conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            self._in_snapshot = False  # the server ended it (a lost connection is reported by the caller)
+        if not self._in_snapshot:
+            self._begin()
+        watch = self.cancel.watching(self.conn) if self.cancel is not None else contextlib.nullcontext()
+        with watch:
+            self.conn.execute("SAVEPOINT erd_preflight_check")
+            try:
+                yield
+            except BaseException:
+                if not self.conn.closed and not self.conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_check")
+                raise
+            self.conn.execute("RELEASE SAVEPOINT erd_preflight_check")
 
     def screen(self) -> None:
         """Find, before anything is evaluated, each check whose SQL would call a volatile function: it is
         never run, and never joins a shared scan (which would evaluate it on another check's behalf)."""
         screened: dict[str, list[str]] = {}
-        with read_only(self.conn, self.options.check_timeout):
+        with read_only(self.catalog, self.options.check_timeout):
             for position, check in enumerate(self.checks):
                 calls: set[str] = set()
                 for part in evaluated_sql(check.probe):
                     if part not in screened:
-                        screened[part] = unsafe_calls(self.conn, part)
+                        screened[part] = unsafe_calls(self.catalog, part)
                     calls.update(screened[part])
                 if calls:
                     self._unsafe[position] = sorted(calls)
@@ -172,6 +251,27 @@ class _Executor:
                         acknowledge=check.acknowledge and check.failure == "warning")
 
     def run(self, position: int) -> tuple[_Outcome, float]:
+        """The check's outcome and time. On a hot standby, a check the standby cancels to replay WAL (a recovery
+        conflict) runs again in a new snapshot, up to REPLICA_RETRIES times."""
+        for attempt in range(REPLICA_RETRIES + 1):
+            try:
+                return self._run_once(position)
+            except _RecoveryConflict as conflict:
+                self.conflicts += 1
+                message = conflict.message
+                self._in_snapshot = False
+                if self.reopen is not None and (self.conn.closed or self.conn.broken):
+                    self.conn = self.reopen()
+                else:
+                    with contextlib.suppress(psycopg.Error):
+                        self.conn.execute("ROLLBACK")
+        check = self.checks[position]
+        return _Outcome("blocking", f"the standby cancelled step {check.step}'s check {REPLICA_RETRIES + 1} times to "
+                        f"replay WAL ({message}), so preflight cannot say the step is safe. On the standby, set "
+                        "hot_standby_feedback = on or raise max_standby_streaming_delay, or run without read_from "
+                        "(on the primary).", {"recoveryConflicts": REPLICA_RETRIES + 1}), 0.0
+
+    def _run_once(self, position: int) -> tuple[_Outcome, float]:
         check = self.checks[position]
         started = time.perf_counter()
         if isinstance(check.probe, Verdict):
@@ -183,7 +283,7 @@ class _Executor:
             return _Outcome("warning", unsafe_message(check, self._unsafe[position]),
                             {"volatileFunctions": len(self._unsafe[position])}, acknowledge=True), 0.0
         try:
-            with read_only(self.conn, self.options.check_timeout):
+            with self._check():
                 if isinstance(check.probe, RowsProbe):
                     outcome = self._rows(position)
                 elif isinstance(check.probe, DuplicatesProbe):
@@ -212,6 +312,10 @@ class _Executor:
                                    "would meet the same error at apply; fix the expression or the data.", {})
         except psycopg.Error as exc:
             kind = classify(exc)
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
+            if self.reopen is not None and ("conflict with recovery" in str(exc) or self.conn.broken):
+                raise _RecoveryConflict(" ".join(str(exc).split())) from exc
             if kind == "connection" or self.conn.broken:
                 raise server_went_away(exc, f"running {check.check_id} of step {check.step}") from exc
             if kind == "timeout":
@@ -271,9 +375,13 @@ class _Executor:
             return self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
                 source.from_item(), probe.predicate, self._limit()))
 
-        return self._judge(check, counted, sampler)
+        outcome = self._judge(check, counted, sampler)
+        if counted.get("countedEarly") and outcome.outcome != "pass":
+            outcome.message = (f"{_early_message(check, counted)} Counting stopped at the first blocking answer "
+                               "(counts='early'); run with counts='exact' to count every violating row.")
+        return outcome
 
-    def _scan_group(self, position: int) -> None:
+    def _scan_group(self, position: int) -> None:  # noqa: C901
         """One scan for this check and every later row-predicate check on the same relation."""
         first = self.checks[position].probe
         assert isinstance(first, RowsProbe)
@@ -289,25 +397,102 @@ class _Executor:
         ]
         query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(filters), first.source.from_item())
         started = time.perf_counter()
+        pieces = plan_pieces(self.conn, first.source.table, self.options.scan_chunk_rows) \
+            if first.source.table is not None else None
         if len(group) > 1:
             self.conn.execute("SAVEPOINT erd_preflight_group")
         try:
-            row = self.conn.execute(query).fetchone()
+            if pieces:
+                stats = self._in_pieces(position, group, filters, pieces)
+            else:
+                row = self.conn.execute(query).fetchone()
+                assert row is not None
+                stats = [{"violations": row[offset + 1], "totalRows": row[0]} for offset in range(len(group))]
         except psycopg.Error as exc:
             if len(group) == 1 or classify(exc) in ("connection", "timeout", "privilege"):
                 raise
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
             # One predicate failed to evaluate: run this check alone, so each check gets its own verdict.
             self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_group")
             row = self.conn.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE {}) FROM {}").format(
                 first.predicate, first.source.from_item())).fetchone()
-            group = [position]
-        assert row is not None
+            assert row is not None
+            group, stats = [position], [{"violations": row[1], "totalRows": row[0]}]
         ms = (time.perf_counter() - started) * 1000
-        for offset, i in enumerate(group):
-            self._shared[i] = {"violations": row[offset + 1], "totalRows": row[0]}
+        for i, counted in zip(group, stats):
+            self._shared[i] = counted
             if len(group) > 1:
                 self._shared[i]["sharedScanChecks"] = len(group)
             self._shared_ms[i] = ms
+
+    def _in_pieces(self, position: int, group: list[int], filters: list[sql.Composable],
+                   pieces: list[Piece]) -> list[dict[str, int]]:
+        """The group's counts, piece by piece (block ranges, partitions), with progress, the first blocking
+        answer as soon as a piece has one, and per-partition counts."""
+        first = self.checks[position]
+        probe = first.probe
+        assert isinstance(probe, RowsProbe)
+        alias = sql.Identifier(probe.source.alias)
+        select = sql.SQL("SELECT count(*), {} FROM ").format(sql.SQL(", ").join(filters))
+
+        def query(piece: Piece) -> sql.Composable:
+            return sql.SQL("{}{} AS {}{}").format(select, piece.relation, alias, piece.where())
+
+        totals = [0] * (len(group) + 1)
+        by_partition: dict[str, list[int]] = {}
+        estimate = int(sum(p.rows for p in pieces))
+        started = time.perf_counter()
+        announced = False
+        stopped_early = False
+        done = 0
+        table = display_name(probe.source.alias)
+
+        def on_piece(index: int, row: tuple[Any, ...]) -> bool:
+            nonlocal announced, stopped_early, done
+            done += 1
+            piece = pieces[index]
+            for k, value in enumerate(row):
+                totals[k] += int(value)
+            if piece.partition is not None:
+                counts = by_partition.setdefault(piece.partition, [0] * (len(group) + 1))
+                for k, value in enumerate(row):
+                    counts[k] += int(value)
+            elapsed = time.perf_counter() - started
+            if self.on_scan is not None:
+                self.on_scan(ScanProgress(
+                    check_id=first.check_id, step=first.step, table=table, partition=piece.partition,
+                    rows_done=totals[0], rows_total=max(estimate, totals[0]), pieces_done=done,
+                    pieces_total=len(pieces), elapsed_s=elapsed, violations=totals[1]))
+            if totals[1] and not announced and first.failure == "blocking" and not first.unsure_pass:
+                announced = True
+                counted = {"violations": totals[1], "countedRows": totals[0], "totalRows": max(estimate, totals[0])}
+                if self.on_early is not None:
+                    rows, columns = self._samples(sql.SQL("SELECT * FROM {} AS {} {} LIMIT {}").format(
+                        piece.relation, alias, _and(piece, probe.predicate), self._limit()))
+                    self.on_early(position, _Outcome(first.failure, _early_message(first, counted), counted, rows,
+                                                     columns))
+                if self.options.counts == "early" and not self.explore:
+                    stopped_early = True
+                    return False
+            return True
+
+        counter = PieceCounter(self.conn, open_connection=self.open_data, workers=self._workers or 1,
+                               snapshot=self._snapshot, timeout_s=self.options.check_timeout, cancel=self.cancel)
+        counter.count(pieces, query, on_piece)
+        stats: list[dict[str, int]] = []
+        for k in range(len(group)):
+            counted = {"violations": totals[k + 1], "totalRows": totals[0], "countedRows": totals[0]}
+            if stopped_early:
+                counted["totalRows"] = max(estimate, totals[0])  # the catalog's estimate: the rest was not read
+                counted["countedEarly"] = 1
+            if by_partition:
+                counted["partitions"] = len(by_partition)
+                for name, counts in by_partition.items():
+                    counted[f"rows[{name}]"] = counts[0]
+                    counted[f"violations[{name}]"] = counts[k + 1]
+            stats.append(counted)
+        return stats[:1] if stopped_early else stats
 
     # --- duplicates -------------------------------------------------------------------------------------
 
@@ -504,6 +689,19 @@ class _Executor:
         return outcome
 
 
+def _and(piece: Piece, predicate: sql.Composable) -> sql.Composable:
+    if piece.first_block is None:
+        return sql.SQL("WHERE {}").format(predicate)
+    return sql.SQL("{} AND ({})").format(piece.where(), predicate)
+
+
+def _early_message(check: Check, counted: dict[str, int]) -> str:
+    """A blocking answer before the scan ends: how many violating rows so far, in how many rows read."""
+    shown = {"violations": f"at least {counted['violations']:,}",
+             "totalRows": f"the first {counted['countedRows']:,} (of about {counted['totalRows']:,})"}
+    return check.message(check.fail, shown)
+
+
 def progress_bar(stream: Any = None) -> ProgressCallback:
     """A tqdm bar (on ``stream``, default stderr; a notebook widget under Jupyter) advancing per check."""
     from tqdm.auto import tqdm
@@ -529,15 +727,25 @@ def run_preflight(
     explore: bool = False,
     progress: ProgressCallback | bool | None = None,
     options: PreflightOptions | None = None,
+    read_from: str | None = None,
+    cancel: Cancel | None = None,
     **option_overrides: Any,
 ) -> PreflightReport:
     """Run the checks of ``plan`` against ``db`` in step order and return the report.
 
     Stops at the first blocking result (the rest are listed as skipped) unless ``explore=True``, which
     runs every check for exploratory analysis. Warnings never block. ``progress=True`` shows a tqdm bar;
-    a callable gets ``(check_run, done, total)`` after each check. Caps and thresholds come from
-    ``options`` and may be overridden by keyword: ``sample_cap``, ``check_timeout``, ``large_table_rows``,
-    ``large_table_bytes``.
+    a callable gets ``(check_run, done, total)`` after each check, and once more, early, when a long scan
+    finds its first violating rows (that early entry has ``stats['countedRows']`` and ``sample_rows``); if the
+    callable also has a ``scan`` method, it gets a ``ScanProgress`` after each piece of a long scan.
+
+    ``read_from``: the URL of a hot standby of ``db``; the data checks read it, in one REPEATABLE READ snapshot,
+    and the report's ``replica`` says which WAL position they saw. The catalog, the rehearsal and the gate stay
+    on ``db``. ``cancel``: a ``Cancel`` whose ``cancel()`` stops the preflight from another thread.
+
+    Caps and thresholds come from ``options`` and may be overridden by keyword: ``sample_cap``,
+    ``check_timeout``, ``large_table_rows``, ``large_table_bytes``, ``scan_chunk_rows``, ``scan_workers``,
+    ``counts``.
     """
     opts = PreflightOptions(**{**(options or PreflightOptions()).model_dump(), **option_overrides})
     if not plan.steps and not plan.nothing_pending:
@@ -547,7 +755,7 @@ def run_preflight(
     database = db if isinstance(db, Database) else connect(db)
     # A connection of its own, closed afterwards: whatever the plan's expressions did to the session (a GUC,
     # a temp object, a lock, a dblink connection) goes with it and never reaches the pool.
-    with database.dedicated() as conn:
+    with database.dedicated() as conn, contextlib.ExitStack() as stack:
         try:
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
@@ -558,7 +766,23 @@ def run_preflight(
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
         callback = progress_bar() if progress is True else (progress or None)
-        executor = _Executor(conn, opts, checks, work_mem)
+        replica = stack.enter_context(Replica(read_from, conn, opts.check_timeout)) if read_from else None
+
+        def on_early(position: int, early: _Outcome) -> None:
+            if callback:
+                check = checks[position]
+                callback(CheckRun(check_id=check.check_id, step=check.step, step_summary=check.step_summary,
+                                  target_ref=check.target, outcome=early.outcome, message=early.message,
+                                  stats=early.stats, sample_columns=early.columns, sample_rows=early.rows),
+                         position, len(checks))
+
+        executor = _Executor(
+            conn, opts, checks, work_mem, explore=explore, cancel=cancel, on_early=on_early,
+            on_scan=getattr(callback, "scan", None),
+            data=replica.conn if replica else None,
+            open_data=replica.open if replica else database.dedicated,
+            on_snapshot=replica.stamp if replica else None,
+            reopen=replica.reopen if replica else None)
         try:
             executor.screen()
         except psycopg.Error as exc:
@@ -568,47 +792,131 @@ def run_preflight(
         runs: list[CheckRun] = []
         stopped_at: int | None = None
         exact: RowsRehearsal | None = None  # the exact rehearsal, run once, when a step first needs it
-        for position, check in enumerate(checks):
-            origin = plan.origin_of(check.step)
-            # A plan read from a folder or from Alembic: each finding names the file or revision of its step.
-            step_summary = f"{check.step_summary} (from {origin})" if origin else check.step_summary
-            if stopped_at is not None:
-                runs.append(CheckRun(
-                    check_id=check.check_id, step=check.step, step_summary=step_summary,
-                    target_ref=check.target, outcome="skipped",
-                    message=f"not run: preflight stopped at the first blocking result (step {stopped_at}). "
-                    "Run with explore=True to run every check.",
-                ))
-                continue
-            outcome, ms = executor.run(position)
-            if outcome.acknowledge and outcome.outcome == "warning" and opts.rehearse_data:
-                if exact is None:
-                    exact = _rows_rehearsal(conn, statements, schemas, opts)
-                outcome = _decided(outcome, exact, check.step)
-            finding: int | None = None
-            if outcome.acknowledge and outcome.outcome == "warning":
-                # the contract's stats hold numbers: the step a person must acknowledge before Apply
-                outcome.stats = {**outcome.stats, ACKNOWLEDGE_STEP: check.step}
-            if outcome.outcome in ("warning", "blocking"):
-                finding = len(results)
-                results.append(PreflightCheckResult(
-                    check_id=check.check_id, severity=outcome.outcome, target_ref=check.target,
-                    message=f"{outcome.message} (step {check.step}, from {origin})" if origin else outcome.message,
-                    sample_rows=outcome.rows[: opts.sample_cap] if outcome.rows is not None else None,
-                    stats=outcome.stats or None,
-                ))
-            run = CheckRun(
-                check_id=check.check_id, step=check.step, step_summary=step_summary, target_ref=check.target,
-                outcome=outcome.outcome, message=outcome.message, stats=outcome.stats, duration_ms=round(ms, 3),
-                sample_columns=outcome.columns, finding=finding,
-            )
-            runs.append(run)
-            if callback:
-                callback(run, position + 1, len(checks))
-            if outcome.outcome == "blocking" and not explore:
-                stopped_at = check.step
+        try:
+            for position, check in enumerate(checks):
+                origin = plan.origin_of(check.step)
+                # A plan read from a folder or from Alembic: each finding names the file or revision of its step.
+                step_summary = f"{check.step_summary} (from {origin})" if origin else check.step_summary
+                if stopped_at is not None:
+                    runs.append(CheckRun(
+                        check_id=check.check_id, step=check.step, step_summary=step_summary,
+                        target_ref=check.target, outcome="skipped",
+                        message=f"not run: preflight stopped at the first blocking result (step {stopped_at}). "
+                        "Run with explore=True to run every check.",
+                    ))
+                    continue
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                outcome, ms = executor.run(position)
+                if outcome.acknowledge and outcome.outcome == "warning" and opts.rehearse_data:
+                    if exact is None:
+                        if executor.conn is conn:
+                            executor.end()  # the copy reads its own snapshot on this connection
+                        exact = _rows_rehearsal(conn, statements, schemas, opts)
+                    outcome = _decided(outcome, exact, check.step)
+                finding: int | None = None
+                if outcome.acknowledge and outcome.outcome == "warning":
+                    # the contract's stats hold numbers: the step a person must acknowledge before Apply
+                    outcome.stats = {**outcome.stats, ACKNOWLEDGE_STEP: check.step}
+                if outcome.outcome in ("warning", "blocking"):
+                    finding = len(results)
+                    results.append(PreflightCheckResult(
+                        check_id=check.check_id, severity=outcome.outcome, target_ref=check.target,
+                        message=f"{outcome.message} (step {check.step}, from {origin})" if origin else outcome.message,
+                        sample_rows=outcome.rows[: opts.sample_cap] if outcome.rows is not None else None,
+                        stats=outcome.stats or None,
+                    ))
+                run = CheckRun(
+                    check_id=check.check_id, step=check.step, step_summary=step_summary, target_ref=check.target,
+                    outcome=outcome.outcome, message=outcome.message, stats=outcome.stats, duration_ms=round(ms, 3),
+                    sample_columns=outcome.columns, finding=finding,
+                )
+                runs.append(run)
+                if callback:
+                    callback(run, position + 1, len(checks))
+                if outcome.outcome == "blocking" and not explore:
+                    stopped_at = check.step
+        finally:
+            executor.end()
     status = "blocked" if any(r.severity == "blocking" for r in results) else "clear"
-    return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs)
+    stamp = replica.stamped(executor.conflicts) if replica else None
+    return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs, replica=stamp)
+
+
+class Replica:
+    """The hot standby the data checks read (``read_from``): checked to be a standby of the same cluster, its
+    connections opened and closed here, and each snapshot stamped with the WAL position it saw."""
+
+    def __init__(self, url: str, primary: psycopg.Connection[Any], timeout_s: float) -> None:
+        self.url, self.primary, self.timeout_s = url, primary, timeout_s
+        self.shown = redact_url(make_url(url)) if "://" in url else "the read_from server"
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._stamp: ReplicaStamp | None = None
+        self.snapshots = 0
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(int(self.timeout_s), 2),
+                                   application_name="erd_preflight read_from")
+        except psycopg.Error as exc:
+            raise ReplicaError(f"cannot connect to read_from {self.shown}: {' '.join(str(exc).split())}. Check the "
+                               "URL and that the standby accepts connections (hot_standby = on).") from exc
+        self._conns.append(conn)
+        return conn
+
+    def __enter__(self) -> Replica:
+        self.conn = self._connect()
+        recovering = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if not recovering or not recovering[0]:
+            raise ReplicaError(f"read_from {self.shown} is not a hot standby (pg_is_in_recovery() is false): the "
+                               "data checks read a standby of the database, never another primary. Give the URL "
+                               "of a streaming replica of it, or leave read_from out to read the primary.")
+        ids = []
+        for conn in (self.primary, self.conn):
+            try:
+                ids.append(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])  # type: ignore[index]
+            except psycopg.Error:  # the role may not read pg_control_system(): the check is skipped
+                conn.rollback() if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE else None
+        if len(ids) == 2 and ids[0] != ids[1]:
+            raise ReplicaError(f"read_from {self.shown} is a standby of another cluster (system identifier "
+                               f"{ids[1]}, the database's is {ids[0]}): give a standby of the database itself.")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def reopen(self) -> psycopg.Connection[Any]:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self.conn = self._connect()
+        return self.conn
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def stamp(self, conn: psycopg.Connection[Any]) -> None:
+        """Called when a snapshot begins on the standby: where its replay stood, against the primary's WAL."""
+        self.snapshots += 1
+        lsn, seconds = conn.execute(
+            "SELECT pg_last_wal_replay_lsn()::text, coalesce(extract(epoch FROM now() - "
+            "pg_last_xact_replay_timestamp()), 0)::float8").fetchone()  # type: ignore[misc]
+        primary_lsn = self.primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
+        behind = conn.execute("SELECT greatest(pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn), 0)::bigint",
+                              (primary_lsn, lsn)).fetchone()[0]  # type: ignore[index]
+        self._stamp = ReplicaStamp(url=self.shown, replay_lsn=lsn, lag_bytes=int(behind),
+                                   lag_seconds=round(float(seconds), 3) if behind else 0.0)
+
+    def stamped(self, conflicts: int) -> ReplicaStamp | None:
+        if self._stamp is None:
+            return None
+        return self._stamp.model_copy(update={"snapshots": self.snapshots, "conflicts": conflicts})
 
 
 def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, str]], schemas: tuple[str, ...],

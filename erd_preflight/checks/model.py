@@ -40,6 +40,15 @@ class PreflightOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sample_cap: int = Field(default=DEFAULT_SAMPLE_CAP, ge=0, le=10_000, description="sample rows kept per finding")
+    scan_chunk_rows: int = Field(default=2_000_000, ge=1_000, description="a table over this many rows (by the "
+                                 "catalog's estimate) is scanned in block ranges of about this many rows, and a "
+                                 "partitioned table partition by partition: progress, an early answer, cancel")
+    scan_workers: int | None = Field(default=None, ge=1, le=64, description="connections that scan block ranges "
+                                     "and partitions at once; None: the server's max_parallel_workers (at most 8)")
+    counts: Literal["exact", "early"] = Field(default="exact", description="'exact': a blocking check counts every "
+                                              "violating row; 'early': a chunked scan stops at the first chunk with "
+                                              "a violation and the report says how many rows it counted "
+                                              "(stats.countedRows)")
     check_timeout: float = Field(default=60.0, gt=0, description="seconds one check may run before it blocks")
     rehearse: bool = Field(default=True, description="run the plan first on an empty copy of the schema in the "
                            "embedded PostgreSQL, so PostgreSQL itself says which statement it refuses")
@@ -68,6 +77,9 @@ class Source:
     columns: tuple[tuple[str, str], ...]  # (name, type) at this step
     derived: bool
     expressions: tuple[str, ...] = ()  # the plan's expressions each derived layer evaluates, as SELECT lists
+    # (schema, name) when the rows are exactly those of one table (with its partitions or children, no layer):
+    # a long scan of it can then be split into block ranges and partitions
+    table: tuple[str, str] | None = None
 
     def from_item(self) -> sql.Composed:
         return sql.SQL("{} AS {}").format(self.relation, sql.Identifier(self.alias))

@@ -153,6 +153,7 @@ class TableState:
             columns=tuple(self.columns.items()),
             derived=bool(self.layers),
             expressions=tuple(expressions),
+            table=(self.schema, self.name) if relation is None and not self.info.rows_from and not mode else None,
         )
 
     def push_layer(self, changes: dict[str, sql.Composable | None], *, alias: str | None = None,
