@@ -17,6 +17,7 @@ from .contract import (
     CheckRun,
     PreflightCheckResult,
     PreflightReport,
+    ReplicaStamp,
     TargetRef,
     report_json_schema,
 )
@@ -29,7 +30,9 @@ from .errors import (
     ConnectionFailed,
     PhaseOrderError,
     PlanError,
+    PreflightCancelled,
     PreflightError,
+    ReplicaError,
     RunStateError,
     StoreError,
     StoreMissing,
@@ -41,6 +44,7 @@ from .plan import steps as _steps
 from .plan.steps import *  # noqa: F403 (the step models: each kind is exported once, from plan.steps.__all__)
 from .preflight import run_preflight
 from .remediation import Remediation
+from .scan import Cancel, ScanProgress
 from .run import MigrationRun
 from .store import RunRecord, runs
 from .version import __version__ as __version__
@@ -62,6 +66,7 @@ __all__ = [
     "ApplyFailed",
     "ApplyOptions",
     "ApplyPhases",
+    "Cancel",
     "Check",
     "CheckTimeout",
     "CheckRun",
@@ -73,15 +78,19 @@ __all__ = [
     "MigrationRun",
     "PhaseOrderError",
     "PlanError",
+    "PreflightCancelled",
     "PreflightCheckResult",
     "PreflightError",
     "PreflightOptions",
     "PreflightPanel",  # noqa: F405 (loaded on first use by __getattr__)
     "PreflightReport",
     "Remediation",
+    "ReplicaError",
+    "ReplicaStamp",
     "RunHistoryPanel",  # noqa: F405
     "RunRecord",
     "RunStateError",
+    "ScanProgress",
     "StoreError",
     "StoreMissing",
     "TargetRef",

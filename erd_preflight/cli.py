@@ -1,12 +1,13 @@
 """``erd-preflight``: the same preflight, gate and apply as a notebook, for CI and terminals.
 
     erd-preflight check PLAN [--db URL] [--explore] [--json] [--rehearse-data [--rehearse-data-rows N]]
+                       [--read-from STANDBY_URL] [--counts exact|early] [--workers N] [--chunk-rows N]
     erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...] [--acknowledge STEP ...]
     erd-preflight runs [--db URL]
 
 PLAN is a ``.sql`` file, a folder of migrations, or ``alembic:PATH/alembic.ini``. Without ``--db`` the URL comes
 from ERD_PREFLIGHT_URL, then DATABASE_URL. Exit codes: 0 clear / applied, 1 blocked / refused, 2 usage or
-connection error, 3 apply failed.
+connection error, 3 apply failed, 130 cancelled (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .sqlparse import read_sql_file
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
+EXIT_CANCELLED = 130  # a shell's code for Ctrl-C
 SAMPLE_ROWS = 3
 
 
@@ -212,8 +214,24 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default %(default)s)")
 
 
+    parser.add_argument("--read-from", metavar="URL", help="run the data checks on this hot standby of the "
+                        "database (the catalog, the rehearsal and the gate stay on --db)")
+    parser.add_argument("--counts", choices=["exact", "early"], default="exact",
+                        help="early: a long scan stops at its first blocking answer instead of counting every "
+                        "violating row (default %(default)s)")
+    parser.add_argument("--workers", type=_count, default=None, metavar="N",
+                        help="connections scanning a large table's pieces at once (default: the server's "
+                        "max_parallel_workers, at most 8)")
+    parser.add_argument("--chunk-rows", type=_count, default=PreflightOptions().scan_chunk_rows, metavar="N",
+                        help="tables over N rows are read in pieces of about N rows, with progress (default "
+                        "%(default)s)")
+
+
 def _rehearse_data(args: argparse.Namespace) -> dict[str, Any]:
-    return {"rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows}
+    """The preflight options and arguments of ``check`` and ``apply``."""
+    return {"rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows,
+            "read_from": args.read_from, "counts": args.counts, "scan_workers": args.workers,
+            "scan_chunk_rows": max(args.chunk_rows, 1000)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -262,6 +280,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         db = connect(database_url(args.db))
         return COMMANDS[args.command](args, db, stream)
+    except KeyboardInterrupt:
+        # psycopg cancels the running query on the server before the interrupt reaches here; a long scan's
+        # other connections are cancelled by the scan itself
+        done = ("the run's record says where it stopped: erd-preflight runs" if args.command == "apply"
+                else "the query preflight was running was cancelled on the server, and nothing was changed")
+        print(f"erd-preflight: cancelled (Ctrl-C): {done}.", file=sys.stderr)
+        return EXIT_CANCELLED
     except Exception as exc:
         code, message = _classify(exc)
         if args.debug:

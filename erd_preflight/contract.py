@@ -213,6 +213,12 @@ class PreflightReport(ContractModel):
 
         return samples_frame(self, check)
 
+    def partitions_frame(self, check: str | int) -> pd.DataFrame:
+        """Rows and violating rows per partition of a finding whose table was checked partition by partition."""
+        from .frames import partitions_frame
+
+        return partitions_frame(self, check)
+
     def summary(self) -> str:
         """A few plain lines: the status and each finding with its counts."""
         from .frames import summary_text

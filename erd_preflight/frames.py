@@ -124,3 +124,16 @@ def summary_text(report: PreflightReport) -> str:
         mark = TEXT_MARKS[run.outcome]
         lines.append(f"  [{mark}] step {run.step} {run.check_id}: {run.message}")
     return "\n".join(lines)
+
+
+def partitions_frame(report: PreflightReport, check: str | int) -> pd.DataFrame:
+    """partition, rows, violations: the per-partition counts of a finding (empty when its table was read whole)."""
+    index = check if isinstance(check, int) else next(
+        (i for i, r in enumerate(report.results) if r.check_id == check), None)
+    if index is None or not 0 <= index < len(report.results):
+        raise KeyError(f"no finding {check!r} in the report")
+    stats = report.results[index].stats or {}
+    names = [key[5:-1] for key in stats if key.startswith("rows[") and key.endswith("]")]
+    return pd.DataFrame({"partition": names, "rows": [int(stats[f"rows[{n}]"]) for n in names],
+                         "violations": [int(stats.get(f"violations[{n}]", 0)) for n in names]},
+                        columns=["partition", "rows", "violations"])

@@ -702,22 +702,40 @@ def _early_message(check: Check, counted: dict[str, int]) -> str:
     return check.message(check.fail, shown)
 
 
-def progress_bar(stream: Any = None) -> ProgressCallback:
-    """A tqdm bar (on ``stream``, default stderr; a notebook widget under Jupyter) advancing per check."""
-    from tqdm.auto import tqdm
+class _ProgressBar:
+    """A tqdm bar per check (on ``stream``, default stderr; a notebook widget under Jupyter); a long scan shows
+    its rows done of rows in all with an ETA, and its first blocking answer as a line of its own."""
 
-    bars: list[Any] = []
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.bar: Any = None
 
-    def update(run: CheckRun, done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="preflight", unit="check", leave=True, file=stream))
-        bar = bars[0]
+    def _open(self, total: int) -> Any:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="preflight", unit="check", leave=True, file=self.stream)
+        return self.bar
+
+    def __call__(self, run: CheckRun, done: int, total: int) -> None:
+        bar = self._open(total)
+        if "countedRows" in run.stats and done < total and run.finding is None and run.sample_rows is not None:
+            bar.write(f"step {run.step} {run.check_id}: {run.outcome} (found early): {run.message}", file=self.stream)
+            return
         bar.set_postfix_str(f"{run.check_id} {run.outcome}", refresh=False)
-        bar.update(1)
+        bar.update(max(done - bar.n, 0))
         if done == total or run.outcome == "blocking":
             bar.close()
 
-    return update
+    def scan(self, progress: ScanProgress) -> None:
+        if self.bar is not None and not getattr(self.bar, "disable", False):
+            self.bar.set_postfix_str(progress.line())
+
+
+def progress_bar(stream: Any = None) -> ProgressCallback:
+    """A tqdm bar (on ``stream``, default stderr; a notebook widget under Jupyter) advancing per check, with the
+    rows of a long scan and its ETA."""
+    return _ProgressBar(stream)
 
 
 def run_preflight(

@@ -46,6 +46,7 @@ from .gate import (
 )
 from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
+from .scan import Cancel
 from .preflight import ProgressCallback, catalog_session, json_value, run_preflight, violating_rows
 from .remediation import Remediation, remediations_for
 from .resume import Remaining, remaining_steps
@@ -204,7 +205,8 @@ class MigrationRun:
     # --- preflight ---------------------------------------------------------------------------------------
 
     def preflight(self, *, explore: bool = False, progress: ProgressCallback | bool | None = None,
-                  options: PreflightOptions | None = None, **overrides: Any) -> PreflightReport:
+                  options: PreflightOptions | None = None, read_from: str | None = None, cancel: Cancel | None = None,
+                  **overrides: Any) -> PreflightReport:
         """Run the preflight (read-only) and store its report; the run becomes ``blocked`` or ``clear``."""
         record = self.refresh()
         if record.status in ("applying", "applied"):
@@ -215,7 +217,8 @@ class MigrationRun:
                 "describes what is left to do. Write a plan for the remaining steps and start a new run.")
         opts = PreflightOptions(**{**(options or self.preflight_options).model_dump(), **overrides})
         self.preflight_options = opts
-        report = run_preflight(self.plan, self.db, explore=explore, progress=progress, options=opts)
+        report = run_preflight(self.plan, self.db, explore=explore, progress=progress, options=opts,
+                               read_from=read_from, cancel=cancel)
         note = f"preflight {report.status}: {len(report.blockers)} blocking, {len(report.warnings)} warnings"
         self._record = self.store.transition(
             self.id, report.status, note=note,
