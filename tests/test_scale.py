@@ -5,7 +5,6 @@ from a real streaming standby."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
