@@ -220,8 +220,8 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="early: a long scan stops at its first blocking answer instead of counting every "
                         "violating row (default %(default)s)")
     parser.add_argument("--workers", type=_count, default=None, metavar="N",
-                        help="connections scanning a large table's pieces at once (default: the server's "
-                        "max_parallel_workers, at most 8)")
+                        help="connections scanning a large table's pieces at once (default: as many as the server "
+                        "gives one parallel query, max_parallel_workers_per_gather + 1)")
     parser.add_argument("--chunk-rows", type=_count, default=PreflightOptions().scan_chunk_rows, metavar="N",
                         help="tables over N rows are read in pieces of about N rows, with progress (default "
                         "%(default)s)")

@@ -178,8 +178,11 @@ class _Executor:
         if self.on_snapshot is not None:
             self.on_snapshot(self.conn)
         if self._workers is None:
-            setting = self.conn.execute("SELECT current_setting('max_parallel_workers')::int").fetchone()
-            self._workers = max(1, min(int(setting[0]) if setting else 1, 8))
+            # as many as PostgreSQL would give one parallel query: its workers per Gather and the leader, within
+            # max_parallel_workers (and 8)
+            row = self.conn.execute("SELECT least(current_setting('max_parallel_workers')::int, "
+                                    "current_setting('max_parallel_workers_per_gather')::int + 1)").fetchone()
+            self._workers = max(1, min(int(row[0]) if row else 1, 8))
         # Scans in parallel import this snapshot (a standby in recovery exports none: its scans run one by one).
         self._snapshot = None
         if self._workers > 1 and self.open_data is not None:
@@ -291,7 +294,7 @@ class _Executor:
                 elif isinstance(check.probe, OrphansProbe):
                     outcome = self._orphans(check, check.probe)
                 else:
-                    outcome = self._cast(check, check.probe)
+                    outcome = self._cast(position, check, check.probe)
         except (pgerrors.UndefinedTable, pgerrors.UndefinedColumn, pgerrors.UndefinedObject,
                 pgerrors.UndefinedFunction, pgerrors.InvalidTextRepresentation) as exc:
             undefined = not isinstance(exc, pgerrors.InvalidTextRepresentation)
@@ -381,20 +384,25 @@ class _Executor:
                                "(counts='early'); run with counts='exact' to count every violating row.")
         return outcome
 
+    def _group_of(self, position: int) -> list[int]:
+        """This check and every later row-predicate or cast check on the same relation: one scan counts them all."""
+        key = self.checks[position].probe.source.key  # type: ignore[union-attr]
+        return [i for i in range(position, len(self.checks))
+                if isinstance(self.checks[i].probe, (RowsProbe, CastProbe))
+                and self.checks[i].probe.source.key == key  # type: ignore[union-attr]
+                and i not in self._shared and i not in self._unsafe]
+
     def _scan_group(self, position: int) -> None:  # noqa: C901
-        """One scan for this check and every later row-predicate check on the same relation."""
+        """One scan for this check and every later row-predicate or cast check on the same relation. A cast's
+        conversion is evaluated on every row (count(converted)): if any value fails, the whole scan fails, and
+        each check then runs on its own (a cast through its own path, which counts the failing values)."""
         first = self.checks[position].probe
-        assert isinstance(first, RowsProbe)
-        group = [
-            i for i in range(position, len(self.checks))
-            if isinstance(self.checks[i].probe, RowsProbe)
-            and self.checks[i].probe.source.key == first.source.key  # type: ignore[union-attr]
-            and i not in self._shared and i not in self._unsafe
-        ]
-        filters = [
-            sql.SQL("count(*) FILTER (WHERE {})").format(self.checks[i].probe.predicate)  # type: ignore[union-attr]
-            for i in group
-        ]
+        assert isinstance(first, (RowsProbe, CastProbe))
+        group = self._group_of(position)
+        filters = [sql.SQL("count(*) FILTER (WHERE {})").format(_violation(self.checks[i].probe)) for i in group]
+        # every conversion evaluated on every row, as the ALTER would: count(expr) cannot be folded away
+        filters += [sql.SQL("count({})").format(self.checks[i].probe.converted())  # type: ignore[union-attr]
+                    for i in group if isinstance(self.checks[i].probe, CastProbe)]
         query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(filters), first.source.from_item())
         started = time.perf_counter()
         pieces = plan_pieces(self.conn, first.source.table, self.options.scan_chunk_rows) \
@@ -413,8 +421,10 @@ class _Executor:
                 raise
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
-            # One predicate failed to evaluate: run this check alone, so each check gets its own verdict.
             self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_group")
+            if isinstance(first, CastProbe):
+                return  # the cast runs its own path, which tells a failing conversion from the rest
+            # One predicate failed to evaluate: run this check alone, so each check gets its own verdict.
             row = self.conn.execute(sql.SQL("SELECT count(*), count(*) FILTER (WHERE {}) FROM {}").format(
                 first.predicate, first.source.from_item())).fetchone()
             assert row is not None
@@ -432,14 +442,14 @@ class _Executor:
         answer as soon as a piece has one, and per-partition counts."""
         first = self.checks[position]
         probe = first.probe
-        assert isinstance(probe, RowsProbe)
+        assert isinstance(probe, (RowsProbe, CastProbe))
         alias = sql.Identifier(probe.source.alias)
         select = sql.SQL("SELECT count(*), {} FROM ").format(sql.SQL(", ").join(filters))
 
         def query(piece: Piece) -> sql.Composable:
             return sql.SQL("{}{} AS {}{}").format(select, piece.relation, alias, piece.where())
 
-        totals = [0] * (len(group) + 1)
+        totals = [0] * (len(filters) + 1)
         by_partition: dict[str, list[int]] = {}
         estimate = int(sum(p.rows for p in pieces))
         started = time.perf_counter()
@@ -455,7 +465,7 @@ class _Executor:
             for k, value in enumerate(row):
                 totals[k] += int(value)
             if piece.partition is not None:
-                counts = by_partition.setdefault(piece.partition, [0] * (len(group) + 1))
+                counts = by_partition.setdefault(piece.partition, [0] * (len(filters) + 1))
                 for k, value in enumerate(row):
                     counts[k] += int(value)
             elapsed = time.perf_counter() - started
@@ -469,7 +479,7 @@ class _Executor:
                 counted = {"violations": totals[1], "countedRows": totals[0], "totalRows": max(estimate, totals[0])}
                 if self.on_early is not None:
                     rows, columns = self._samples(sql.SQL("SELECT * FROM {} AS {} {} LIMIT {}").format(
-                        piece.relation, alias, _and(piece, probe.predicate), self._limit()))
+                        piece.relation, alias, _and(piece, _violation(probe)), self._limit()))
                     self.on_early(position, _Outcome(first.failure, _early_message(first, counted), counted, rows,
                                                      columns))
                 if self.options.counts == "early" and not self.explore:
@@ -586,8 +596,18 @@ class _Executor:
 
     # --- casts --------------------------------------------------------------------------------------------
 
-    def _cast(self, check: Check, probe: CastProbe) -> _Outcome:
+    def _cast(self, position: int, check: Check, probe: CastProbe) -> _Outcome:
         converted, violation = probe.converted(), probe.violation()
+        if position not in self._shared and len(self._group_of(position)) > 1:
+            self._scan_group(position)
+        if position in self._shared:  # every value converted in the shared scan
+            counted = self._shared.pop(position)
+            if isinstance(counted, BaseException):
+                raise counted
+            shared = self._judge(check, {**counted, "firstError": ""}, lambda: self._samples(sql.SQL(
+                "SELECT * FROM {} WHERE {} LIMIT {}").format(probe.source.from_item(), violation, self._limit())))
+            shared.stats.pop("firstError", None)
+            return shared
         self.conn.execute("SAVEPOINT erd_preflight_cast")
         try:
             # Evaluating the conversion for every row is PostgreSQL's own test: if this succeeds, so does the step.
@@ -687,6 +707,11 @@ class _Executor:
         outcome = self._judge(check, stats, sampler)
         outcome.stats.pop("firstError", None)
         return outcome
+
+
+def _violation(probe: Any) -> sql.Composable:
+    """The rows a row-predicate or cast check flags."""
+    return probe.predicate if isinstance(probe, RowsProbe) else probe.violation()
 
 
 def _and(piece: Piece, predicate: sql.Composable) -> sql.Composable:

@@ -200,23 +200,27 @@ class PieceCounter:
     def count(self, pieces: list[Piece], query: Callable[[Piece], sql.Composable],
               on_piece: Callable[[int, tuple[Any, ...]], bool]) -> None:
         deadline = time.monotonic() + self.timeout_s
-        workers = min(self.workers, len(pieces))
-        if workers <= 1 or self.snapshot is None or self.open_connection is None:
-            for index, piece in enumerate(pieces):
-                if self.cancel is not None:
-                    self.cancel.raise_if_cancelled()
-                _remaining(deadline)
-                row = self.conn.execute(query(piece)).fetchone()
-                assert row is not None
-                if not on_piece(index, tuple(row)):
-                    return
-            return
-        self._in_parallel(pieces, query, on_piece, workers, deadline)
+        workers = min(self.workers, len(pieces) - 1)
+        parallel = workers > 1 and self.snapshot is not None and self.open_connection is not None
+        # The first piece (small) runs at once on the connection already open: its answer does not wait for
+        # the other connections to open.
+        for index, piece in enumerate(pieces):
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
+            _remaining(deadline)
+            row = self.conn.execute(query(piece)).fetchone()
+            assert row is not None
+            if not on_piece(index, tuple(row)):
+                return
+            if parallel:
+                self._in_parallel(pieces, query, on_piece, workers, deadline, start=1)
+                return
 
     def _in_parallel(self, pieces: list[Piece], query: Callable[[Piece], sql.Composable],
-                     on_piece: Callable[[int, tuple[Any, ...]], bool], workers: int, deadline: float) -> None:
+                     on_piece: Callable[[int, tuple[Any, ...]], bool], workers: int, deadline: float,
+                     start: int) -> None:
         todo: queue.Queue[int] = queue.Queue()
-        for index in range(len(pieces)):
+        for index in range(start, len(pieces)):
             todo.put(index)
         done: queue.Queue[tuple[int, tuple[Any, ...] | BaseException]] = queue.Queue()
         stop = threading.Event()
@@ -252,7 +256,7 @@ class PieceCounter:
         threads = [threading.Thread(target=work, name=f"erd-preflight-scan-{i}", daemon=True) for i in range(workers)]
         for thread in threads:
             thread.start()
-        received = 0
+        received = start
         try:
             while received < len(pieces):
                 if self.cancel is not None:

@@ -12,6 +12,7 @@ Every handler shows its error in the panel (message, and the traceback under "de
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -45,7 +46,9 @@ from .display import (
 from .gate import AcknowledgementRequest, ConfirmationRequest, GateDecision, matches_table
 from .phases import PhaseStatement
 from .plan import MigrationPlan
+from .errors import PreflightCancelled
 from .remediation import Remediation
+from .scan import Cancel, ScanProgress
 from .run import MigrationRun
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunStore, runs
 
@@ -257,6 +260,19 @@ class StepAcknowledgement(widgets.VBox):
         self.acknowledge_button.disabled = not self.ready
 
 
+class _PanelProgress:
+    """The panel's progress callback: each check, a long scan's rows and ETA, its early blocking answer."""
+
+    def __init__(self, panel: PreflightPanel) -> None:
+        self.panel = panel
+
+    def __call__(self, run: CheckRun, done: int, total: int) -> None:
+        self.panel._on_check(run, done, total)
+
+    def scan(self, progress: ScanProgress) -> None:
+        self.panel._on_scan(progress)
+
+
 class PreflightPanel(widgets.VBox):
     """Preflight, gate and apply one plan from a notebook; every action is stored on its ``MigrationRun``.
 
@@ -281,6 +297,10 @@ class PreflightPanel(widgets.VBox):
         self.plan_view = widgets.HTML(plan_html(plan))
         self.explore = widgets.Checkbox(value=explore, description="explore: run every check", indent=False)
         self.preflight_button = widgets.Button(description="Run preflight", button_style="primary", icon="play")
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
+                                            tooltip="stop the preflight; its query is cancelled on the server")
+        self._cancel: Cancel | None = None
+        self.worker: threading.Thread | None = None
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="checks",
                                             layout=widgets.Layout(width="50%"))
         self.progress_label = widgets.Label("")
@@ -298,12 +318,14 @@ class PreflightPanel(widgets.VBox):
         self.final_status = widgets.HTML()
         self._applied: list[tuple[PhaseStatement, AppliedStatement]] = []
 
-        self.preflight_button.on_click(lambda _: self._click(self.run_preflight))
+        # The preflight runs in a thread: the kernel stays free, progress streams in, and Cancel can stop it.
+        self.preflight_button.on_click(lambda _: self._in_background(self.run_preflight))
+        self.cancel_button.on_click(lambda _: self.cancel())
         self.apply_button.on_click(lambda _: self._click(self.apply))
         section = "<h4 style='margin:10px 0 2px'>{}</h4>".format
         super().__init__([
             self.plan_view,
-            widgets.HBox([self.preflight_button, self.explore]),
+            widgets.HBox([self.preflight_button, self.cancel_button, self.explore]),
             widgets.HBox([self.progress, self.progress_label]),
             self.error_box,
             self.status, self.checklist,
@@ -318,6 +340,23 @@ class PreflightPanel(widgets.VBox):
     @property
     def errors(self) -> list[str]:
         return self.error_box.errors
+
+    def _in_background(self, action: Callable[[], Any]) -> None:
+        if self.worker is not None and self.worker.is_alive():
+            return
+        self.worker = threading.Thread(target=self._click, args=(action,), name="erd-preflight-panel", daemon=True)
+        self.worker.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the preflight the button started in the background (a script or a test clicking it)."""
+        if self.worker is not None:
+            self.worker.join(timeout)
+
+    def cancel(self) -> None:
+        """What the Cancel button does: stop the running preflight (its query is cancelled on the server)."""
+        if self._cancel is not None:
+            self.progress_label.value = "cancelling…"
+            self._cancel.cancel()
 
     def _click(self, action: Callable[[], Any]) -> None:
         """A button handler: the error goes to the panel (a callback's exception would reach no one)."""
@@ -337,10 +376,18 @@ class PreflightPanel(widgets.VBox):
                                                   store_schema=self.store_schema, options=self.options)
                 self.progress.value, self.progress.bar_style = 0, ""
                 self.progress_label.value = "deriving checks from the plan and the catalog…"
-                report = self.run.preflight(explore=self.explore.value, progress=self._on_check,
-                                            options=self.preflight_options)
+                self._cancel = Cancel()
+                self.cancel_button.disabled = False
+                report = self.run.preflight(explore=self.explore.value, progress=_PanelProgress(self),
+                                            options=self.preflight_options, cancel=self._cancel)
+            except PreflightCancelled:
+                self.progress.bar_style = "warning"
+                self.progress_label.value = "cancelled: nothing was changed, and no query is left running"
+                raise
             finally:
                 self.preflight_button.disabled = False
+                self.cancel_button.disabled = True
+                self._cancel = None
             self.progress.value = self.progress.max
             self.progress.bar_style = "danger" if report.blocked else "success"
             self._show_report(report)
@@ -354,7 +401,15 @@ class PreflightPanel(widgets.VBox):
     def _on_check(self, run: CheckRun, done: int, total: int) -> None:
         self.progress.max = max(total, 1)
         self.progress.value = done
+        if run.sample_rows is not None and run.finding is None:  # a long scan's first blocking answer
+            self.progress.bar_style = "danger"
+            self.progress_label.value = (f"step {run.step} {run.check_id}: {mark(run.outcome)} found early, "
+                                         f"{run.stats.get('violations', 0):,} so far; counting the rest…")
+            return
         self.progress_label.value = f"{done}/{total} · step {run.step} {run.check_id}: {mark(run.outcome)}"
+
+    def _on_scan(self, progress: ScanProgress) -> None:
+        self.progress_label.value = progress.line()
 
     def _show_report(self, report: PreflightReport) -> None:
         self.report = report

@@ -288,6 +288,17 @@ CASES = [
      'CREATE INDEX ON t (a)'),
     ('wide_unique', "CREATE TABLE t (a text); INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200) g",
      'ALTER TABLE t ADD UNIQUE (a)'),
+    # a cast shares the scan of the row checks on the same table; a value that fails to convert fails the scan
+    ('shared_scan_cast_fails', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (1, '12'), (2, 'x')",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ALTER COLUMN code TYPE int USING code::int'),
+    ('shared_scan_cast_ok', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (1, '12'), (2, NULL)",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ALTER COLUMN code TYPE int USING code::int'),
+    ('shared_scan_null_then_cast', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (NULL, '12')",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ALTER COLUMN code TYPE int USING code::int'),
+    ('shared_scan_cast_first', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (1, '1x')",
+     'ALTER TABLE t ALTER COLUMN code TYPE int USING code::int; ALTER TABLE t ADD CHECK (a > 0)'),
+    ('shared_scan_cast_length', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (1, 'abcdef')",
+     'ALTER TABLE t ADD CHECK (a > 0); ALTER TABLE t ALTER COLUMN code TYPE varchar(3)'),
     # UNIQUE proved by sorting 8-byte hashes of the keys: equal keys must hash equal, as the type's equality says
     ('uniq_hash_numeric_scale', 'CREATE TABLE t (a numeric); INSERT INTO t VALUES (1.0), (1.00)',
      'ALTER TABLE t ADD UNIQUE (a)'),

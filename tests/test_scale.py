@@ -263,3 +263,22 @@ def test_a_recovery_conflict_runs_the_check_again_in_a_new_snapshot(db, run_sql,
             conn.execute("SELECT pg_reload_conf()")
     assert report.status == "clear", report.summary()
     assert report.replica.conflicts == 1 and report.replica.snapshots == 2
+
+
+def test_the_panel_runs_preflight_in_a_thread_and_its_cancel_button_stops_it(db, run_sql, conninfo, store):
+    from erd_preflight.widgets import PreflightPanel
+
+    _slow_table(run_sql)
+    panel = PreflightPanel(ep.MigrationPlan.from_sql(SLOW), db, store_schema=store,
+                           preflight_options=ep.PreflightOptions(scan_chunk_rows=10**9))
+    panel.preflight_button.click()  # returns at once: the kernel is free while the check runs
+    assert panel.worker is not None and panel.worker.is_alive()
+    _wait_running(conninfo, "repeat(md5")
+    assert not panel.cancel_button.disabled
+    panel.cancel_button.click()
+    panel.wait(timeout=60)
+    assert not panel.worker.is_alive()
+    assert "cancelled" in panel.progress_label.value and "PreflightCancelled" in panel.errors[-1]
+    assert panel.cancel_button.disabled and not panel.preflight_button.disabled
+    time.sleep(0.2)
+    assert _running(conninfo, "repeat(md5") == []

@@ -50,6 +50,7 @@ def test_the_panel_shows_each_step_with_its_phase_before_anything_runs(db, store
 def test_apply_is_disabled_while_blocked_and_enabled_once_remediated_and_clear(db, store, shop, run_sql):
     panel = panel_for(MIGRATION, db, store)
     panel.preflight_button.click()
+    panel.wait()
     assert panel.errors == []
     assert panel.report is not None and panel.report.status == "blocked"
     assert panel.apply_button.disabled
@@ -80,6 +81,7 @@ def test_apply_is_disabled_while_blocked_and_enabled_once_remediated_and_clear(d
 
     panel.explore.value = True
     panel.preflight_button.click()
+    panel.wait()
     assert panel.report.status == "blocked" and panel.apply_button.disabled
     kinds = {r.check_id: [c.remediation.kind for c in v.remediations]
              for r, v in zip(panel.report.results, panel.finding_views)}
@@ -90,6 +92,8 @@ def test_apply_is_disabled_while_blocked_and_enabled_once_remediated_and_clear(d
     assert panel.errors == []
 
     panel.preflight_button.click()
+
+    panel.wait()
     assert panel.report.status == "clear" and panel.decision is not None and panel.decision.can_apply
     assert not panel.apply_button.disabled
 
@@ -112,6 +116,7 @@ def test_a_large_table_non_concurrent_index_needs_the_tick_and_the_typed_name(db
     panel = panel_for("CREATE INDEX events_kind ON events (kind)", db, store,
                       preflight_options=ep.PreflightOptions(large_table_rows=1000), confirmed_by="analyst")
     panel.preflight_button.click()
+    panel.wait()
     assert panel.report.status == "clear"
     assert panel.apply_button.disabled and "CONFIRMATION_REQUIRED" in panel.gate_view.value
     [row] = panel.confirmation_rows
@@ -143,6 +148,7 @@ def test_errors_are_shown_in_the_panel_never_swallowed(db, store, shop, run_sql)
     nowhere = ep.connect("postgresql://nobody@127.0.0.1:1/nothing", connect_args={"connect_timeout": 2})
     panel = panel_for("ALTER TABLE customers ALTER COLUMN email SET NOT NULL", nowhere, store)
     panel.preflight_button.click()
+    panel.wait()
     assert len(panel.errors) == 1 and "cannot connect" in panel.errors[0]
     assert "preflight failed" in panel.error_box.value and "ConnectionFailed" in panel.error_box.value
     assert not panel.preflight_button.disabled and panel.apply_button.disabled
@@ -153,6 +159,7 @@ def test_errors_are_shown_in_the_panel_never_swallowed(db, store, shop, run_sql)
     # a remediation whose data changed under it fails, is rolled back, and says so in the panel
     panel = panel_for(MIGRATION, db, store)
     panel.preflight_button.click()
+    panel.wait()
     backfill = panel.finding_views[0].control("backfill")
     backfill.value.value = "no_such_column + 1"
     backfill.as_expression.value = True
@@ -173,8 +180,10 @@ def test_errors_are_shown_in_the_panel_never_swallowed(db, store, shop, run_sql)
 def test_run_history_lists_runs_and_opens_each_stored_report(db, store, shop):
     panel = panel_for(MIGRATION, db, store)
     panel.preflight_button.click()
+    panel.wait()
     other = panel_for("ALTER TABLE orders ADD COLUMN note text", db, store)
     other.preflight_button.click()
+    other.wait()
     history = RunHistoryPanel(db, store_schema=store)
     assert history.errors == []
     assert [value for _, value in history.picker.options] == [other.run.id, panel.run.id]

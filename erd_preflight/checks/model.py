@@ -44,7 +44,8 @@ class PreflightOptions(BaseModel):
                                  "catalog's estimate) is scanned in block ranges of about this many rows, and a "
                                  "partitioned table partition by partition: progress, an early answer, cancel")
     scan_workers: int | None = Field(default=None, ge=1, le=64, description="connections that scan block ranges "
-                                     "and partitions at once; None: the server's max_parallel_workers (at most 8)")
+                                     "and partitions at once; None: as many as the server gives one parallel query "
+                                     "(max_parallel_workers_per_gather + 1, within max_parallel_workers, at most 8)")
     counts: Literal["exact", "early"] = Field(default="exact", description="'exact': a blocking check counts every "
                                               "violating row; 'early': a chunked scan stops at the first chunk with "
                                               "a violation and the report says how many rows it counted "
