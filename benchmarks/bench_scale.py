@@ -169,7 +169,7 @@ def main() -> int:
         for _ in range(args.repeat):
             arrivals.clear()
             started = time.perf_counter()
-            report = preflight([EARLY], progress=Early(), counts=mode, scan_chunk_rows=min(args.rows // 8, 2_000_000))
+            report = preflight([EARLY], progress=Early(), counts=mode, scan_chunk_rows=max(min(args.rows // 8, 2_000_000), 1000))
             totals.append(time.perf_counter() - started)
             if arrivals:
                 firsts.append(arrivals[0] - started)
@@ -189,7 +189,7 @@ def main() -> int:
         def scan(self, progress: ep.ScanProgress) -> None:
             pieces.append(progress)
 
-    chunk = min(args.rows // 8, 2_000_000)
+    chunk = max(min(args.rows // 8, 2_000_000), 1000)
     timing = {}
     for count in (1, 2):
         timing[count] = best(lambda: preflight([SCAN_FOUR[0]], progress=Pieces(), scan_workers=count,
