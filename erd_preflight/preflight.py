@@ -177,18 +177,18 @@ class _Executor:
         self._in_snapshot = True
         if self.on_snapshot is not None:
             self.on_snapshot(self.conn)
+        # As many connections as PostgreSQL would give one parallel query (its workers per Gather and the leader,
+        # within max_parallel_workers, at most 8). They import this snapshot; a standby in recovery exports none,
+        # so its scans run one piece after another.
+        row = self.conn.execute(
+            "SELECT least(current_setting('max_parallel_workers')::int, "
+            "current_setting('max_parallel_workers_per_gather')::int + 1), pg_is_in_recovery()").fetchone()
+        assert row is not None
         if self._workers is None:
-            # as many as PostgreSQL would give one parallel query: its workers per Gather and the leader, within
-            # max_parallel_workers (and 8)
-            row = self.conn.execute("SELECT least(current_setting('max_parallel_workers')::int, "
-                                    "current_setting('max_parallel_workers_per_gather')::int + 1)").fetchone()
-            self._workers = max(1, min(int(row[0]) if row else 1, 8))
-        # Scans in parallel import this snapshot (a standby in recovery exports none: its scans run one by one).
+            self._workers = max(1, min(int(row[0]), 8))
         self._snapshot = None
-        if self._workers > 1 and self.open_data is not None:
-            recovering = self.conn.execute("SELECT pg_is_in_recovery()").fetchone()
-            if recovering is not None and not recovering[0]:
-                self._snapshot = str(self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        if self._workers > 1 and self.open_data is not None and not row[1]:
+            self._snapshot = str(self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
 
     def end(self) -> None:
         """Close the snapshot (the next check opens a new one)."""

@@ -123,12 +123,12 @@ class Piece:
 
 _EXTENT = (
     "SELECT c.oid, c.relkind, c.relhassubclass, pg_relation_size(c.oid) / current_setting('block_size')::bigint, "
-    "greatest(c.reltuples, 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = %s AND c.relname = %s"
 )
 _LEAVES = (
     "SELECT n.nspname, c.relname, c.relkind, pg_relation_size(c.oid) / current_setting('block_size')::bigint, "
-    "greatest(c.reltuples, 0) FROM pg_partition_tree(%s::oid::regclass) t JOIN pg_class c ON c.oid = t.relid "
+    "c.reltuples FROM pg_partition_tree(%s::oid::regclass) t JOIN pg_class c ON c.oid = t.relid "
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf ORDER BY n.nspname, c.relname"
 )
 
@@ -148,7 +148,7 @@ def plan_pieces(conn: psycopg.Connection[Any], table: tuple[str, str], chunk_row
             label = name if schema == table[0] else f"{schema}.{name}"
             ranges = _ranges(leaf_blocks, leaf_rows, chunk_rows) if kind == "r" else None
             pieces.extend([Piece(relation, label, a, b, r) for a, b, r in ranges] if ranges
-                          else [Piece(relation, label, rows=float(leaf_rows))])
+                          else [Piece(relation, label, rows=float(max(leaf_rows, 0)))])
         return pieces or None
     if relkind != "r" or has_children:
         return None
@@ -158,7 +158,13 @@ def plan_pieces(conn: psycopg.Connection[Any], table: tuple[str, str], chunk_row
     return [Piece(sql.Identifier(*table), None, a, b, r) for a, b, r in ranges]
 
 
+# rows per 8 kB block assumed for a table never analyzed (reltuples -1): narrow rows, so a large table is split
+UNANALYZED_ROWS_PER_BLOCK = 100
+
+
 def _ranges(blocks: int, rows: float, chunk_rows: int) -> list[tuple[int, int | None, float]] | None:
+    if rows <= 0:
+        rows = float(blocks * UNANALYZED_ROWS_PER_BLOCK)
     if rows <= chunk_rows or blocks < 2:
         return None
     per_block = rows / blocks

@@ -282,3 +282,14 @@ def test_the_panel_runs_preflight_in_a_thread_and_its_cancel_button_stops_it(db,
     assert panel.cancel_button.disabled and not panel.preflight_button.disabled
     time.sleep(0.2)
     assert _running(conninfo, "repeat(md5") == []
+
+
+def test_a_table_never_analyzed_is_still_read_in_pieces(db, run_sql):
+    run_sql("CREATE TABLE t (a int) WITH (autovacuum_enabled = off)")
+    run_sql("INSERT INTO t SELECT CASE WHEN g % 1000 = 0 THEN NULL ELSE g END FROM generate_series(1, 30000) g")
+    assert run_sql("SELECT reltuples FROM pg_class WHERE oid = 't'::regclass")[0][0] <= 0
+    recorder = Recorder()
+    report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a SET NOT NULL"), db,
+                              progress=recorder, **SMALL_PIECES)
+    assert report.results[0].stats["violations"] == 30 and report.results[0].stats["countedRows"] == 30_000
+    assert len(recorder.of("scan")) > 5
