@@ -90,6 +90,7 @@ def test_the_cli_acknowledges_with_acknowledge_step(tmp_path, conninfo, store, t
 def test_the_panel_acknowledges_with_the_tick_and_the_typed_step_number(db, store, tables):
     panel = PreflightPanel(ep.MigrationPlan.from_sql(BACKFILL), db, store_schema=store, confirmed_by="analyst")
     panel.preflight_button.click()
+    panel.wait()
     assert panel.apply_button.disabled and "ACKNOWLEDGEMENT_REQUIRED" in panel.gate_view.value
     [row] = panel.acknowledgement_rows
     assert "cannot verify step 1" in row.info.value and row.acknowledge_button.disabled
