@@ -141,6 +141,9 @@ class Database:
             )
         self.engine = engine
         self.embedded = embedded
+        # the connection preflights read through, kept warm between them (see session())
+        self._session: Any = None
+        self._session_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -215,6 +218,70 @@ class Database:
             yield conn
         finally:
             raw.invalidate()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection a preflight reads through: kept open between preflights, so its backend's catalog
+        caches stay warm (a new backend spends milliseconds loading them), and never the pool's. After each
+        preflight it is reset (RESET ALL, advisory locks released, cursors closed, temp objects, plans and
+        sequence caches discarded: no session state outlives a preflight); a reset that fails closes it. A
+        preflight running at the same time gets a connection of its own."""
+        if not self._session_lock.acquire(blocking=False):
+            with self.dedicated() as conn:
+                yield conn
+            return
+        try:
+            conn: psycopg.Connection[Any] | None = self._session
+            if conn is None or conn.closed or conn.broken:
+                raw = self._raw_connection()
+                conn = raw.driver_connection  # type: ignore[assignment]
+                raw.detach()  # the pool never gets it back
+                self._session = conn
+            assert conn is not None
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                self._reset_session()
+        finally:
+            self._session_lock.release()
+
+    def _reset_session(self) -> None:
+        conn, self._session = self._session, None
+        if conn is None:
+            return
+        try:
+            if not conn.closed and not conn.broken:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                conn.autocommit = True
+                # DISCARD ALL but for the prepared statements psycopg keeps (DEALLOCATE would leave it stale) and
+                # their plans (PostgreSQL plans them again itself when the catalog changes)
+                conn.execute("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+                             "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES")
+                self._session = conn
+                return
+        except psycopg.Error:
+            pass
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def close(self) -> None:
+        """Close the preflight session and every pooled connection."""
+        with self._session_lock:
+            conn, self._session = self._session, None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        self.engine.dispose()
+
+    def __del__(self) -> None:
+        conn = getattr(self, "_session", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def server_version(self) -> int:
         with self.connection() as conn:

@@ -796,9 +796,9 @@ def run_preflight(
                         "clear. Check where it was read from (a folder in a layout this reader knows, a .sql file "
                         "with statements, a non-empty Alembic range)")
     database = db if isinstance(db, Database) else connect(db)
-    # A connection of its own, closed afterwards: whatever the plan's expressions did to the session (a GUC,
-    # a temp object, a lock, a dblink connection) goes with it and never reaches the pool.
-    with database.dedicated() as conn, contextlib.ExitStack() as stack:
+    # A connection of its own, never the pool's, reset afterwards: whatever the plan's expressions did to the
+    # session (a GUC, a temp object, an advisory lock) goes, and never reaches the pool.
+    with database.session() as conn, contextlib.ExitStack() as stack:
         try:
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)

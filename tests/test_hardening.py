@@ -274,11 +274,10 @@ def test_harmless_volatile_and_stable_functions_still_run(db, run_sql):
     assert ep.run_preflight(plan, db).status == "clear"
 
 
-def test_a_preflight_connection_is_dropped_so_no_session_state_reaches_the_pool(server_url, schema, run_sql, url,
-                                                                                tmp_path):
+def test_a_preflight_session_is_reset_so_no_session_state_outlives_it(server_url, schema, run_sql, url, tmp_path):
     # A function that lies about its volatility (STABLE) still runs; whatever it leaves in the session (here:
-    # the apply lock's own keys, and a setting) goes with the connection, which preflight never returns to the
-    # pool. So an apply from another process is not fooled into ConcurrentApply.
+    # the apply lock's own keys, and a setting) is reset when the preflight ends, on a connection preflight
+    # never returns to the pool. So an apply from another process is not fooled into ConcurrentApply.
     run_sql("CREATE TABLE t (a int); INSERT INTO t VALUES (1); CREATE FUNCTION sticky() RETURNS boolean "
             "LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_advisory_lock(1162021968, 1); "
             "PERFORM set_config('erd.leak', 'yes', false); RETURN true; END $$")
@@ -289,6 +288,8 @@ def test_a_preflight_connection_is_dropped_so_no_session_state_reaches_the_pool(
         assert run_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]
         with db.connection() as conn:
             assert conn.execute("SELECT current_setting('erd.leak', true)").fetchone()[0] in (None, "")
+        with db.session() as conn:  # the preflight's own session, kept warm for the next preflight: reset
+            assert conn.execute("SELECT current_setting('erd.leak', true)").fetchone()[0] in (None, "")
         plan = tmp_path / "p.sql"
         plan.write_text("ALTER TABLE t ADD COLUMN b int;")
         store = f"s_{schema}"
@@ -296,7 +297,7 @@ def test_a_preflight_connection_is_dropped_so_no_session_state_reaches_the_pool(
         run_sql(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(store)))
         assert result.returncode == 0, result.stdout + result.stderr
     finally:
-        db.engine.dispose()
+        db.close()
 
 
 # --- row security and privileges ---------------------------------------------------------------------
