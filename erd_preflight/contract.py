@@ -9,7 +9,10 @@ that ran (passes included) with its outcome, counts and duration, so a checklist
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -249,3 +252,24 @@ def report_json_schema() -> dict[str, Any]:
 
 def report_json_schema_text() -> str:
     return json.dumps(report_json_schema(), indent=2, sort_keys=True)
+
+
+def json_value(value: Any) -> Any:
+    """A sample value as JSON can hold it; the DataFrame restores dtypes from the column types."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)

@@ -120,6 +120,12 @@ class Piece:
             return sql.SQL(" WHERE ") + low
         return sql.SQL(" WHERE {} AND ctid < {}::tid").format(low, sql.Literal(f"({self.end_block},0)"))
 
+    def where_and(self, predicate: sql.Composable) -> sql.Composable:
+        """This piece's rows for which ``predicate`` holds, as a WHERE clause."""
+        if self.first_block is None:
+            return sql.SQL(" WHERE {}").format(predicate)
+        return sql.SQL("{} AND ({})").format(self.where(), predicate)
+
 
 _EXTENT = (
     "SELECT c.oid, c.relkind, c.relhassubclass, pg_relation_size(c.oid) / current_setting('block_size')::bigint, "

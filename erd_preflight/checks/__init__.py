@@ -14,7 +14,7 @@ read rows), ``derive`` (the order, and the registry of each step kind's data che
 
 from .derive import DATA_CHECKS, checks_for, derive_checks
 from .expressions import all_not_null
-from .model import WIDE_KEY, null_datum
+from .model import WIDE_KEY, evaluated_sql, null_datum, unsafe_message
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -48,5 +48,5 @@ __all__ = [
     "OBJECT_PRECHECK", "REHEARSAL_PRECHECK", "REHEARSAL_UNAVAILABLE_WARNING", "UNIQUE_PRECHECK", "WIDE_KEY",
     "UNMODELLED_SQL_WARNING", "CastProbe", "Check", "DuplicatesProbe", "OrphansProbe", "PlanContext",
     "PreflightOptions", "RowsProbe", "Source", "TableState", "Verdict", "all_not_null", "checks_for",
-    "derive_checks", "human_bytes", "lock_of", "null_datum",
+    "derive_checks", "evaluated_sql", "human_bytes", "lock_of", "null_datum", "unsafe_message",
 ]

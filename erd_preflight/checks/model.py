@@ -263,6 +263,12 @@ class Check:
         body = text.format(**{k: (f"{v:,}" if isinstance(v, int) else v) for k, v in stats.items()})
         return " ".join([body, *self.notes])
 
+    def early_message(self, counted: dict[str, int]) -> str:
+        """A blocking answer before a long scan ends: violating rows so far, in how many rows read."""
+        shown = {"violations": f"at least {counted['violations']:,}",
+                 "totalRows": f"the first {counted['countedRows']:,} (of about {counted['totalRows']:,})"}
+        return self.message(self.fail, shown)
+
     def describe(self) -> dict[str, Any]:
         """What a notebook shows of a check before it runs."""
         return {
@@ -344,3 +350,27 @@ def no_data_checks(*kinds: str) -> None:
         if kind in DATA_CHECKS:
             raise RuntimeError(f"two data check rules for step kind {kind!r}")
         DATA_CHECKS[kind] = DataCheckRule(None, lambda step: False)
+
+
+def evaluated_sql(probe: Any) -> list[str]:
+    """The SQL a data probe evaluates on real rows, in parts: the plan's expressions of each derived layer it
+    reads, then its own (a predicate, a USING). Parts repeat from check to check and are screened once."""
+    sources = [getattr(probe, n, None) for n in ("source", "child", "parent")]
+    parts = [e for source in sources if source is not None for e in source.expressions]
+    own: sql.Composable | None = None
+    if isinstance(probe, RowsProbe):
+        own = probe.predicate
+    elif isinstance(probe, DuplicatesProbe):
+        own = probe.where
+    elif isinstance(probe, CastProbe):
+        own = probe.converted()
+    if own is not None:
+        parts.append(sql.SQL("SELECT {}").format(own).as_string())
+    return parts
+
+
+def unsafe_message(check: Check, calls: list[str]) -> str:
+    return (f"cannot verify step {check.step} before apply: it evaluates {', '.join(calls)}, which PostgreSQL marks "
+            "volatile: it may act on the database (take a lock, write through dblink, signal a backend), and READ "
+            "ONLY does not stop all of that, so preflight does not run it. Replace the call with an immutable or "
+            "stable one, or review the step and the function yourself and acknowledge the step.")
