@@ -293,3 +293,20 @@ def test_a_table_never_analyzed_is_still_read_in_pieces(db, run_sql):
                               progress=recorder, **SMALL_PIECES)
     assert report.results[0].stats["violations"] == 30 and report.results[0].stats["countedRows"] == 30_000
     assert len(recorder.of("scan")) > 5
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_a_large_unique_key_is_judged_by_the_parallel_sort_of_hashes_as_postgresql_judges_it(db, run_sql, conninfo,
+                                                                                           duplicate):
+    run_sql("CREATE TABLE t (email text)")
+    run_sql("INSERT INTO t SELECT 'user' || g || '@example.com' FROM generate_series(1, 20000) g")
+    if duplicate:
+        run_sql("INSERT INTO t VALUES ('user77@example.com')")
+    run_sql("ANALYZE t")
+    statement = "ALTER TABLE t ADD UNIQUE (email)"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, **SMALL_PIECES)
+    assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == \
+        ("blocked" if duplicate else "clear")
+    assert report.checks[-1].stats["violations"] == (2 if duplicate else 0)
+    # the planner's settings the hashed proof changed are undone for the checks after it
+    assert run_sql("SELECT current_setting('parallel_setup_cost')") == [("1000",)]
