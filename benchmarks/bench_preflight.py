@@ -41,21 +41,23 @@ SCAN_TRIO = [
 ]
 
 
-def build(conninfo: str, rows: int) -> None:
+def build(conninfo: str, rows: int, *, schema: str = SCHEMA, dirty_every: int = 1000) -> None:
+    """customers (rows / 10) and orders (rows), every benchmarked constraint holding; ``dirty`` is NULL in one
+    row of every ``dirty_every``."""
     customers = max(rows // 10, 1)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
-        conn.execute(f"SET search_path TO {SCHEMA}")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
         conn.execute("CREATE TABLE customers (id bigint PRIMARY KEY)")
         conn.execute("INSERT INTO customers SELECT g FROM generate_series(1, %s) g", (customers,))
         conn.execute("""CREATE TABLE orders (id bigint, customer_id bigint, a int, b int, c int, email text,
                         code text, dirty int)""")
         conn.execute(
             """INSERT INTO orders SELECT g, 1 + g %% %s, g %% 1000, g %% 7, g %% 100, 'user' || g || '@example.com',
-                      (g %% 100000)::text, CASE WHEN g %% 1000 = 0 THEN NULL ELSE g END
+                      (g %% 100000)::text, CASE WHEN g %% %s = 0 THEN NULL ELSE g END
                  FROM generate_series(1, %s) g""",
-            (customers, rows),
+            (customers, dirty_every, rows),
         )
         conn.execute("VACUUM ANALYZE customers")
         conn.execute("VACUUM ANALYZE orders")

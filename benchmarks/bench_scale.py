@@ -27,8 +27,11 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_preflight  # noqa: E402
 import erd_preflight as ep  # noqa: E402
+from bench_preflight import best  # noqa: E402
 from erd_preflight.db import embedded_url  # noqa: E402
 
 SCHEMA = "erd_preflight_scale"
@@ -47,32 +50,7 @@ EARLY = "ALTER TABLE orders ALTER COLUMN dirty SET NOT NULL"
 
 
 def build(conninfo: str, rows: int) -> None:
-    customers = max(rows // 10, 1)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
-        conn.execute(f"SET search_path TO {SCHEMA}")
-        conn.execute("CREATE TABLE customers (id bigint PRIMARY KEY)")
-        conn.execute("INSERT INTO customers SELECT g FROM generate_series(1, %s) g", (customers,))
-        conn.execute("CREATE TABLE orders (id bigint, customer_id bigint, a int, b int, c int, email text, "
-                     "code text, dirty int)")
-        conn.execute(
-            """INSERT INTO orders SELECT g, 1 + g %% %s, g %% 1000, g %% 7, g %% 100, 'user' || g || '@example.com',
-                      (g %% 100000)::text, CASE WHEN g %% 100 = 0 THEN NULL ELSE g END
-                 FROM generate_series(1, %s) g""",
-            (customers, rows),
-        )
-        conn.execute("VACUUM ANALYZE customers")
-        conn.execute("VACUUM ANALYZE orders")
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    bench_preflight.build(conninfo, rows, schema=SCHEMA, dirty_every=100)  # 1% of rows violate NOT NULL on dirty
 
 
 def postgres_validation(conninfo: str, statements: list[str]) -> None:

@@ -64,10 +64,14 @@ def test_a_scan_in_pieces_counts_what_postgresql_counts(db, run_sql, conninfo, w
     assert_agrees(report, postgres_accepts(conninfo, statement.split(";\n")), statement)
 
 
-def test_the_first_blocking_answer_reaches_progress_before_the_scan_ends(db, run_sql):
+def _one_in_a_hundred_null(run_sql) -> None:
     run_sql("CREATE TABLE t (id int, a int)")
     run_sql("INSERT INTO t SELECT g, CASE WHEN g % 100 = 0 THEN NULL ELSE g END FROM generate_series(1, 50000) g")
     run_sql("ANALYZE t")
+
+
+def test_the_first_blocking_answer_reaches_progress_before_the_scan_ends(db, run_sql):
+    _one_in_a_hundred_null(run_sql)
     recorder = Recorder()
     report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a SET NOT NULL"), db,
                               progress=recorder, scan_workers=1, **SMALL_PIECES)
@@ -84,9 +88,7 @@ def test_the_first_blocking_answer_reaches_progress_before_the_scan_ends(db, run
 
 
 def test_counts_early_stops_at_the_first_piece_and_says_how_much_it_read(db, run_sql):
-    run_sql("CREATE TABLE t (id int, a int)")
-    run_sql("INSERT INTO t SELECT g, CASE WHEN g % 100 = 0 THEN NULL ELSE g END FROM generate_series(1, 50000) g")
-    run_sql("ANALYZE t")
+    _one_in_a_hundred_null(run_sql)
     recorder = Recorder()
     report = ep.run_preflight(ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a SET NOT NULL"), db,
                               progress=recorder, scan_workers=1, counts="early", **SMALL_PIECES)
