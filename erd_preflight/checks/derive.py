@@ -123,6 +123,22 @@ _KEPT = {_CT.CONSTR_NULL, _CT.CONSTR_NOTNULL, _CT.CONSTR_DEFAULT}
 _SPLIT = {_CT.CONSTR_UNIQUE, _CT.CONSTR_PRIMARY, _CT.CONSTR_CHECK, _CT.CONSTR_FOREIGN}
 
 
+def enforced_by_raw(step: Step, context: PlanContext) -> list[Step]:
+    """The constraints a statement preflight reads as typed steps adds to its table (a foreign key without a column
+    list, the constraints of ADD COLUMN): a later UPDATE, INSERT or DELETE is checked against them too."""
+    if not isinstance(step, RawSQL):
+        return []
+    typed = _foreign_key_to_primary_key(step, context)
+    if typed is not None:
+        return [typed]
+    pieces = _add_column_pieces(step)
+    if pieces is None:
+        return []
+    # REFERENCES p without a column list is a piece preflight reads as raw SQL first
+    return [found for piece in pieces[2] for found in (enforced_by_raw(piece, context)
+                                                       if isinstance(piece, RawSQL) else [piece])]
+
+
 def _add_column_pieces(step: RawSQL) -> tuple[Step, str | None, list[Step]] | None:
     """``ADD COLUMN c type ... UNIQUE | PRIMARY KEY | CHECK | REFERENCES | GENERATED ALWAYS AS (e) STORED`` as
     what PostgreSQL does: the column (a generated one holds its expression in every row), then each constraint
@@ -303,7 +319,10 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
         if rehearsal is not None and rehearsal.passed(index):
             own = [dataclasses.replace(c, rehearsed=True) for c in own]
         by_step.setdefault(index, []).extend(own)
+        enforced = enforced_by_raw(step, context)
         context.absorb(index, step)
+        for typed in enforced:
+            context.absorb(index, typed)  # a constraint step: recorded for the data statements after it
         context.follow_rehearsal(index, step)
         data = rechecks(context, index, step)
         if rehearsal is not None and rehearsal.passed(index):

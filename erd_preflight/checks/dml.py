@@ -57,9 +57,15 @@ def _changed_rows(state: TableState, index: int, layer: UpdateLayer) -> Source:
              if name in layer.values else sql.Identifier(layer.alias, name)
              for name, kind in layer.types.items()]
     where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
-    relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
+    relation: sql.Composable = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
         sql.SQL(", ").join(items), layer.before.relation, sql.Identifier(layer.alias), where)
+    if layer.regenerated:  # stored generated columns, computed again from the row as written
+        again = dict(layer.regenerated)
+        relation = sql.SQL("(SELECT {} FROM {} AS erd_written)").format(sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(sql.SQL(again[name]), sql.Identifier(name)) if name in again
+            else sql.Identifier(name) for name in layer.types), relation)
     screened = [f"SELECT {value}" for value in layer.values.values()] + ([f"SELECT {layer.where}"] if layer.where else [])
+    screened += [f"SELECT {value}" for _, value in layer.regenerated]
     return Source(key=f"{state.schema}.{state.name}@update{index}", relation=relation, alias=state.name,
                   columns=tuple(layer.types.items()), derived=True,
                   expressions=(*layer.before.expressions, *screened))
@@ -143,6 +149,14 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             f"step {index} could not compute the values it writes", f"every value step {index} writes is computed "
             "and converted to its column's type without error ({totalRows} rows).")
 
+    for column in layer.recomputed:  # a stored generated column computed again may become NULL
+        if column in state.not_null:
+            rows(NOT_NULL_PRECHECK, null_datum(sql.Identifier(column)),
+                 TargetRef(kind="column", schema=state.schema, table=state.name, columns=(column,)),
+                 f"{{violations}} of the {{totalRows}} rows step {index} changes would compute NULL in the generated "
+                 f"NOT NULL column {state.column_label(column)}; the UPDATE would fail.",
+                 f"no row step {index} changes computes NULL in {state.column_label(column)} ({{totalRows}} rows).",
+                 source=state.source())
     if layer.recomputed:
         # the generated columns PostgreSQL computes again, on the rows as the UPDATE leaves them
         rows(CAST_PRECHECK, sql.SQL("num_nulls({}) < 0").format(
@@ -152,7 +166,9 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             f"the generated columns step {index} changes are computed again without error ({{totalRows}} rows).",
             source=state.source())
 
-    checks += _row_rules(context, index, step, state, changed, writes=assigned, verb="changes",
+    # what the UPDATE writes: the columns it sets, and the stored generated columns computed again from them
+    written = assigned | set(layer.recomputed)
+    checks += _row_rules(context, index, step, state, changed, writes=written, verb="changes",
                          fails="the UPDATE would fail. Change the expression or its WHERE",
                          fk_fails="the UPDATE would fail on the foreign key")
 
@@ -168,11 +184,11 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             "or make the join match one row.",
             ok=f"each row step {index} updates matches one row of its FROM items ({{totalRows}} rows).",
             notes=state.history_notes()))
-    checks.extend(_unique_checks(index, step, state, assigned, f"the UPDATE of step {index}",
+    checks.extend(_unique_checks(index, step, state, written, f"the UPDATE of step {index}",
                                  "the UPDATE would fail on the unique key"))
     checks.extend(_order_dependent(index, step, state, layer))
     for key in context.catalog.referencing(state.info.oid):
-        if assigned & set(key.ref_columns):
+        if written & set(key.ref_columns):
             checks.extend(_referenced_key(context, index, step, state, layer, key))
     return checks
 

@@ -53,6 +53,7 @@ class UpdateLayer:
     values: dict[str, str]  # column -> the expression assigned, as written
     types: dict[str, str]  # every column's type before the UPDATE
     recomputed: tuple[str, ...] = ()  # stored generated columns PostgreSQL computes again from the new values
+    regenerated: tuple[tuple[str, str], ...] = ()  # each of those with its expression (over the written row)
     joined: str | None = None  # UPDATE ... FROM: a row of the table more than one row of the FROM items matches
 
 
@@ -703,7 +704,9 @@ class PlanContext:
                       and any(mentions(expression, column) for column in written)}
         if recomputed:  # PostgreSQL computes a stored generated column again from the row the UPDATE writes
             state.push_layer(recomputed)
-            state.updates[index] = dataclasses.replace(state.updates[index], recomputed=tuple(recomputed))
+            state.updates[index] = dataclasses.replace(
+                state.updates[index], recomputed=tuple(recomputed),
+                regenerated=tuple((name, value.as_string()) for name, value in recomputed.items()))
         state.backfills.append(index)
         state.updated_at.append(index)
         return True
