@@ -231,3 +231,15 @@ def test_a_foreign_key_the_plan_makes_reaches_the_table_it_references(db, run_sq
     assert postgres_accepts(conninfo, statements)
     assert assert_agrees(report, True, statements) == "unverified"
     assert "big holds more than 10 rows" in " ".join(r.message for r in report.warnings)
+
+
+def test_a_do_block_that_doubles_the_rows_before_a_unique_index_is_judged_on_the_copy(db, run_sql, conninfo):
+    """Found by the property test above: the unique index was judged on the rows as they were, not as the DO block
+    leaves them. Now the block's table is unknown after it, and the copy decides the step."""
+    run_sql("CREATE TABLE c (id int, a int); INSERT INTO c VALUES (1, 0)")
+    statements = ["DO $$ BEGIN INSERT INTO c SELECT id + 10, a FROM c; END $$", "CREATE UNIQUE INDEX c_a ON c (a)"]
+    plan = ep.MigrationPlan.from_sql(";\n".join(statements))
+    assert verdict(ep.run_preflight(plan, db)) == "unverified"
+    report = ep.run_preflight(plan, db, rehearse_data=True)
+    assert assert_agrees(report, postgres_accepts(conninfo, statements), statements) == "blocked"
+    assert "23505" in report.blockers[0].message

@@ -214,6 +214,8 @@ class PlanContext:
     step: int = 0  # the step whose checks are derived now
     _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
     created_domains: set[str] = field(default_factory=set)  # names of the domains the plan creates
+    # why no table's rows are known any more: a block or procedure that may write any table (dynamic SQL, a call)
+    blind: str | None = None
 
     def plan_creates_domain(self, type_text: str) -> bool:
         try:
@@ -265,6 +267,7 @@ class PlanContext:
                 has_primary_key=any(c.type == "p" for c in info.constraints.values()),
                 constraint_names=set(info.constraints),
                 generated={c.name: c.generated for c in info.columns.values() if c.generated},
+                unknown=self.blind,
             )
         return self._states[real_key]
 
@@ -511,6 +514,9 @@ class PlanContext:
                  ast.MergeStmt: "merges into"}
         upsert = enums.OnConflictAction.ONCONFLICT_UPDATE
         for stmt in statements:
+            if isinstance(stmt, (ast.DoStmt, ast.CallStmt)):
+                self._absorb_block(index, stmt)
+                continue
             if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
                 continue
             if isinstance(stmt, ast.DeleteStmt) and self._simulate_delete(index, stmt):
@@ -537,6 +543,24 @@ class PlanContext:
             state.unknown = state.unknown or (
                 f"step {index} {verb} {state.label} in a statement preflight does not simulate, so the rows later "
                 "checks would read are not known before apply")
+
+    def _absorb_block(self, index: int, stmt: ast.DoStmt | ast.CallStmt) -> None:
+        """A DO block's rows are unknown after it for every table it writes (INSERT, UPDATE, DELETE, MERGE, COPY in
+        its body); a block whose writes cannot be read from it (dynamic SQL, PERFORM, a CALL, another language)
+        makes every table's rows unknown from then on."""
+        written, blind = block_writes(stmt)
+        if blind is not None:
+            self.blind = self.blind or (f"step {index} {blind}, which may write any table, so the rows later checks "
+                                        "would read are not known before apply")
+            for state in self._states.values():
+                state.unknown = state.unknown or self.blind
+            return
+        for schema, name in written:
+            state = self.state(schema, name)
+            if state is not None and state.info is not None:
+                state.unknown = state.unknown or (
+                    f"step {index} writes {state.label} inside a DO block, which preflight does not simulate, so the "
+                    "rows later checks would read are not known before apply")
 
     def _simulate_insert(self, index: int, stmt: ast.InsertStmt) -> bool:
         """A single-table ``INSERT INTO t [(cols)] VALUES ... | SELECT ...`` (no ON CONFLICT, no WITH) appends its
@@ -782,3 +806,49 @@ def create_table_keys(step: CreateTable) -> list[frozenset[str]]:
         ):
             keys.append(frozenset(k.sval for k in node.keys))
     return keys
+
+
+_WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
+
+
+def block_writes(stmt: ast.DoStmt | ast.CallStmt) -> tuple[list[tuple[str | None, str]], str | None]:
+    """The tables a DO block's PL/pgSQL body writes, as pglast reads the body; or why that cannot be known."""
+    if isinstance(stmt, ast.CallStmt):
+        return [], "calls a procedure"
+    options = {o.defname: o.arg for o in stmt.args or ()}
+    language = options.get("language")
+    if language is not None and language.sval != "plpgsql":
+        return [], f"runs a {language.sval} block"
+    body = options["as"].sval
+    marker = "$erd_block$"
+    if marker in body:
+        return [], "runs a DO block preflight cannot read"
+    try:
+        parsed = pglast.parse_plpgsql(f"CREATE FUNCTION erd_block() RETURNS void LANGUAGE plpgsql AS {marker}{body}{marker}")
+    except Exception:  # noqa: BLE001 (pglast raises several kinds for a body it cannot read)
+        return [], "runs a DO block preflight cannot read"
+    written: list[tuple[str | None, str]] = []
+    pending: list[Any] = [parsed]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for kind in ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors", "PLpgSQL_stmt_perform", "PLpgSQL_stmt_call"):
+            if kind in node:
+                return [], "runs a DO block with dynamic SQL, PERFORM or CALL"
+        query = node.get("PLpgSQL_stmt_execsql", {}).get("sqlstmt", {}).get("PLpgSQL_expr", {}).get("query")
+        if query is not None:
+            try:
+                statements = [raw.stmt for raw in pglast.parse_sql(query)]
+            except Exception:  # noqa: BLE001
+                return [], "runs a DO block preflight cannot read"
+            for inner in statements:  # a write in a WITH too
+                for found in [inner, *walk_ast(inner)]:
+                    target = found.relation if isinstance(found, (*_WRITES, ast.CopyStmt)) else None
+                    if target is not None:
+                        written.append((target.schemaname, target.relname))
+        pending.extend(node.values())
+    return written, None
