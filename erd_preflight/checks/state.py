@@ -836,10 +836,15 @@ def block_writes(stmt: ast.DoStmt | ast.CallStmt) -> tuple[list[tuple[str | None
             continue
         if not isinstance(node, dict):
             continue
-        for kind in ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors", "PLpgSQL_stmt_perform", "PLpgSQL_stmt_call"):
+        for kind in ("PLpgSQL_stmt_dynfors", "PLpgSQL_stmt_perform", "PLpgSQL_stmt_call"):
             if kind in node:
                 return [], "runs a DO block with dynamic SQL, PERFORM or CALL"
         query = node.get("PLpgSQL_stmt_execsql", {}).get("sqlstmt", {}).get("PLpgSQL_expr", {}).get("query")
+        if "PLpgSQL_stmt_dynexecute" in node:  # EXECUTE of a constant string is read as that string's SQL
+            query = _constant_text(node["PLpgSQL_stmt_dynexecute"].get("query", {}).get("PLpgSQL_expr", {})
+                                   .get("query", ""))
+            if query is None:
+                return [], "runs a DO block with dynamic SQL, PERFORM or CALL"
         if query is not None:
             try:
                 statements = [raw.stmt for raw in pglast.parse_sql(query)]
@@ -852,3 +857,16 @@ def block_writes(stmt: ast.DoStmt | ast.CallStmt) -> tuple[list[tuple[str | None
                         written.append((target.schemaname, target.relname))
         pending.extend(node.values())
     return written, None
+
+
+def _constant_text(expression: str) -> str | None:
+    """The text of a PL/pgSQL expression that is one string constant; None for anything else."""
+    try:
+        (raw,) = pglast.parse_sql(f"SELECT {expression}")
+    except Exception:  # noqa: BLE001
+        return None
+    targets = raw.stmt.targetList or ()
+    if len(targets) != 1 or not isinstance(targets[0].val, ast.A_Const) or not isinstance(targets[0].val.val,
+                                                                                           ast.String):
+        return None
+    return str(targets[0].val.val.sval)
