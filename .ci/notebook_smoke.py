@@ -25,7 +25,8 @@ with db.connection() as conn:
     conn.execute("DROP TABLE IF EXISTS smoke_users; CREATE TABLE smoke_users (id int, email text); "
                  "INSERT INTO smoke_users VALUES (1, NULL), (2, 'a')")
 panel = ep.PreflightPanel(ep.MigrationPlan.from_sql("ALTER TABLE smoke_users ALTER COLUMN email SET NOT NULL"), db)
-panel.preflight_button.click()
+panel.preflight_button.click()  # the preflight runs in a thread: wait for it, as a user watches the panel
+panel.wait(timeout=300)
 assert panel.errors == [], panel.errors
 assert panel.report is not None and panel.report.status == "blocked"
 assert "✖" in panel.checklist.value, "the checklist is empty"

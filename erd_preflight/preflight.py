@@ -116,7 +116,7 @@ def run_preflight(
                          position, len(checks))
 
         executor = _Executor(
-            conn, opts, checks, work_mem, explore=explore, cancel=cancel, on_early=on_early,
+            conn, opts, checks, work_mem, explore=explore, cancel=cancel, on_early=on_early if callback else None,
             on_scan=getattr(callback, "scan", None),
             data=replica.conn if replica else None,
             open_data=replica.open if replica else database.dedicated,
