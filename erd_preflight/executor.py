@@ -514,10 +514,7 @@ class _Executor:
             counted = self._shared.pop(position)
             if isinstance(counted, BaseException):
                 raise counted
-            shared = self._judge(check, {**counted, "firstError": ""}, lambda: self._samples(sql.SQL(
-                "SELECT * FROM {} WHERE {} LIMIT {}").format(probe.source.from_item(), violation, self._limit())))
-            shared.stats.pop("firstError", None)
-            return shared
+            return self._judge_cast(check, probe, {**counted, "firstError": ""}, violation)
         self.conn.execute("SAVEPOINT erd_preflight_cast")
         try:
             # Evaluating the conversion for every row is PostgreSQL's own test: if this succeeds, so does the step.
@@ -525,15 +522,8 @@ class _Executor:
             total, _converted, bad = self.conn.execute(sql.SQL(
                 "SELECT count(*), count({}), count(*) FILTER (WHERE {}) FROM {}"
             ).format(converted, violation, probe.source.from_item())).fetchone()  # type: ignore[misc]
-            stats = {"violations": int(bad), "totalRows": int(total), "firstError": ""}
-
-            def sampler() -> Any:
-                return self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
-                    probe.source.from_item(), violation, self._limit()))
-
-            outcome = self._judge(check, stats, sampler)
-            outcome.stats.pop("firstError", None)
-            return outcome
+            return self._judge_cast(check, probe, {"violations": int(bad), "totalRows": int(total), "firstError": ""},
+                                    violation)
         # psycopg.DataError is SQLSTATE class 22: every data exception (bad text, out-of-range dates, overflow).
         except psycopg.DataError as exc:
             first_error = exc.diag.message_primary or str(exc)
@@ -565,14 +555,14 @@ class _Executor:
             "(SELECT message FROM {source}, pg_input_error_info({text}, {type}) WHERE NOT {valid} LIMIT 1) FROM {source}"
         ).format(failing=failing, source=probe.source.from_item(), text=text, type=sql.Literal(probe.type),
                  valid=valid)).fetchone()  # type: ignore[misc]
-        stats = {"violations": int(bad), "totalRows": int(total),
-                 "firstError": f" (first error: {first})" if first else ""}
+        return self._judge_cast(check, probe, {"violations": int(bad), "totalRows": int(total),
+                                               "firstError": f" (first error: {first})" if first else ""}, failing)
 
-        def sampler() -> Any:
-            return self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
-                probe.source.from_item(), failing, self._limit()))
-
-        outcome = self._judge(check, stats, sampler)
+    def _judge_cast(self, check: Check, probe: CastProbe, stats: dict[str, Any], failing: sql.Composable) -> _Outcome:
+        """A cast's verdict from its counts; its samples are the rows ``failing`` flags. ``firstError`` fills the
+        message only, never the contract's numeric stats."""
+        outcome = self._judge(check, stats, lambda: self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
+            probe.source.from_item(), failing, self._limit())))
         outcome.stats.pop("firstError", None)
         return outcome
 
