@@ -228,7 +228,9 @@ def test_the_data_checks_read_the_standby_and_the_report_says_where(db, run_sql,
     assert stamp.replay_lsn and "replayLsn" in on_standby.contract_json()
     caught_up(server_url, standby)
     after = ep.run_preflight(plan, db, read_from=replica)
-    assert after.status == "blocked" and after.replica.lag_bytes == 0
+    # "blocked" proves the NULL was replayed. The lag is not pinned to 0: the primary writes WAL of its own
+    # (a running-xacts record every 15 s, autovacuum), and a record can land between catch-up and the stamp.
+    assert after.status == "blocked" and after.replica.lag_bytes < 64 * 1024
 
 
 def test_read_from_must_be_a_standby(db, run_sql, server_url, schema):
