@@ -3,11 +3,54 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+# A fingerprint of the target's catalog, cheap to take on every preflight: per catalog, how many rows describe user
+# objects and the sum of their xmin. Any change to a row writes a new version with a newer xmin, an insert or a
+# delete moves the count, and a delete with an insert still moves the sum (the new xmin is newer than any old one).
+# What VACUUM and ANALYZE write in place (reltuples, relpages) moves nothing here: sizes are read fresh each time.
+CATALOG_FINGERPRINT = """
+SELECT concat_ws('/', current_setting('server_version_num'),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_namespace),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_class WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_attribute WHERE attrelid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_attrdef WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_constraint WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_index WHERE indexrelid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_type WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_proc WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_trigger WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_extension),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_rewrite WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_enum),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_sequence),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_inherits),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_operator WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_collation WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_cast WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_opclass WHERE oid >= 16384),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_policy),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_foreign_table),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_event_trigger),
+  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_statistic_ext))
+"""
+
+# The catalog key (where, fingerprint, role, search_path) with the fingerprint alone, in one round trip. The
+# search_path is in the key because pg_get_constraintdef names other schemas' tables relative to it.
+_KEY = sql.SQL("SELECT ({}), current_user::text, current_setting('search_path')").format(
+    sql.SQL(CATALOG_FINGERPRINT.strip()))
+
+# What a table is made of (columns, constraints, indexes), per catalog key and table oid, in this process: a
+# catalog that has not changed since is not read again. Sizes and row estimates are never cached.
+_STRUCTURE: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
+_STRUCTURE_LOCK = threading.Lock()
+_STRUCTURE_MAX = 1024
 
 # Row-count estimates come from pg_class; for a table never analyzed (reltuples = -1) the rows are
 # estimated from its size and the average width of its columns, as the planner does.
@@ -213,6 +256,22 @@ class Catalog:
 
     conn: psycopg.Connection[Any]
     _tables: dict[tuple[str | None, str], TableInfo | None] = field(default_factory=dict)
+    _key: tuple[str, str, str, str] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The catalog's fingerprint (``CATALOG_FINGERPRINT``), read once per Catalog."""
+        return self.key[1]
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Where, the catalog's fingerprint, the role and the search_path: what the structure read depends on."""
+        if self._key is None:
+            row = self.conn.execute(_KEY).fetchone()
+            assert row is not None
+            info = self.conn.info
+            self._key = (f"{info.host}:{info.port}/{info.dbname}", str(row[0]), str(row[1]), str(row[2]))
+        return self._key
 
     @property
     def server_version(self) -> int:
@@ -224,6 +283,12 @@ class Catalog:
             self._tables[key] = self._load(schema, name)
         return self._tables[key]
 
+    def largest_rows(self) -> int:
+        """The largest row estimate of the tables read so far (0 when none), or of their size at 32 bytes a row
+        when that is more (an estimate from an ANALYZE long ago)."""
+        return max((max(t.estimated_rows, t.heap_bytes // 32) for t in self._tables.values() if t is not None),
+                   default=0)
+
     def _load(self, schema: str | None, name: str) -> TableInfo | None:
         regclass = sql.Identifier(*[p for p in (schema, name) if p is not None]).as_string(self.conn)
         row = self.conn.execute(_TABLE, (regclass,)).fetchone()
@@ -232,38 +297,7 @@ class Catalog:
         oid, nspname, relname, relkind, reltuples, heap_bytes, total_bytes, row_width, has_children = row
         from_size = reltuples < 0
         estimated = int(heap_bytes / max(int(row_width), 1)) if from_size else int(reltuples)
-        columns = {
-            r[0]: ColumnInfo(name=r[0], type=r[1], not_null=r[2], type_oid=r[3], generated=r[4])
-            for r in self.conn.execute(_COLUMNS, (oid,))
-        }
-        constraints = {
-            r[0]: ConstraintInfo(
-                name=r[0],
-                type=r[1],
-                validated=r[2],
-                definition=r[3],
-                columns=tuple(r[4]),
-                ref_schema=r[5],
-                ref_table=r[6],
-                ref_columns=tuple(r[7]),
-                match_full=r[8] == "f",
-                check_expression=r[9],
-            )
-            for r in self.conn.execute(_CONSTRAINTS, (oid,))
-        }
-        nnd = "i.indnullsnotdistinct" if self.server_version >= 150000 else "false"
-        indexes = {
-            r[0]: IndexInfo(
-                name=r[0],
-                unique=r[1],
-                valid=r[2],
-                partial=r[3],
-                expressions=r[4],
-                columns=tuple(r[5]),
-                nulls_not_distinct=r[6],
-            )
-            for r in self.conn.execute(sql.SQL(_INDEXES).format(nulls_not_distinct=sql.SQL(nnd)), (oid,))
-        }
+        columns, constraints, indexes = self._structure(oid)
         return TableInfo(
             oid=oid,
             schema=nspname,
@@ -278,6 +312,54 @@ class Catalog:
             indexes=indexes,
             inherited_by=bool(has_children) and relkind == "r",
         )
+
+    def _structure(self, oid: int) -> tuple[dict[str, ColumnInfo], dict[str, ConstraintInfo], dict[str, IndexInfo]]:
+        """A table's columns, constraints and indexes: from the process's cache while the catalog's fingerprint
+        holds, else read (and kept). Each caller gets dicts of its own."""
+        key = (*self.key, oid)
+        with _STRUCTURE_LOCK:
+            cached = _STRUCTURE.get(key)
+            if cached is not None:
+                _STRUCTURE.move_to_end(key)
+        if cached is None:
+            columns = {
+                r[0]: ColumnInfo(name=r[0], type=r[1], not_null=r[2], type_oid=r[3], generated=r[4])
+                for r in self.conn.execute(_COLUMNS, (oid,))
+            }
+            constraints = {
+                r[0]: ConstraintInfo(
+                    name=r[0],
+                    type=r[1],
+                    validated=r[2],
+                    definition=r[3],
+                    columns=tuple(r[4]),
+                    ref_schema=r[5],
+                    ref_table=r[6],
+                    ref_columns=tuple(r[7]),
+                    match_full=r[8] == "f",
+                    check_expression=r[9],
+                )
+                for r in self.conn.execute(_CONSTRAINTS, (oid,))
+            }
+            nnd = "i.indnullsnotdistinct" if self.server_version >= 150000 else "false"
+            indexes = {
+                r[0]: IndexInfo(
+                    name=r[0],
+                    unique=r[1],
+                    valid=r[2],
+                    partial=r[3],
+                    expressions=r[4],
+                    columns=tuple(r[5]),
+                    nulls_not_distinct=r[6],
+                )
+                for r in self.conn.execute(sql.SQL(_INDEXES).format(nulls_not_distinct=sql.SQL(nnd)), (oid,))
+            }
+            cached = (tuple(columns.items()), tuple(constraints.items()), tuple(indexes.items()))
+            with _STRUCTURE_LOCK:
+                _STRUCTURE[key] = cached
+                while len(_STRUCTURE) > _STRUCTURE_MAX:
+                    _STRUCTURE.popitem(last=False)
+        return dict(cached[0]), dict(cached[1]), dict(cached[2])
 
     def actions(self, oid: int) -> list[str]:
         """The enabled user triggers and rules of a table: what a data statement on it sets off."""

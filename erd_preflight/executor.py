@@ -32,7 +32,7 @@ from .errors import classify, server_went_away
 from .plan import display_name
 from .replica import REPLICA_RETRIES, RecoveryConflict
 from .scan import Cancel, OpenConnection, Piece, PieceCounter, ScanProgress, begin_snapshot, plan_pieces
-from .side_effects import unsafe_calls
+from .side_effects import known_unsafe_calls, unsafe_calls
 
 
 class _Outcome:
@@ -53,7 +53,7 @@ class _Executor:
                  on_scan: Callable[[ScanProgress], None] | None = None,
                  on_early: Callable[[int, _Outcome], None] | None = None,
                  on_snapshot: Callable[[psycopg.Connection[Any]], None] | None = None,
-                 reopen: Callable[[], psycopg.Connection[Any]] | None = None) -> None:
+                 reopen: Callable[[], psycopg.Connection[Any]] | None = None, pieces_likely: bool = True) -> None:
         self.catalog = conn  # the primary: screening reads its catalog
         self.conn = data or conn  # where the data checks run: the primary, or a hot standby (read_from)
         self.open_data = open_data  # more connections to the same server, for scans in parallel
@@ -64,6 +64,9 @@ class _Executor:
         self.explore = explore
         self.on_scan, self.on_early, self.on_snapshot = on_scan, on_early, on_snapshot
         self.reopen = reopen  # a new connection to the standby, after one it ended in a recovery conflict
+        # whether a table may be long enough to be scanned in pieces: only then is the snapshot exported for
+        # other connections (a snapshot cannot be exported later, from inside a check's savepoint)
+        self.pieces_likely = pieces_likely
         self.conflicts = 0
         self._shared: dict[int, dict[str, int] | BaseException] = {}
         self._shared_ms: dict[int, float] = {}
@@ -85,15 +88,16 @@ class _Executor:
         # As many connections as PostgreSQL would give one parallel query (its workers per Gather and the leader,
         # within max_parallel_workers, at most 8). They import this snapshot; a standby in recovery exports none,
         # so its scans run one piece after another.
-        row = self.conn.execute(
-            "SELECT least(current_setting('max_parallel_workers')::int, "
-            "current_setting('max_parallel_workers_per_gather')::int + 1), pg_is_in_recovery()").fetchone()
+        export = self.pieces_likely and self.open_data is not None and self._workers != 1
+        row = self.conn.execute(sql.SQL(
+            "SELECT w, CASE WHEN {export} AND coalesce({workers}, w) > 1 AND NOT pg_is_in_recovery() "
+            "THEN pg_export_snapshot() END FROM (SELECT least(current_setting('max_parallel_workers')::int, "
+            "current_setting('max_parallel_workers_per_gather')::int + 1) AS w) AS s").format(
+                export=sql.Literal(export), workers=sql.Literal(self._workers))).fetchone()
         assert row is not None
         if self._workers is None:
             self._workers = max(1, min(int(row[0]), 8))
-        self._snapshot = None
-        if self._workers > 1 and self.open_data is not None and not row[1]:
-            self._snapshot = str(self.conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        self._snapshot = str(row[1]) if row[1] is not None and self._workers > 1 else None
 
     def end(self) -> None:
         """Close the snapshot (the next check opens a new one)."""
@@ -119,19 +123,24 @@ class _Executor:
                 raise
             self.conn.execute("RELEASE SAVEPOINT erd_preflight_check")
 
-    def screen(self) -> None:
+    def screen(self, key: tuple[str, ...] | None = None) -> None:
         """Find, before anything is evaluated, each check whose SQL would call a volatile function: it is
-        never run, and never joins a shared scan (which would evaluate it on another check's behalf)."""
+        never run, and never joins a shared scan (which would evaluate it on another check's behalf). ``key``:
+        the catalog's (``Catalog.key``); an answer given under it before is not asked again."""
         screened: dict[str, list[str]] = {}
-        with read_only(self.catalog, self.options.check_timeout):
-            for position, check in enumerate(self.checks):
-                calls: set[str] = set()
-                for part in evaluated_sql(check.probe):
-                    if part not in screened:
-                        screened[part] = unsafe_calls(self.catalog, part)
-                    calls.update(screened[part])
-                if calls:
-                    self._unsafe[position] = sorted(calls)
+        parts = {part for check in self.checks for part in evaluated_sql(check.probe)}
+        for part in parts:
+            known = known_unsafe_calls(key, part) if key is not None else None
+            if known is not None:
+                screened[part] = known
+        if len(screened) < len(parts):
+            with read_only(self.catalog, self.options.check_timeout):
+                for part in parts - screened.keys():
+                    screened[part] = unsafe_calls(self.catalog, part, key=key)
+        for position, check in enumerate(self.checks):
+            calls = {call for part in evaluated_sql(check.probe) for call in screened[part]}
+            if calls:
+                self._unsafe[position] = sorted(calls)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 

@@ -101,6 +101,7 @@ def run_preflight(
                 statements = plan_statements(plan, catalog)
                 schemas = schemas_of(plan, conn) if opts.rehearse_data else ()
                 checks = rehearsed_checks(plan, catalog, opts, statements)
+                key = catalog.key
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
@@ -121,9 +122,11 @@ def run_preflight(
             data=replica.conn if replica else None,
             open_data=replica.open if replica else database.dedicated,
             on_snapshot=replica.stamp if replica else None,
-            reopen=replica.reopen if replica else None)
+            reopen=replica.reopen if replica else None,
+            # a table of more than half a piece by its estimate (estimates lag): its scan may come in pieces
+            pieces_likely=catalog.largest_rows() * 2 > opts.scan_chunk_rows)
         try:
-            executor.screen()
+            executor.screen(key)
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "looking up the functions the plan's expressions call") \
                 from exc

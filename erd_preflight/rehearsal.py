@@ -41,7 +41,8 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     if not options.rehearse or not plan.steps:
         return derive_checks(plan, catalog, options, order=order)
     try:
-        rehearsal = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn))
+        rehearsal = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn), catalog=catalog.fingerprint,
+                             search_path=catalog.key[3])
     except ShadowUnavailable as exc:
         unavailable: str | None = f"the plan was not rehearsed on a copy of the schema: {exc}"
         rehearsal = None

@@ -35,40 +35,13 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
+from .catalog import CATALOG_FINGERPRINT
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
 from .shadow_catalog import CatalogSnapshot, Rehearsal, RehearsalFailure, read_snapshot
 from .sqlparse import walk_ast
 from .versions import called_functions, created_functions, missing_built_ins, newer_syntax
 
-# A fingerprint of the target's catalog, cheap to take on every preflight: per catalog, how many rows describe user
-# objects and the sum of their xmin. Any change to a row writes a new version with a newer xmin, an insert or a
-# delete moves the count, and a delete with an insert still moves the sum (the new xmin is newer than any old one).
-_CATALOG_FINGERPRINT = """
-SELECT concat_ws('/', current_setting('server_version_num'),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_namespace),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_class WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_attribute WHERE attrelid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_attrdef WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_constraint WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_index WHERE indexrelid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_type WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_proc WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_trigger WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_extension),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_rewrite WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_enum),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_sequence),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_inherits),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_operator WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_collation WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_cast WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_opclass WHERE oid >= 16384),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_policy),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_foreign_table),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_event_trigger),
-  (SELECT count(*) || ':' || coalesce(sum(xmin::text::int8), 0) FROM pg_statistic_ext))
-"""
 
 
 # The shadow's databases belong to this role, and the rehearsal runs as it: never as a superuser, so a plan's
@@ -131,12 +104,15 @@ def shadow_server() -> str:
         raise ShadowUnavailable(str(exc)) from exc
 
 
-def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = ()) -> Shadow:
+def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = (), catalog: str | None = None) -> Shadow:
     """The shadow of ``target``'s current catalog (``schemas`` only; empty: the whole database). One shadow
-    database per target database: rebuilt only when the fingerprint of the catalog changes."""
-    row = target.execute(_CATALOG_FINGERPRINT).fetchone()
+    database per target database: rebuilt only when the fingerprint of the catalog changes. ``catalog``: that
+    fingerprint (``CATALOG_FINGERPRINT``), when the caller has just read it."""
+    if catalog is None:
+        row = target.execute(CATALOG_FINGERPRINT).fetchone()
+        catalog = str(row[0]) if row else ""
     where = f"{target.info.host}:{target.info.port}/{target.info.dbname}"
-    fingerprint = hashlib.sha256(f"{row[0] if row else ''}|{where}|{','.join(sorted(schemas))}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(f"{catalog}|{where}|{','.join(sorted(schemas))}".encode()).hexdigest()
     # A slot per target database and per process: processes sharing a shadow server never rebuild each other's.
     slot = hashlib.sha256(f"{where}|{os.getpid()}".encode()).hexdigest()[:20]
     with _lock:
@@ -337,15 +313,17 @@ def plain_form(statement: str) -> str | None:
 
 
 def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
-             schemas: tuple[str, ...] = ()) -> Rehearsal:
+             schemas: tuple[str, ...] = (), *, catalog: str | None = None,
+             search_path: str | None = None) -> Rehearsal:
     """Run ``statements`` (step, SQL), in the order apply runs them, on the shadow of ``target`` (``schemas``
     only; empty: the whole database), in one transaction that is rolled back, with the target session's
     search_path, and read the shadow's catalog after each statement that can change it. The first statement
     PostgreSQL refuses ends it (``failure``). Raises ShadowUnavailable when there is no shadow; a statement
     that cannot be judged on empty tables (too long, rights the rehearsal does not take, rows it reads) ends
-    it with ``stopped`` saying why."""
-    shadow = shadow_for(target, schemas)
-    search_path = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
+    it with ``stopped`` saying why. ``catalog`` and ``search_path``: the target's, when the caller has them."""
+    shadow = shadow_for(target, schemas, catalog)
+    if search_path is None:
+        search_path = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
     with _session(shadow) as conn:  # one transaction, rolled back: the shadow stays pristine
         conn.execute("SELECT set_config('search_path', %s, true), "
                      "set_config('standard_conforming_strings', 'on', true), "

@@ -9,6 +9,8 @@ PostgreSQL's parser (pglast) finds the calls; PostgreSQL's catalog says what eac
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import pglast
@@ -75,11 +77,35 @@ def calls_in(text: str) -> tuple[set[tuple[str | None, str]], set[tuple[str | No
     return functions, operators, casts
 
 
-def unsafe_calls(conn: psycopg.Connection[Any], text: str) -> list[str]:
+# unsafe_calls' answers per catalog key (where, fingerprint, role, search_path: a cast's type name is resolved on
+# the search_path) and text: while the catalog has not changed, neither has the answer
+_ANSWERS: OrderedDict[tuple[tuple[str, ...], str], list[str]] = OrderedDict()
+_ANSWERS_LOCK = threading.Lock()
+
+
+def known_unsafe_calls(key: tuple[str, ...], text: str) -> list[str] | None:
+    """The answer ``unsafe_calls`` gave for ``text`` under this catalog key, if it gave one."""
+    with _ANSWERS_LOCK:
+        found = _ANSWERS.get((key, text))
+    return list(found) if found is not None else None
+
+
+def unsafe_calls(conn: psycopg.Connection[Any], text: str, *, key: tuple[str, ...] | None = None) -> list[str]:
     """The volatile functions (by operator or cast too) that ``text`` would call, other than the harmless
     ones; empty when everything it calls is immutable or stable. A function name is judged by every
     function of that name the catalog has (and the schema, when the call names one): PostgreSQL picks the
-    overload at run time, so one volatile overload is enough to refuse."""
+    overload at run time, so one volatile overload is enough to refuse. With the catalog's ``key``
+    (``Catalog.key``), the answer is kept for ``known_unsafe_calls``."""
+    answer = _unsafe_calls(conn, text)
+    if key is not None:
+        with _ANSWERS_LOCK:
+            _ANSWERS[(key, text)] = answer
+            while len(_ANSWERS) > 4096:
+                _ANSWERS.popitem(last=False)
+    return list(answer)
+
+
+def _unsafe_calls(conn: psycopg.Connection[Any], text: str) -> list[str]:
     try:
         functions, operators, casts = calls_in(text)
     except ParseError:

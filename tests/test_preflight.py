@@ -91,6 +91,25 @@ def test_fk_to_columns_without_unique_constraint_is_blocked(db, run_sql):
     assert report.status == "blocked" and "no primary key or unique constraint" in report.results[0].message
 
 
+def test_a_catalog_change_between_two_preflights_is_read_by_the_second(db, run_sql):
+    """The catalog is read once per catalog fingerprint and kept; a change to it (here a unique key the foreign
+    key needs, then a row estimate from ANALYZE, which changes no fingerprint) is what the next preflight reads."""
+    run_sql("CREATE TABLE p (x int); CREATE TABLE c (a int)")
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE c ADD FOREIGN KEY (a) REFERENCES p (x)")
+    assert ep.run_preflight(plan, db).status == "blocked"
+    assert ep.run_preflight(plan, db).status == "blocked"  # from the kept catalog: the same answer
+    run_sql("ALTER TABLE p ADD UNIQUE (x)")
+    assert ep.run_preflight(plan, db).status == "clear"
+    run_sql("ALTER TABLE p DROP CONSTRAINT p_x_key")
+    assert ep.run_preflight(plan, db).status == "blocked"
+    sized = ep.MigrationPlan.from_sql("CREATE INDEX c_a ON c (a)")
+    assert ep.run_preflight(sized, db, large_table_rows=1000).status == "clear"
+    assert not ep.run_preflight(sized, db, large_table_rows=1000).results
+    run_sql("INSERT INTO c SELECT g FROM generate_series(1, 5000) g; ANALYZE c")
+    assert [r.check_id for r in ep.run_preflight(sized, db, large_table_rows=1000).results][:1] == \
+        ["LARGE_TABLE_WARNING"]
+
+
 def test_cast_precheck_counts_failing_rows_and_keeps_samples(db, run_sql):
     run_sql("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, '10'), (2, 'ten'), (3, NULL), (4, '1e3')")
     plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN v TYPE integer USING v::integer")
