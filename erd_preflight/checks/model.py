@@ -159,8 +159,21 @@ class DuplicatesProbe:
         """The number of distinct 8-byte hashes of the keys that count. Equal keys hash equal (the type's hash
         function agrees with its equality, collation included, or PostgreSQL raises 42883), so as many hashes as
         keys proves the keys distinct; fewer means a duplicate or a collision, for the exact grouping to tell."""
-        return sql.SQL("SELECT count(*) FROM (SELECT DISTINCT hash_record_extended(ROW({keys}), 0) FROM {src}{where}) "
-                       "AS d").format(keys=self.keys, src=self.source.from_item(), where=self.grouped())
+        return self._distinct(sql.SQL("hash_record_extended(ROW({}), 0)").format(self.keys))
+
+    def distinct_text_hashes(self) -> sql.Composed:
+        """``distinct_hashes`` for one key of type text or varchar: hashtextextended, under the column's collation
+        (as the record hash would call it), without a record formed per row."""
+        assert len(self.columns) == 1
+        return self._distinct(sql.SQL("hashtextextended({}, 0)").format(self.keys))
+
+    def key_types(self) -> sql.Composed:
+        """No rows: the result's column types are the keys'."""
+        return sql.SQL("SELECT {keys} FROM {src} LIMIT 0").format(keys=self.keys, src=self.source.from_item())
+
+    def _distinct(self, hashed: sql.Composable) -> sql.Composed:
+        return sql.SQL("SELECT count(*) FROM (SELECT DISTINCT {hashed} FROM {src}{where}) AS d").format(
+            hashed=hashed, src=self.source.from_item(), where=self.grouped())
 
     def counted(self) -> sql.Composed:
         """All rows (with ``where``), the rows whose key counts, and the keys near btree's row limit."""
