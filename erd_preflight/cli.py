@@ -87,22 +87,49 @@ def _progress(stream: TextIO) -> Any:
 def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> None:
     """The short human report: status and counts, the checklist with marks, the first sample rows."""
     ran = [c for c in report.checks if c.outcome != "skipped"]
-    print(f"{plan.name or 'plan'}: {len(plan)} steps · preflight {report.status.upper()} · {len(ran)} of "
-          f"{len(report.checks)} checks ran · {len(report.blockers)} blocking · {len(report.warnings)} warnings",
-          file=out)
+    print(f"{plan.name or 'plan'}: {_plural(len(plan), 'step', 'steps')} · preflight {report.status.upper()} · "
+          f"{len(ran)} of {_plural(len(report.checks), 'check', 'checks')} ran · {len(report.blockers)} blocking · "
+          f"{_plural(len(report.warnings), 'warning', 'warnings')}", file=out)
     for note in plan.notes:
         print(f"  note: {note}", file=out)
+    stopped = next((run.step for run in report.checks if run.outcome == "blocking"), None)
     for run in report.checks:
         origin = plan.origin_of(run.step)
         where = f"step {run.step} from {origin}" if origin else f"step {run.step}"
-        print(f"  [{TEXT_MARKS[run.outcome]}] {where} {run.check_id}: {run.message}", file=out)
+        message = run.message
+        if run.outcome == "skipped":  # the library's words name explore=True; a terminal has a flag for it
+            message = (f"not run: preflight stopped at the first blocking result (step {stopped}); "
+                       "--explore runs every check")
+        print(f"  [{TEXT_MARKS[run.outcome]}] {where} {run.check_id}: {message}", file=out)
     for index, finding in enumerate(report.results):
         if finding.sample_rows:
             frame = report.samples(index)
-            print(f"\n  first sample rows of {finding.check_id} ({len(frame)} kept, "
-                  f"{(finding.stats or {}).get('violations', '?')} in all):", file=out)
-            text = frame.head(SAMPLE_ROWS).to_string(index=False)
+            print(f"\n  {sample_heading(finding.check_id, len(frame), finding.stats or {})}:", file=out)
+            text = shown_frame(frame.head(SAMPLE_ROWS)).to_string(index=False)
             print("\n".join("    " + line for line in text.splitlines()), file=out)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def sample_heading(check_id: str, kept: int, stats: dict[str, Any]) -> str:
+    """What the sample below is, in its own unit: duplicate groups for a unique key, rows otherwise."""
+    shown = min(kept, SAMPLE_ROWS)
+    if "duplicateGroups" in stats:
+        groups, rows = int(stats["duplicateGroups"]), int(stats.get("violations", 0))
+        what = (f"{_plural(groups, 'duplicate group', 'duplicate groups')} "
+                f"({_plural(rows, 'row', 'rows')} in {'it' if groups == 1 else 'them'})")
+        total = groups
+    else:
+        total = int(stats.get("violations", kept))
+        what = _plural(total, "violating row", "violating rows")
+    return f"{check_id}: {what}; " + ("all shown" if shown >= total else f"the first {shown:,} shown")
+
+
+def shown_frame(frame: Any) -> Any:
+    """Sample rows for a terminal: NULL where PostgreSQL has NULL (pandas would print <NA> or None)."""
+    return frame.astype(object).where(frame.notna(), "NULL")
 
 
 def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
@@ -138,6 +165,8 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
         return EXIT_BLOCKED
 
     bars: dict[int, Any] = {}
+    ran: dict[str, int] = {}  # per transactional phase, the statements that ran in it
+    committed: set[str] = set()
 
     def progress(statement: PhaseStatement, entry: AppliedStatement) -> None:
         building = getattr(entry, "progress", None)
@@ -159,8 +188,22 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
             return
         if statement.step in bars and entry.outcome != "running":
             bars.pop(statement.step).close()
-        if entry.outcome != "running":
-            print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {statement.sql}", file=out,
+        if entry.outcome == "running":
+            return
+        sql_text = " ".join(statement.sql.split())  # whole, on one line
+        if entry.outcome == "done":  # ran in its phase's transaction: applied when the phase commits
+            if statement.phase not in ran:
+                print(f"  phase {statement.phase}: one transaction; its statements are applied when it commits",
+                      file=out, flush=True)
+            ran[statement.phase] = ran.get(statement.phase, 0) + 1
+            print(f"  phase {statement.phase} step {statement.step} [ran] {sql_text}", file=out, flush=True)
+        elif entry.outcome == "applied" and statement.phase in ran:  # the commit of statements listed above
+            if statement.phase not in committed:
+                committed.add(statement.phase)
+                print(f"  phase {statement.phase} committed: "
+                      f"{_plural(ran[statement.phase], 'statement', 'statements')} applied", file=out, flush=True)
+        else:
+            print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {sql_text}", file=out,
                   flush=True)
 
     print(f"\nrun {run.id}: applying", file=out, flush=True)  # apply compiles the phases itself
@@ -180,8 +223,11 @@ def cmd_runs(args: argparse.Namespace, db: Database, out: TextIO) -> int:
               file=out)
         return EXIT_OK
     columns = ["created_at", "name", "status", "steps", "blocking", "warnings", "applied_statements", "error"]
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        print(frame[columns].to_string(), file=out)
+    shown = frame[columns].astype(object).where(frame[columns].notna(), "")  # no "None" where nothing is recorded
+    if not shown["error"].astype(bool).any():
+        shown = shown.drop(columns="error")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(shown.to_string(), file=out)
     return EXIT_OK
 
 

@@ -97,7 +97,9 @@ _SECRET_PARAMETERS = frozenset({"password", "sslpassword", "sslkey", "passfile"}
 def redact_url(url: URL) -> str:
     """The URL for people: its password, and any secret query parameter, shown as ***."""
     query = {k: ("***" if k.lower() in _SECRET_PARAMETERS else v) for k, v in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    # postgresql://, as people write it: the driver SQLAlchemy is told to use is not part of their URL
+    shown = url.set(query=query, drivername=url.get_backend_name())
+    return shown.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 def _secrets(url: URL) -> list[str]:

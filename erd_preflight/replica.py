@@ -42,8 +42,10 @@ class Replica:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(int(self.timeout_s), 2),
                                    application_name="erd_preflight read_from")
         except psycopg.Error as exc:
-            raise ReplicaError(f"cannot connect to read_from {self.shown}: {' '.join(str(exc).split())}. Check the "
-                               "URL and that the standby accepts connections (hot_standby = on).") from exc
+            reason = " ".join(str(exc).split())
+            stop = "" if reason.endswith((".", "?", "!")) else "."
+            raise ReplicaError(f"cannot connect to read_from {self.shown}: {reason}{stop} Check the URL and that the "
+                               "standby accepts connections (hot_standby = on).") from exc
         self._conns.append(conn)
         return conn
 

@@ -54,7 +54,9 @@ def test_check_clear_exits_0_and_blocked_exits_1_with_a_readable_report(tmp_path
     assert blocked.returncode == 1, blocked.stderr
     assert "preflight BLOCKED" in blocked.stdout
     assert "[FAIL] step 1 from 0007_users.sql NOT_NULL_PRECHECK" in blocked.stdout
-    assert "first sample rows of NOT_NULL_PRECHECK (10 kept, 10 in all)" in blocked.stdout
+    assert "  NOT_NULL_PRECHECK: 10 violating rows; the first 3 shown:\n    id email\n     5  NULL\n" in blocked.stdout
+    assert ("[skip] step 2 from 0007_users.sql LARGE_TABLE_WARNING" not in blocked.stdout
+            or "--explore runs every check" in blocked.stdout)
     assert "Traceback" not in blocked.stderr
     run_sql("UPDATE users SET email = 'x' || id WHERE email IS NULL")
     clear = cli("check", str(plan), url=conninfo)
@@ -113,13 +115,17 @@ def test_apply_refused_exits_1_applied_exits_0_and_runs_lists_the_record(tmp_pat
     run_sql("UPDATE users SET email = 'x' || id WHERE email IS NULL")
     applied = cli("apply", str(plan), "--store-schema", store, url=conninfo)
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "phase A step 1 [applied]" in applied.stdout and "phase B step 2 [applied]" in applied.stdout
+    assert "phase A step 1 [ran] ALTER TABLE" in applied.stdout and "phase B step 2 [applied]" in applied.stdout
+    assert "phase A: one transaction; its statements are applied when it commits" in applied.stdout
+    assert "phase A committed: 1 statement applied" in applied.stdout
+    assert "phase A step 1 [applied]" not in applied.stdout, "each statement is printed once"
     assert applied.stdout.strip().endswith("applied")
     listed = cli("runs", "--store-schema", store, url=conninfo)
     assert listed.returncode == 0
     lines = listed.stdout.splitlines()
     assert any("applied" in line and "0007_users.sql" in line for line in lines)
     assert any("blocked" in line for line in lines)
+    assert "None" not in listed.stdout and "error" not in lines[0], "no error column when no run failed"
 
 
 def test_apply_that_fails_exits_3_and_names_the_record(tmp_path, conninfo, store, users, run_sql):
@@ -202,3 +208,46 @@ def test_the_readme_alembic_example_runs_and_names_the_blocking_revision(tmp_pat
                             env={**os.environ, "DATABASE_URL": conninfo, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert result.returncode == 1, result.stderr
     assert "from revision c3 (require email)" in result.stdout
+
+
+# --- the CLI's words, exactly -----------------------------------------------------------------------------
+
+
+def test_a_check_not_run_names_the_cli_flag_not_the_python_argument(tmp_path, conninfo, users, run_sql):
+    run_sql("CREATE UNIQUE INDEX users_email_key ON users (email)")
+    plan = tmp_path / "p.sql"
+    plan.write_text("ALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users ADD CHECK (id > 0);")
+    result = cli("check", str(plan), url=conninfo)
+    assert result.returncode == 1
+    assert ("[skip] step 2 from p.sql CHECK_CONSTRAINT_PRECHECK: not run: preflight stopped at the first blocking "
+            "result (step 1); --explore runs every check") in result.stdout
+    assert "explore=True" not in result.stdout
+
+
+def test_a_duplicate_sample_counts_groups_and_rows_apart_and_one_value_is_singular(tmp_path, conninfo, run_sql):
+    run_sql("CREATE TABLE people (id int, email text); "
+            "INSERT INTO people VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')")
+    plan = tmp_path / "p.sql"
+    plan.write_text("ALTER TABLE people ADD CONSTRAINT people_email_key UNIQUE (email);")
+    result = cli("check", str(plan), url=conninfo)
+    assert result.returncode == 1
+    assert "p.sql: 1 step · preflight BLOCKED · 1 of 1 check ran · 1 blocking · 0 warnings" in result.stdout
+    assert "1 value of (email) occurs more than once in " in result.stdout and "people, in 2 rows" in result.stdout
+    assert "UNIQUE_PRECHECK: 1 duplicate group (2 rows in it); all shown:" in result.stdout
+    run_sql("INSERT INTO people VALUES (4, 'b@x'), (5, 'c@x'), (6, 'c@x'), (7, 'c@x')")
+    again = cli("check", str(plan), url=conninfo)
+    assert "3 values of (email) occur more than once in " in again.stdout and "people, in 7 rows" in again.stdout
+    assert "UNIQUE_PRECHECK: 3 duplicate groups (7 rows in them); all shown:" in again.stdout
+
+
+def test_a_missing_plan_and_an_unreachable_server_are_one_clear_line_each(tmp_path, conninfo):
+    missing = cli("check", "nope.sql", url=conninfo, cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr == "erd-preflight: no such file: nope.sql\n"
+    plan = tmp_path / "p.sql"
+    plan.write_text("SELECT 1;")
+    down = cli("check", str(plan), url="postgresql://nobody@127.0.0.1:1/nothing")
+    first = down.stderr.splitlines()[0]
+    assert first.startswith("erd-preflight: cannot connect to postgresql://nobody@127.0.0.1:1/nothing: ")
+    assert first.endswith(" Check the URL and that the server accepts connections.")
+    assert "?." not in first and ".." not in first
+

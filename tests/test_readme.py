@@ -23,6 +23,13 @@ def test_demo_prints_a_blocked_report_with_sample_rows():
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert "preflight BLOCKED" in done.stdout
+    first = done.stdout.splitlines()[0]  # one friendly line, no percent-encoded socket path
+    if env.get("ERD_PREFLIGHT_TEST_URL"):
+        assert re.fullmatch(r"PostgreSQL \d+\.\d+ at .+, demo schema loaded in \d+\.\d s", first), first
+    else:
+        assert re.fullmatch(r"embedded PostgreSQL \d+\.\d+, started in \d+\.\d s, data in a temporary folder "
+                            r"\(removed when the demo ends\)", first), first
+    assert "%2F" not in done.stdout
     assert "10 of 1,000 rows of erd_preflight_demo.customers have NULL in email" in done.stdout
     assert "sample rows of FK_VIOLATIONS_PRECHECK" in done.stdout and "shared@example.com" in done.stdout
     # the runbook half: remediated, clear, applied in phases, recorded

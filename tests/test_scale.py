@@ -64,6 +64,19 @@ def test_a_scan_in_pieces_counts_what_postgresql_counts(db, run_sql, conninfo, w
     assert_agrees(report, postgres_accepts(conninfo, statement.split(";\n")), statement)
 
 
+def test_with_no_one_watching_a_large_table_is_read_in_one_query(db, run_sql, conninfo):
+    """Pieces serve progress and the early answer; without a progress callback and with exact counts, the
+    table is read in one query (PostgreSQL's own parallel scan), and counts the same."""
+    _one_in_a_hundred_null(run_sql)
+    statement = "ALTER TABLE t ALTER COLUMN a SET NOT NULL"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, **SMALL_PIECES)
+    stats = report.results[0].stats
+    assert stats["violations"] == 500 and stats["totalRows"] == 50_000 and "countedRows" not in stats
+    watched = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, progress=Recorder(), **SMALL_PIECES)
+    assert watched.results[0].stats["countedRows"] == 50_000, "with progress, the same table is read in pieces"
+    assert_agrees(report, postgres_accepts(conninfo, [statement]), statement)
+
+
 def _one_in_a_hundred_null(run_sql) -> None:
     run_sql("CREATE TABLE t (id int, a int)")
     run_sql("INSERT INTO t SELECT g, CASE WHEN g % 100 = 0 THEN NULL ELSE g END FROM generate_series(1, 50000) g")

@@ -121,8 +121,8 @@ def unique_check(index: int, step: AddUnique | CreateIndex, state: TableState,
         probe=DuplicatesProbe(source=source, columns=step.columns, nulls_not_distinct=nnd, where=where,
                               wide=wide_key(state, step.columns)
                               if isinstance(step, AddUnique) or step.method == "btree" else None),
-        fail=f"{{duplicateGroups}} values of ({cols}) occur more than once in {state.label}, in "
-        f"{{violations}} rows{null_rule}; {step_summary} would fail. Dedupe those rows first.",
+        fail=f"{{duplicateGroups:value|values}} of ({cols}) {{duplicateGroups:~occurs|occur}} more than once in {state.label}, in "
+        f"{{violations:row|rows}}{null_rule}; {step_summary} would fail. Dedupe those rows first.",
         ok=f"({cols}) is unique in {state.label} ({{totalRows}} rows){null_rule}.",
         notes=state.history_notes(),
     ))
@@ -468,7 +468,7 @@ def wide_key_check(index: int, step: CreateIndex, state: TableState) -> list[Che
         check_id=OBJECT_PRECHECK, step=index, step_summary=step.summary(), target=step.target(),
         probe=RowsProbe(source=state.source(own_rows=True), predicate=predicate), failure="warning",
         acknowledge=True,
-        fail=f"cannot verify step {index} before apply: {{violations}} rows of {state.label} have a key ({cols}) of "
+        fail=f"cannot verify step {index} before apply: {{violations:row|rows}} of {state.label} {{violations:~has|have}} a key ({cols}) of "
         f"more than {WIDE_KEY:,} bytes as stored, near btree's index row limit (2,704 bytes after compression; "
         "SQLSTATE 54000). Acknowledge this step, or index a hash of the value.",
         ok=f"no key ({cols}) of {state.label} is near btree's index row limit ({{totalRows}} rows).",

@@ -280,7 +280,7 @@ def _order_dependent(index: int, step: Step, state: TableState, layer: UpdateLay
             check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
             target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
             probe=RowsProbe(source=changed, predicate=predicate), failure="warning", acknowledge=True,
-            fail=f"cannot verify step {index} before apply: {{violations}} rows it changes take a ({cols}) that "
+            fail=f"cannot verify step {index} before apply: {{violations:row|rows}} it changes {{violations:~takes|take}} a ({cols}) that "
             f"another row it changes has until then; PostgreSQL checks the key row by row, so the UPDATE fails or "
             "not depending on the order it visits the rows in. Acknowledge this step, or make the key constraint "
             "DEFERRABLE, or update in two passes.",
@@ -340,8 +340,8 @@ def _unique_checks(index: int, step: Step, state: TableState, changed: set[str],
             check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
             target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
             probe=DuplicatesProbe(source=source, columns=columns, nulls_not_distinct=nnd),
-            fail=f"after {after}, {{duplicateGroups}} values of ({cols}) would occur more than once in {state.label}, "
-            f"in {{violations}} rows; {fails}.",
+            fail=f"after {after}, {{duplicateGroups:value|values}} of ({cols}) would occur more than once in {state.label}, "
+            f"in {{violations:row|rows}}; {fails}.",
             ok=f"({cols}) stays unique in {state.label} after {after} ({{totalRows}} rows).",
             notes=state.history_notes()))
     return checks
@@ -367,7 +367,7 @@ def _referenced_key(context: PlanContext, index: int, step: Step, state: TableSt
         return [Check(probe=OrphansProbe(child=child.source(own_rows=True), columns=key.columns,
                                          parent=state.source(own_rows=True),
                                          ref_columns=key.ref_columns, match_full=key.match_full),
-                      fail=f"after step {index}, {{violations}} rows of {child.label} would reference a "
+                      fail=f"after step {index}, {{violations:row|rows}} of {child.label} would reference a "
                       f"({cols}) that no row of {state.label} has any more ({shown}); the UPDATE would fail.",
                       ok=f"every row of {child.label} still has its {state.label} row after step {index} "
                       f"({{totalRows}} rows).", **common)]  # type: ignore[arg-type]
@@ -434,7 +434,7 @@ def _orphans_after(index: int, summary: str, label: str, child: TableState, chil
                          ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
         probe=OrphansProbe(child=child_source, columns=columns, parent=parent_source, ref_columns=ref_columns,
                            match_full=match_full),
-        fail=f"after the type change of {label}, {{violations}} rows of {child.label} have a ({cols}) with no "
+        fail=f"after the type change of {label}, {{violations:row|rows}} of {child.label} {{violations:~has|have}} a ({cols}) with no "
         f"matching {parent.label}({refs}); the foreign key fails when PostgreSQL checks it again.",
         ok=f"every ({cols}) of {child.label} still matches {parent.label}({refs}) after the type change of {label} "
         "({totalRows} rows).",

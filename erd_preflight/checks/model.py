@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -254,6 +256,27 @@ class CastProbe:
 Probe = Verdict | RowsProbe | DuplicatesProbe | OrphansProbe | CastProbe
 
 
+class _MessageFormatter(string.Formatter):
+    """A check's message from its stats: numbers with thousands separators, and ``{n:row|rows}`` for "1 row",
+    "2 rows" (``{n:~is|are}``: the word alone, agreeing with n). A count given as text ("at least 5") takes the
+    plural."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if "|" in format_spec:
+            bare = format_spec.startswith("~")
+            one, many = format_spec.removeprefix("~").split("|", 1)
+            word = one if isinstance(value, int) and not isinstance(value, bool) and value == 1 else many
+            if bare:
+                return word
+            return f"{value:,} {word}" if isinstance(value, int) else f"{value} {word}"
+        if isinstance(value, int) and not isinstance(value, bool) and not format_spec:
+            return f"{value:,}"
+        return super().format_field(value, format_spec)
+
+
+_MESSAGES = _MessageFormatter()
+
+
 @dataclass(frozen=True)
 class Check:
     """One check of one step. ``fail``/``ok`` are message templates filled with the measured stats."""
@@ -273,7 +296,7 @@ class Check:
     enum_values_added: bool = False  # an earlier step creates an enum or adds values the database lacks yet
 
     def message(self, text: str, stats: dict[str, Any]) -> str:
-        body = text.format(**{k: (f"{v:,}" if isinstance(v, int) else v) for k, v in stats.items()})
+        body = _MESSAGES.vformat(text, (), stats)
         return " ".join([body, *self.notes])
 
     def early_message(self, counted: dict[str, int]) -> str:

@@ -81,8 +81,8 @@ def partition_checks(index: int, step: RawSQL, context: PlanContext) -> list[Che
                     target=TargetRef(kind="column", schema=child.schema, table=child.name, columns=ix.columns),
                     probe=DuplicatesProbe(source=child.source(own_rows=True), columns=ix.columns,
                                           nulls_not_distinct=ix.nulls_not_distinct),
-                    fail=f"{{duplicateGroups}} values of ({cols}) occur more than once in {child.label}, in "
-                    f"{{violations}} rows; attaching it under {parent.label}'s unique index "
+                    fail=f"{{duplicateGroups:value|values}} of ({cols}) {{duplicateGroups:~occurs|occur}} more than once in {child.label}, in "
+                    f"{{violations:row|rows}}; attaching it under {parent.label}'s unique index "
                     f"{display_name(ix.name)} would fail. Dedupe those rows first.",
                     ok=f"({cols}) is unique in {child.label} ({{totalRows}} rows), as {parent.label}'s unique index "
                     f"{display_name(ix.name)} needs.", notes=child.history_notes()))

@@ -70,7 +70,7 @@ def raw_index_checks(index: int, step: RawSQL, stmt: ast.IndexStmt, context: Pla
         check_id=OBJECT_PRECHECK, step=index, step_summary=step.summary(), target=target,
         # num_nulls reads every key, so each expression is computed for each row (and never true below 0)
         probe=RowsProbe(source=keyed, predicate=sql.SQL("num_nulls({}) < 0").format(every)),
-        fail="{violations} rows", ok=f"every key ({shown}) of the index computes on the rows of {state.label} it covers "
+        fail="{violations:row|rows}", ok=f"every key ({shown}) of the index computes on the rows of {state.label} it covers "
         "({totalRows} rows).", notes=state.history_notes())]
     method = (stmt.accessMethod or "btree").lower()
     if method == "btree":
@@ -78,7 +78,7 @@ def raw_index_checks(index: int, step: RawSQL, stmt: ast.IndexStmt, context: Pla
             check_id=OBJECT_PRECHECK, step=index, step_summary=step.summary(), target=target,
             probe=RowsProbe(source=keyed, predicate=sql.SQL("pg_column_size(ROW({})) > {}").format(
                 every, sql.Literal(WIDE_KEY))), failure="warning", acknowledge=True,
-            fail=f"cannot verify step {index} before apply: {{violations}} rows of {state.label} have an index key "
+            fail=f"cannot verify step {index} before apply: {{violations:row|rows}} of {state.label} {{violations:~has|have}} an index key "
             f"({shown}) wider than {WIDE_KEY:,} bytes, near btree's index row limit (2,704 bytes after "
             "compression; SQLSTATE 54000). Acknowledge this step, or index a hash of the value.",
             ok=f"no key ({shown}) is near btree's index row limit ({{totalRows}} rows).", notes=state.history_notes()))
@@ -94,8 +94,8 @@ def raw_index_checks(index: int, step: RawSQL, stmt: ast.IndexStmt, context: Pla
             checks.append(Check(
                 check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(), target=target,
                 probe=DuplicatesProbe(source=keyed, columns=names, nulls_not_distinct=nnd),
-                fail=f"{{duplicateGroups}} values of ({shown}) occur more than once among the rows of {state.label} "
-                f"the index covers, in {{violations}} rows{rule}; the unique index would fail. Dedupe them first.",
+                fail=f"{{duplicateGroups:value|values}} of ({shown}) {{duplicateGroups:~occurs|occur}} more than once among the rows of {state.label} "
+                f"the index covers, in {{violations:row|rows}}{rule}; the unique index would fail. Dedupe them first.",
                 ok=f"({shown}) is unique among the rows of {state.label} the index covers ({{totalRows}} rows){rule}.",
                 notes=state.history_notes()))
     return checks

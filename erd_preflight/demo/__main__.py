@@ -4,17 +4,29 @@ with the generated SQL, preflight again (clear), apply in phases, and print the 
 from __future__ import annotations
 
 import sys
+import time
 
 import pandas as pd
 
-from .. import MigrationPlan, MigrationRun, run_preflight, runs
+from .. import Database, MigrationPlan, MigrationRun, run_preflight, runs
 from . import demo_database, migration_sql
+
+
+def database_line(db: Database, embedded: bool, seconds: float) -> str:
+    """The demo's first line: which server, how long it took to be ready, where its data lives."""
+    with db.engine.connect() as conn:
+        version = str(conn.exec_driver_sql("SHOW server_version").scalar()).split()[0]
+    if embedded:
+        return (f"embedded PostgreSQL {version}, started in {seconds:.1f} s, data in a temporary folder "
+                "(removed when the demo ends)")
+    return f"PostgreSQL {version} at {db.url}, demo schema loaded in {seconds:.1f} s"
 
 
 def main(argv: list[str]) -> int:
     url = argv[0] if argv else None
+    started = time.perf_counter()
     db = demo_database(url)
-    print(f"database: {db.url}{' (embedded PostgreSQL)' if url is None else ''}")
+    print(database_line(db, url is None, time.perf_counter() - started))
     plan = MigrationPlan.from_sql(migration_sql(), name="0042_orders.sql")
     print(f"plan 0042_orders.sql: {len(plan.steps)} steps, fingerprint {plan.fingerprint[:12]}")
     for note in plan.notes:
