@@ -5,7 +5,8 @@
     erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...] [--acknowledge STEP ...]
     erd-preflight runs [--db URL]
 
-PLAN is a ``.sql`` file, a folder of migrations, or ``alembic:PATH/alembic.ini``. Without ``--db`` the URL comes
+PLAN is a ``.sql`` file, a folder of migrations, ``alembic:PATH/alembic.ini``, or ``TOOL:PATH`` for prisma, diesel,
+atlas, liquibase or django (a folder in one of their layouts is recognised without the prefix). Without ``--db`` the URL comes
 from ERD_PREFLIGHT_URL, then DATABASE_URL. Exit codes: 0 clear / applied, 1 blocked / refused, 2 usage or
 connection error, 3 apply failed, 130 cancelled (Ctrl-C).
 """
@@ -37,6 +38,8 @@ from .sqlparse import read_sql_file
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
+PLAN_HELP = ("a .sql file, a folder of migrations, alembic:PATH/alembic.ini, or prisma:PATH, diesel:PATH, atlas:PATH, "
+             "liquibase:CHANGELOG, django:PATH/manage.py")
 EXIT_CANCELLED = 130  # a shell's code for Ctrl-C
 SAMPLE_ROWS = 3
 
@@ -54,7 +57,15 @@ def database_url(given: str | None) -> str:
 
 
 def load_plan(spec: str, db: Database) -> MigrationPlan:
-    """A ``.sql`` file, a folder of migrations (pending ones only), or ``alembic:PATH/alembic.ini``."""
+    """A ``.sql`` file, a folder of migrations (pending ones only), ``alembic:PATH/alembic.ini``, or
+    ``TOOL:PATH`` for prisma, diesel, atlas, liquibase or django."""
+    from .plan.tools import TOOLS, detect
+
+    tool, _, rest = spec.partition(":")
+    if rest and tool in TOOLS:
+        if not Path(rest).exists():
+            raise UsageError(f"no such file or folder: {rest}")
+        return MigrationPlan.from_tool(tool, rest, db=db)
     if spec.startswith("alembic:"):
         ini = Path(spec.removeprefix("alembic:"))
         if not ini.exists():
@@ -64,10 +75,14 @@ def load_plan(spec: str, db: Database) -> MigrationPlan:
     if path.is_dir():
         return MigrationPlan.from_dir(path, db=db)
     if path.is_file():
+        found = detect(path)  # a Liquibase changelog, a Django manage.py
+        if found is not None:
+            return MigrationPlan.from_tool(found[0].name, path, db=db)
         return MigrationPlan.from_sql(read_sql_file(path), name=path.name, origin=path.name)
     if not path.exists():
         raise UsageError(f"no such file: {spec}")
-    raise UsageError(f"{spec} is not a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+    raise UsageError(f"{spec} is not a .sql file, a folder of migrations, alembic:PATH/alembic.ini or TOOL:PATH "
+                     "(prisma, diesel, atlas, liquibase, django)")
 
 
 def nothing_pending(plan: MigrationPlan, out: TextIO) -> bool:
@@ -209,6 +224,9 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     print(f"\nrun {run.id}: applying", file=out, flush=True)  # apply compiles the phases itself
     record = run.apply(progress=progress)
     print(f"run {record.id}: {record.status}", file=out)
+    if plan.record_hint:
+        print("\nrecord it in the migration tool's own history (erd-preflight never writes it):", file=out)
+        print("\n".join("  " + line for line in plan.record_hint.splitlines()), file=out)
     return EXIT_OK
 
 
@@ -291,14 +309,14 @@ def parser() -> argparse.ArgumentParser:
                        help="show the traceback of an error")
 
     check = sub.add_parser("check", help="preflight a plan (read-only): exit 0 clear, 1 blocked")
-    check.add_argument("plan", help="a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+    check.add_argument("plan", help=PLAN_HELP)
     check.add_argument("--explore", action="store_true", help="run every check instead of stopping at a blocker")
     _rehearse_data_arguments(check)
     check.add_argument("--json", action="store_true", help="print exactly the contract JSON of the report")
     common(check)
 
     apply = sub.add_parser("apply", help="preflight, gate and apply in phases, recorded in migration_run")
-    apply.add_argument("plan", help="a .sql file, a folder of migrations, or alembic:PATH/alembic.ini")
+    apply.add_argument("plan", help=PLAN_HELP)
     apply.add_argument("--confirm-large", metavar="TABLE", action="append", default=[],
                        help="confirm a non-concurrent index build on this large table (repeatable)")
     apply.add_argument("--acknowledge", metavar="STEP", type=_count, action="append", default=[],

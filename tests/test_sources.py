@@ -166,6 +166,7 @@ def test_alembic_pending_revisions_are_preflighted_without_running_and_the_block
     plan = ep.MigrationPlan.from_alembic(ini, db=db)
     assert [s.kind for s in plan.steps] == ["add_column", "set_not_null"]
     assert plan.origins == ("revision b2 (add plan column)", "revision c3 (require email)")
+    assert plan.record_hint == f"alembic -c {ini} stamp c3"  # after an apply: Alembic's own history
     report = ep.run_preflight(plan, db)
     [blocker] = report.blockers
     assert blocker.check_id == "NOT_NULL_PRECHECK" and "from revision c3 (require email)" in blocker.message

@@ -5,6 +5,7 @@ SQL, which ``MigrationPlan.from_sql`` parses. Nothing is run against the databas
 from __future__ import annotations
 
 import io
+import shlex
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,4 +115,6 @@ def plan_from_alembic(cls: type[MigrationPlan], config_or_ini: Any, revision_ran
                 f"nothing pending: alembic_version is already at {start}",), nothing_pending=True)
         raise PlanError(f"the Alembic range {revision_range} holds no revision: there is nothing to preflight. "
                         "Give a range such as current:head or base:head")
-    return cls.concat(plans, name=name, notes=tuple(notes))
+    ini = getattr(config, "config_file_name", None)
+    stamp = f"alembic{' -c ' + shlex.quote(str(ini)) if ini else ''} stamp {shlex.quote(pending[-1].revision)}"
+    return cls.concat(plans, name=name, notes=tuple(notes)).model_copy(update={"record_hint": stamp})

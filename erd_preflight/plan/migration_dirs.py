@@ -15,6 +15,7 @@ what its history table says is applied.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,4 +195,26 @@ def plan_from_dir(cls: type[MigrationPlan], folder: Path, *, db: Any = None, his
             f"nothing pending: the history table lists all {len(files)} migration(s) as applied",),
             nothing_pending=True)
     plans = [cls.from_sql(f.sql(), origin=f.path.name) for f in pending]
-    return cls.concat(plans, name=folder.name, notes=tuple(notes))
+    return cls.concat(plans, name=folder.name, notes=tuple(notes)).model_copy(
+        update={"record_hint": record_hint(folder, pending)})
+
+
+def record_hint(folder: Path, pending: list[MigrationFile]) -> str | None:
+    """The command that records ``pending`` as applied in the folder's tool's history (None: no known tool)."""
+    versioned = [f for f in pending if f.tool not in ("flyway-repeatable",)]
+    if not versioned:
+        return None
+    last = versioned[-1]
+    if last.tool == "flyway":
+        return (f"flyway -locations={shlex.quote('filesystem:' + str(folder))} -target={last.version_text} "
+                "-skipExecutingMigrations=true migrate   (Flyway Teams; otherwise insert the rows flyway_schema_history "
+                "expects)")
+    if last.tool == "golang-migrate":
+        return f'migrate -path {shlex.quote(str(folder))} -database "$DATABASE_URL" force {last.version_text}'
+    if last.tool == "dbmate":
+        values = sql.SQL(", ").join(sql.SQL("({})").format(sql.Literal(f.version_text)) for f in versioned)
+        statement = sql.SQL("INSERT INTO schema_migrations (version) VALUES {};").format(values)
+        return f"dbmate has no command that marks a migration as run; run this SQL:\n{statement.as_string(None)}"
+    if last.tool == "sqitch":
+        return "sqitch deploy --log-only"
+    return None

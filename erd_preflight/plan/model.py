@@ -31,6 +31,13 @@ class MigrationPlan(Refusing):
     origins: tuple[str | None, ...] = Field(
         default=(), description="where each step came from (a file, an Alembic revision); empty: not recorded. "
         "Not part of the fingerprint: the same steps are the same plan wherever they were written.")
+    outside_transaction: tuple[int, ...] = Field(
+        default=(), description="steps (1-based) that a migration tool's directive runs outside any transaction "
+        "(diesel run_in_transaction = false, Atlas txmode none, Liquibase runInTransaction:false, a non-atomic "
+        "Django migration): apply runs each alone, in phase B. Part of the fingerprint when not empty.")
+    record_hint: str | None = Field(
+        default=None, description="how to record an apply of this plan in the migration tool's own history: "
+        "the commands to run (erd_preflight never writes another tool's table)")
 
     @model_validator(mode="after")
     def _one_origin_per_step(self) -> MigrationPlan:
@@ -38,6 +45,8 @@ class MigrationPlan(Refusing):
             raise ValueError("a plan with steps is not 'nothing pending'")
         if self.origins and len(self.origins) != len(self.steps):
             raise ValueError(f"origins has {len(self.origins)} entries for {len(self.steps)} steps")
+        if any(not 1 <= s <= len(self.steps) for s in self.outside_transaction):
+            raise ValueError(f"outside_transaction names a step outside 1..{len(self.steps)}")
         return self
 
     @classmethod
@@ -67,19 +76,42 @@ class MigrationPlan(Refusing):
         origins: tuple[str | None, ...] = ()
         if any(p.origins for p in plans):
             origins = tuple(o for p in plans for o in (p.origins or (None,) * len(p.steps)))
+        outside: list[int] = []
+        offset = 0
+        for p in plans:
+            outside.extend(offset + s for s in p.outside_transaction)
+            offset += len(p.steps)
         return cls(steps=tuple(s for p in plans for s in p.steps), name=name,
-                   notes=tuple(notes) + tuple(n for p in plans for n in p.notes), origins=origins)
+                   notes=tuple(notes) + tuple(n for p in plans for n in p.notes), origins=origins,
+                   outside_transaction=tuple(outside))
 
     @classmethod
     def from_dir(cls, path: str | Path, *, db: Any = None, history: bool = True) -> MigrationPlan:
         """The pending migrations of a folder, in the order its tool applies them (Flyway ``V3__x.sql``,
-        dbmate / golang-migrate timestamps and ``.up.sql``, sqitch's ``sqitch.plan``).
+        dbmate / golang-migrate timestamps and ``.up.sql``, sqitch's ``sqitch.plan``, and the layouts of
+        ``from_tool``: Prisma, Diesel, Atlas, Liquibase, Django).
 
         With ``db`` (a URL, Engine or Database) and ``history=True``, files that the tool's history table
         (``flyway_schema_history``, ``schema_migrations``) lists as applied are skipped, read read-only."""
         from .migration_dirs import plan_from_dir
+        from .tools import detect, plan_from_tool
 
+        found = detect(Path(path))
+        if found is not None:
+            return plan_from_tool(cls, found[0], Path(path), db=db, history=history)
         return plan_from_dir(cls, Path(path), db=db, history=history)
+
+    @classmethod
+    def from_tool(cls, tool: str, path: str | Path, *, db: Any = None, history: bool = True) -> MigrationPlan:
+        """The pending migrations of ``path`` as migration tool ``tool`` reads them: ``prisma``, ``diesel``,
+        ``atlas``, ``liquibase`` (a root changelog, or its folder) or ``django`` (a project's manage.py), each in
+        its own order, minus what its history table lists as applied (read read-only). ``record_hint`` says how
+        to record an apply in that history; a migration the tool runs outside a transaction is applied so."""
+        from .tools import TOOLS, plan_from_tool
+
+        if tool not in TOOLS:
+            raise PlanError(f"no migration tool {tool!r} here: {', '.join(TOOLS)}")
+        return plan_from_tool(cls, TOOLS[tool], Path(path), db=db, history=history)
 
     @classmethod
     def from_alembic(cls, config_or_ini_path: Any, revision_range: str = "current:head", *,
@@ -97,7 +129,9 @@ class MigrationPlan(Refusing):
 
     def canonical_json(self) -> str:
         """The steps as canonical JSON: sorted keys, no whitespace. The fingerprint hashes this."""
-        payload = [s.model_dump(mode="json", by_alias=True) for s in self.steps]
+        payload: Any = [s.model_dump(mode="json", by_alias=True) for s in self.steps]
+        if self.outside_transaction:  # how apply runs them is part of the plan; without it, fingerprints stay put
+            payload = {"steps": payload, "outsideTransaction": sorted(self.outside_transaction)}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @property
