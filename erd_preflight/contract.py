@@ -239,6 +239,12 @@ class PreflightReport(ContractModel):
 
         return findings_styler(self)
 
+    def plot_violations(self, ax: Any = None) -> Any:
+        """Violating rows per step, one bar per finding (matplotlib through pandas); returns the Axes."""
+        from .frames import plot_violations
+
+        return plot_violations(self, ax)
+
     def _repr_html_(self) -> str:
         from .display import report_html
 

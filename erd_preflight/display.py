@@ -103,8 +103,31 @@ def frame_html(frame: pd.DataFrame, *, max_rows: int | None = SAMPLE_ROWS_SHOWN)
     if max_rows is not None and len(frame) > max_rows:
         more = f"<div style='color:#6b7280'>… {len(frame) - max_rows:,} more rows</div>"
         frame = frame.head(max_rows)
-    shown = frame.astype(object).map(lambda v: "NULL" if _is_null(v) else v)
-    return shown.to_html(index=False, border=0, classes="erd-table") + more
+    import pandas as pd
+
+    shown = frame.astype(object).map(shown_value)
+    with pd.option_context("display.max_colwidth", None):  # whole values: SQL is never cut mid-word
+        table = shown.to_html(index=False, border=0, classes="erd-table", escape=True)
+    return f"<div class='erd-wrap'>{table}</div>" + more
+
+
+def shown_value(value: Any) -> Any:
+    """A sample value as PostgreSQL shows it: NULL as the word NULL, a decimal with its scale, a timestamp with
+    its zone."""
+    import decimal
+
+    import pandas as pd
+
+    if _is_null(value):
+        return "NULL"
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # 16.75 stays 16.75, 2.50 stays 2.50
+    if isinstance(value, pd.Timestamp):
+        text = value.isoformat(sep=" ")
+        return text.replace("+00:00", "+00") if value.tzinfo is not None else text
+    if isinstance(value, float):
+        return repr(value)
+    return value
 
 
 def _is_null(value: Any) -> bool:
@@ -122,47 +145,173 @@ def _stats_text(stats: dict[str, Any] | None) -> str:
     return ", ".join(f"{esc(k)} {v:,}" if isinstance(v, int) else f"{esc(k)} {esc(v)}" for k, v in stats.items())
 
 
-def finding_html(finding: PreflightCheckResult, samples: pd.DataFrame | None = None, *, index: int | None = None,
-                 step: int | None = None, open_: bool = True) -> str:
-    """One finding: its mark, target, message, counts and first sample rows."""
+# What a checklist line shows of a check's counts; the rest of its stats are in the finding.
+_TABLE_STYLE = ("<style>.erd-list{border-collapse:collapse;margin:2px 0;font-size:13px}"
+                ".erd-list th{text-align:left;font-weight:600;padding:3px 12px 3px 0;border-bottom:1px solid #d1d5db;"
+                "white-space:nowrap}.erd-list td{padding:3px 12px 3px 0;vertical-align:middle;white-space:nowrap}"
+                ".erd-list tr.erd-skipped td{color:#9ca3af}.erd-bar{display:inline-block;width:60px;height:8px;"
+                "background:#f3f4f6;border-radius:4px;vertical-align:middle;margin-left:6px;overflow:hidden}"
+                ".erd-bar>span{display:block;height:8px}.erd-wrap{overflow-x:auto;max-width:100%}"
+                ".erd-table{border-collapse:collapse}.erd-table th,.erd-table td{padding:2px 10px 2px 0;"
+                "text-align:left;vertical-align:top}</style>")
+
+
+def share_bar(violations: int | None, total: int | None, outcome: str) -> str:
+    """A small bar: the share of rows that violate (at least a sliver when any does)."""
+    if not violations or not total:
+        return ""
+    percent = max(100 * violations / total, 2.0)
+    colour = MARKS.get(outcome, ("", "#7f1d1d", ""))[1]
+    return (f"<span class='erd-bar' title='{100 * violations / total:.2f}% of rows'><span style='width:"
+            f"{min(percent, 100):.1f}%;background:{colour}'></span></span>")
+
+
+def _counts(stats: dict[str, Any], outcome: str) -> str:
+    violations, total = stats.get("violations"), stats.get("totalRows")
+    if outcome == "skipped":
+        return "not run"
+    if isinstance(violations, int) and isinstance(total, int):
+        return f"{violations:,} of {total:,}{share_bar(violations, total, outcome)}"
+    if isinstance(total, int):
+        return f"{total:,} rows"
+    return ""
+
+
+def checklist_html(report: PreflightReport) -> str:
+    """The checklist, one line per check: mark, step, check, target, violations of rows with a bar for the
+    share, and ms. Each check's message is in its finding (a pass's and a skip's in the report's data)."""
+    rows = []
+    for run in report.checks:
+        fg, bg = MARKS.get(run.outcome, ("", "#374151", "#f3f4f6"))[1:]
+        pill = (f"<span style='color:{fg};background:{bg};font-weight:600;padding:0 6px;border-radius:8px'>"
+                f"{esc(mark(run.outcome))}</span>")
+        target = run.target_ref.label() if run.target_ref else ""
+        ms = "" if run.outcome == "skipped" or run.duration_ms is None else f"{run.duration_ms:,.1f}"
+        rows.append(f"<tr class='erd-{esc(run.outcome)}' title='{esc(run.message)}'><td>{pill}</td><td>{run.step}</td>"
+                    f"<td>{esc(run.check_id)}</td><td>{esc(target)}</td>"
+                    f"<td style='text-align:right'>{_counts(run.stats or {}, run.outcome)}</td>"
+                    f"<td style='text-align:right'>{ms}</td></tr>")
+    return (f"{_TABLE_STYLE}<div class='erd-wrap'><table class='erd-list'><tr><th></th><th>step</th><th>check</th>"
+            "<th>target</th><th style='text-align:right'>violations of rows</th><th style='text-align:right'>ms</th>"
+            f"</tr>{''.join(rows)}</table></div>")
+
+
+def finding_title(finding: PreflightCheckResult, step: int | None = None) -> str:
+    """One line naming a finding: mark, check, step, target, and how many rows (plain text, for a title)."""
+    stats = finding.stats or {}
+    target = finding.target_ref.label() if finding.target_ref else ""
+    counts = ""
+    if isinstance(stats.get("violations"), int) and isinstance(stats.get("totalRows"), int):
+        counts = f" · {stats['violations']:,} of {stats['totalRows']:,} rows"
+    return (f"{mark(finding.severity)} {finding.check_id}" + (f" · step {step}" if step is not None else "")
+            + (f" · {target}" if target else "") + counts)
+
+
+def finding_html(finding: PreflightCheckResult, samples: pd.DataFrame | None = None, *, step: int | None = None,
+                 collapsible: bool = True, open_: bool = True, plot: str | None = None) -> str:
+    """One finding, said once: its title (the disclosure, when ``collapsible``), the message, the other
+    counts, the first sample rows and, when given, a plot (an <img>)."""
     from .frames import rows_frame
 
     if samples is None and finding.sample_rows:
         samples = rows_frame(finding.sample_rows, None)
-    target = finding.target_ref.label() if finding.target_ref else ""
-    head = (f"{badge(mark(finding.severity), finding.severity)} <b>{esc(finding.check_id)}</b>"
-            + (f" · step {step}" if step is not None else "") + (f" · {esc(target)}" if target else "")
-            + (f" <span style='color:#6b7280'>(finding {index})</span>" if index is not None else ""))
-    body = [f"<div style='margin:4px 0'>{esc(finding.message)}</div>"]
-    stats = _stats_text(finding.stats)
-    if stats:
-        body.append(f"<div style='color:#374151'>{stats}</div>")
+    body = [f"<div style='margin:4px 0;max-width:80em'>{esc(finding.message)}</div>"]
+    extra = {k: v for k, v in (finding.stats or {}).items() if k not in ("violations", "totalRows")}
+    if extra:
+        body.append(f"<div style='color:#6b7280'>{_stats_text(extra)}</div>")
     if samples is not None and len(samples):
-        body.append(f"<div style='margin-top:4px'>sample violating rows ({len(samples)} kept):</div>")
+        unit = "duplicate groups" if "duplicateGroups" in (finding.stats or {}) else "violating rows"
+        shown = min(len(samples), SAMPLE_ROWS_SHOWN)
+        body.append(f"<div style='margin-top:6px;color:#374151'>sample {unit}: the first {shown:,} of "
+                    f"{len(samples):,} kept</div>")
         body.append(frame_html(samples))
-    return (f"<details class='erd-finding' {'open' if open_ else ''} style='margin:6px 0'><summary>{head}</summary>"
-            f"<div style='margin-left:18px'>{''.join(body)}</div></details>")
+    if plot:
+        body.append(plot)
+    inner = "".join(body)
+    if not collapsible:
+        return f"{_TABLE_STYLE}<div class='erd-finding'>{inner}</div>"
+    fg = MARKS.get(finding.severity, ("", "#374151", ""))[1]
+    return (f"<details class='erd-finding' {'open' if open_ else ''} style='margin:6px 0'><summary style='color:{fg};"
+            f"font-weight:600'>{esc(finding_title(finding, step))}</summary><div style='margin-left:18px'>{inner}"
+            "</div></details>")
+
+
+def report_head(report: PreflightReport, run_id: int | None = None, note: str = "") -> str:
+    """The report's one-line status: badge, counts, and (for a stored run) which run; ``note`` after it."""
+    ran = [c for c in report.checks if c.outcome != "skipped"]
+    skipped = len(report.checks) - len(ran)
+    warnings = len(report.warnings)
+    parts = [badge("preflight " + report.status.upper(), report.status)]
+    if run_id is not None:
+        parts.append(f"run {run_id}")
+    parts.append(f"{len(ran)} of {len(report.checks)} {'check' if len(report.checks) == 1 else 'checks'} ran"
+                 + (f" ({skipped} skipped after the first blocker)" if skipped else ""))
+    parts.append(f"{len(report.blockers)} blocking · {warnings} {'warning' if warnings == 1 else 'warnings'}")
+    return "<div>" + " · ".join(parts[:1]) + " " + " · ".join(parts[1:]) + note + "</div>"
 
 
 def report_html(report: PreflightReport) -> str:
-    """The whole report: status, counts, the coloured checklist, then each finding with its sample rows."""
-    ran = [c for c in report.checks if c.outcome != "skipped"]
-    head = (f"<div>{badge('preflight ' + report.status.upper(), report.status)} "
-            f"{len(ran)} of {len(report.checks)} checks ran · {len(report.blockers)} blocking · "
-            f"{len(report.warnings)} warnings · created {esc(report.model_dump(mode='json', by_alias=True)['createdAt'])}"
-            "</div>")
-    parts = [head]
+    """The whole report: status, counts, the checklist, then each finding with its sample rows."""
+    created = esc(report.model_dump(mode="json", by_alias=True)["createdAt"])
+    parts = [report_head(report, note=f" · created {created}")]
     if report.checks:
         parts.append("<h4 style='margin:8px 0 4px'>Checklist</h4>")
-        parts.append(checklist_styler(report).to_html())
+        parts.append(checklist_html(report))
     steps = {run.finding: run.step for run in report.checks if run.finding is not None}
     if report.results:
         parts.append("<h4 style='margin:8px 0 4px'>Findings</h4>")
         for index, finding in enumerate(report.results):
             samples = report.samples(index) if finding.sample_rows else None
-            parts.append(finding_html(finding, samples, index=index, step=steps.get(index),
-                                      open_=finding.severity == "blocking"))
+            parts.append(finding_html(finding, samples, step=steps.get(index), open_=finding.severity == "blocking"))
     return f"<div class='erd-report'>{''.join(parts)}</div>"
+
+
+def over_time_html(frame: pd.DataFrame, title: str) -> str:
+    """A finding's violations over time (``MigrationRun.violations_over_time``) as a bar chart (a PNG, drawn by
+    matplotlib when it is installed) above the same counts as a table, which reads without it."""
+    period, column = frame.attrs.get("period", "period"), frame.attrs.get("column", "")
+    counted = frame.copy()
+    counted["at"] = [("NULL" if _is_null(v) else v.strftime("%Y-%m-%d %H:%M" if period == "hour" else
+                                                            "%Y-%m" if period == "month" else "%Y-%m-%d"))
+                     for v in counted["at"]]
+    image = ""
+    try:
+        image = _bar_chart_png(list(counted["at"]), list(counted["violations"]),
+                               f"{title}: violating rows per {period} of {column}")
+    except ImportError:
+        image = "<div style='color:#6b7280'>(pip install 'erd_preflight[notebook]' to see this as a chart)</div>"
+    table = counted.rename(columns={"at": f"{period} of {column}", "violations": "violating rows"})
+    first = next((v for v in counted["at"] if v != "NULL"), None)
+    lead = (f"<div style='margin:4px 0'>violating rows per {esc(period)} of <b>{esc(column)}</b>"
+            + (f": the first in the {esc(period)} of {esc(first)}" if first else "") + "</div>")
+    return (f"<div class='erd-over-time'>{lead}{image}<details><summary>the counts</summary>"
+            f"{frame_html(table, max_rows=None)}</details></div>")
+
+
+def _bar_chart_png(labels: list[str], values: list[int], title: str) -> str:
+    """A small bar chart as an inline <img> (PNG, base64): nothing to fetch, kept in the saved notebook."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here: draw into a buffer
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 2.4), dpi=100)
+    axes = figure.subplots()
+    axes.bar(range(len(values)), values, color="#b91c1c")
+    step = max(1, len(labels) // 12)
+    axes.set_xticks(range(0, len(labels), step), [labels[i] for i in range(0, len(labels), step)], rotation=30,
+                    ha="right", fontsize=8)
+    axes.set_ylabel("rows", fontsize=8)
+    axes.set_title(title, fontsize=9, loc="left")
+    axes.spines[["top", "right"]].set_visible(False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='{esc(title)}' src='data:image/png;base64,{data}' style='max-width:100%'/>"
 
 
 def plan_frame(plan: MigrationPlan) -> pd.DataFrame:
@@ -224,12 +373,28 @@ def _list(items: Iterable[str]) -> str:
     return f"<ul style='margin:4px 0'>{rows}</ul>" if rows else ""
 
 
-def gate_html(decision: GateDecision, *, remediations: bool = True) -> str:
-    """Apply allowed or blocked, every reason, the confirmations needed, the remediations and notes."""
-    verdict = "Apply allowed" if decision.can_apply else "Apply blocked"
-    parts = [f"<div>{badge(verdict, 'clear' if decision.can_apply else 'blocked')} run {decision.run_id} · "
-             f"status {esc(decision.status)}</div>"]
-    parts.append(_list(f"<b>{esc(r.code)}</b>: {esc(r.message)}" for r in decision.reasons))
+def gate_html(decision: GateDecision, *, remediations: bool = True, report: PreflightReport | None = None) -> str:
+    """Apply allowed or blocked (or the run applied), every reason, the confirmations needed, the remediations
+    and notes. With ``report``, a reason about a finding names it in one line; its message is in the finding."""
+    if decision.status == "applied":
+        head = f"{badge('Applied', 'applied')} run {decision.run_id} is applied: nothing left to apply"
+    elif decision.status == "applying":
+        head = f"{badge('Applying', 'applying')} run {decision.run_id} is being applied"
+    else:
+        verdict = "Apply allowed" if decision.can_apply else "Apply blocked"
+        head = (f"{badge(verdict, 'clear' if decision.can_apply else 'blocked')} run {decision.run_id} · status "
+                f"{esc(decision.status)}")
+    parts = [f"<div>{head}</div>"]
+    steps = {run.finding: run.step for run in report.checks if run.finding is not None} if report else {}
+
+    def reason(r: Any) -> str:
+        if report is not None and r.finding is not None and r.finding < len(report.results):
+            return f"<b>{esc(r.code)}</b>: {esc(finding_title(report.results[r.finding], steps.get(r.finding)))} " \
+                   "(see its finding)"
+        return f"<b>{esc(r.code)}</b>: {esc(r.message)}"
+
+    if decision.status != "applied":
+        parts.append(_list(reason(r) for r in decision.reasons))
     if decision.confirmations_needed:
         rows = "".join(
             f"<tr><td>{esc(q.table)}</td><td>{q.step}</td><td>{q.estimated_rows:,}</td>"
@@ -292,7 +457,14 @@ def runs_styler(frame: pd.DataFrame) -> Styler:
                 "font-weight:600" if v in STATUS_COLOURS else "" for v in column]
 
     styler = frame.style.apply(colour, subset=["status"]).format(escape="html", na_rep="")
+    styler = styler.set_table_styles([{"selector": "td, th", "props": "padding:2px 10px 2px 0;text-align:left;"
+                                                                      "white-space:nowrap"}])
     return styler.set_uuid(_uuid("runs", frame.reset_index().to_dict("split")))
+
+
+def runs_html(frame: pd.DataFrame) -> str:
+    """The audit trail, scrolling sideways rather than cut off at the right edge."""
+    return f"<div class='erd-wrap' style='overflow-x:auto;max-width:100%'>{runs_styler(frame).to_html()}</div>"
 
 
 # ---------------------------------------------------------------------------------------------------------

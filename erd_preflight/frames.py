@@ -137,3 +137,17 @@ def partitions_frame(report: PreflightReport, check: str | int) -> pd.DataFrame:
     return pd.DataFrame({"partition": names, "rows": [int(stats[f"rows[{n}]"]) for n in names],
                          "violations": [int(stats.get(f"violations[{n}]", 0)) for n in names]},
                         columns=["partition", "rows", "violations"])
+
+
+def plot_violations(report: PreflightReport, ax: Any = None) -> Any:
+    """Violating rows per step, one bar per finding (``step N CHECK_ID``), drawn by pandas with matplotlib
+    (``pip install 'erd_preflight[notebook]'``). Returns the matplotlib Axes."""
+    frame = findings_frame(report)
+    frame = frame[frame["violations"].notna()]
+    labels = [f"step {s} {c}" for s, c in zip(frame["step"], frame["checkId"])]
+    shown = pd.DataFrame({"violating rows": frame["violations"].astype(float).to_numpy()}, index=labels)
+    colours = ["#b91c1c" if v == "blocking" else "#ca8a04" for v in frame["severity"]]
+    axes = shown.iloc[::-1].plot.barh(ax=ax, legend=False, color=colours[::-1],
+                                      title="violating rows per step", figsize=(7, 0.4 * len(shown) + 1))
+    axes.set_xlabel("rows")
+    return axes

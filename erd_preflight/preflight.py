@@ -220,6 +220,58 @@ def violating_rows(db: Database, check: Check, *, offset: int, limit: int,
             return _violating_page(conn, executor, check, offset=offset, limit=limit)
 
 
+# A timestamp, a timestamp with time zone or a date: what a plot over time can use.
+TIME_TYPES = ("timestamp", "timestamp with time zone", "timestamp without time zone", "timestamptz", "date")
+
+
+def _rows_query(check: Check) -> sql.Composable | None:
+    """Every violating row of a data check, whole rows (None: its violations are not rows, e.g. duplicate
+    groups, or a conversion whose failing rows only a per-row pass finds)."""
+    from .checks import OrphansProbe, RowsProbe
+
+    probe = check.probe
+    if isinstance(probe, (RowsProbe, OrphansProbe)):
+        return probe.violations()
+    if isinstance(probe, CastProbe) and probe.input_text is not None:
+        return sql.SQL("SELECT * FROM {} WHERE {}").format(probe.source.from_item(), probe.violation())
+    return None
+
+
+def time_columns(db: Database, check: Check, timeout: float = 60.0) -> list[str]:
+    """The columns of a check's violating rows that a plot over time can use (timestamps and dates), in table
+    order; empty when its violations are not rows."""
+    query = _rows_query(check)
+    if query is None:
+        return []
+    with db.dedicated() as conn, read_only(conn, timeout):
+        cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS v LIMIT 0").format(query))
+        return [d.name for d in cur.description or [] if d.type_display.split("(")[0] in TIME_TYPES]
+
+
+def violations_over_time(db: Database, check: Check, column: str, *,
+                         timeout: float = 60.0) -> tuple[str, list[tuple[Any, int]]]:
+    """The violating rows of a data check counted per period of ``column`` (a timestamp or date column of the
+    rows), read-only: the period (hour, day, week or month, from the span of the values) and (start, rows)
+    in time order. Rows whose ``column`` is NULL are counted under a start of None."""
+    query = _rows_query(check)
+    if query is None:
+        raise PreflightError(f"{check.check_id}'s violations are not rows of one table, so they cannot be counted "
+                             "over time")
+    if column not in time_columns(db, check, timeout):
+        raise PreflightError(f"{column!r} is not a timestamp or date column of {check.check_id}'s violating rows: "
+                             f"pick one of {', '.join(time_columns(db, check, timeout)) or 'none'}")
+    t = sql.Identifier(column)
+    with db.dedicated() as conn, read_only(conn, timeout):
+        conn.execute("SELECT set_config('TimeZone', 'UTC', true)")  # periods start at UTC midnight
+        span = conn.execute(sql.SQL("SELECT max({t})::timestamptz - min({t})::timestamptz FROM ({q}) AS v").format(
+            t=t, q=query)).fetchone()
+        days = span[0].total_seconds() / 86400 if span and span[0] is not None else 0.0
+        period = "month" if days > 730 else "week" if days > 120 else "day" if days > 3 else "hour"
+        rows = conn.execute(sql.SQL("SELECT date_trunc({p}, {t}::timestamptz) AS at, count(*) FROM ({q}) AS v "
+                                    "GROUP BY 1 ORDER BY 1 NULLS LAST").format(p=sql.Literal(period), t=t, q=query))
+        return period, [(r[0], int(r[1])) for r in rows.fetchall()]
+
+
 def _violating_page(conn: psycopg.Connection[Any], executor: _Executor, check: Check, *, offset: int,
                     limit: int) -> tuple[list[dict[str, Any]], list[SampleColumn]]:
     from .remediation import order_for, violations_query

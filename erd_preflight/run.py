@@ -47,7 +47,15 @@ from .gate import (
 from .phases import ApplyPhases, compile_phases, lock_settings
 from .plan import MigrationPlan
 from .scan import Cancel
-from .preflight import ProgressCallback, catalog_session, json_value, run_preflight, violating_rows
+from .preflight import (
+    ProgressCallback,
+    catalog_session,
+    json_value,
+    run_preflight,
+    time_columns,
+    violating_rows,
+    violations_over_time,
+)
 from .remediation import Remediation, remediations_for
 from .resume import Remaining, remaining_steps
 from .sqlparse import normalize_expression
@@ -386,6 +394,31 @@ class MigrationRun:
                                        timeout=self.preflight_options.check_timeout)
         return rows_frame(rows, columns)
 
+    def time_columns(self, finding: int | str) -> list[str]:
+        """The timestamp and date columns of a finding's violating rows: what ``violations_over_time`` plots."""
+        check = self.check_of(finding)
+        return [] if check is None else time_columns(self.db, check, self.preflight_options.check_timeout)
+
+    def violations_over_time(self, finding: int | str, column: str | None = None) -> pd.DataFrame:
+        """A finding's violating rows counted per period of a timestamp or date ``column`` (default: the first
+        of ``time_columns``), read-only: columns ``at`` and ``violations``; ``attrs`` holds the period and the
+        column. It shows when the bad data started. ``frame.plot(x="at", y="violations")`` draws it."""
+        import pandas as pd
+
+        check = self.check_of(finding)
+        if check is None:
+            raise ValueError(f"finding {finding!r} is not a data check of this plan; its rows cannot be counted.")
+        if column is None:
+            found = time_columns(self.db, check, self.preflight_options.check_timeout)
+            if not found:
+                raise ValueError(f"the violating rows of finding {finding!r} have no timestamp or date column")
+            column = found[0]
+        period, counted = violations_over_time(self.db, check, column, timeout=self.preflight_options.check_timeout)
+        frame = pd.DataFrame(counted, columns=["at", "violations"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        frame.attrs.update(period=period, column=column)
+        return frame
+
     def remediate(self, remediation: Remediation, *, value: Any = None, expression: str | None = None) -> int:
         """Run one runnable remediation (its own transaction, under lock_timeout) and record it. Returns the
         rows it changed. The report no longer describes the data: run the preflight again afterwards.
@@ -452,8 +485,12 @@ class MigrationRun:
         return True
 
     def apply(self, *, confirm_large_non_concurrent: Iterable[str] = (), acknowledge: Iterable[int] = (),
-              options: ApplyOptions | None = None, progress: ApplyProgress | None = None) -> RunRecord:
+              options: ApplyOptions | None = None, progress: ApplyProgress | None = None,
+              cancel: Cancel | None = None) -> RunRecord:
         """Apply the plan in phases if the gate allows it; otherwise raise ``ApplyBlocked`` with the reasons.
+        ``cancel``: a ``Cancel`` whose ``cancel()`` (another thread, a panel's button) stops the apply before its
+        next statement and cancels the running one on the server; the record says where it stopped, and a new
+        apply continues from there.
 
         Holds the database's apply lock throughout (a second apply raises ``ConcurrentApply``). A failure
         raises ``ApplyFailed`` after recording what was applied and what was not."""
@@ -473,7 +510,7 @@ class MigrationRun:
                 self._record = self.store.transition(
                     self.id, "applying", note=f"apply started: {len(phases)} statements",
                     gate=decision.model_dump(mode="json"))
-                runner = PhaseRunner(self.db, conn, self.store, self.id, opts, progress)
+                runner = PhaseRunner(self.db, conn, self.store, self.id, opts, progress, cancel=cancel)
                 try:
                     runner.run(phases)
                 except ApplyFailure as failure:

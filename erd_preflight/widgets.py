@@ -26,22 +26,25 @@ from .db import Database, connect
 from .display import (
     acknowledgement_request_html,
     apply_log_html,
-    note_html,
     badge,
+    checklist_html,
     confirmation_request_html,
     error_html,
-    checklist_styler,
     esc,
     finding_html,
+    finding_title,
     frame_html,
     gate_html,
     mark,
+    note_html,
+    over_time_html,
     plan_html,
     remediated_html,
     remediation_sql_html,
+    report_head,
     report_html,
     run_html,
-    runs_styler,
+    runs_html,
 )
 from .gate import AcknowledgementRequest, ConfirmationRequest, GateDecision, matches_table
 from .phases import PhaseStatement
@@ -166,14 +169,16 @@ def _short(r: Remediation) -> str:
 
 
 class FindingView(widgets.VBox):
-    """One finding: message, counts, sample rows, and what can be done about it."""
+    """One finding, said once (its title is the accordion's): message, counts, sample rows, violations over
+    time when its rows have a timestamp or date column, and what can be done about it."""
 
     def __init__(self, panel: PreflightPanel, report: PreflightReport, index: int,
                  remediations: list[Remediation]) -> None:
         finding = report.results[index]
         step = next((c.step for c in report.checks if c.finding == index), None)
         samples = report.samples(index) if finding.sample_rows else None
-        self.details = widgets.HTML(finding_html(finding, samples, index=index, step=step))
+        self.title = finding_title(finding, step)
+        self.details = widgets.HTML(finding_html(finding, samples, step=step, collapsible=False))
         self.violations_button = widgets.Button(description="All violations (paged)", icon="table",
                                                 layout=widgets.Layout(width="auto"))
         self.violations = widgets.VBox()
@@ -186,8 +191,28 @@ class FindingView(widgets.VBox):
         rows: list[widgets.Widget] = [self.details]
         if has_rows:
             rows += [self.violations_button, self.violations]
+        # violations over time: when the rows have a timestamp or date column (the user picks which)
+        columns = (_guarded(panel.error_box, "listing the timestamp columns",
+                            lambda: panel.run.time_columns(index) if panel.run else [], reraise=False) or [])
+        self.time_picker = widgets.Dropdown(options=columns, value=columns[0] if columns else None,
+                                            description="over time of", layout=widgets.Layout(width="auto"))
+        self.plot_button = widgets.Button(description="Plot violations over time", icon="bar-chart",
+                                          layout=widgets.Layout(width="auto"))
+        self.plot = widgets.HTML()
+        self.plot_button.on_click(lambda _: _guarded(panel.error_box, "plotting violations over time",
+                                                     self.plot_over_time, reraise=False))
+        if columns:
+            rows += [widgets.HBox([self.plot_button, self.time_picker]), self.plot]
         rows += self.remediations
         super().__init__(rows)
+
+    def plot_over_time(self) -> str:
+        """What "Plot violations over time" does: count the violating rows per period of the picked column."""
+        if self.panel.run is None or self.time_picker.value is None:
+            raise ValueError("this finding's rows have no timestamp or date column to plot over")
+        frame = self.panel.run.violations_over_time(self.index, self.time_picker.value)
+        self.plot.value = over_time_html(frame, self.title)
+        return self.plot.value
 
     def open_violations(self) -> ViolationsPager | None:
         if self.panel.run is None:
@@ -321,7 +346,7 @@ class PreflightPanel(widgets.VBox):
         # The preflight runs in a thread: the kernel stays free, progress streams in, and Cancel can stop it.
         self.preflight_button.on_click(lambda _: self._in_background(self.run_preflight))
         self.cancel_button.on_click(lambda _: self.cancel())
-        self.apply_button.on_click(lambda _: self._click(self.apply))
+        self.apply_button.on_click(lambda _: self._in_background(self.apply))
         section = "<h4 style='margin:10px 0 2px'>{}</h4>".format
         super().__init__([
             self.plan_view,
@@ -348,7 +373,7 @@ class PreflightPanel(widgets.VBox):
         self.worker.start()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for the preflight the button started in the background (a script or a test clicking it)."""
+        """Wait for the preflight or apply a button started in the background (a script or a test clicking it)."""
         if self.worker is not None:
             self.worker.join(timeout)
 
@@ -388,8 +413,15 @@ class PreflightPanel(widgets.VBox):
                 self.preflight_button.disabled = False
                 self.cancel_button.disabled = True
                 self._cancel = None
-            self.progress.value = self.progress.max
+            ran = sum(1 for c in report.checks if c.outcome != "skipped")
+            self.progress.max = max(len(report.checks), 1)
+            self.progress.value = ran
             self.progress.bar_style = "danger" if report.blocked else "success"
+            skipped = len(report.checks) - ran
+            stopped = next((c.step for c in report.checks if c.outcome == "blocking"), None)
+            self.progress_label.value = (
+                f"stopped at the first blocker (step {stopped}): {ran} of {len(report.checks)} checks ran, "
+                f"{skipped} skipped" if skipped else f"{ran} of {len(report.checks)} checks ran")
             self._show_report(report)
             self.refresh_gate()
             return report
@@ -411,24 +443,18 @@ class PreflightPanel(widgets.VBox):
     def _on_scan(self, progress: ScanProgress) -> None:
         self.progress_label.value = progress.line()
 
-    def _show_report(self, report: PreflightReport) -> None:
+    def _show_report(self, report: PreflightReport, note: str = "") -> None:
         self.report = report
-        ran = [c for c in report.checks if c.outcome != "skipped"]
-        self.status.value = (f"{badge('preflight ' + report.status.upper(), report.status)} run "
-                             f"{self.run.id if self.run else '?'} · {len(ran)} of {len(report.checks)} checks ran · "
-                             f"{len(report.blockers)} blocking · {len(report.warnings)} warnings")
-        self.checklist.value = checklist_styler(report).to_html() if report.checks else ""
+        self.status.value = report_head(report, self.run.id if self.run else None, note)
+        self.checklist.value = checklist_html(report) if report.checks else ""
 
     def _show_findings(self, report: PreflightReport, remediations: list[Remediation]) -> None:
         views = [FindingView(self, report, i, [r for r in remediations if r.finding == i])
                  for i in range(len(report.results))]
         self.finding_views = views
         self.findings.children = tuple(views)
-        for i, finding in enumerate(report.results):
-            target = finding.target_ref.label() if finding.target_ref else ""
-            count = (finding.stats or {}).get("violations")
-            self.findings.set_title(i, f"{mark(finding.severity)} {finding.check_id} {target}"
-                                       + (f" — {count:,} violations" if count else ""))
+        for i, view in enumerate(views):
+            self.findings.set_title(i, view.title)
         blocking = [i for i, f in enumerate(report.results) if f.severity == "blocking"]
         self.findings.selected_index = blocking[0] if blocking else None
 
@@ -444,7 +470,7 @@ class PreflightPanel(widgets.VBox):
         if report is not None:
             remediations = decision.remediations or self.run.remediations()
             self._show_findings(report, remediations)
-        self.gate_view.value = gate_html(decision, remediations=False)
+        self.gate_view.value = gate_html(decision, remediations=False, report=report)
         alternatives = {r.finding: r.sql for r in decision.remediations if r.kind == "use_concurrently"}
         findings_of = {c.step: c.finding for c in (report.checks if report else [])
                        if c.check_id == "NON_CONCURRENT_INDEX_WARNING"}
@@ -489,6 +515,8 @@ class PreflightPanel(widgets.VBox):
                 control.run_button.disabled = False
                 control._update()
             self.refresh_gate()
+            if self.report is not None:  # the report no longer describes the data: it says so where it is shown
+                self._show_report(self.report, f" · {badge('stale', 'stale')} the data changed since")
             self.status.value += remediated_html(control.remediation.title, changed)
 
         _guarded(self.error_box, f"remediation {control.remediation.kind}", work, reraise=False)
@@ -504,14 +532,19 @@ class PreflightPanel(widgets.VBox):
             self.preflight_button.disabled = True
             self._applied = []
             self.apply_log.value = note_html("applying…")
+            self._cancel = Cancel()
+            self.cancel_button.disabled = False
+            self.cancel_button.tooltip = "stop the apply before its next statement; the running one is cancelled"
             try:
-                record = self.run.apply(progress=self._on_statement)
+                record = self.run.apply(progress=self._on_statement, cancel=self._cancel)
             except Exception:
                 record = self.run.refresh()
                 self._show_final(record)
                 raise
             finally:
                 self.preflight_button.disabled = False
+                self.cancel_button.disabled = True
+                self._cancel = None
             self._show_final(record)
             return record
 
@@ -528,7 +561,10 @@ class PreflightPanel(widgets.VBox):
 
     def _show_final(self, record: Any) -> None:
         self.final_status.value = run_html(record)
-        self.status.value = f"{badge(record.status, record.status)} run {record.id} is {esc(record.status)}"
+        if self.report is not None:  # the report stays; the run's state is said next to it, and in the gate
+            self._show_report(self.report, f" · {badge(record.status, record.status)} run {record.id} is "
+                                           f"{esc(record.status)}")
+        _guarded(self.error_box, "reading the gate", self.refresh_gate, reraise=False)
         self.apply_button.disabled = True
 
 
@@ -558,7 +594,7 @@ class RunHistoryPanel(widgets.VBox):
     def refresh(self) -> None:
         frame = runs(self.db, store_schema=self.store_schema, limit=self.limit)
         self.frame = frame
-        self.table.value = runs_styler(frame).to_html() if len(frame) else note_html("no migration runs stored yet")
+        self.table.value = runs_html(frame) if len(frame) else note_html("no migration runs stored yet")
         options = [(f"run {i} · {row['name'] or ''} · {row['status']}", int(i)) for i, row in frame.iterrows()]
         picked = self.picker.value
         self.picker.options = options

@@ -102,5 +102,6 @@ def test_the_panel_acknowledges_with_the_tick_and_the_typed_step_number(db, stor
     assert panel.errors == [] and not panel.apply_button.disabled
     [ack] = panel.run.refresh().acknowledgements
     assert ack.acknowledged_by == "analyst" and "✓ acknowledged" in panel.acknowledgement_rows[0].state.value
-    panel.apply_button.click()
+    panel.apply_button.click()  # the apply runs in a thread, as the preflight does
+    panel.wait(120)
     assert panel.errors == [] and panel.run.refresh().status == "applied"

@@ -3,6 +3,7 @@ and the rich HTML a saved notebook keeps."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,16 @@ def test_apply_is_disabled_while_blocked_and_enabled_once_remediated_and_clear(d
     assert panel.errors == []
     assert panel.report is not None and panel.report.status == "blocked"
     assert panel.apply_button.disabled
-    # the progress bar advanced per check and ends full; the checklist shows the marks
-    assert panel.progress.value == panel.progress.max == len(panel.report.checks)
+    # the progress bar ends at the checks that ran, and its label says why the rest did not (never full and red
+    # beside "1/3"); the checklist shows the marks, one line per check, the message left to the finding
+    assert panel.progress.value == 1 and panel.progress.max == len(panel.report.checks) == 3
+    assert panel.progress_label.value == "stopped at the first blocker (step 1): 1 of 3 checks ran, 2 skipped"
     assert "✖ blocking" in panel.checklist.value and "– skipped" in panel.checklist.value
+    assert "8 of 200<span class='erd-bar'" in panel.checklist.value
+    visible = re.sub(r"title='[^']*'", "", panel.checklist.value)  # a line's tooltip holds its message
+    assert "Backfill them" not in visible
     assert "BLOCKED" in panel.gate_view.value and "NOT_NULL_PRECHECK" in panel.gate_view.value
+    assert "Backfill them" not in panel.gate_view.value, "the gate names the finding; its message is said once"
 
     # one accordion section per finding, with its sample rows; the paged viewer lists every violating row
     assert len(panel.findings.children) == len(panel.report.results) == 1
@@ -97,10 +104,15 @@ def test_apply_is_disabled_while_blocked_and_enabled_once_remediated_and_clear(d
     assert panel.report.status == "clear" and panel.decision is not None and panel.decision.can_apply
     assert not panel.apply_button.disabled
 
-    panel.apply_button.click()
+    panel.apply_button.click()  # in a thread, as the preflight
+    panel.wait(120)
     assert panel.errors == []
     record = panel.run.refresh()
     assert record.status == "applied"
+    # the run says it is applied everywhere it is shown: its status line, the gate, the final record
+    assert "run {} is applied".format(record.id) in panel.status.value and "preflight CLEAR" in panel.status.value
+    assert "Applied" in panel.gate_view.value and "nothing left to apply" in panel.gate_view.value
+    assert "Apply allowed" not in panel.gate_view.value
     # each phase's statements were shown as they ran, and the final status
     for phase in ("Phase A", "Phase B", "Phase C"):
         assert phase in panel.apply_log.value
@@ -140,6 +152,7 @@ def test_a_large_table_non_concurrent_index_needs_the_tick_and_the_typed_name(db
     assert "✓ confirmed" in panel.confirmation_rows[0].state.value
 
     panel.apply_button.click()
+    panel.wait(120)
     assert panel.errors == [] and panel.run.refresh().status == "applied"
 
 
@@ -172,6 +185,7 @@ def test_errors_are_shown_in_the_panel_never_swallowed(db, store, shop, run_sql)
     # Apply forced open on a blocked run: the gate's refusal is shown, nothing applied
     panel.apply_button.disabled = False
     panel.apply_button.click()
+    panel.wait(60)
     assert "ApplyBlocked" in panel.errors[-1] and panel.run.refresh().status == "blocked"
     assert run_sql("SELECT count(*) FROM pg_constraint WHERE conname = 'customers_email_key' "
                    "AND connamespace = current_schema()::regnamespace") == [(0,)]
@@ -230,3 +244,66 @@ def test_the_saved_quickstart_exported_by_nbconvert_is_a_readable_audit_record()
     assert "Phase A: transactional DDL" in html                      # what apply ran, phase by phase
     assert "status history" in html and "statements run" in html     # the stored run: every status and statement
     assert html.count("applied") >= 8
+
+
+def test_a_finding_plots_its_violations_over_time_counted_as_postgresql_counts_them(db, store, run_sql):
+    run_sql("""
+        CREATE TABLE signups (id bigint PRIMARY KEY, email text, signed_up_at timestamptz NOT NULL, note text);
+        INSERT INTO signups SELECT g, CASE WHEN g > 150 AND g % 3 = 0 THEN NULL ELSE 'u' || g END,
+               TIMESTAMPTZ '2026-01-01 00:00:00+00' + g * INTERVAL '1 day', 'n'
+          FROM generate_series(1, 300) g;
+    """)
+    panel = panel_for("ALTER TABLE signups ALTER COLUMN email SET NOT NULL", db, store)
+    panel.preflight_button.click()
+    panel.wait()
+    view = panel.finding_views[0]
+    assert view.time_picker.options == ("signed_up_at",)
+    frame = panel.run.violations_over_time(0)
+    assert frame.attrs == {"period": "week", "column": "signed_up_at"}
+    expected = run_sql("SELECT date_trunc('week', signed_up_at AT TIME ZONE 'UTC'), count(*) FROM signups "
+                       "WHERE email IS NULL GROUP BY 1 ORDER BY 1")
+    assert [(t.tz_convert(None).to_pydatetime(), n) for t, n in zip(frame["at"], frame["violations"])] == expected
+    assert frame["violations"].sum() == panel.report.results[0].stats["violations"] == 50
+    view.plot_button.click()
+    assert panel.errors == []
+    assert "data:image/png;base64," in view.plot.value, "drawn by matplotlib (the notebook extra)"
+    first_week = expected[0][0].date().isoformat()  # the week the NULLs started: 2026-06-01
+    assert f"violating rows per week of <b>signed_up_at</b>: the first in the week of {first_week}" in view.plot.value
+    run_sql("CREATE TABLE plain (id int, note text); INSERT INTO plain VALUES (1, NULL)")
+    other = ep.MigrationRun.start(ep.MigrationPlan.from_sql("ALTER TABLE plain ALTER COLUMN note SET NOT NULL"),
+                                  db, store_schema=store)
+    other.preflight()
+    assert other.time_columns(0) == []
+    with pytest.raises(ValueError, match="no timestamp or date column"):
+        other.violations_over_time("NOT_NULL_PRECHECK")
+
+
+def test_the_panel_applies_in_a_thread_and_its_cancel_button_stops_the_apply(db, store, run_sql, conninfo):
+    import threading
+    import time
+
+    import psycopg
+
+    run_sql("CREATE TABLE big (id int, v int); INSERT INTO big SELECT g, g FROM generate_series(1, 1000) g")
+    panel = panel_for("ALTER TABLE big ADD COLUMN w int; ALTER TABLE big ADD CHECK (v > 0);", db, store)
+    panel.preflight_button.click()
+    panel.wait()
+    assert panel.report.status == "clear" and not panel.apply_button.disabled
+    # a lock held elsewhere keeps phase A waiting: the Cancel button stops it there
+    holder = psycopg.connect(conninfo)
+    holder.execute("LOCK TABLE big IN ACCESS SHARE MODE")
+    panel.apply_button.click()
+    deadline = time.monotonic() + 30
+    while panel.cancel_button.disabled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not panel.cancel_button.disabled, "Cancel is live while the apply runs"
+    assert panel.worker is not None and panel.worker is not threading.current_thread()
+    panel.cancel_button.click()
+    panel.wait(60)
+    holder.rollback()
+    holder.close()
+    record = panel.run.refresh()
+    assert record.status == "failed" and panel.errors and "cancel" in panel.errors[-1].lower()
+    assert run_sql("SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+                   "AND table_name = 'big' AND column_name = 'w'") == [(0,)], "phase A rolled back whole"
+    assert "failed" in panel.status.value and panel.cancel_button.disabled

@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -26,6 +26,9 @@ from ..plan import display_name, drop_index_concurrently
 from ..store import AppliedStatement, RunStore, now_text
 from .lock import ApplyOptions, ApplyProgress, try_apply_lock
 from .watch import SNAPSHOT_HOLDERS, Blocker, IndexBuildWatch, LockWatch, holders_of
+
+if TYPE_CHECKING:
+    from ..scan import Cancel
 
 # ---------------------------------------------------------------------------------------------------------
 
@@ -48,7 +51,7 @@ class PhaseRunner:
 
     def __init__(self, db: Database, conn: psycopg.Connection[Any], store: RunStore, run_id: int,
                  options: ApplyOptions, progress: ApplyProgress | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, cancel: Cancel | None = None) -> None:
         self.db = db
         self.conn = conn
         self.store = store
@@ -56,6 +59,7 @@ class PhaseRunner:
         self.options = options
         self.progress = progress
         self.sleep = sleep
+        self.cancel = cancel  # a panel's Cancel button: stops before the next statement, and cancels the running one
         self.pid = conn.info.backend_pid
         self.applied: list[PhaseStatement] = []
         self.cleanup_notes: list[str] = []
@@ -94,11 +98,19 @@ class PhaseRunner:
         with LockWatch(self.db, self.pid) as watch:
             self.watch = watch
             for group in phases.units():
+                first = group[0]
+                if self.cancel is not None and self.cancel.cancelled:
+                    raise ApplyFailure(f"apply was cancelled before phase {first.phase} step {first.step}: what "
+                                       "ran before it is applied and recorded, nothing after it ran. Apply again to "
+                                       "continue from there", phase=first.phase)
+                # Cancel also cancels the statement running on the server: it fails (57014) and is recorded so
+                watching = self.cancel.watching(self.conn) if self.cancel is not None else contextlib.nullcontext()
                 try:
-                    if group[0].transactional:
-                        self._transaction(group)
-                    else:
-                        self._outside_transaction(group[0])
+                    with watching:
+                        if first.transactional:
+                            self._transaction(group)
+                        else:
+                            self._outside_transaction(first)
                 except ConnectionFailed as exc:  # the record could not be written: the server is gone
                     raise ApplyFailure(
                         f"the connection to PostgreSQL was lost during phase {group[0].phase} and the server does "
