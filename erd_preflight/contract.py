@@ -184,6 +184,12 @@ class PreflightReport(ContractModel):
     def _aware(cls, value: datetime) -> datetime:
         return _to_millis(value)
 
+    def __repr__(self) -> str:
+        # one line in a notebook's plain-text output and a log; the whole report is contract_json() and the HTML
+        created = self.model_dump(mode="json", by_alias=True)["createdAt"]
+        return (f"PreflightReport(status={self.status!r}, checks={len(self.checks)}, findings={len(self.results)}, "
+                f"blocking={len(self.blockers)}, warnings={len(self.warnings)}, created_at={created!r})")
+
     @property
     def blocked(self) -> bool:
         return self.status == "blocked"

@@ -97,18 +97,27 @@ def findings_styler(report: PreflightReport) -> Styler:
     return outcome_styler(report.findings_frame(), "severity", "findings")
 
 
-def frame_html(frame: pd.DataFrame, *, max_rows: int | None = SAMPLE_ROWS_SHOWN) -> str:
-    """A DataFrame as an escaped HTML table (pandas escapes cell values by default)."""
+def _parse(value: Any) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+
+
+def frame_html(frame: pd.DataFrame, *, max_rows: int | None = SAMPLE_ROWS_SHOWN, null: str = "NULL") -> str:
+    """A DataFrame as an escaped HTML table (pandas escapes cell values by default). ``null``: what a missing
+    value shows: NULL in data (sample rows), nothing in a record where a field does not apply."""
     more = ""
     if max_rows is not None and len(frame) > max_rows:
         more = f"<div style='color:#6b7280'>… {len(frame) - max_rows:,} more rows</div>"
         frame = frame.head(max_rows)
     import pandas as pd
 
-    shown = frame.astype(object).map(shown_value)
+    shown = frame.astype(object).map(lambda v: null if _is_null(v) else shown_value(v))
     with pd.option_context("display.max_colwidth", None):  # whole values: SQL is never cut mid-word
         table = shown.to_html(index=False, border=0, classes="erd-table", escape=True)
-    return f"<div class='erd-wrap'>{table}</div>" + more
+    # pandas right-aligns the header row; the cells are left-aligned, and so are their headers
+    table = table.replace('<tr style="text-align: right;">', "<tr>")
+    return f"{_TABLE_STYLE}<div class='erd-wrap'>{table}</div>" + more
 
 
 def shown_value(value: Any) -> Any:
@@ -153,7 +162,7 @@ _TABLE_STYLE = ("<style>.erd-list{border-collapse:collapse;margin:2px 0;font-siz
                 "background:#f3f4f6;border-radius:4px;vertical-align:middle;margin-left:6px;overflow:hidden}"
                 ".erd-bar>span{display:block;height:8px}.erd-wrap{overflow-x:auto;max-width:100%}"
                 ".erd-table{border-collapse:collapse}.erd-table th,.erd-table td{padding:2px 10px 2px 0;"
-                "text-align:left;vertical-align:top}</style>")
+                "text-align:left !important;vertical-align:top}</style>")
 
 
 def share_bar(violations: int | None, total: int | None, outcome: str) -> str:
@@ -281,7 +290,7 @@ def over_time_html(frame: pd.DataFrame, title: str) -> str:
     except ImportError:
         image = "<div style='color:#6b7280'>(pip install 'erd_preflight[notebook]' to see this as a chart)</div>"
     table = counted.rename(columns={"at": f"{period} of {column}", "violations": "violating rows"})
-    first = next((v for v in counted["at"] if v != "NULL"), None)
+    first = next((v for v, n in zip(counted["at"], counted["violations"]) if v != "NULL" and n), None)
     lead = (f"<div style='margin:4px 0'>violating rows per {esc(period)} of <b>{esc(column)}</b>"
             + (f": the first in the {esc(period)} of {esc(first)}" if first else "") + "</div>")
     return (f"<div class='erd-over-time'>{lead}{image}<details><summary>the counts</summary>"
@@ -446,7 +455,15 @@ def run_html(record: RunRecord) -> str:
                  f"(~{c.estimated_rows:,} rows shown)" for c in record.confirmations)
         parts.append("<div>confirmations and acknowledgements:</div>" + _list(items))
     if record.applied_sql:
-        parts.append("<div>statements run:</div>" + frame_html(statements_frame(record), max_rows=None))
+        frame = statements_frame(record)
+        started = [_parse(v) for v in frame["started"]]
+        finished = [_parse(v) for v in frame["finished"]]
+        frame["ms"] = [round((b - a).total_seconds() * 1000, 1) if a and b else None for a, b in zip(started, finished)]
+        frame["started"] = [a.strftime("%H:%M:%S.%f")[:-3] if a else "" for a in started]
+        columns = ["phase", "step", "outcome", "rows", "sql", "started", "ms"]
+        if frame["error"].notna().any():
+            columns.insert(5, "error")
+        parts.append("<div>statements run (UTC):</div>" + frame_html(frame[columns], max_rows=None, null=""))
     return f"<div class='erd-run'>{''.join(parts)}</div>"
 
 
@@ -463,8 +480,26 @@ def runs_styler(frame: pd.DataFrame) -> Styler:
 
 
 def runs_html(frame: pd.DataFrame) -> str:
-    """The audit trail, scrolling sideways rather than cut off at the right edge."""
-    return f"<div class='erd-wrap' style='overflow-x:auto;max-width:100%'>{runs_styler(frame).to_html()}</div>"
+    """The audit trail as a panel shows it: when (to the second, UTC), name, status, counts, and an error column
+    only when a run failed; it scrolls sideways rather than being cut off at the right edge."""
+    shown = frame.copy()
+    shown["created_at"] = [_short_time(v) for v in shown["created_at"]]
+    columns = ["created_at", "name", "status", "steps", "blocking", "warnings", "applied_statements"]
+    if shown["error"].notna().any():
+        columns.append("error")
+    shown = shown[columns].rename(columns={"created_at": "created (UTC)", "applied_statements": "applied"})
+    return f"<div class='erd-wrap' style='overflow-x:auto;max-width:100%'>{runs_styler(shown).to_html()}</div>"
+
+
+def _short_time(value: Any) -> str:
+    """A stored time to the second, in UTC: 2026-11-27 06:47:00."""
+    import pandas as pd
+
+    if _is_null(value):
+        return ""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo is not None else stamp
+    return stamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -251,25 +251,40 @@ def time_columns(db: Database, check: Check, timeout: float = 60.0) -> list[str]
 def violations_over_time(db: Database, check: Check, column: str, *,
                          timeout: float = 60.0) -> tuple[str, list[tuple[Any, int]]]:
     """The violating rows of a data check counted per period of ``column`` (a timestamp or date column of the
-    rows), read-only: the period (hour, day, week or month, from the span of the values) and (start, rows)
-    in time order. Rows whose ``column`` is NULL are counted under a start of None."""
+    rows), read-only: the period (hour, day, week or month, from the span of ``column`` over all the rows the
+    check reads) and (start, rows) for every period of that span, in time order, with 0 where no row violates:
+    when the bad data started shows. Violating rows whose ``column`` is NULL come last, under a start of None."""
+    from .checks import OrphansProbe
+
     query = _rows_query(check)
     if query is None:
         raise PreflightError(f"{check.check_id}'s violations are not rows of one table, so they cannot be counted "
                              "over time")
-    if column not in time_columns(db, check, timeout):
+    found = time_columns(db, check, timeout)
+    if column not in found:
         raise PreflightError(f"{column!r} is not a timestamp or date column of {check.check_id}'s violating rows: "
-                             f"pick one of {', '.join(time_columns(db, check, timeout)) or 'none'}")
+                             f"pick one of {', '.join(found) or 'none'}")
+    probe = check.probe
+    rows = sql.SQL("{} AS c").format(probe.child.relation) if isinstance(probe, OrphansProbe) else \
+        probe.source.from_item()  # type: ignore[union-attr]
     t = sql.Identifier(column)
     with db.dedicated() as conn, read_only(conn, timeout):
         conn.execute("SELECT set_config('TimeZone', 'UTC', true)")  # periods start at UTC midnight
-        span = conn.execute(sql.SQL("SELECT max({t})::timestamptz - min({t})::timestamptz FROM ({q}) AS v").format(
-            t=t, q=query)).fetchone()
+        span = conn.execute(sql.SQL("SELECT max({t})::timestamptz - min({t})::timestamptz FROM {rows}").format(
+            t=t, rows=rows)).fetchone()
         days = span[0].total_seconds() / 86400 if span and span[0] is not None else 0.0
         period = "month" if days > 730 else "week" if days > 120 else "day" if days > 3 else "hour"
-        rows = conn.execute(sql.SQL("SELECT date_trunc({p}, {t}::timestamptz) AS at, count(*) FROM ({q}) AS v "
-                                    "GROUP BY 1 ORDER BY 1 NULLS LAST").format(p=sql.Literal(period), t=t, q=query))
-        return period, [(r[0], int(r[1])) for r in rows.fetchall()]
+        p = sql.Literal(period)
+        counted = conn.execute(sql.SQL(
+            "WITH v AS (SELECT date_trunc({p}, {t}::timestamptz) AS at FROM ({q}) AS q), "
+            "r AS (SELECT date_trunc({p}, min({t})::timestamptz) AS lo, date_trunc({p}, max({t})::timestamptz) AS hi "
+            "FROM {rows}) "
+            "SELECT g.at, count(v.at) FROM r, generate_series(r.lo, r.hi, {step}::interval) AS g(at) "
+            "LEFT JOIN v ON v.at = g.at GROUP BY g.at "
+            "UNION ALL SELECT NULL, count(*) FROM v WHERE v.at IS NULL HAVING count(*) > 0 "
+            "ORDER BY 1 NULLS LAST").format(p=p, t=t, q=query, rows=rows, step=sql.Literal(f"1 {period}"))
+        ).fetchall()
+        return period, [(r[0], int(r[1])) for r in counted]
 
 
 def _violating_page(conn: psycopg.Connection[Any], executor: _Executor, check: Check, *, offset: int,

@@ -7,6 +7,7 @@ skipped with that hint, unless ERD_PREFLIGHT_REQUIRE_BROWSER=1 (CI), where a mis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -77,18 +78,32 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+def shot(locator, name: str) -> Path:
+    """A screenshot of one element, saved under test-output/ for a person to look at."""
+    path = SCREENSHOT_DIR / name
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    assert path.stat().st_size > 5_000, f"{name} is empty"
+    return path
+
+
 def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_stays_disabled_then_run_all_applies(
         jupyterlab):
+    """Walks the quickstart as a new user: the blocked panel, its open finding, the finding's violations over
+    time, then Run All to the apply log and the run history; one screenshot of each in test-output/."""
     _browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOT_DIR.mkdir(exist_ok=True)
-    screenshot = SCREENSHOT_DIR / "quickstart-preflight-blocked.png"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         try:
             page.goto(jupyterlab, timeout=90_000)
+            # JupyterLab asks once whether to fetch its news (there is no network here): answer it, as a user would
+            news = page.get_by_role("button", name="No", exact=True)
+            with contextlib.suppress(Exception):
+                news.first.click(timeout=15_000)
             # The panel's cell: select it, run every cell above it (what a new user runs before the panel: start
             # the embedded database, load the sample data, parse the plan), then the panel's cell itself.
             panel_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="ep.PreflightPanel(plan, db")
@@ -109,14 +124,31 @@ def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_st
 
             output = panel_cell.first.locator(".jp-OutputArea")
             expect(output.get_by_text("preflight BLOCKED").first).to_be_visible(timeout=120_000)
-            checklist = output.locator("table", has_text="NOT_NULL_PRECHECK").first
+            checklist = output.locator("table.erd-list").first
             expect(checklist).to_be_visible()
             expect(checklist).to_contain_text("✖ blocking")
             expect(checklist).to_contain_text("– skipped")
-            expect(output.get_by_text("NOT_NULL_PRECHECK quickstart.customers(email)").first).to_be_visible()
+            expect(checklist).to_contain_text("10 of 1,000")
+            expect(output.get_by_text("stopped at the first blocker (step 1): 1 of 4 checks ran, 3 skipped")
+                   ).to_be_visible()
             expect(apply_button).to_be_disabled()
             assert "erd-error" not in output.inner_html()
-            panel_cell.first.screenshot(path=str(screenshot))
+            shot(panel_cell.first, "1-quickstart-preflight-blocked.png")
+
+            # the blocking finding is open: said once, its samples, and its violations over time
+            finding = output.locator(".erd-finding").first
+            expect(finding).to_contain_text("10 of 1,000 rows of quickstart.customers have NULL in email")
+            assert output.get_by_text("(finding 0)").count() == 0
+            section = finding.locator("xpath=ancestor::*[contains(@class, 'widget-vbox')][1]")
+            plot_button = section.locator("button", has_text="Plot violations over time")
+            expect(plot_button).to_be_visible()
+            shot(section, "2-quickstart-open-finding.png")
+            plot_button.click()
+            plot = section.locator(".erd-over-time")
+            expect(plot).to_contain_text("violating rows per week of signed_up_at: the first in the week of 2026-03-02",
+                                         timeout=60_000)
+            expect(plot.locator("img")).to_be_visible()
+            shot(plot, "3-quickstart-violations-over-time.png")
 
             # Then the rest, as a new user would: Run All reaches the applied migration and its record. The
             # saved outputs are cleared first, so what is asserted below is what this run printed.
@@ -129,14 +161,24 @@ def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_st
             apply_cell.first.scroll_into_view_if_needed()
             expect(apply_cell.first.locator(".jp-OutputArea-output").first).to_contain_text("applied",
                                                                                             timeout=180_000)
+            # the panel above shows the apply log and says the run is applied, in its status and its gate
+            panel_output = panel_cell.first.locator(".jp-OutputArea")
+            expect(panel_output.get_by_text("nothing left to apply").first).to_be_visible(timeout=60_000)
+            assert panel_output.get_by_text("Apply allowed").count() == 0
+            log = panel_output.get_by_text("Phase A: transactional DDL, one transaction").first
+            expect(log).to_be_visible()
+            shot(log.locator("xpath=ancestor::*[contains(@class, 'widget-html')][1]"), "4-quickstart-apply-log.png")
             history_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="ep.RunHistoryPanel(db)")
             history_cell.first.scroll_into_view_if_needed()
-            expect(history_cell.first.locator("button", has_text="Open report")).to_be_visible(timeout=60_000)
+            open_button = history_cell.first.locator("button", has_text="Open report")
+            expect(open_button).to_be_visible(timeout=60_000)
+            open_button.click()
+            expect(history_cell.first.get_by_text("status history").first).to_be_visible(timeout=60_000)
+            shot(history_cell.first.locator(".jp-OutputArea"), "5-quickstart-run-history.png")
             expect(page.locator(".jp-Notebook .jp-OutputArea-output", has_text="Traceback")).to_have_count(0)
         except Exception:
             page.screenshot(path=str(SCREENSHOT_DIR / "quickstart-failure.png"), full_page=True)
             raise
         finally:
             browser.close()
-    print(f"screenshot: {screenshot}")
-    assert screenshot.stat().st_size > 10_000
+    print(f"screenshots: {SCREENSHOT_DIR}")

@@ -3,6 +3,7 @@ and the rich HTML a saved notebook keeps."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -262,7 +263,11 @@ def test_a_finding_plots_its_violations_over_time_counted_as_postgresql_counts_t
     assert frame.attrs == {"period": "week", "column": "signed_up_at"}
     expected = run_sql("SELECT date_trunc('week', signed_up_at AT TIME ZONE 'UTC'), count(*) FROM signups "
                        "WHERE email IS NULL GROUP BY 1 ORDER BY 1")
-    assert [(t.tz_convert(None).to_pydatetime(), n) for t, n in zip(frame["at"], frame["violations"])] == expected
+    counted = [(t.tz_convert(None).to_pydatetime(), n) for t, n in zip(frame["at"], frame["violations"])]
+    assert [(t, n) for t, n in counted if n] == expected
+    # every week of the table's span is there, 0 before the first NULL: when the bad data started shows
+    assert counted[0] == (dt.datetime(2025, 12, 29), 0) and len(counted) == 44
+    assert all(b - a == dt.timedelta(weeks=1) for (a, _), (b, _) in zip(counted, counted[1:]))
     assert frame["violations"].sum() == panel.report.results[0].stats["violations"] == 50
     view.plot_button.click()
     assert panel.errors == []
