@@ -74,6 +74,10 @@ class _Executor:
         self.pieces_likely = pieces_likely
         self.conflicts = 0
         self._shared: dict[int, dict[str, int] | BaseException] = {}
+        # Counted by another check's scan in this snapshot (both emptied when a new snapshot begins):
+        # a unique key's rows, keyed rows and wide keys (position -> (total, keyed, wide)); rows per source key
+        self._dup_counts: dict[int, tuple[int, int, int]] = {}
+        self._totals: dict[str, int] = {}
         self._shared_ms: dict[int, float] = {}
         self._unsafe: dict[int, list[str]] = {}
         self._user: str | None = None
@@ -88,6 +92,8 @@ class _Executor:
         check that fails leaves the others their snapshot."""
         begin_snapshot(self.conn, self.options.check_timeout)
         self._in_snapshot = True
+        self._dup_counts.clear()  # what another snapshot counted is not this one's
+        self._totals.clear()
         if self.on_snapshot is not None:
             self.on_snapshot(self.conn)
         # As many connections as PostgreSQL would give one parallel query (its workers per Gather and the leader,
@@ -322,7 +328,6 @@ class _Executor:
         # every conversion evaluated on every row, as the ALTER would: count(expr) cannot be folded away
         filters += [sql.SQL("count({})").format(self.checks[i].probe.converted())  # type: ignore[union-attr]
                     for i in group if isinstance(self.checks[i].probe, CastProbe)]
-        query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(filters), first.source.from_item())
         started = time.perf_counter()
         pieces = plan_pieces(self.conn, first.source.table, self.options.scan_chunk_rows) \
             if first.source.table is not None else None
@@ -331,6 +336,19 @@ class _Executor:
             # PostgreSQL's own parallel scan (PostgreSQL 18 reads a seq scan through its read stream and I/O
             # workers, a TID range without: 29% slower per process, measured at 8M rows)
             pieces = None
+        # A later unique key on the same rows: its keyed rows and wide keys are counted in this scan too, and its
+        # hashed proof of uniqueness then reads the table once more instead of twice.
+        dups = [] if pieces else [
+            i for i in range(position + 1, len(self.checks))
+            if isinstance(self.checks[i].probe, DuplicatesProbe) and self.checks[i].probe.where is None
+            and self.checks[i].probe.source.key == first.source.key  # type: ignore[union-attr]
+            and i not in self._dup_counts and i not in self._unsafe]
+        base = 1 + len(filters)
+        for i in dups:
+            keyed, wide = self.checks[i].probe.keyed_and_wide()  # type: ignore[union-attr]
+            filters += [sql.SQL("count(*) FILTER (WHERE {})").format(keyed),
+                        sql.SQL("count(*) FILTER (WHERE {})").format(wide)]
+        query = sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(filters), first.source.from_item())
         if len(group) > 1:
             self.conn.execute("SAVEPOINT erd_preflight_group")
         try:
@@ -340,6 +358,9 @@ class _Executor:
                 row = self.conn.execute(query).fetchone()
                 assert row is not None
                 stats = [{"violations": row[offset + 1], "totalRows": row[0]} for offset in range(len(group))]
+                for k, i in enumerate(dups):
+                    self._dup_counts[i] = (int(row[0]), int(row[base + 2 * k]), int(row[base + 2 * k + 1]))
+                self._totals[first.source.key] = int(row[0])
         except psycopg.Error as exc:
             if len(group) == 1 or classify(exc) in ("connection", "timeout", "privilege"):
                 raise
@@ -447,7 +468,8 @@ class _Executor:
             dup = sql.SQL("n > 1 AND NOT has_null")
             null_flag = sql.SQL(", ({}) AS has_null").format(sql.SQL(" OR ").join(
                 null_datum(sql.Identifier(c)) for c in probe.columns))
-        fast = self._distinct_by_hash(probe)
+        position = next(i for i, c in enumerate(self.checks) if c is check)
+        fast = self._distinct_by_hash(probe, self._dup_counts.pop(position, None))
         if fast is not None:
             total, wide_keys = fast
             stats = {"violations": 0, "duplicateGroups": 0, "totalRows": total}
@@ -474,14 +496,18 @@ class _Executor:
 
         return self._judge(check, stats, sampler)
 
-    def _distinct_by_hash(self, probe: DuplicatesProbe) -> tuple[int, int] | None:
+    def _distinct_by_hash(self, probe: DuplicatesProbe,
+                          counted: tuple[int, int, int] | None = None) -> tuple[int, int] | None:
         """(rows, wide keys) when every key that counts is distinct, proved by sorting 8-byte hashes of the keys
         (no duplicate: as many distinct hashes as keys). None when that cannot prove it (a duplicate, a hash
         collision, a type without a hash function): the exact grouping decides. Sorting 8-byte values is about
         twice as fast as grouping the keys themselves, and a passing plan is the common case."""
         if self.conn.info.server_version < 140000:  # hash_record_extended is PostgreSQL 14+
             return None
-        total, keyed, wide_keys = self.conn.execute(probe.counted()).fetchone()  # type: ignore[misc]
+        # all rows, the rows whose key counts, and the wide keys: counted by a shared scan of this snapshot, or here
+        total, keyed, wide_keys = counted or self.conn.execute(probe.counted()).fetchone()  # type: ignore[misc]
+        if probe.where is None:
+            self._totals[probe.source.key] = int(total)
         self.conn.execute("SAVEPOINT erd_preflight_hash")
         try:
             # a sort of the hashes, not a hash table of a million groups: the planner would choose the latter
@@ -518,12 +544,21 @@ class _Executor:
         parent_keys = sql.SQL(", ").join(sql.Identifier(r) for r in probe.ref_columns)
         # The count is probe.condition() as a hash anti-join, as PostgreSQL's own validation does: each table is
         # read once. The samples use the condition as written (the oracle tests hold the two together).
-        query = sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE ({keyed} AND p.{found} IS NULL) OR {partial}) "
-            "FROM {child} AS c LEFT JOIN (SELECT {pkeys}, true AS {found} FROM {parent}) AS p ON {on}"
-        ).format(keyed=all_not_null(probe.columns, "c"), found=sql.Identifier(found), partial=probe.partial(),
-                 child=probe.child.relation, pkeys=parent_keys, parent=probe.parent.from_item(), on=probe.matches())
-        total, orphans = self.conn.execute(query).fetchone()  # type: ignore[misc]
+        known = self._totals.get(probe.child.key)
+        if known is not None:
+            # The child's rows were counted in this snapshot by another check's scan: only the orphans are counted,
+            # by the condition itself (NOT EXISTS: a hash anti-join, which emits no row per matched child).
+            orphans = self.conn.execute(sql.SQL("SELECT count(*) FROM {child} AS c WHERE {condition}").format(
+                child=probe.child.relation, condition=probe.condition())).fetchone()[0]  # type: ignore[index]
+            total = known
+        else:
+            query = sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE ({keyed} AND p.{found} IS NULL) OR {partial}) "
+                "FROM {child} AS c LEFT JOIN (SELECT {pkeys}, true AS {found} FROM {parent}) AS p ON {on}"
+            ).format(keyed=all_not_null(probe.columns, "c"), found=sql.Identifier(found), partial=probe.partial(),
+                     child=probe.child.relation, pkeys=parent_keys, parent=probe.parent.from_item(), on=probe.matches())
+            total, orphans = self.conn.execute(query).fetchone()  # type: ignore[misc]
+            self._totals[probe.child.key] = int(total)
         stats = {"violations": int(orphans), "totalRows": int(total)}
 
         def sampler() -> Any:

@@ -115,7 +115,9 @@ def test_apply_refused_exits_1_applied_exits_0_and_runs_lists_the_record(tmp_pat
     run_sql("UPDATE users SET email = 'x' || id WHERE email IS NULL")
     applied = cli("apply", str(plan), "--store-schema", store, url=conninfo)
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert "phase A step 1 [ran] ALTER TABLE" in applied.stdout and "phase B step 2 [applied]" in applied.stdout
+    assert 'phase A step 1 [ran] ALTER TABLE "users" ALTER COLUMN "email" SET NOT NULL\n' in applied.stdout
+    assert ('phase B step 2 [applied] CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email")\n'
+            in applied.stdout), "each statement whole, never cut"
     assert "phase A: one transaction; its statements are applied when it commits" in applied.stdout
     assert "phase A committed: 1 statement applied" in applied.stdout
     assert "phase A step 1 [applied]" not in applied.stdout, "each statement is printed once"

@@ -316,6 +316,22 @@ CASES = [
      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'erd_x') THEN CREATE TYPE erd_x AS ENUM ('a'); "
      "END IF; END $$; ALTER TABLE t ALTER COLUMN a SET NOT NULL"),
     # a cast shares the scan of the row checks on the same table; a value that fails to convert fails the scan
+    # a unique key's keyed rows and wide keys counted by the NOT NULL's scan; the foreign key's rows too
+    ('shared_nn_unique_dup', "CREATE TABLE t (a int, b text, c int); INSERT INTO t VALUES (1, 'x', 1), (2, NULL, 1), "
+     "(3, NULL, 2), (4, 'x', 3)", 'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD UNIQUE (b)'),
+    ('shared_nn_unique_nulls_ok', "CREATE TABLE t (a int, b text); INSERT INTO t VALUES (1, 'x'), (2, NULL), "
+     "(3, NULL), (4, 'y')", 'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD UNIQUE (b)'),
+    ('shared_nn_unique_nnd', "CREATE TABLE t (a int, b text); INSERT INTO t VALUES (1, 'x'), (2, NULL), (3, NULL)",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD UNIQUE NULLS NOT DISTINCT (b)'),
+    ('shared_nn_fk_orphan', "CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p VALUES (1); "
+     "CREATE TABLE t (a int, c int); INSERT INTO t VALUES (1, 1), (2, NULL), (3, 5)",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD FOREIGN KEY (c) REFERENCES p'),
+    ('shared_nn_fk_full', "CREATE TABLE p (x int, y int, UNIQUE (x, y)); INSERT INTO p VALUES (1, 1); "
+     "CREATE TABLE t (a int, c int, d int); INSERT INTO t VALUES (1, 1, 1), (2, 1, NULL)",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD FOREIGN KEY (c, d) REFERENCES p (x, y) MATCH FULL'),
+    ('shared_nn_fk_ok', "CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p VALUES (1), (2); "
+     "CREATE TABLE t (a int, c int); INSERT INTO t VALUES (1, 1), (2, NULL), (3, 2)",
+     'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD FOREIGN KEY (c) REFERENCES p'),
     ('shared_scan_cast_fails', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (1, '12'), (2, 'x')",
      'ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ALTER COLUMN code TYPE int USING code::int'),
     ('shared_scan_cast_ok', "CREATE TABLE t (a int, code text); INSERT INTO t VALUES (1, '12'), (2, NULL)",

@@ -470,12 +470,13 @@ def test_listing_runs_on_a_database_without_a_store_says_so_and_creates_nothing(
 
 
 def test_a_folder_in_an_unknown_layout_is_an_error_not_a_clear(tmp_path, url):
-    prisma = tmp_path / "prisma" / "migrations"
-    (prisma / "20240101_init").mkdir(parents=True)
-    (prisma / "20240101_init" / "migration.sql").write_text("CREATE TABLE a (id int);")
+    # a layout no reader knows (each change a folder holding change.sql): refused, never an empty clear
+    unknown = tmp_path / "changes"
+    (unknown / "20240101_init").mkdir(parents=True)
+    (unknown / "20240101_init" / "change.sql").write_text("CREATE TABLE a (id int);")
     with pytest.raises(ep.PlanError, match="holds no migration this reader knows"):
-        ep.MigrationPlan.from_dir(prisma)
-    result = _cli("check", str(prisma), "--db", url)
+        ep.MigrationPlan.from_dir(unknown)
+    result = _cli("check", str(unknown), "--db", url)
     assert result.returncode == 2 and "no migration this reader knows" in result.stderr
     empty = tmp_path / "empty.sql"
     empty.write_text("-- nothing here\n")

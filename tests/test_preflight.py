@@ -110,6 +110,26 @@ def test_a_catalog_change_between_two_preflights_is_read_by_the_second(db, run_s
         ["LARGE_TABLE_WARNING"]
 
 
+def test_checks_on_one_table_share_its_counts_and_each_still_counts_what_postgresql_counts(db, run_sql):
+    """NOT NULL's scan also counts a later unique key's keyed rows and wide keys, and the table's rows for a
+    foreign key, which then counts only its orphans: the stats are the ones each would count alone."""
+    run_sql("CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p SELECT g FROM generate_series(1, 50) g; "
+            "CREATE TABLE t (a int, b text, c int); INSERT INTO t SELECT g, CASE WHEN g % 7 = 0 THEN NULL "
+            "WHEN g % 11 = 0 THEN 'dup' ELSE 'b' || g END, CASE WHEN g % 13 = 0 THEN 999 ELSE g % 50 + 1 END "
+            "FROM generate_series(1, 500) g")
+    statements = ["ALTER TABLE t ALTER COLUMN a SET NOT NULL", "ALTER TABLE t ADD UNIQUE (b)",
+                  "ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE (a)", "ALTER TABLE t ADD FOREIGN KEY (c) REFERENCES p"]
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db, explore=True)
+    shared = {r.step: r.stats for r in report.checks}
+    alone = {step: ep.run_preflight(ep.MigrationPlan.from_sql(statements[step - 1]), db).checks[0].stats
+             for step in (2, 3, 4)}
+    assert shared[2] == alone[2] == {"violations": run_sql("SELECT count(*) FROM t WHERE b = 'dup'")[0][0],
+                                     "duplicateGroups": 1, "totalRows": 500}
+    assert shared[3] == alone[3] == {"violations": 0, "duplicateGroups": 0, "totalRows": 500}
+    assert shared[4] == alone[4] == {"violations": run_sql("SELECT count(*) FROM t WHERE c = 999")[0][0],
+                                     "totalRows": 500}
+
+
 def test_cast_precheck_counts_failing_rows_and_keeps_samples(db, run_sql):
     run_sql("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, '10'), (2, 'ten'), (3, NULL), (4, '1e3')")
     plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN v TYPE integer USING v::integer")

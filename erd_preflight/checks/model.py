@@ -177,12 +177,18 @@ class DuplicatesProbe:
         return sql.SQL("SELECT count(*) FROM (SELECT DISTINCT {hashed} FROM {src}{where}) AS d").format(
             hashed=hashed, src=self.source.from_item(), where=self.grouped())
 
+    def keyed_and_wide(self) -> tuple[sql.Composable, sql.Composable]:
+        """Row predicates: the key counts (no NULL in it, unless NULLS NOT DISTINCT), and it is near btree's row
+        limit."""
+        keyed = sql.SQL("true") if self.nulls_not_distinct else all_not_null(self.columns)
+        return keyed, self.wide if self.wide is not None else sql.SQL("false")
+
     def counted(self) -> sql.Composed:
         """All rows (with ``where``), the rows whose key counts, and the keys near btree's row limit."""
-        keyed = sql.SQL("true") if self.nulls_not_distinct else all_not_null(self.columns)
+        keyed, wide = self.keyed_and_wide()
         return sql.SQL("SELECT count(*), count(*) FILTER (WHERE {keyed}), count(*) FILTER (WHERE {wide}) "
                        "FROM {src}{where}").format(
-            keyed=keyed, wide=self.wide if self.wide is not None else sql.SQL("false"), src=self.source.from_item(),
+            keyed=keyed, wide=wide, src=self.source.from_item(),
             where=sql.SQL(" WHERE {}").format(self.where) if self.where is not None else sql.SQL(""))
 
     def violations(self, count_name: str = "duplicate_rows") -> sql.Composed:

@@ -187,8 +187,10 @@ def plan_from_dir(cls: type[MigrationPlan], folder: Path, *, db: Any = None, his
     if not files:
         raise PlanError(
             f"{folder} holds no migration this reader knows: it looked for Flyway V3__x.sql (and R__x.sql), "
-            "golang-migrate 0003_x.up.sql, dbmate 20240101120000_x.sql and a sqitch.plan. An empty plan would "
-            "check nothing, so it is refused: point at the folder that holds the .sql files")
+            "golang-migrate 0003_x.up.sql, dbmate 20240101120000_x.sql, a sqitch.plan, and the layouts of Prisma "
+            "(<timestamp>_name/migration.sql), Diesel (<version>_name/up.sql), Atlas (atlas.sum), Liquibase (a "
+            "changelog) and Django (manage.py). An empty plan would check nothing, so it is refused: point at the "
+            "folder that holds the migrations")
     if not pending:
         # Every migration is applied, and the tool's own history table says so: a clear "nothing pending".
         return cls(steps=(), name=folder.name, notes=tuple(notes) + (
