@@ -337,7 +337,7 @@ def plan_frame(plan: MigrationPlan) -> pd.DataFrame:
             if statement.phase not in seen:
                 seen.append(statement.phase)
     except PhaseOrderError:  # each step's own phase; plan_html says why apply would refuse the order
-        phases = {i: [phase_of(step, i in plan.outside_transaction)] for i, step in enumerate(plan.steps, start=1)}
+        phases = {i: [phase_of(step)] for i, step in enumerate(plan.steps, start=1)}
     rows = [{"step": i, "phase": "+".join(phases.get(i, [])), "summary": step.summary(), "sql": step.sql()}
             for i, step in enumerate(plan.steps, start=1)]
     return pd.DataFrame(rows, columns=["step", "phase", "summary", "sql"])

@@ -150,12 +150,12 @@ class ApplyPhases(BaseModel):
 # Which phase a step belongs to.
 
 
-def phase_of(step: Step, outside_transaction: bool = False) -> PhaseName:
+def phase_of(step: Step) -> PhaseName:
     """The phase apply runs ``step`` in: each step kind says (``Step.phase``). A step a migration tool's directive
-    runs outside any transaction goes from phase A to phase B (alone, outside any transaction); phase C already
-    runs each statement in a transaction of its own."""
+    runs outside any transaction (``Step.outside_transaction``) goes from phase A to phase B (alone, outside any
+    transaction); phase C already runs each statement in a transaction of its own."""
     phase = step.phase()
-    return "B" if outside_transaction and phase == "A" else phase
+    return "B" if step.outside_transaction and phase == "A" else phase
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def _commutes(moved: Step, later: Step) -> bool:
 def _check_order(plan: MigrationPlan) -> None:
     moved: list[tuple[int, Step, PhaseName]] = []
     for position, step in enumerate(plan.steps, start=1):
-        phase = phase_of(step, position in plan.outside_transaction)
+        phase = phase_of(step)
         for earlier_position, earlier, earlier_phase in moved:
             if phase == "A" or (phase == "B" and earlier_phase == "C"):
                 if not _commutes(earlier, step):
@@ -273,7 +273,7 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
     b: list[PhaseStatement] = []
     c: list[PhaseStatement] = []
     for position, step in enumerate(plan.steps, start=1):
-        phase = phase_of(step, position in plan.outside_transaction)
+        phase = phase_of(step)
         table = (step.schema_, step.table) if isinstance(step, TableStep) else None
         if phase == "A":
             a.append(PhaseStatement(phase="A", unit=1, step=position, sql=step.sql(), transactional=True,
@@ -285,7 +285,7 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
             b.append(PhaseStatement(
                 phase="B", unit=len(b) + 1, step=position, sql=named.sql(), transactional=False,
                 purpose="alone, outside any transaction" + (
-                    " (its migration runs outside a transaction)" if position in plan.outside_transaction else ""),
+                    " (its migration runs outside a transaction)" if step.outside_transaction else ""),
                 table=table,
                 index=named.name if isinstance(named, CreateIndex) else None, builds_index=builds,
             ))

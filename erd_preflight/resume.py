@@ -72,19 +72,17 @@ def remaining_steps(plan: MigrationPlan, interrupted: RunRecord, catalog: Catalo
     out = Remaining(plan=plan)
     steps: list[Step] = []
     origins: list[str | None] = []
-    positions: list[int] = []  # each kept step's position in ``plan``
 
     def keep(position: int, *new: Step) -> None:
         steps.extend(new)
         origins.extend([plan.origin_of(position)] * len(new))
-        positions.extend([position] * len(new))
 
     for position, step in enumerate(plan.steps, start=1):
         mine = [s for s in phases.statements if s.step == position]
         if mine and all((s.phase, s.step, s.sql) in applied for s in mine):
             out.notes.append(f"step {position} was applied by run {interrupted.id}")
             continue
-        if isinstance(step, CreateIndex) and phase_of(step, position in plan.outside_transaction) == "B":
+        if isinstance(step, CreateIndex) and phase_of(step) == "B":
             name = index_name(step)
             state = catalog.table(step.schema_, step.table)
             schema = state.schema if state is not None else step.schema_
@@ -118,9 +116,7 @@ def remaining_steps(plan: MigrationPlan, interrupted: RunRecord, catalog: Catalo
         keep(position, step)
     out.plan = MigrationPlan(
         steps=tuple(steps), name=plan.name, notes=plan.notes + tuple(out.notes),
-        origins=tuple(origins) if plan.origins else (), nothing_pending=not steps,
-        outside_transaction=tuple(i for i, p in enumerate(positions, start=1) if p in plan.outside_transaction),
-        record_hint=plan.record_hint)
+        origins=tuple(origins) if plan.origins else (), nothing_pending=not steps, record_hint=plan.record_hint)
     return out
 
 

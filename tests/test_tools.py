@@ -173,7 +173,8 @@ def test_diesel_orders_by_version_skips_applied_versions_and_honours_run_in_tran
     assert plan.record_hint.endswith(
         "INSERT INTO \"__diesel_schema_migrations\" (version) VALUES ('20240210083000'), ('20240301120000'), "
         "('20240401000000');")
-    inside = plan.model_copy(update={"outside_transaction": ()})
+    inside = plan.model_copy(update={"steps": tuple(s.model_copy(update={"outside_transaction": False})
+                                                   for s in plan.steps)})
     assert inside.fingerprint != plan.fingerprint, "how a step runs is part of the plan"
     assert ep.run_preflight(plan, db).status == "clear"
     result = cli("check", f"diesel:{project}", url=url)
@@ -188,7 +189,11 @@ def test_a_diesel_migration_outside_a_transaction_is_applied_outside_one(tmp_pat
     plan = ep.MigrationPlan.from_dir(project, db=db)
     run = ep.MigrationRun.start(plan, db, store_schema=store)
     assert run.preflight().status == "clear"
-    record = run.apply()
+    # stored with its steps: the run loaded again applies them the same way, under the same fingerprint
+    loaded = ep.MigrationRun.load(run.id, db, store_schema=store)
+    assert loaded.plan.outside_transaction == plan.outside_transaction == (3, 4)
+    assert loaded.plan.fingerprint == plan.fingerprint == run.record.plan_fingerprint
+    record = loaded.apply()
     assert record.status == "applied"
     ran = {(s.phase, s.sql.split()[0]) for s in record.applied_sql}
     assert ("B", "ANALYZE") in ran and ("B", "CREATE") in ran

@@ -31,10 +31,6 @@ class MigrationPlan(Refusing):
     origins: tuple[str | None, ...] = Field(
         default=(), description="where each step came from (a file, an Alembic revision); empty: not recorded. "
         "Not part of the fingerprint: the same steps are the same plan wherever they were written.")
-    outside_transaction: tuple[int, ...] = Field(
-        default=(), description="steps (1-based) that a migration tool's directive runs outside any transaction "
-        "(diesel run_in_transaction = false, Atlas txmode none, Liquibase runInTransaction:false, a non-atomic "
-        "Django migration): apply runs each alone, in phase B. Part of the fingerprint when not empty.")
     record_hint: str | None = Field(
         default=None, description="how to record an apply of this plan in the migration tool's own history: "
         "the commands to run (erd_preflight never writes another tool's table)")
@@ -45,8 +41,6 @@ class MigrationPlan(Refusing):
             raise ValueError("a plan with steps is not 'nothing pending'")
         if self.origins and len(self.origins) != len(self.steps):
             raise ValueError(f"origins has {len(self.origins)} entries for {len(self.steps)} steps")
-        if any(not 1 <= s <= len(self.steps) for s in self.outside_transaction):
-            raise ValueError(f"outside_transaction names a step outside 1..{len(self.steps)}")
         return self
 
     @classmethod
@@ -76,14 +70,8 @@ class MigrationPlan(Refusing):
         origins: tuple[str | None, ...] = ()
         if any(p.origins for p in plans):
             origins = tuple(o for p in plans for o in (p.origins or (None,) * len(p.steps)))
-        outside: list[int] = []
-        offset = 0
-        for p in plans:
-            outside.extend(offset + s for s in p.outside_transaction)
-            offset += len(p.steps)
         return cls(steps=tuple(s for p in plans for s in p.steps), name=name,
-                   notes=tuple(notes) + tuple(n for p in plans for n in p.notes), origins=origins,
-                   outside_transaction=tuple(outside))
+                   notes=tuple(notes) + tuple(n for p in plans for n in p.notes), origins=origins)
 
     @classmethod
     def from_dir(cls, path: str | Path, *, db: Any = None, history: bool = True) -> MigrationPlan:
@@ -123,15 +111,19 @@ class MigrationPlan(Refusing):
 
         return plan_from_alembic(cls, config_or_ini_path, revision_range, db=db)
 
+    @property
+    def outside_transaction(self) -> tuple[int, ...]:
+        """The steps (1-based) a migration tool's directive runs outside any transaction: apply runs each alone,
+        in phase B (``Step.outside_transaction``, stored with the step)."""
+        return tuple(i for i, s in enumerate(self.steps, start=1) if s.outside_transaction)
+
     def origin_of(self, step: int) -> str | None:
         """Where step ``step`` (1-based) came from, if recorded."""
         return self.origins[step - 1] if self.origins and 0 < step <= len(self.origins) else None
 
     def canonical_json(self) -> str:
         """The steps as canonical JSON: sorted keys, no whitespace. The fingerprint hashes this."""
-        payload: Any = [s.model_dump(mode="json", by_alias=True) for s in self.steps]
-        if self.outside_transaction:  # how apply runs them is part of the plan; without it, fingerprints stay put
-            payload = {"steps": payload, "outsideTransaction": sorted(self.outside_transaction)}
+        payload = [s.model_dump(mode="json", by_alias=True) for s in self.steps]
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @property

@@ -17,7 +17,8 @@ tool's own history table marks as applied (read read-only, never written). One c
 
 A migration the tool runs outside a transaction (diesel ``run_in_transaction = false``, Atlas ``txmode none``,
 Liquibase ``runInTransaction:false``, a Django migration with ``atomic = False``) has its steps in
-``MigrationPlan.outside_transaction``: apply runs each alone, outside any transaction.
+``Step.outside_transaction`` (``MigrationPlan.outside_transaction`` lists them): apply runs each alone, outside
+any transaction.
 """
 
 from __future__ import annotations
@@ -556,7 +557,8 @@ def plan_from_tool(cls: type[MigrationPlan], tool: MigrationTool, path: Path, *,
     for m in pending:
         plan = cls.from_sql(m.text, origin=m.origin)
         if not m.in_transaction:
-            plan = plan.model_copy(update={"outside_transaction": tuple(range(1, len(plan.steps) + 1))})
+            plan = plan.model_copy(update={"steps": tuple(s.model_copy(update={"outside_transaction": True})
+                                                          for s in plan.steps)})
             notes.append(f"{m.origin}: runs outside a transaction ({tool.name}'s directive): apply runs each of its "
                          "statements alone, in phase B")
         plans.append(plan)

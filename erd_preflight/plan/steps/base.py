@@ -23,6 +23,17 @@ PhaseName = Literal["A", "B", "C"]
 Lock = tuple[str, str]  # the lock a step takes, and what the statement does meanwhile
 
 
+# Flags stored only when true: table_if_exists and only (TableStep), outside_transaction (every step).
+_UNSET_WHEN_FALSE = ("table_if_exists", "only", "outside_transaction", "outsideTransaction")
+
+
+def _drop_unset(data: dict[str, Any]) -> dict[str, Any]:
+    for name in _UNSET_WHEN_FALSE:
+        if data.get(name) is False:
+            del data[name]
+    return data
+
+
 class Step(Refusing):
     """Base of every plan step. ``sql()`` is the statement; ``summary()`` one line for people.
 
@@ -34,6 +45,10 @@ class Step(Refusing):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     kind: str
+    # A migration tool's directive runs this step outside any transaction (diesel run_in_transaction = false,
+    # Atlas txmode none, Liquibase runInTransaction:false, a Django migration with atomic = False): apply runs
+    # it alone, in phase B. Stored with the step (a run loaded later applies it the same way), only when set.
+    outside_transaction: bool = Field(default=False, alias="outsideTransaction")
     LOCK: ClassVar[Lock]
     PRIMARY_CHECK: ClassVar[str] = OBJECT_PRECHECK
     EXAMPLE: ClassVar[str]
@@ -58,6 +73,12 @@ class Step(Refusing):
         """A: in the transaction of the plain DDL. B: outside any transaction (CONCURRENTLY). C: constraints
         that need the indexes of B."""
         return "A"
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: Any) -> dict[str, Any]:
+        """Flags added after plans were first stored appear in the JSON only when set: a plan written before
+        keeps its JSON, and so its fingerprint (the runs recorded with it still match)."""
+        return _drop_unset(handler(self))
 
     def lock(self) -> Lock:
         return self.LOCK
@@ -93,11 +114,7 @@ class TableStep(Step):
     def _without_plain_forms(self, handler: Any) -> dict[str, Any]:
         """IF EXISTS and ONLY appear in the stored JSON only when set: a plan written before they were modelled
         keeps its JSON, and so its fingerprint (the runs recorded with it still match)."""
-        data = handler(self)
-        for name in ("table_if_exists", "only"):
-            if data.get(name) is False:
-                del data[name]
-        return data
+        return _drop_unset(handler(self))
 
     @property
     def relation(self) -> sql.Identifier:
