@@ -138,6 +138,11 @@ class MigrationPlan(Refusing):
     def __len__(self) -> int:
         return len(self.steps)
 
+    def __repr__(self) -> str:
+        # one line in a notebook's plain-text output and a log; the steps are steps_frame() and the HTML view
+        return (f"MigrationPlan(name={self.name!r}, steps={len(self.steps)}, fingerprint={self.fingerprint[:12]!r}"
+                + (f", outside_transaction={self.outside_transaction}" if self.outside_transaction else "") + ")")
+
     def steps_frame(self) -> pd.DataFrame:
         """One row per step: its number, the phase apply runs it in, a summary and its SQL."""
         from ..display import plan_frame
