@@ -215,7 +215,7 @@ class _Executor:
                 if isinstance(check.probe, RowsProbe):
                     outcome = self._rows(position)
                 elif isinstance(check.probe, DuplicatesProbe):
-                    outcome = self._duplicates(check, check.probe)
+                    outcome = self._duplicates(position, check, check.probe)
                 elif isinstance(check.probe, OrphansProbe):
                     outcome = self._orphans(check, check.probe)
                 else:
@@ -455,7 +455,7 @@ class _Executor:
 
     # --- duplicates -------------------------------------------------------------------------------------
 
-    def _duplicates(self, check: Check, probe: DuplicatesProbe) -> _Outcome:
+    def _duplicates(self, position: int, check: Check, probe: DuplicatesProbe) -> _Outcome:
         keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
         # Grouping and counting needs the memory an index build would get (maintenance_work_mem).
         self.conn.execute("SELECT set_config('work_mem', %s, true)", (self.work_mem,))
@@ -468,7 +468,6 @@ class _Executor:
             dup = sql.SQL("n > 1 AND NOT has_null")
             null_flag = sql.SQL(", ({}) AS has_null").format(sql.SQL(" OR ").join(
                 null_datum(sql.Identifier(c)) for c in probe.columns))
-        position = next(i for i, c in enumerate(self.checks) if c is check)
         fast = self._distinct_by_hash(probe, self._dup_counts.pop(position, None))
         if fast is not None:
             total, wide_keys = fast

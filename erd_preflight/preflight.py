@@ -237,6 +237,11 @@ def _rows_query(check: Check) -> sql.Composable | None:
     return None
 
 
+def _time_columns(conn: psycopg.Connection[Any], query: sql.Composable) -> list[str]:
+    cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS v LIMIT 0").format(query))
+    return [d.name for d in cur.description or [] if d.type_display.split("(")[0] in TIME_TYPES]
+
+
 def time_columns(db: Database, check: Check, timeout: float = 60.0) -> list[str]:
     """The columns of a check's violating rows that a plot over time can use (timestamps and dates), in table
     order; empty when its violations are not rows."""
@@ -244,31 +249,35 @@ def time_columns(db: Database, check: Check, timeout: float = 60.0) -> list[str]
     if query is None:
         return []
     with db.dedicated() as conn, read_only(conn, timeout):
-        cur = conn.execute(sql.SQL("SELECT * FROM ({}) AS v LIMIT 0").format(query))
-        return [d.name for d in cur.description or [] if d.type_display.split("(")[0] in TIME_TYPES]
+        return _time_columns(conn, query)
 
 
-def violations_over_time(db: Database, check: Check, column: str, *,
-                         timeout: float = 60.0) -> tuple[str, list[tuple[Any, int]]]:
+def violations_over_time(db: Database, check: Check, column: str | None = None, *,
+                         timeout: float = 60.0) -> tuple[str, str, list[tuple[Any, int]]]:
     """The violating rows of a data check counted per period of ``column`` (a timestamp or date column of the
-    rows), read-only: the period (hour, day, week or month, from the span of ``column`` over all the rows the
-    check reads) and (start, rows) for every period of that span, in time order, with 0 where no row violates:
-    when the bad data started shows. Violating rows whose ``column`` is NULL come last, under a start of None."""
+    rows; None: the first one, ValueError when there is none), read-only: the period (hour, day, week or month,
+    from the span of ``column`` over all the rows the check reads), the column, and (start, rows) for every
+    period of that span, in time order, with 0 where no row violates: when the bad data started shows. Violating
+    rows whose ``column`` is NULL come last, under a start of None."""
     from .checks import OrphansProbe
 
     query = _rows_query(check)
     if query is None:
         raise PreflightError(f"{check.check_id}'s violations are not rows of one table, so they cannot be counted "
                              "over time")
-    found = time_columns(db, check, timeout)
-    if column not in found:
-        raise PreflightError(f"{column!r} is not a timestamp or date column of {check.check_id}'s violating rows: "
-                             f"pick one of {', '.join(found) or 'none'}")
     probe = check.probe
     rows = sql.SQL("{} AS c").format(probe.child.relation) if isinstance(probe, OrphansProbe) else \
         probe.source.from_item()  # type: ignore[union-attr]
-    t = sql.Identifier(column)
     with db.dedicated() as conn, read_only(conn, timeout):
+        found = _time_columns(conn, query)
+        if column is None:
+            if not found:
+                raise ValueError(f"the violating rows of {check.check_id} have no timestamp or date column")
+            column = found[0]
+        elif column not in found:
+            raise PreflightError(f"{column!r} is not a timestamp or date column of {check.check_id}'s violating "
+                                 f"rows: pick one of {', '.join(found) or 'none'}")
+        t = sql.Identifier(column)
         conn.execute("SELECT set_config('TimeZone', 'UTC', true)")  # periods start at UTC midnight
         span = conn.execute(sql.SQL("SELECT max({t})::timestamptz - min({t})::timestamptz FROM {rows}").format(
             t=t, rows=rows)).fetchone()
@@ -284,7 +293,7 @@ def violations_over_time(db: Database, check: Check, column: str, *,
             "UNION ALL SELECT NULL, count(*) FROM v WHERE v.at IS NULL HAVING count(*) > 0 "
             "ORDER BY 1 NULLS LAST").format(p=p, t=t, q=query, rows=rows, step=sql.Literal(f"1 {period}"))
         ).fetchall()
-        return period, [(r[0], int(r[1])) for r in counted]
+        return period, column, [(r[0], int(r[1])) for r in counted]
 
 
 def _violating_page(conn: psycopg.Connection[Any], executor: _Executor, check: Check, *, offset: int,

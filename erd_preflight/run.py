@@ -408,12 +408,8 @@ class MigrationRun:
         check = self.check_of(finding)
         if check is None:
             raise ValueError(f"finding {finding!r} is not a data check of this plan; its rows cannot be counted.")
-        if column is None:
-            found = time_columns(self.db, check, self.preflight_options.check_timeout)
-            if not found:
-                raise ValueError(f"the violating rows of finding {finding!r} have no timestamp or date column")
-            column = found[0]
-        period, counted = violations_over_time(self.db, check, column, timeout=self.preflight_options.check_timeout)
+        period, column, counted = violations_over_time(self.db, check, column,
+                                                       timeout=self.preflight_options.check_timeout)
         frame = pd.DataFrame(counted, columns=["at", "violations"])
         frame["at"] = pd.to_datetime(frame["at"], utc=True)
         frame.attrs.update(period=period, column=column)

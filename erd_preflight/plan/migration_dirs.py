@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 
 from ..errors import PlanError
@@ -129,6 +130,18 @@ def _sqitch(folder: Path, plan_file: Path) -> list[MigrationFile]:
     return files
 
 
+def history_table(conn: psycopg.Connection[Any], *names: str) -> sql.Identifier | None:
+    """The first of ``names`` (``table`` as the search_path finds it, or ``schema.table``) that exists, quoted
+    as an identifier (schema, name): where a migration tool keeps its history."""
+    for name in names:
+        regclass = sql.Identifier(*name.split(".")).as_string(conn)
+        row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE c.oid = to_regclass(%s)", (regclass,)).fetchone()
+        if row is not None:
+            return sql.Identifier(row[0], row[1])
+    return None
+
+
 def applied_versions(db: Any, files: list[MigrationFile]) -> tuple[set[tuple[int, ...]], list[str]]:
     """Versions the tools' history tables list as applied (read-only), and notes saying which table said so."""
     from ..db import connect, read_only
@@ -138,23 +151,17 @@ def applied_versions(db: Any, files: list[MigrationFile]) -> tuple[set[tuple[int
     notes: list[str] = []
     tools = {f.tool for f in files}
     with database.connection() as conn, read_only(conn, 30):
-        def table(name: str) -> sql.Identifier | None:
-            # the history table as the search_path finds it, quoted as an identifier (schema, name)
-            row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-                               "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)", (name,)).fetchone()
-            return sql.Identifier(row[0], row[1]) if row else None
-
-        flyway = table("flyway_schema_history")
+        flyway = history_table(conn, "flyway_schema_history")
         if flyway and "flyway" in tools:
             rows = conn.execute(sql.SQL("SELECT version FROM {} WHERE success AND version IS NOT NULL").format(
                 flyway)).fetchall()
             applied |= {_version(r[0]) for r in rows if re.fullmatch(r"\d+(?:[._]\d+)*", str(r[0]))}
             notes.append(f"{flyway.as_string(conn)}: {len(rows)} applied version(s)")
-        migrations = table("schema_migrations")
+        migrations = history_table(conn, "schema_migrations")
         if migrations and tools & {"golang-migrate", "dbmate", "numbered"}:
             columns = {r[0] for r in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-                ("schema_migrations",)).fetchall()}
+                (migrations.as_string(conn),)).fetchall()}
             if "dirty" in columns:  # golang-migrate: one row, the current version
                 row = conn.execute(sql.SQL("SELECT version, dirty FROM {}").format(migrations)).fetchone()
                 if row is not None:

@@ -39,6 +39,7 @@ from psycopg import sql
 
 from ..errors import PlanError
 from ..sqlparse import read_sql_file, split_statements
+from .migration_dirs import history_table
 
 if TYPE_CHECKING:
     from .model import MigrationPlan
@@ -52,24 +53,6 @@ class ToolMigration:
     origin: str  # what findings call it
     text: str  # its SQL
     in_transaction: bool = True
-
-
-def _history_table(conn: psycopg.Connection[Any], *names: str) -> sql.Identifier | None:
-    """The first of ``names`` (``table`` on the search_path, or ``schema.table``) that exists, quoted."""
-    for name in names:
-        parts = name.split(".")
-        regclass = sql.Identifier(*parts).as_string(conn)
-        row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                           "WHERE c.oid = to_regclass(%s)", (regclass,)).fetchone()
-        if row is not None:
-            return sql.Identifier(row[0], row[1])
-    return None
-
-
-def _columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> set[str]:
-    return {r[0] for r in conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-        (table.as_string(conn),)).fetchall()}
 
 
 class MigrationTool:
@@ -125,7 +108,7 @@ class Prisma(MigrationTool):
         return found, []
 
     def applied(self, conn: psycopg.Connection[Any]) -> tuple[set[str], list[str]] | None:
-        table = _history_table(conn, "_prisma_migrations")
+        table = history_table(conn, "_prisma_migrations")
         if table is None:
             return None
         rows = conn.execute(sql.SQL("SELECT migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL "
@@ -183,7 +166,7 @@ class Diesel(MigrationTool):
         return [m for _, m in sorted(found, key=lambda f: f[0])], []
 
     def applied(self, conn: psycopg.Connection[Any]) -> tuple[set[str], list[str]] | None:
-        table = _history_table(conn, "__diesel_schema_migrations")
+        table = history_table(conn, "__diesel_schema_migrations")
         if table is None:
             return None
         applied = {str(r[0]) for r in conn.execute(sql.SQL("SELECT version FROM {}").format(table)).fetchall()}
@@ -233,7 +216,7 @@ class Atlas(MigrationTool):
         return found, []
 
     def applied(self, conn: psycopg.Connection[Any]) -> tuple[set[str], list[str]] | None:
-        table = _history_table(conn, "atlas_schema_revisions.atlas_schema_revisions", "atlas_schema_revisions")
+        table = history_table(conn, "atlas_schema_revisions.atlas_schema_revisions", "atlas_schema_revisions")
         if table is None:
             return None
         rows = conn.execute(sql.SQL("SELECT version, applied, total, coalesce(error, '') FROM {}").format(
@@ -308,7 +291,7 @@ class Liquibase(MigrationTool):
         return found, notes
 
     def applied(self, conn: psycopg.Connection[Any]) -> tuple[set[str], list[str]] | None:
-        table = _history_table(conn, "databasechangelog")
+        table = history_table(conn, "databasechangelog")
         if table is None:
             return None
         rows = conn.execute(sql.SQL("SELECT id, author, filename FROM {} WHERE exectype IN "
@@ -481,7 +464,7 @@ class Django(MigrationTool):
         return found, []
 
     def applied(self, conn: psycopg.Connection[Any]) -> tuple[set[str], list[str]] | None:
-        table = _history_table(conn, "django_migrations")
+        table = history_table(conn, "django_migrations")
         if table is None:
             return None
         rows = conn.execute(sql.SQL("SELECT app, name FROM {}").format(table)).fetchall()
