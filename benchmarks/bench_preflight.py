@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,9 +42,10 @@ SCAN_TRIO = [
 ]
 
 
-def build(conninfo: str, rows: int, *, schema: str = SCHEMA, dirty_every: int = 1000) -> None:
+def build(conninfo: str, rows: int, *, schema: str = SCHEMA, dirty_every: int = 1000,
+          collate: str | None = None) -> None:
     """customers (rows / 10) and orders (rows), every benchmarked constraint holding; ``dirty`` is NULL in one
-    row of every ``dirty_every``."""
+    row of every ``dirty_every``. ``collate`` gives the text columns that collation instead of the database's."""
     customers = max(rows // 10, 1)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -51,8 +53,9 @@ def build(conninfo: str, rows: int, *, schema: str = SCHEMA, dirty_every: int = 
         conn.execute(f"SET search_path TO {schema}")
         conn.execute("CREATE TABLE customers (id bigint PRIMARY KEY)")
         conn.execute("INSERT INTO customers SELECT g FROM generate_series(1, %s) g", (customers,))
-        conn.execute("""CREATE TABLE orders (id bigint, customer_id bigint, a int, b int, c int, email text,
-                        code text, dirty int)""")
+        text = sql.SQL("text COLLATE {}").format(sql.Identifier(collate)) if collate else sql.SQL("text")
+        conn.execute(sql.SQL("""CREATE TABLE orders (id bigint, customer_id bigint, a int, b int, c int, email {text},
+                                code {text}, dirty int)""").format(text=text))
         conn.execute(
             """INSERT INTO orders SELECT g, 1 + g %% %s, g %% 1000, g %% 7, g %% 100, 'user' || g || '@example.com',
                       (g %% 100000)::text, CASE WHEN g %% %s = 0 THEN NULL ELSE g END

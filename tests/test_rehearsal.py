@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 import erd_preflight as ep
+from erd_preflight import shadow
 from erd_preflight.shadow import REHEARSAL_ROLE
 
 
@@ -67,9 +68,31 @@ def test_a_plan_postgresql_accepts_passes_the_rehearsal_and_leaves_the_shadow_un
             "CREATE INDEX CONCURRENTLY t_b ON t (b);\nCREATE VIEW tv AS SELECT id, b FROM t;")
     assert oracle_fails(conninfo, text) is None  # PostgreSQL applies it
     for _ in range(2):  # the second run rehearses on the same (cached) shadow: it must be as pristine as before
+        shadow._rehearsals.clear()  # rehearse again, not the answer kept from the first run
         report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
         assert not any(r.check_id.startswith("REHEARSAL") for r in report.results), report.results
         assert report.status == "clear"
+
+
+def test_a_rehearsal_is_kept_for_its_catalog_and_a_changed_catalog_is_rehearsed_again(db, run_sql, monkeypatch):
+    run_sql("CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, 1)")
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;")
+    runs: list[int] = []
+    rehearse_on = shadow._rehearse_on
+    monkeypatch.setattr(shadow, "_rehearse_on", lambda *a: runs.append(1) or rehearse_on(*a))
+    assert ep.run_preflight(plan, db).status == "clear"
+    assert ep.run_preflight(plan, db).status == "clear"
+    assert len(runs) == 1  # the same statements on the same catalog: PostgreSQL's answer is kept
+    run_sql("CREATE VIEW v AS SELECT a FROM t")  # the catalog changes: only PostgreSQL's answer says it blocks now
+    report = ep.run_preflight(plan, db)
+    assert len(runs) == 2
+    assert [b.check_id for b in report.blockers] == ["REHEARSAL_PRECHECK"], report.blockers
+    # data statements and procedural code may read the clock or chance: rehearsed every time
+    for text in ("INSERT INTO t (id, a) VALUES (2, 2);", "DO $$ BEGIN PERFORM 1; END $$;"):
+        before = len(runs)
+        for _ in range(2):
+            ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+        assert len(runs) == before + 2, text
 
 
 def test_the_rehearsal_never_runs_as_a_superuser(db, run_sql, tmp_path):
