@@ -344,7 +344,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
 # the same empty schema: PostgreSQL's answer does not change. Kept only for statements whose answer depends on
 # nothing else (see _repeatable) and for rehearsals that ran to a verdict; callers only read what they get.
 _rehearsals: OrderedDict[tuple[Any, ...], Rehearsal] = OrderedDict()
-_REHEARSALS_MAX = 64
+_REHEARSALS_MAX = 16  # each holds the catalog snapshots of its steps
 
 
 def _repeatable(statement: str) -> bool:
