@@ -175,7 +175,7 @@ def _ranges(blocks: int, rows: float, chunk_rows: int) -> list[tuple[int, int | 
         return None
     per_block = rows / blocks
     size = max(int(chunk_rows / per_block), 1)
-    first = max(min(size, blocks // 64), 1)  # an early first answer: under 2% of the table
+    first = max(min(size, blocks // 256), 1)  # an early first answer: under 0.5% of the table
     bounds = [0, first]
     while bounds[-1] + size < blocks:
         bounds.append(bounds[-1] + size)
