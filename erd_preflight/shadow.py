@@ -356,11 +356,13 @@ def _repeatable(statement: str) -> bool:
     if text is None:
         return True
     stmt = _statement_node(text)
-    return stmt is not None and not isinstance(stmt, _UNREPEATABLE) and not _may_fill(text)
+    return stmt is not None and not isinstance(stmt, _UNREPEATABLE)
 
 
+# SelectStmt covers SELECT ... INTO, so with CreateTableAsStmt, DoStmt and CallStmt every statement _may_fill names
 _UNREPEATABLE = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, ast.SelectStmt, ast.DoStmt,
-                 ast.CallStmt, ast.CreateExtensionStmt, ast.AlterExtensionStmt, ast.ExplainStmt, ast.CopyStmt)
+                 ast.CallStmt, ast.CreateTableAsStmt, ast.CreateExtensionStmt, ast.AlterExtensionStmt,
+                 ast.ExplainStmt, ast.CopyStmt)
 
 
 def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: list[tuple[int, str]],

@@ -88,7 +88,8 @@ def test_a_rehearsal_is_kept_for_its_catalog_and_a_changed_catalog_is_rehearsed_
     assert len(runs) == 2
     assert [b.check_id for b in report.blockers] == ["REHEARSAL_PRECHECK"], report.blockers
     # data statements and procedural code may read the clock or chance: rehearsed every time
-    for text in ("INSERT INTO t (id, a) VALUES (2, 2);", "DO $$ BEGIN PERFORM 1; END $$;"):
+    for text in ("INSERT INTO t (id, a) VALUES (2, 2);", "DO $$ BEGIN PERFORM 1; END $$;",
+                 "CREATE TABLE t_copy AS SELECT * FROM t;"):
         before = len(runs)
         for _ in range(2):
             ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
