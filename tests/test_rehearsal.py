@@ -74,9 +74,11 @@ def test_a_plan_postgresql_accepts_passes_the_rehearsal_and_leaves_the_shadow_un
         assert report.status == "clear"
 
 
-def test_a_rehearsal_is_kept_for_its_catalog_and_a_changed_catalog_is_rehearsed_again(db, run_sql, monkeypatch):
+def test_a_rehearsal_is_kept_for_its_catalog_and_a_changed_catalog_is_rehearsed_again(db, run_sql, conninfo,
+                                                                                     monkeypatch):
     run_sql("CREATE TABLE t (id int, a int); INSERT INTO t VALUES (1, 1)")
     plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;")
+    assert oracle_fails(conninfo, "ALTER TABLE t ALTER COLUMN a TYPE bigint;") is None  # PostgreSQL applies it
     runs: list[int] = []
     rehearse_on = shadow._rehearse_on
     monkeypatch.setattr(shadow, "_rehearse_on", lambda *a: runs.append(1) or rehearse_on(*a))
@@ -84,6 +86,7 @@ def test_a_rehearsal_is_kept_for_its_catalog_and_a_changed_catalog_is_rehearsed_
     assert ep.run_preflight(plan, db).status == "clear"
     assert len(runs) == 1  # the same statements on the same catalog: PostgreSQL's answer is kept
     run_sql("CREATE VIEW v AS SELECT a FROM t")  # the catalog changes: only PostgreSQL's answer says it blocks now
+    assert oracle_fails(conninfo, "ALTER TABLE t ALTER COLUMN a TYPE bigint;") is not None  # and it refuses it
     report = ep.run_preflight(plan, db)
     assert len(runs) == 2
     assert [b.check_id for b in report.blockers] == ["REHEARSAL_PRECHECK"], report.blockers
