@@ -509,8 +509,6 @@ class _Executor:
             self._totals[probe.source.key] = int(total)
         self.conn.execute("SAVEPOINT erd_preflight_hash")
         try:
-            # a sort of the hashes, not a hash table of a million groups: the planner would choose the latter
-            self.conn.execute("SELECT set_config('enable_hashagg', 'off', true)")
             if keyed > _PARALLEL_SORT_KEYS:
                 # a parallel sort (workers sort parts, the leader merges) is a sixth faster at 1M keys and a third
                 # at 20M; the planner's default costs keep it to one process
@@ -519,7 +517,8 @@ class _Executor:
             # One key of type text or varchar (as the result describes it: a domain is described by its base type):
             # its own hash function, a sixth faster than forming a record of it per row.
             types = [d.type_code for d in self.conn.execute(probe.key_types()).description or []]
-            query = probe.distinct_text_hashes() if types in ([TEXT_OID], [VARCHAR_OID]) else probe.distinct_hashes()
+            text_key = types in ([TEXT_OID], [VARCHAR_OID]) and not probe.nulls_not_distinct
+            query = probe.distinct_text_hashes() if text_key else probe.distinct_hashes()
             distinct = self.conn.execute(query).fetchone()[0]  # type: ignore[index]
         except (pgerrors.UndefinedFunction, pgerrors.FeatureNotSupported):
             distinct = None  # no hash function agrees with the type's equality

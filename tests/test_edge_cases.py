@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import erd_preflight as ep
+from erd_preflight.executor import _Executor
 from erd_preflight.sqlparse import split_statements
 
 from oracle import assert_agrees, postgres_accepts
@@ -409,6 +410,41 @@ def test_each_edge_case_agrees_with_postgresql(db, run_sql, conninfo, server_ver
     found = assert_agrees(report, postgres_accepts(conninfo, statements), name, statement)
     if name not in LEFT_FOR_A_PERSON:
         assert found != "unverified", (name, report.summary())
+
+
+HASHED_KEYS = [
+    ("text", "CREATE TABLE t (a text); INSERT INTO t SELECT 'k' || g FROM generate_series(1, 300) g",
+     "ALTER TABLE t ADD UNIQUE (a)"),
+    ("varchar_with_nulls", "CREATE TABLE t (a varchar(9)); INSERT INTO t SELECT CASE WHEN g % 10 = 0 THEN NULL "
+     "ELSE 'k' || g END FROM generate_series(1, 300) g", "ALTER TABLE t ADD UNIQUE (a)"),
+    ("text_nulls_not_distinct_one_null", "CREATE TABLE t (a text); INSERT INTO t SELECT 'k' || g FROM "
+     "generate_series(1, 300) g; INSERT INTO t VALUES (NULL)", "ALTER TABLE t ADD UNIQUE NULLS NOT DISTINCT (a)"),
+    ("two_columns", "CREATE TABLE t (a int, b text); INSERT INTO t SELECT g % 7, g::text FROM generate_series(1, 300) g",
+     "ALTER TABLE t ADD UNIQUE (a, b)"),
+    ("partial", "CREATE TABLE t (a int, live bool); INSERT INTO t SELECT g % 150, g <= 150 FROM generate_series(1, 300) g",
+     "CREATE UNIQUE INDEX ON t (a) WHERE live"),
+]
+
+
+@pytest.mark.parametrize("name, setup, statement", HASHED_KEYS, ids=[k[0] for k in HASHED_KEYS])
+def test_a_passing_unique_key_is_proved_by_its_hashes_without_grouping_the_keys(db, run_sql, conninfo, server_version,
+                                                                               monkeypatch, name, setup, statement):
+    """The fast proof must prove: as many distinct hashes as keys that count (a NULL key included under NULLS NOT
+    DISTINCT). Were it to undercount, every passing key would fall back to the exact grouping, right but slow."""
+    if "NULLS NOT DISTINCT" in statement and server_version < 150000:
+        pytest.skip("PostgreSQL 15's")
+    proofs: list[object] = []
+    original = _Executor._distinct_by_hash
+
+    def spy(self, *args, **kwargs):
+        proofs.append(original(self, *args, **kwargs))
+        return proofs[-1]
+
+    monkeypatch.setattr(_Executor, "_distinct_by_hash", spy)
+    run_sql(setup)
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+    assert assert_agrees(report, postgres_accepts(conninfo, [statement]), name, statement) == "clear"
+    assert proofs and all(p is not None for p in proofs), (name, proofs)
 
 
 def test_a_unique_key_equal_only_under_a_nondeterministic_collation_is_a_duplicate(db, run_sql, conninfo):
