@@ -9,6 +9,7 @@
 2. Each check alone, fixed overhead included / PostgreSQL validating that one statement.             <= 1.0
    And the fixed overhead of a preflight: a one-step plan on an empty table, minus its checks' time.  <= 5 ms
 3. Four scan-type checks on one table (two SET NOT NULL, a CHECK, a cast): their time / one count(*).  <= 1.2
+   And in pages: the table's pages the preflight read (pg_statio_user_tables) / the table's pages.
 4. 1% of rows violate, spread evenly: time until the first blocking answer reaches the progress callback,
    with its sample rows / one full scan (count(*)).                                                    <= 0.05
 5. Progress: the scan's pieces, and how often progress came.
@@ -75,6 +76,37 @@ def best_pair(ours, theirs, repeat: int, settle) -> tuple[float, float]:
             fn()
             kept.append(time.perf_counter() - started)
     return min(times[0]), min(times[1])
+
+
+def pages_read(url: str, conninfo: str, run) -> float:
+    """How many times ``run(db)`` read the orders table: the table's block hits and reads (pg_statio_user_tables)
+    during it, over the table's pages. Each backend reports its counts when it ends, so ``run`` gets a database
+    of its own, closed afterwards, and the counts are read until they stop moving."""
+
+    def blocks() -> int:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            return conn.execute("SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) FROM "
+                                "pg_statio_user_tables WHERE relid = 'orders'::regclass").fetchone()[0]
+
+    def settled() -> int:
+        last, seen = -1, blocks()
+        for _ in range(50):
+            if seen == last:
+                return seen
+            time.sleep(0.1)
+            last, seen = seen, blocks()
+        return seen
+
+    with psycopg.connect(conninfo) as conn:
+        pages = conn.execute("SELECT pg_relation_size('orders') / current_setting('block_size')::int").fetchone()[0]
+    before = settled()
+    db = ep.connect(url, connect_args={"options": f"-c search_path={SCHEMA}"})
+    try:
+        run(db)
+    finally:
+        db.close()
+    return (settled() - before) / pages
 
 
 def line(name: str, ours: float, theirs: float, target: str, unit: str = "ms") -> None:
@@ -164,6 +196,17 @@ def main() -> int:
     dearest = max(min(sum(c.duration_ms for c in preflight([ddl]).checks) for _ in range(args.repeat))
                   for ddl in SCAN_FOUR)
     line("   4 scan checks / the dearest one alone", four / 1000, dearest / 1000, "(sharing: near 1)")
+    # the same four in pages: how many times the preflight read the table (its backends' block hits and reads)
+    read = pages_read(url, conninfo, lambda d: ep.run_preflight(
+        ep.MigrationPlan.from_sql(";\n".join(SCAN_FOUR)), d, **limits))
+
+    def count_once(d: ep.Database) -> None:
+        with d.connection() as conn:
+            conn.execute("SELECT count(*) FROM orders").fetchone()
+
+    count_read = pages_read(url, conninfo, count_once)
+    print(f"{'   4 scan checks, table pages read / its pages':<46} {read:>10.3f} {count_read:>12.3f} "
+          f"{read / count_read:>7.3f}   (the postgres column: count(*) itself)")
 
     # 4. the first blocking answer, 1% of rows violating, evenly spread
     arrivals: list[float] = []
