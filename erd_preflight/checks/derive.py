@@ -40,6 +40,7 @@ from .model import (
 from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
 from .dml import delete_checks, insert_checks, type_change_checks, update_checks
 from .domains import domain_checks
+from .extensions import extension_checks
 from .partitions import partition_checks
 from .raw_index import index_statement, raw_index_checks
 from .state import PlanContext, TableState, query_rows
@@ -72,6 +73,9 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     domain = domain_checks(index, step, context)
     if domain is not None:
         return domain
+    extension = extension_checks(index, step, context)
+    if extension is not None:
+        return extension
     filled = _query_checks(index, step, context)
     if filled is not None:
         return filled

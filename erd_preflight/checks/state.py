@@ -214,6 +214,7 @@ class PlanContext:
     step: int = 0  # the step whose checks are derived now
     _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
     created_domains: set[str] = field(default_factory=set)  # names of the domains the plan creates
+    plan_extensions: dict[str, bool] = field(default_factory=dict)  # extension -> whether the plan so far leaves it
     # why no table's rows are known any more: a block or procedure that may write any table (dynamic SQL, a call)
     blind: str | None = None
 

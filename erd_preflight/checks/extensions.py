@@ -1,0 +1,104 @@
+"""``CREATE EXTENSION``, judged by the target's own catalog: whether its server has the extension (at that version)
+among the extensions installed on its system, whether the database already has it, and whether what it requires is
+there or comes with CASCADE.
+
+The rehearsal cannot answer this: it runs the statement on the shadow's server, whose extensions are its own. An
+extension the shadow's server has and the target's lacks would pass there and fail at apply; without a rehearsal
+the statement changes the catalog only, so nothing else would look. The target answers here, in both modes. What
+the step does once created (its schema, its rights) stays the rehearsal's to judge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pglast import ast, enums
+
+from ..plan import RawSQL
+from .model import OBJECT_PRECHECK, Check, verdict
+from .state import PlanContext
+
+_EXTENSION = """
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = %(name)s),
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = %(name)s),
+       (SELECT default_version FROM pg_available_extensions WHERE name = %(name)s),
+       ARRAY(SELECT version FROM pg_available_extension_versions WHERE name = %(name)s ORDER BY version)
+"""
+_REQUIRES = "SELECT requires FROM pg_available_extension_versions WHERE name = %s AND version = %s"
+
+_INSTALL = ("Install the extension's package on the database server (on a managed service: allow the extension), "
+            "or remove the step.")
+
+
+def extension_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check] | None:
+    """A blocking check when the target cannot create the extension; None otherwise (the step is then judged as any
+    statement that changes the catalog only). A DROP EXTENSION is remembered, so a later CREATE is judged after it."""
+    if len(step.parsed) != 1:
+        return None
+    stmt = step.parsed[0]
+    if isinstance(stmt, ast.DropStmt) and stmt.removeType == enums.ObjectType.OBJECT_EXTENSION:
+        for name in stmt.objects or ():
+            context.plan_extensions[name.sval] = False
+        return None
+    if not isinstance(stmt, ast.CreateExtensionStmt):
+        return None
+    name = stmt.extname
+    options = {o.defname: o.arg for o in stmt.options or ()}
+    version = options["new_version"].sval if isinstance(options.get("new_version"), ast.String) else None
+    if _installed(context, name):
+        if stmt.if_not_exists:
+            return None
+        return [_blocks(index, step, f'extension "{name}" already exists in the target database (SQLSTATE 42710). '
+                        "Write CREATE EXTENSION IF NOT EXISTS, or remove the step.")]
+    created = [name]  # and what CASCADE creates with it
+    problem = _cannot_create(context, name, version, "cascade" in options, created)
+    if problem is not None:
+        return [_blocks(index, step, problem)]
+    context.plan_extensions.update(dict.fromkeys(created, True))
+    return None
+
+
+def _blocks(index: int, step: RawSQL, message: str) -> Check:
+    return verdict(OBJECT_PRECHECK, index, step, "blocking", f"step {index} would fail at apply: {message}")
+
+
+def _installed(context: PlanContext, name: str) -> bool:
+    """Whether the database has the extension when this step runs: as an earlier step left it, or as it is now."""
+    if name in context.plan_extensions:
+        return context.plan_extensions[name]
+    return bool(_about(context, name)[0])
+
+
+def _about(context: PlanContext, name: str) -> tuple[Any, ...]:
+    row = context.catalog.conn.execute(_EXTENSION, {"name": name}).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _cannot_create(context: PlanContext, name: str, version: str | None, cascade: bool,
+                   created: list[str]) -> str | None:
+    """Why the target's server cannot create ``name`` (at ``version``, or its default), with what it requires; None
+    when it can. ``created`` gathers what the statement creates. PostgreSQL's own catalog views list what its
+    server has, versions reached by update scripts included."""
+    _, available, default, versions = _about(context, name)
+    if not available:
+        return (f'extension "{name}" is not available on the target server: it is not among the extensions installed '
+                "on the server's system (pg_available_extensions), so PostgreSQL cannot open its control file "
+                f"(SQLSTATE 0A000). {_INSTALL}")
+    wanted = version or default
+    if wanted not in versions:
+        return (f'extension "{name}" has no installation script nor update path for version "{wanted}" on the '
+                f"target server (SQLSTATE 22023); it has {', '.join(versions) or 'none'}. Ask for one of those, or "
+                "install that version's package on the server.")
+    row = context.catalog.conn.execute(_REQUIRES, (name, wanted)).fetchone()
+    for required in (row[0] if row and row[0] else ()):
+        if required in created or _installed(context, required):
+            continue
+        if not cascade:
+            return (f'required extension "{required}" is not installed in the target database (SQLSTATE 42704). '
+                    f'Create it in an earlier step, or write CREATE EXTENSION "{name}" CASCADE.')
+        created.append(required)
+        problem = _cannot_create(context, required, None, True, created)
+        if problem is not None:
+            return f'"{name}" requires it: {problem}'
+    return None

@@ -1,0 +1,62 @@
+"""CREATE EXTENSION is judged by the target's own catalog, in both modes: the rehearsal runs it on the shadow's
+server, whose extensions are its own, and without a rehearsal nothing else looks. PostgreSQL is the oracle."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+import erd_preflight as ep
+from erd_preflight.db import embedded_url
+from erd_preflight.sqlparse import split_statements
+
+from oracle import assert_agrees, postgres_accepts
+
+CASES = [
+    # (name, plan, what PostgreSQL says when the database has none of these extensions; None: no expectation)
+    ("not_on_the_server", "CREATE EXTENSION erd_preflight_no_such_extension", "blocked"),
+    ("not_on_the_server_if_not_exists", "CREATE EXTENSION IF NOT EXISTS erd_preflight_no_such_extension", "blocked"),
+    ("version_it_has_not", "CREATE EXTENSION pg_trgm VERSION '9.9'", "blocked"),
+    ("version_reached_by_an_update_script", "CREATE EXTENSION pg_trgm VERSION '1.4'", None),
+    ("already_created", "CREATE EXTENSION plpgsql", "blocked"),
+    ("already_created_if_not_exists", "CREATE EXTENSION IF NOT EXISTS plpgsql", None),
+    ("requires_one_not_created", "CREATE EXTENSION earthdistance", "blocked"),
+    ("requires_one_cascade", "CREATE EXTENSION earthdistance CASCADE", None),
+    ("requires_one_created_before", "CREATE EXTENSION cube; CREATE EXTENSION earthdistance", None),
+    ("created_twice", "CREATE EXTENSION cube; CREATE EXTENSION cube", "blocked"),
+    ("dropped_then_created", "DROP EXTENSION plpgsql; CREATE EXTENSION plpgsql", None),
+]
+
+
+def _installed(conninfo: str, names: list[str]) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        return bool(conn.execute("SELECT count(*) FROM pg_extension WHERE extname = ANY(%s)", (names,)).fetchone()[0])
+
+
+@pytest.mark.parametrize("rehearse", [True, False], ids=["rehearsal", "model"])
+@pytest.mark.parametrize("name, plan, expected", CASES, ids=[c[0] for c in CASES])
+def test_create_extension_agrees_with_postgresql(db, conninfo, name, plan, expected, rehearse):
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(plan), db, rehearse=rehearse)
+    accepted = postgres_accepts(conninfo, [s.text for s in split_statements(plan)])
+    found = assert_agrees(report, accepted, name, plan)
+    if expected is not None and not _installed(conninfo, ["pg_trgm", "cube", "earthdistance"]):
+        assert found == expected, (name, report.summary())
+
+
+def test_an_extension_the_shadow_has_and_the_target_lacks_blocks(db, conninfo):
+    """The false clear this closes: the rehearsal runs CREATE EXTENSION on the shadow's server, which has the
+    extension, while the target's server does not. Runs where the two servers' extensions differ that way (the
+    embedded PostgreSQL 18 has pgvector; a Debian PostgreSQL 15 does not)."""
+    with psycopg.connect(conninfo) as conn:
+        there = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    with psycopg.connect(embedded_url()) as conn:
+        here = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    missing = sorted(here - there)
+    if not missing:
+        pytest.skip("the target's server has every extension the shadow's server has")
+    plan = f'CREATE EXTENSION "{missing[0]}"'
+    accepted = postgres_accepts(conninfo, [plan])
+    for rehearse in (True, False):
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(plan), db, rehearse=rehearse)
+        assert assert_agrees(report, accepted, plan) == "blocked"
+        assert "is not available on the target server" in report.results[0].message
