@@ -184,7 +184,7 @@ def test_a_step_on_rows_a_query_of_the_plan_makes_is_named_as_unverified_never_c
 def test_an_extension_the_target_has_and_the_shadow_lacks_is_no_verdict(db, run_sql, conninfo, server_url):
     """The embedded PostgreSQL has no pgcrypto. Where the target has it (PostgreSQL 15 here), the rehearsal skips
     its CREATE EXTENSION and stops, with a warning naming it, at the first statement that needs it; where the
-    target lacks it too, PostgreSQL's refusal is the verdict. Either way, the oracle's."""
+    target lacks it too, the target's own catalog says so, in the step's check. Either way, the oracle's."""
     run_sql("CREATE TABLE t (id int)")
     text = ("CREATE EXTENSION IF NOT EXISTS pgcrypto;\n"
             "CREATE TABLE token (id int, secret bytea DEFAULT gen_random_bytes(8));")
@@ -200,7 +200,8 @@ def test_an_extension_the_target_has_and_the_shadow_lacks_is_no_verdict(db, run_
         note = next(r for r in report.results if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING")
         assert "pgcrypto" in note.message and "stopped" in note.message
     else:
-        assert report.blockers[0].check_id == "REHEARSAL_PRECHECK"
+        assert report.blockers[0].check_id == "OBJECT_PRECHECK"
+        assert 'extension "pgcrypto" is not available on the target server' in report.blockers[0].message
 
 
 def test_the_rehearsal_follows_a_rename_by_oid(db, run_sql, conninfo):
