@@ -83,8 +83,8 @@ def _cannot_create(context: PlanContext, name: str, version: str | None, cascade
     _, available, default, versions = _about(context, name)
     if not available:
         return (f'extension "{name}" is not available on the target server: it is not among the extensions installed '
-                "on the server's system (pg_available_extensions), so PostgreSQL cannot open its control file "
-                f"(SQLSTATE 0A000). {_INSTALL}")
+                "on the server's system (pg_available_extensions), so PostgreSQL cannot open its control file. "
+                f"{_INSTALL}")
     wanted = version or default
     if wanted not in versions:
         return (f'extension "{name}" has no installation script nor update path for version "{wanted}" on the '
