@@ -48,7 +48,8 @@ def extension_checks(index: int, step: RawSQL, context: PlanContext) -> list[Che
     if _installed(context, name):
         if stmt.if_not_exists:
             return None
-        return [_blocks(index, step, f'extension "{name}" already exists in the target database (SQLSTATE 42710). '
+        where = "(an earlier step creates it)" if context.plan_extensions.get(name) else "in the target database"
+        return [_blocks(index, step, f'extension "{name}" already exists {where} (SQLSTATE 42710). '
                         "Write CREATE EXTENSION IF NOT EXISTS, or remove the step.")]
     created = [name]  # and what CASCADE creates with it
     problem = _cannot_create(context, name, version, "cascade" in options, created)
