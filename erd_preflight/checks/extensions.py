@@ -10,8 +10,6 @@ the step does once created (its schema, its rights) stays the rehearsal's to jud
 
 from __future__ import annotations
 
-from typing import Any
-
 from pglast import ast, enums
 
 from ..plan import RawSQL
@@ -45,14 +43,15 @@ def extension_checks(index: int, step: RawSQL, context: PlanContext) -> list[Che
     name = stmt.extname
     options = {o.defname: o.arg for o in stmt.options or ()}
     version = options["new_version"].sval if isinstance(options.get("new_version"), ast.String) else None
-    if _installed(context, name):
+    about = _about(context, name)
+    if about[0]:
         if stmt.if_not_exists:
             return None
         where = "(an earlier step creates it)" if context.plan_extensions.get(name) else "in the target database"
         return [_blocks(index, step, f'extension "{name}" already exists {where} (SQLSTATE 42710). '
                         "Write CREATE EXTENSION IF NOT EXISTS, or remove the step.")]
     created = [name]  # and what CASCADE creates with it
-    problem = _cannot_create(context, name, version, "cascade" in options, created)
+    problem = _cannot_create(context, name, version, "cascade" in options, created, about)
     if problem is not None:
         return [_blocks(index, step, problem)]
     context.plan_extensions.update(dict.fromkeys(created, True))
@@ -63,25 +62,21 @@ def _blocks(index: int, step: RawSQL, message: str) -> Check:
     return verdict(OBJECT_PRECHECK, index, step, "blocking", f"step {index} would fail at apply: {message}")
 
 
-def _installed(context: PlanContext, name: str) -> bool:
-    """Whether the database has the extension when this step runs: as an earlier step left it, or as it is now."""
-    if name in context.plan_extensions:
-        return context.plan_extensions[name]
-    return bool(_about(context, name)[0])
-
-
-def _about(context: PlanContext, name: str) -> tuple[Any, ...]:
+def _about(context: PlanContext, name: str) -> tuple[bool, bool, str | None, list[str]]:
+    """In one query: whether the database has the extension when this step runs (as an earlier step left it, or as
+    it is now), whether its server has it, its default version, and every version the server can install."""
     row = context.catalog.conn.execute(_EXTENSION, {"name": name}).fetchone()
     assert row is not None
-    return tuple(row)
+    installed, available, default, versions = row
+    return context.plan_extensions.get(name, bool(installed)), bool(available), default, list(versions)
 
 
-def _cannot_create(context: PlanContext, name: str, version: str | None, cascade: bool,
-                   created: list[str]) -> str | None:
+def _cannot_create(context: PlanContext, name: str, version: str | None, cascade: bool, created: list[str],
+                   about: tuple[bool, bool, str | None, list[str]]) -> str | None:
     """Why the target's server cannot create ``name`` (at ``version``, or its default), with what it requires; None
-    when it can. ``created`` gathers what the statement creates. PostgreSQL's own catalog views list what its
-    server has, versions reached by update scripts included."""
-    _, available, default, versions = _about(context, name)
+    when it can. ``about`` is ``_about(context, name)``; ``created`` gathers what the statement creates.
+    PostgreSQL's own catalog views list what its server has, versions reached by update scripts included."""
+    _, available, default, versions = about
     if not available:
         return (f'extension "{name}" is not available on the target server: it is not among the extensions installed '
                 "on the server's system (pg_available_extensions), so PostgreSQL cannot open its control file. "
@@ -93,13 +88,16 @@ def _cannot_create(context: PlanContext, name: str, version: str | None, cascade
                 "install that version's package on the server.")
     row = context.catalog.conn.execute(_REQUIRES, (name, wanted)).fetchone()
     for required in (row[0] if row and row[0] else ()):
-        if required in created or _installed(context, required):
+        if required in created:
+            continue
+        required_about = _about(context, required)
+        if required_about[0]:
             continue
         if not cascade:
             return (f'required extension "{required}" is not installed in the target database (SQLSTATE 42704). '
                     f'Create it in an earlier step, or write CREATE EXTENSION "{name}" CASCADE.')
         created.append(required)
-        problem = _cannot_create(context, required, None, True, created)
+        problem = _cannot_create(context, required, None, True, created, required_about)
         if problem is not None:
             return f'"{name}" requires it: {problem}'
     return None
