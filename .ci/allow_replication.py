@@ -5,9 +5,9 @@
 
 It adds one rule to the server's pg_hba.conf, ``host replication all 127.0.0.1/32 trust`` (the same trust the
 service already gives every local TCP connection), and reloads the server's configuration. It changes nothing when
-a rule for replication is already there, and says why and exits 1 when it cannot (no superuser, wal_level minimal,
-no WAL senders, a file it may not write, a rule the server then rejects). The tests skip the standby then, as
-before.
+the server already takes a replication connection from here, and says why and exits 1 when it cannot (no superuser,
+wal_level minimal, no WAL senders, a file it may not write, a server still refusing after the reload). The tests
+skip the standby then, as before.
 """
 
 from __future__ import annotations
