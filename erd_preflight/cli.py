@@ -273,6 +273,9 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rehearse-data", action="store_true",
                         help="decide the steps preflight cannot verify read-only by running the plan on a copy of "
                         "the rows of small tables (copied into the embedded PostgreSQL, dropped afterwards)")
+    parser.add_argument("--no-rehearse", action="store_true",
+                        help="do not rehearse the plan on a copy of the schema: structural failures are then judged "
+                        "by preflight's own model of each statement alone")
     parser.add_argument("--rehearse-data-rows", type=_count, default=PreflightOptions().rehearse_data_rows,
                         metavar="N", help="the most rows a table may hold for --rehearse-data to copy it "
                         "(default %(default)s)")
@@ -293,7 +296,7 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _rehearse_data(args: argparse.Namespace) -> dict[str, Any]:
     """The preflight options and arguments of ``check`` and ``apply``."""
-    return {"rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows,
+    return {"rehearse": not args.no_rehearse, "rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows,
             "read_from": args.read_from, "counts": args.counts, "scan_workers": args.workers,
             "scan_chunk_rows": max(args.chunk_rows, 1000)}
 

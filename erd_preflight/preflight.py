@@ -26,7 +26,7 @@ from .errors import CheckTimeout, PlanError, PreflightError, classify, server_we
 from .executor import _Executor, _Outcome
 from .plan import MigrationPlan
 from .progress import ProgressCallback, progress_bar
-from .rehearsal import plan_statements, rehearsed_checks, schemas_of
+from .rehearsal import plan_statements, rehearsed_checks
 from .replica import Replica
 from .rows_rehearsal import RowsRehearsal, rehearse_rows
 from .scan import Cancel
@@ -99,7 +99,6 @@ def run_preflight(
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
                 statements = plan_statements(plan, catalog)
-                schemas = schemas_of(plan, conn) if opts.rehearse_data else ()
                 checks = rehearsed_checks(plan, catalog, opts, statements)
                 key = catalog.key
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
@@ -154,7 +153,7 @@ def run_preflight(
                     if exact is None:
                         if executor.conn is conn:
                             executor.end()  # the copy reads its own snapshot on this connection
-                        exact = _rows_rehearsal(conn, statements, schemas, opts)
+                        exact = _rows_rehearsal(conn, statements, opts)
                     outcome = _decided(outcome, exact, check.step)
                 finding: int | None = None
                 if outcome.acknowledge and outcome.outcome == "warning":
@@ -185,10 +184,10 @@ def run_preflight(
     return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs, replica=stamp)
 
 
-def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, str]], schemas: tuple[str, ...],
+def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, str]],
                     opts: PreflightOptions) -> RowsRehearsal:
     try:
-        return rehearse_rows(conn, statements, schemas, max_rows=opts.rehearse_data_rows, timeout_s=opts.check_timeout)
+        return rehearse_rows(conn, statements, max_rows=opts.rehearse_data_rows, timeout_s=opts.check_timeout)
     except psycopg.Error as exc:
         if classify(exc) == "connection" or conn.broken:
             raise server_went_away(exc, "copying rows for the exact rehearsal") from exc

@@ -41,28 +41,28 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     if not options.rehearse or not plan.steps:
         return derive_checks(plan, catalog, options, order=order)
     try:
-        rehearsal = rehearse(catalog.conn, statements, schemas_of(plan, catalog.conn), catalog=catalog.fingerprint,
-                             search_path=catalog.key[3])
+        rehearsal = rehearse(catalog.conn, statements, catalog=catalog.fingerprint, search_path=catalog.key[3])
     except ShadowUnavailable as exc:
-        unavailable: str | None = f"the plan was not rehearsed on a copy of the schema: {exc}"
-        rehearsal = None
-    else:
-        unavailable = rehearsal.stopped and f"the rehearsal on a copy of the schema stopped early: {rehearsal.stopped}"
+        checks = derive_checks(plan, catalog, options, order=order)
+        return _unrehearsed(plan, checks, statements, str(exc))
     checks = derive_checks(plan, catalog, options, rehearsal=rehearsal, order=order)
-    if unavailable:
+    if rehearsal.stopped:
         # Stopped at a step: from there on, PostgreSQL has not said whether the statements run, so a person
-        # acknowledges that step. No shadow at all: the checks' own model judges every step, as it always did.
-        stopped = next((step for step in order if rehearsal is not None and not rehearsal.passed(step)
-                        and step not in rehearsal.unjudged), None)
+        # acknowledges that step.
+        stopped = next((step for step in order if not rehearsal.passed(step) and step not in rehearsal.unjudged),
+                       None)
         checks.append(Check(
             check_id=REHEARSAL_UNAVAILABLE_WARNING, step=stopped or len(plan.steps),
             step_summary=plan.steps[stopped - 1].summary() if stopped else "the whole plan", target=None,
-            probe=Verdict("warning", f"{unavailable}. Where it did not reach, structural failures are found only by "
-                          "the checks' own model of each statement; PostgreSQL re-checks at apply"
+            probe=Verdict("warning", f"the rehearsal on a copy of the schema stopped early: {rehearsal.stopped}. Where "
+                          "it did not reach, structural failures are found only by the checks' own model of each "
+                          "statement; PostgreSQL re-checks at apply"
                           + (f"; acknowledge step {stopped} once you have reviewed it." if stopped else "."),
                           acknowledge=stopped is not None),
             failure="warning"))
         checks.sort(key=lambda c: c.step)  # stable: the warning goes after its step's own checks
+    if rehearsal.adapted:
+        checks.insert(0, _adapted_warning(plan, rehearsal.adapted))
     failure = rehearsal.failure if rehearsal is not None else None
     if failure is None:
         return checks
@@ -88,18 +88,39 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     return [*checks[:at], verdict, *checks[at:]]
 
 
-def schemas_of(plan: MigrationPlan, conn: psycopg.Connection[Any]) -> tuple[str, ...]:
-    """The schemas a plan can reach: its search_path's and every schema it names, those that exist."""
-    named: set[str] = set()
-    for step in plan.steps:
-        named.update(s for s, _ in step.tables() if s)
-        named.update(s for s in (getattr(step, "ref_schema", None), getattr(step, "schema_", None)) if s)
-        if step.kind == "raw":
-            try:
-                tree = [raw.stmt for raw in pglast.parse_sql(step.sql())]
-            except pglast.parser.ParseError:
-                continue
-            named.update(n.schemaname for n in walk_ast(tree) if isinstance(n, pglast.ast.RangeVar) and n.schemaname)
-    rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(current_schemas(false)) "
-                        "OR nspname = ANY(%s)", (sorted(named),)).fetchall()
-    return tuple(sorted(r[0] for r in rows))
+def _unrehearsed(plan: MigrationPlan, checks: list[Check], statements: list[tuple[int, str]], why: str) -> list[Check]:
+    """No shadow (it cannot be built or restored): each step whose verdict the rehearsal gives is acknowledged by
+    a person, told why and how to get the rehearsal back. Never a clear on a structural question nobody answered."""
+    from .shadow import plain_form
+
+    rehearsed = [step for step, text in statements if plain_form(text) is not None]  # not VACUUM and the like
+    asked: list[Check] = []
+    for step in dict.fromkeys(rehearsed):
+        asked.append(Check(
+            check_id=REHEARSAL_UNAVAILABLE_WARNING, step=step, step_summary=plan.steps[step - 1].summary(),
+            target=None, failure="warning",
+            probe=Verdict("warning", f"cannot verify step {step} before apply: the plan was not rehearsed on a copy "
+                          f"of the schema ({why}), so whether PostgreSQL accepts the statement (a view or a foreign "
+                          "key that depends on it, a publication, an object it names) was not asked. Fix the shadow "
+                          "(ERD_PREFLIGHT_SHADOW_URL can name a scratch PostgreSQL with the target's extensions and "
+                          "collations), or acknowledge this step once you have reviewed it; rehearse=False "
+                          "(--no-rehearse) relies on the checks' own model alone.", acknowledge=True)))
+    merged = sorted([*checks, *asked], key=lambda c: c.step)  # stable: each after its step's own checks
+    return merged
+
+
+def _adapted_warning(plan: MigrationPlan, adapted: tuple[Any, ...]) -> Check:
+    """The report says what the shadow holds in another form; where that may change PostgreSQL's verdict (a
+    nondeterministic collation), the first step is acknowledged by a person."""
+    unsure = [a for a in adapted if a.may_change_verdict]
+    text = "; ".join(a.describe() for a in adapted)
+    if unsure:
+        message = (f"cannot verify step 1 before apply as PostgreSQL would: the copy of the schema the plan is "
+                   f"rehearsed on differs from the target ({text}). A statement that only a nondeterministic "
+                   "collation refuses (pattern matching, some indexes) is not found there: review the plan and "
+                   "acknowledge step 1, or rehearse on a server with ICU (ERD_PREFLIGHT_SHADOW_URL).")
+    else:
+        message = (f"the copy of the schema the plan is rehearsed on holds some objects in another form ({text}); "
+                   "no statement on empty tables tells the difference.")
+    return Check(check_id=REHEARSAL_UNAVAILABLE_WARNING, step=1, step_summary=plan.steps[0].summary(), target=None,
+                 failure="warning", probe=Verdict("warning", message, acknowledge=bool(unsure)))

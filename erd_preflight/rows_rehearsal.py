@@ -14,7 +14,7 @@ small (``rehearse_data_rows``, by the catalog's estimate), the user may allow a 
 A step's verdict is exact only when every table it can read holds the real rows at that point: copied, made
 empty by an earlier ``CREATE TABLE``, or changed only by earlier statements that read exact tables themselves.
 A step that can read anything (a DO block, a function of the user's, a trigger or rule that fires) needs every
-table of the plan's schemas copied. Anything else stays a step for a person to acknowledge, with the reason.
+table of the database copied. Anything else stays a step for a person to acknowledge, with the reason.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from pglast import ast
 from psycopg import sql
 
 from .errors import classify
-from .shadow import REHEARSAL_ROLE, Shadow, ShadowUnavailable, forget_session, plain_form, shadow_for
+from .shadow import (REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, forget_session, plain_form,
+                     shadow_for)
 from .shadow_catalog import RehearsalFailure
 from .sqlparse import walk_ast
 from .versions import created_functions
@@ -154,14 +155,13 @@ def _footprint(statement: str, user_functions: set[str]) -> _Footprint:
 # The target's side: which tables, how many rows, how they are linked
 
 _RELATIONS = """
-SELECT c.oid::int8, format('%%I.%%I', n.nspname, c.relname), c.relkind::text, c.reltuples::float8,
+SELECT c.oid::int8, format('%I.%I', n.nspname, c.relname), c.relkind::text, c.reltuples::float8,
        coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
                 '{}')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-   AND (n.nspname = ANY(%(schemas)s) OR (cardinality(%(schemas)s) = 0
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'))
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 """
 
 _LINKS = """
@@ -209,14 +209,13 @@ def _components(links: list[tuple[int, int]]) -> dict[int, set[int]]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def rehearse_rows(target: psycopg.Connection[Any], statements: list[tuple[int, str]], schemas: tuple[str, ...],
-                  *, max_rows: int, timeout_s: float) -> RowsRehearsal:
+def rehearse_rows(target: psycopg.Connection[Any], statements: list[tuple[int, str]], *, max_rows: int, timeout_s: float) -> RowsRehearsal:
     """Run ``statements`` (step, SQL; apply's order) on a copy of the rows of the tables they can read, where
     each is under ``max_rows``; see the module's docstring. Never raises for a shadow that cannot be made: the
     result says why it did not run."""
     result = RowsRehearsal(order=list(dict.fromkeys(step for step, _ in statements)))
     try:
-        shadow = shadow_for(target, schemas)
+        shadow = shadow_for(target)
     except ShadowUnavailable as exc:
         result.unavailable = str(exc)
         return result
@@ -233,7 +232,7 @@ def rehearse_rows(target: psycopg.Connection[Any], statements: list[tuple[int, s
 def _rehearse(target: psycopg.Connection[Any], shadow: Shadow, statements: list[tuple[int, str]], max_rows: int,
               timeout_s: float, result: RowsRehearsal) -> None:
     relations = {r[0]: _Relation(r[0], r[1], r[2], int(r[3]), list(r[4]))
-                 for r in target.execute(_RELATIONS, {"schemas": list(shadow.schemas)})}
+                 for r in target.execute(_RELATIONS)}
     links = [(a, b) for a, b in target.execute(_LINKS) if a in relations and b in relations]
     component = _components(links)
     acting = {r[0] for r in target.execute(_ACTING)}
@@ -289,8 +288,8 @@ def _rehearse(target: psycopg.Connection[Any], shadow: Shadow, statements: list[
     copy = [rel for rel in tables if rel.oid not in too_big and rel.kind == "r"]
     database = f"erd_rows_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with _copy_database(shadow, database) as url:
-        _load(target, url, copy, list(shadow.schemas), result)
-        search_path = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
+        _load(target, url, copy, result)
+        search_path = apply_search_path(target)
         exact: set[Key] = {rel.oid for rel in tables if rel.oid not in too_big}
         exact |= {oid for oid, rel in relations.items() if rel.kind == "v"}  # no rows of their own
         _run(url, statements, reach, exact, too_big, relations, search_path, timeout_s, result)
@@ -380,14 +379,12 @@ def _copy_database(shadow: Shadow, database: str) -> Iterator[str]:
 
 
 _SEQUENCES = """
-SELECT format('%%I.%%I', schemaname, sequencename), last_value FROM pg_sequences
- WHERE last_value IS NOT NULL AND (schemaname = ANY(%(schemas)s) OR (cardinality(%(schemas)s) = 0
-       AND schemaname NOT IN ('pg_catalog', 'information_schema')))
+SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences
+ WHERE last_value IS NOT NULL AND schemaname NOT IN ('pg_catalog', 'information_schema')
 """
 
 
-def _load(target: psycopg.Connection[Any], url: str, copy: list[_Relation], schemas: list[str],
-          result: RowsRehearsal) -> None:
+def _load(target: psycopg.Connection[Any], url: str, copy: list[_Relation], result: RowsRehearsal) -> None:
     """The rows of ``copy`` and the sequences' positions, from the target's snapshot into the copy. As the copy's
     superuser with ``session_replication_role = replica``: no trigger and no foreign key check runs while
     loading (the rows are the target's, consistent as they are)."""
@@ -403,7 +400,7 @@ def _load(target: psycopg.Connection[Any], url: str, copy: list[_Relation], sche
                 for block in out:
                     into.write(block)
             result.copied[rel.name] = max(cursor.rowcount, 0)
-        for name, value in target.execute(_SEQUENCES, {"schemas": schemas}).fetchall():
+        for name, value in target.execute(_SEQUENCES).fetchall():
             dest.execute("SELECT setval(s, %s, true) FROM to_regclass(%s) AS s WHERE s IS NOT NULL", (value, name))
         dest.commit()
 

@@ -60,8 +60,8 @@ class Shadow:
     url: str  # the server the shadow lives on
     template: str  # the shadow's database
     fingerprint: str  # of the target's catalog when the shadow was built
-    schemas: tuple[str, ...] = ()  # the schemas restored (empty: the whole database)
     lacks: tuple[str, ...] = ()  # extensions of the target the shadow's server does not have
+    adapted: tuple[Adaptation, ...] = ()  # what the shadow holds in another form than the target
 
 
 
@@ -104,15 +104,16 @@ def shadow_server() -> str:
         raise ShadowUnavailable(str(exc)) from exc
 
 
-def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = (), catalog: str | None = None) -> Shadow:
-    """The shadow of ``target``'s current catalog (``schemas`` only; empty: the whole database). One shadow
-    database per target database: rebuilt only when the fingerprint of the catalog changes. ``catalog``: that
-    fingerprint (``CATALOG_FINGERPRINT``), when the caller has just read it."""
+def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> Shadow:
+    """The shadow of ``target``'s current catalog: every schema of its database, so whatever PostgreSQL consults
+    for a statement (a view or foreign key in another schema, a function a CHECK calls, a domain, a publication) is
+    there as on the target. One shadow database per target database: rebuilt only when the fingerprint of the
+    catalog changes. ``catalog``: that fingerprint (``CATALOG_FINGERPRINT``), when the caller has just read it."""
     if catalog is None:
         row = target.execute(CATALOG_FINGERPRINT).fetchone()
         catalog = str(row[0]) if row else ""
     where = f"{target.info.host}:{target.info.port}/{target.info.dbname}"
-    fingerprint = hashlib.sha256(f"{catalog}|{where}|{','.join(sorted(schemas))}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(f"{catalog}|{where}".encode()).hexdigest()
     # A slot per target database and per process: processes sharing a shadow server never rebuild each other's.
     slot = hashlib.sha256(f"{where}|{os.getpid()}".encode()).hexdigest()[:20]
     with _lock:
@@ -124,35 +125,68 @@ def shadow_for(target: psycopg.Connection[Any], schemas: tuple[str, ...] = (), c
         template = f"erd_shadow_{slot}"
         conninfo, env = _libpq_env(target)
         with tempfile.TemporaryDirectory(prefix="erd_shadow_") as folder:
-            dump = Path(folder) / "schema.sql"
-            command = [str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges",
-                       "--no-comments", "--no-publications", "--no-subscriptions", "--lock-wait-timeout=5000",
-                       # with --schema, pg_dump leaves out extensions unless asked: a column of an extension's type
-                       # (ltree, citext) would not restore without its extension
-                       "--extension=*",
-                       "--file", str(dump),
-                       # a double-quoted pattern is a literal name: no wildcard in a schema name widens the dump
-                       *[f"--schema={sql.Identifier(s).as_string()}" for s in schemas], "--dbname", conninfo]
-            _run(command, env, "pg_dump of the target's schema")
+            archive = Path(folder) / "schema.dump"
+            _run([str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
+                  "--no-subscriptions", "--lock-wait-timeout=5000", "--format=custom", "--file", str(archive),
+                  "--dbname", conninfo], env, "pg_dump of the target's schema")
+            dump, elevated = _scripts(archive, Path(folder))
             _drop_attribute_options(dump)
             with _on_shadow_server("listing the shadow server's extensions"):
                 lacks = _drop_unavailable_extensions(dump, url)
             _forget_session(slot)
             with _on_shadow_server("preparing the shadow database"):
-                _prepare(url, template, current.schemas if current is not None and schemas else None, schemas)
+                _prepare(url, template)
                 _copy_roles(target, url)
+                adapted = adapt_collations(dump, psycopg.conninfo.make_conninfo(url, dbname=template))
             restore_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
             try:
-                _run([str(_binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f", str(dump),
+                # One transaction: a restore that stops leaves nothing, and one commit is half the time of many.
+                _run([str(_binary("psql")), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f", str(dump),
                       "--dbname", psycopg.conninfo.make_conninfo(url, dbname=template, user=REHEARSAL_ROLE)],
                      restore_env, "restoring the target's schema into the shadow")
+                if elevated is not None:
+                    # Publications (which tables publish updates and deletes) and event triggers: only a superuser
+                    # may create some of them, and the rehearsal role still owns every table they name.
+                    _run([str(_binary("psql")), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f",
+                          str(elevated), "--dbname", psycopg.conninfo.make_conninfo(url, dbname=template)],
+                         restore_env, "restoring the target's publications and event triggers into the shadow")
             except ShadowUnavailable:
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
                 raise
-        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, schemas=schemas, lacks=lacks)
+        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted)
         _remember(slot, shadow)
         return shadow
+
+
+# What only a superuser may restore (FOR ALL TABLES / TABLES IN SCHEMA publications, event triggers): restored
+# after the rest, as the shadow server's own user. pg_restore --list names each entry's kind after its ids.
+_ELEVATED = re.compile(r"^\d+; \d+ \d+ (?:PUBLICATION|EVENT TRIGGER) ")
+
+
+def _scripts(archive: Path, folder: Path) -> tuple[Path, Path | None]:
+    """The dump as two scripts: what the rehearsal role restores, and what the server's own user restores after
+    it (None when there is none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    listing = _run([str(_binary("pg_restore")), "--list", str(archive)], env,
+                   "reading the target's schema dump").splitlines(keepends=True)
+    entries = [line for line in listing if line.strip() and not line.startswith(";")]
+    elevated = [line for line in entries if _ELEVATED.match(line)]
+    scripts: list[Path | None] = []
+    for name, lines in (("schema", [e for e in entries if e not in elevated]), ("elevated", elevated)):
+        if not lines:
+            scripts.append(None)
+            continue
+        (folder / f"{name}.list").write_text("".join(lines), encoding="utf-8")
+        _run([str(_binary("pg_restore")), "--no-owner", "--no-privileges", "--no-comments", "--no-subscriptions",
+              "--no-security-labels", "--use-list", str(folder / f"{name}.list"), "--file",
+              str(folder / f"{name}.sql"), str(archive)], env, "reading the target's schema dump")
+        scripts.append(folder / f"{name}.sql")
+    dump, extra = scripts
+    if dump is None:  # an empty database: an empty script
+        dump = folder / "schema.sql"
+        dump.write_text("", encoding="utf-8")
+    return dump, extra
 
 
 # Per-column options (n_distinct, or one a server build or an extension of the target's defines) steer the
@@ -192,21 +226,80 @@ def _drop_unavailable_extensions(dump: Path, url: str) -> tuple[str, ...]:
     return tuple(lacks)
 
 
-def _prepare(url: str, database: str, previous: tuple[str, ...] | None, schemas: tuple[str, ...]) -> None:
-    """An empty place to restore into: the shadow database of the slot with the schemas of its previous
-    restore dropped (cheaper than a new database), or a new database."""
+@dataclass(frozen=True)
+class Adaptation:
+    """Something of the target the shadow holds in another form, because the shadow's server cannot hold it as it
+    is (an ICU collation on a server built without ICU)."""
+
+    what: str  # the target's object, e.g. collation app.ci (ICU, nondeterministic)
+    stands_in: str  # what the shadow holds instead
+    # whether a statement could be refused on the target and not on the stand-in (or the other way round)
+    may_change_verdict: bool = False
+
+    def describe(self) -> str:
+        return f"{self.what} stands in the shadow as {self.stands_in}"
+
+
+# How pg_dump names a collation of pg_catalog (the predefined ICU ones: "und-x-icu", "en-US-x-icu", ...).
+_CATALOG_COLLATION = re.compile(r'COLLATE pg_catalog\.(?:"(?P<quoted>(?:[^"]|"")+)"|(?P<plain>[a-z_][a-z0-9_$]*))')
+
+
+def adapt_collations(dump: Path, conninfo: str) -> tuple[Adaptation, ...]:
+    """Collations the shadow's server lacks, made to stand in: a predefined ICU collation the dump names becomes a C
+    collation of the same name in pg_catalog (they are all deterministic, as C is); an ICU collation the target
+    defines becomes a C collation of its name when the server has no ICU. Their order of strings differs, which no
+    statement on empty tables reads; a nondeterministic one's equality differs too, which is named as such."""
+    text = dump.read_text(encoding="utf-8")
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        have = {r[0] for r in admin.execute(
+            "SELECT collname FROM pg_collation WHERE collnamespace = 'pg_catalog'::regnamespace")}
+        icu = "und-x-icu" in have
+        adapted: list[Adaptation] = []
+        named = {m["quoted"].replace('""', '"') if m["quoted"] else m["plain"] for m in _CATALOG_COLLATION.finditer(text)}
+        for name in sorted(named - have):
+            admin.execute(sql.SQL("CREATE COLLATION pg_catalog.{} (provider = libc, locale = 'C')").format(
+                sql.Identifier(name)))
+            adapted.append(Adaptation(what=f"collation {name}", stands_in='a C collation (the shadow\'s server '
+                                      'does not have it)'))
+    if icu or "CREATE COLLATION" not in text:
+        return tuple(adapted)
+    lines = text.splitlines(keepends=True)
+    for position, line in enumerate(lines):
+        if not line.startswith("CREATE COLLATION "):
+            continue
+        stmt = _statement_node(line.strip())
+        if not isinstance(stmt, ast.DefineStmt) or stmt.kind != enums.ObjectType.OBJECT_COLLATION:
+            continue
+        options = {d.defname: d.arg for d in stmt.definition or ()}
+        provider = options.get("provider")
+        if provider is None or RawStream()(provider).strip("'\"").lower() != "icu":
+            continue
+        deterministic = options.get("deterministic")
+        nondeterministic = deterministic is not None and RawStream()(deterministic).strip("'\"").lower() in (
+            "false", "off", "0", "no")
+        name = RawStream()(ast.List(items=stmt.defnames))
+        stand_in = ast.DefineStmt(kind=enums.ObjectType.OBJECT_COLLATION, defnames=stmt.defnames, definition=(
+            ast.DefElem(defname="provider", arg=ast.String(sval="libc")),
+            ast.DefElem(defname="locale", arg=ast.String(sval="C"))))
+        lines[position] = RawStream()(stand_in) + ";\n"
+        adapted.append(Adaptation(
+            what=f"collation {name} (ICU{', nondeterministic' if nondeterministic else ''})",
+            stands_in="a deterministic C collation (the shadow's server is built without ICU)",
+            may_change_verdict=nondeterministic))
+    dump.write_text("".join(lines), encoding="utf-8")
+    return tuple(adapted)
+
+
+def _prepare(url: str, database: str) -> None:
+    """An empty database to restore into, owned by the rehearsal role."""
     with psycopg.connect(url, autocommit=True) as admin:
         if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REHEARSAL_ROLE,)).fetchone():
             admin.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEROLE").format(
                 sql.Identifier(REHEARSAL_ROLE)))
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
-        if not exists or previous is None:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(REHEARSAL_ROLE)))
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 OWNER {}").format(
+            sql.Identifier(database), sql.Identifier(REHEARSAL_ROLE)))
     with psycopg.connect(psycopg.conninfo.make_conninfo(url, dbname=database), autocommit=True) as owner:
-        for schema in sorted(set(previous or ()) | set(schemas)):
-            owner.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         # pg_dump leaves out the public schema (it exists everywhere): it is there, empty, and the role's.
         owner.execute("CREATE SCHEMA IF NOT EXISTS public")
         owner.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(REHEARSAL_ROLE)))
@@ -230,9 +323,10 @@ def _drop_database(url: str, database: str) -> None:
         pass
 
 
-def _run(command: list[str], env: dict[str, str], doing: str) -> None:
+def _run(command: list[str], env: dict[str, str], doing: str) -> str:
+    """Runs one of the wheel's client programs; its standard output."""
     try:
-        subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=300)
+        return subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=300).stdout
     except subprocess.CalledProcessError as exc:
         lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
         # psql follows its ERROR line with the statement and a caret: the ERROR line is what to show.
@@ -312,18 +406,16 @@ def plain_form(statement: str) -> str | None:
     return statement
 
 
-def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
-             schemas: tuple[str, ...] = (), *, catalog: str | None = None,
+def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]], *, catalog: str | None = None,
              search_path: str | None = None) -> Rehearsal:
-    """Run ``statements`` (step, SQL), in the order apply runs them, on the shadow of ``target`` (``schemas``
-    only; empty: the whole database), in one transaction that is rolled back, with the target session's
-    search_path, and read the shadow's catalog after each statement that can change it. The first statement
-    PostgreSQL refuses ends it (``failure``). Raises ShadowUnavailable when there is no shadow; a statement
-    that cannot be judged on empty tables (too long, rights the rehearsal does not take, rows it reads) ends
-    it with ``stopped`` saying why. ``catalog`` and ``search_path``: the target's, when the caller has them."""
-    shadow = shadow_for(target, schemas, catalog)
-    if search_path is None:
-        search_path = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
+    """Run ``statements`` (step, SQL), in the order apply runs them, on the shadow of ``target``, in one
+    transaction that is rolled back, with the target session's search_path (``apply_search_path``), and read the
+    shadow's catalog after each statement that can change it. The first statement PostgreSQL refuses ends it
+    (``failure``). Raises ShadowUnavailable when there is no shadow; a statement that cannot be judged on empty
+    tables (too long, rights the rehearsal does not take, rows it reads) ends it with ``stopped`` saying why.
+    ``catalog``: the target's fingerprint, when the caller has it; ``search_path``: the target session's setting."""
+    shadow = shadow_for(target, catalog)
+    search_path = apply_search_path(target, search_path)
     key = (shadow, tuple(statements), search_path)
     with _lock:
         known = _rehearsals.get(key)
@@ -337,6 +429,23 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             while len(_rehearsals) > _REHEARSALS_MAX:
                 _rehearsals.popitem(last=False)
     return rehearsal
+
+
+# One element of a search_path setting: a double-quoted name (with "" inside) or a bare word.
+_PATH_ELEMENT = re.compile(r'\s*("(?:[^"]|"")*"|[^,]+?)\s*(?:,|$)')
+
+
+def apply_search_path(target: psycopg.Connection[Any], setting: str | None = None) -> str:
+    """The search_path the plan's unqualified names resolve on at apply: the target session's setting (the role's
+    and the database's own, or the connection's), with ``$user`` made the name of the target's role, since the
+    shadow's session runs as another role."""
+    if setting is None:
+        setting = str(target.execute("SELECT current_setting('search_path')").fetchone()[0])  # type: ignore[index]
+    elements = [m.group(1) for m in _PATH_ELEMENT.finditer(setting) if m.group(1)]
+    if not any(e in ('"$user"', "$user") for e in elements):
+        return setting
+    role = str(target.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
+    return ", ".join(sql.Identifier(role).as_string() if e in ('"$user"', "$user") else e for e in elements)
 
 
 # Rehearsals by (shadow, statements, search_path), in this process. A shadow is rebuilt under a new fingerprint
@@ -372,52 +481,66 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                      "set_config('standard_conforming_strings', 'on', true), "
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
                      (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
-        rehearsal = Rehearsal(start=_start_snapshot(conn, shadow))
+        rehearsal = Rehearsal(start=_start_snapshot(conn, shadow), adapted=shadow.adapted)
         gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
         latest = rehearsal.start
         filled = False  # whether a statement may have left rows in the copy (a DO block, CREATE TABLE AS)
-        for position, (step, statement) in enumerate(statements):
-            rehearsal.before.setdefault(step, latest)
-            text = plain_form(statement)
-            extension = _extension_created(text) if text is not None else None
-            if extension is not None and _lacks(conn, target, extension):
-                lacking.append(extension)  # the target can create it, the shadow cannot: not a verdict
-                members = None  # what the extension brings is not known: a missing object may be its
-                text = None
-            if text is None:
+        notices: list[psycopg.errors.Diagnostic] = []
+        conn.add_notice_handler(notices.append)
+        skips: dict[int, list[str | None]] = {}  # by step: each statement's "skipping" notice, or None
+        try:
+            for position, (step, statement) in enumerate(statements):
+                rehearsal.before.setdefault(step, latest)
+                text = plain_form(statement)
+                extension = _extension_created(text) if text is not None else None
+                if extension is not None and _lacks(conn, target, extension):
+                    lacking.append(extension)  # the target can create it, the shadow cannot: not a verdict
+                    members = None  # what the extension brings is not known: a missing object may be its
+                    text = None
+                if text is None:
+                    rehearsal.after[step] = latest
+                    skips.setdefault(step, []).append(None)
+                    continue
+                # Each statement in a subtransaction of its own: the catalog rows it writes carry an xmin of their own,
+                # which is how the next snapshot finds what changed (and a data statement can be undone alone).
+                conn.execute("SAVEPOINT erd_preflight_step")
+                notices.clear()
+                try:
+                    rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members, filled)
+                    skips.setdefault(step, []).append(_skip_notice(text, notices))
+                except _RowsDecide as exc:
+                    # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
+                    # It changes no catalog, so the rehearsal goes on without it.
+                    conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
+                    rehearsal.unjudged[step] = str(exc)
+                    rehearsal.after[step] = latest
+                    skips.setdefault(step, []).append(None)
+                    continue
+                except ShadowUnavailable as exc:
+                    rehearsal.stopped = str(exc)
+                    rehearsal.after.pop(step, None)  # a step half rehearsed is not rehearsed
+                    break
+                if rehearsal.failure is not None:
+                    rehearsal.after.pop(step, None)
+                    break
+                if not _may_change_catalog(text):
+                    # A plain data statement changes no catalog: undone, so the copy stays without rows and a later
+                    # statement's data error on it stays a verdict on structure (an upsert's row would not be there).
+                    conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
+                filled = filled or _may_fill(text)
+                conn.execute("RELEASE SAVEPOINT erd_preflight_step")
+                # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
+                if _may_change_catalog(text) and (position + 1 < len(statements) or _read_after(text)):
+                    latest = read_snapshot(conn, latest, deleted=latest.deleted)
                 rehearsal.after[step] = latest
-                continue
-            # Each statement in a subtransaction of its own: the catalog rows it writes carry an xmin of their own,
-            # which is how the next snapshot finds what changed (and a data statement can be undone alone).
-            conn.execute("SAVEPOINT erd_preflight_step")
-            try:
-                rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members, filled)
-            except _RowsDecide as exc:
-                # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
-                # It changes no catalog, so the rehearsal goes on without it.
-                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
-                rehearsal.unjudged[step] = str(exc)
-                rehearsal.after[step] = latest
-                continue
-            except ShadowUnavailable as exc:
-                rehearsal.stopped = str(exc)
-                rehearsal.after.pop(step, None)  # a step half rehearsed is not rehearsed
-                break
-            if rehearsal.failure is not None:
-                rehearsal.after.pop(step, None)
-                break
-            if not _may_change_catalog(text):
-                # A plain data statement changes no catalog: undone, so the copy stays without rows and a later
-                # statement's data error on it stays a verdict on structure (an upsert's row would not be there).
-                conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
-            filled = filled or _may_fill(text)
-            conn.execute("RELEASE SAVEPOINT erd_preflight_step")
-            # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
-            if _may_change_catalog(text) and (position + 1 < len(statements) or _read_after(text)):
-                latest = read_snapshot(conn, latest, deleted=latest.deleted)
-            rehearsal.after[step] = latest
+        finally:
+            conn.remove_notice_handler(notices.append)
+    # A step whose every statement PostgreSQL skipped (IF NOT EXISTS of what exists, IF EXISTS of what does not)
+    # changes nothing, whatever the rows: it needs no data check.
+    rehearsal.skipped = {step: "; ".join(n for n in found if n) for step, found in skips.items()
+                         if step in rehearsal.after and found and all(found)}
     if gap is not None and (rehearsal.failure is None or gap.step < rehearsal.failure.step):
         rehearsal.failure = gap  # the target's older PostgreSQL refuses it, though the shadow's accepts it
         rehearsal.after = {s: c for s, c in rehearsal.after.items() if s < gap.step}
@@ -559,6 +682,25 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                                 message=diag.message_primary or str(exc), detail=diag.message_detail,
                                 hint=diag.message_hint)
     return None
+
+
+def _skip_notice(statement: str, notices: list[psycopg.errors.Diagnostic]) -> str | None:
+    """PostgreSQL's notice that it skipped the whole of ``statement`` (IF NOT EXISTS of an object that exists, IF
+    EXISTS of one that does not), or None. Only a statement about one object is skipped whole by one notice (an
+    ALTER TABLE of one command, a DROP of one object); procedural code's own notices say nothing."""
+    stmt = _statement_node(statement)
+    if isinstance(stmt, ast.AlterTableStmt):
+        single = len(stmt.cmds or ()) == 1
+    elif isinstance(stmt, ast.DropStmt):
+        single = len(stmt.objects or ()) == 1
+    else:
+        single = isinstance(stmt, (ast.IndexStmt, ast.CreateStmt, ast.CreateTableAsStmt, ast.CreateSeqStmt,
+                                   ast.CreateSchemaStmt, ast.CreateExtensionStmt))
+    if not single:
+        return None
+    skipped = [n.message_primary for n in notices
+               if (n.message_primary or "").endswith(", skipping") and n.severity_nonlocalized == "NOTICE"]
+    return skipped[0] if len(skipped) == 1 else None
 
 
 # Unique, foreign key and exclusion violations compare a row with other rows: on the empty copy they say nothing.

@@ -252,6 +252,9 @@ class Rehearsal:
     failure: RehearsalFailure | None = None
     stopped: str | None = None
     unjudged: dict[int, str] = field(default_factory=dict)  # data steps the real rows decide, skipped here
+    # steps PostgreSQL skipped whole (IF NOT EXISTS of what exists, IF EXISTS of what does not), with its notice
+    skipped: dict[int, str] = field(default_factory=dict)
+    adapted: tuple[Any, ...] = ()  # what the shadow holds in another form than the target (shadow.Adaptation)
 
     def passed(self, step: int) -> bool:
         """Whether PostgreSQL ran every statement of ``step`` without an error."""
