@@ -61,14 +61,14 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
                           acknowledge=stopped is not None),
             failure="warning"))
         checks.sort(key=lambda c: c.step)  # stable: the warning goes after its step's own checks
-    if rehearsal.adapted:
-        checks.insert(0, _adapted_warning(plan, rehearsal.adapted))
-    failure = rehearsal.failure if rehearsal is not None else None
+    # What the shadow holds in another form comes first: the report says it, whatever blocks after it.
+    adapted = [_adapted_warning(plan, rehearsal.adapted)] if rehearsal.adapted else []
+    failure = rehearsal.failure
     if failure is None:
-        return checks
+        return adapted + checks
     if any(c.step == failure.step and isinstance(c.probe, Verdict) and c.probe.outcome == "blocking"
            for c in checks):
-        return checks  # the step's own structural check already says it fails (and what to do)
+        return adapted + checks  # the step's own structural check already says it fails (and what to do)
     step = plan.steps[failure.step - 1]
     origin = plan.origin_of(failure.step)
     where = f" (from {origin})" if origin else ""
@@ -85,7 +85,7 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     verdict = Check(check_id=REHEARSAL_PRECHECK, step=failure.step, step_summary=step.summary(), target=step.target(),
                     probe=Verdict("blocking", message))
     at = next((i for i, c in enumerate(checks) if c.step >= failure.step), len(checks))
-    return [*checks[:at], verdict, *checks[at:]]
+    return [*adapted, *checks[:at], verdict, *checks[at:]]
 
 
 def _unrehearsed(plan: MigrationPlan, checks: list[Check], statements: list[tuple[int, str]], why: str) -> list[Check]:

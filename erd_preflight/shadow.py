@@ -62,6 +62,7 @@ class Shadow:
     fingerprint: str  # of the target's catalog when the shadow was built
     lacks: tuple[str, ...] = ()  # extensions of the target the shadow's server does not have
     adapted: tuple[Adaptation, ...] = ()  # what the shadow holds in another form than the target
+    event_triggers: bool = False  # whether the target has event triggers, restored in the shadow (their code runs)
 
 
 
@@ -129,7 +130,7 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
             _run([str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
                   "--no-subscriptions", "--lock-wait-timeout=5000", "--format=custom", "--file", str(archive),
                   "--dbname", conninfo], env, "pg_dump of the target's schema")
-            dump, elevated = _scripts(archive, Path(folder))
+            dump, elevated, event_triggers = _scripts(archive, Path(folder))
             _drop_attribute_options(dump)
             with _on_shadow_server("listing the shadow server's extensions"):
                 lacks = _drop_unavailable_extensions(dump, url)
@@ -154,7 +155,8 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
                 raise
-        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted)
+        shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted,
+                        event_triggers=event_triggers)
         _remember(slot, shadow)
         return shadow
 
@@ -164,9 +166,9 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
 _ELEVATED = re.compile(r"^\d+; \d+ \d+ (?:PUBLICATION|EVENT TRIGGER) ")
 
 
-def _scripts(archive: Path, folder: Path) -> tuple[Path, Path | None]:
+def _scripts(archive: Path, folder: Path) -> tuple[Path, Path | None, bool]:
     """The dump as two scripts: what the rehearsal role restores, and what the server's own user restores after
-    it (None when there is none)."""
+    it (None when there is none); and whether there are event triggers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     listing = _run([str(_binary("pg_restore")), "--list", str(archive)], env,
                    "reading the target's schema dump").splitlines(keepends=True)
@@ -186,7 +188,7 @@ def _scripts(archive: Path, folder: Path) -> tuple[Path, Path | None]:
     if dump is None:  # an empty database: an empty script
         dump = folder / "schema.sql"
         dump.write_text("", encoding="utf-8")
-    return dump, extra
+    return dump, extra, any(" EVENT TRIGGER " in line for line in elevated)
 
 
 # Per-column options (n_distinct, or one a server build or an extension of the target's defines) steer the
@@ -277,10 +279,11 @@ def adapt_collations(dump: Path, conninfo: str) -> tuple[Adaptation, ...]:
         deterministic = options.get("deterministic")
         nondeterministic = deterministic is not None and RawStream()(deterministic).strip("'\"").lower() in (
             "false", "off", "0", "no")
-        name = RawStream()(ast.List(items=stmt.defnames))
+        name = ".".join(n.sval for n in stmt.defnames)
         stand_in = ast.DefineStmt(kind=enums.ObjectType.OBJECT_COLLATION, defnames=stmt.defnames, definition=(
-            ast.DefElem(defname="provider", arg=ast.String(sval="libc")),
-            ast.DefElem(defname="locale", arg=ast.String(sval="C"))))
+            ast.DefElem(defname="provider", arg=ast.String(sval="libc"),
+                        defaction=enums.DefElemAction.DEFELEM_UNSPEC),
+            ast.DefElem(defname="locale", arg=ast.String(sval="C"), defaction=enums.DefElemAction.DEFELEM_UNSPEC)))
         lines[position] = RawStream()(stand_in) + ";\n"
         adapted.append(Adaptation(
             what=f"collation {name} (ICU{', nondeterministic' if nondeterministic else ''})",
@@ -486,9 +489,16 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
         latest = rehearsal.start
-        filled = False  # whether a statement may have left rows in the copy (a DO block, CREATE TABLE AS)
-        notices: list[psycopg.errors.Diagnostic] = []
-        conn.add_notice_handler(notices.append)
+        # whether a statement may have left rows in the copy (a DO block, CREATE TABLE AS; an event trigger's code
+        # runs with every DDL statement and may write rows)
+        filled = shadow.event_triggers
+        notices: list[str] = []  # the NOTICE messages of the statement running (a Diagnostic lives in its callback)
+
+        def heard(diag: psycopg.errors.Diagnostic) -> None:
+            if diag.severity_nonlocalized == "NOTICE" and diag.message_primary:
+                notices.append(diag.message_primary)
+
+        conn.add_notice_handler(heard)
         skips: dict[int, list[str | None]] = {}  # by step: each statement's "skipping" notice, or None
         try:
             for position, (step, statement) in enumerate(statements):
@@ -536,7 +546,7 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                     latest = read_snapshot(conn, latest, deleted=latest.deleted)
                 rehearsal.after[step] = latest
         finally:
-            conn.remove_notice_handler(notices.append)
+            conn.remove_notice_handler(heard)
     # A step whose every statement PostgreSQL skipped (IF NOT EXISTS of what exists, IF EXISTS of what does not)
     # changes nothing, whatever the rows: it needs no data check.
     rehearsal.skipped = {step: "; ".join(n for n in found if n) for step, found in skips.items()
@@ -669,9 +679,9 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
             raise _RowsDecide(f"{diag.message_primary} on the empty copy; on the real rows it depends on them")
         if (state[:2] in ("22", "23") or state == "P0001") and filled:
             raise ShadowUnavailable(
-                f"step {step} fails on the copy of the schema ({diag.message_primary}) after an earlier step left "
-                "rows there, so whether it fails on the real rows depends on them: the rehearsal stopped there") \
-                from exc
+                f"step {step} fails on the copy of the schema ({diag.message_primary}) where code that ran before it "
+                "(an earlier step, an event trigger of the database) may have left rows, so whether it fails on the "
+                "real rows depends on them: the rehearsal stopped there") from exc
         if (state[:2] in ("22", "23") or state == "P0001") and not _reads_no_rows(statement):
             # On empty tables a statement that reads rows (INSERT ... SELECT, a DO block that checks
             # the data) may fail where the real rows would not: that is not a verdict on structure.
@@ -684,7 +694,7 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
     return None
 
 
-def _skip_notice(statement: str, notices: list[psycopg.errors.Diagnostic]) -> str | None:
+def _skip_notice(statement: str, notices: list[str]) -> str | None:
     """PostgreSQL's notice that it skipped the whole of ``statement`` (IF NOT EXISTS of an object that exists, IF
     EXISTS of one that does not), or None. Only a statement about one object is skipped whole by one notice (an
     ALTER TABLE of one command, a DROP of one object); procedural code's own notices say nothing."""
@@ -698,8 +708,7 @@ def _skip_notice(statement: str, notices: list[psycopg.errors.Diagnostic]) -> st
                                    ast.CreateSchemaStmt, ast.CreateExtensionStmt))
     if not single:
         return None
-    skipped = [n.message_primary for n in notices
-               if (n.message_primary or "").endswith(", skipping") and n.severity_nonlocalized == "NOTICE"]
+    skipped = [n for n in notices if n.endswith(", skipping")]
     return skipped[0] if len(skipped) == 1 else None
 
 

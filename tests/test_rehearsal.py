@@ -112,7 +112,7 @@ def test_the_rehearsal_never_runs_as_a_superuser(db, run_sql, tmp_path):
             False,)
 
 
-def test_a_shadow_that_cannot_be_built_is_a_warning_never_a_block(db, run_sql, server_url, schema):
+def test_a_shadow_that_cannot_be_built_asks_a_person_never_blocks_never_clears(db, run_sql, server_url, schema):
     run_sql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
     role = f"nodump_{schema}"
     run_sql(f'CREATE ROLE "{role}" LOGIN; GRANT USAGE ON SCHEMA "{schema}" TO "{role}"; '
@@ -126,6 +126,7 @@ def test_a_shadow_that_cannot_be_built_is_a_warning_never_a_block(db, run_sql, s
         assert report.status == "clear"
         assert [r.check_id for r in report.results] == ["REHEARSAL_UNAVAILABLE_WARNING"]
         assert "pg_dump" in report.results[0].message
+        assert (report.results[0].stats or {}).get("acknowledgeStep") == 1  # a person's call, not a silent clear
     finally:
         limited.engine.dispose()
         run_sql(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')

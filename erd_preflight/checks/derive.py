@@ -64,7 +64,7 @@ def raw_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]:
     typed = _foreign_key_to_primary_key(step, context)
     if typed is not None:
         return checks_for(index, typed, context)
-    pieces = _add_column_pieces(step)
+    pieces = _add_column_pieces(step, context)
     if pieces is not None:
         return _add_column_checks(index, step, context, *pieces)
     bound = partition_checks(index, step, context)
@@ -135,7 +135,7 @@ def enforced_by_raw(step: Step, context: PlanContext) -> list[Step]:
     typed = _foreign_key_to_primary_key(step, context)
     if typed is not None:
         return [typed]
-    pieces = _add_column_pieces(step)
+    pieces = _add_column_pieces(step, context)
     if pieces is None:
         return []
     # REFERENCES p without a column list is a piece preflight reads as raw SQL first
@@ -143,16 +143,23 @@ def enforced_by_raw(step: Step, context: PlanContext) -> list[Step]:
                                                        if isinstance(piece, RawSQL) else [piece])]
 
 
-def _add_column_pieces(step: RawSQL) -> tuple[Step, str | None, list[Step]] | None:
+def _add_column_pieces(step: RawSQL, context: PlanContext) -> tuple[Step, str | None, list[Step]] | None:
     """``ADD COLUMN c type ... UNIQUE | PRIMARY KEY | CHECK | REFERENCES | GENERATED ALWAYS AS (e) STORED`` as
     what PostgreSQL does: the column (a generated one holds its expression in every row), then each constraint
-    as its table form on that column. None for anything else (IF NOT EXISTS, identity, deferrable constraints)."""
+    as its table form on that column. IF NOT EXISTS where the rehearsal saw PostgreSQL add the column is the same
+    statement without it (where it saw PostgreSQL skip it, the step needs no check at all). None for anything
+    else (IF NOT EXISTS unrehearsed, identity, deferrable constraints)."""
     if len(step.parsed) != 1 or not isinstance(step.parsed[0], ast.AlterTableStmt):
         return None
     (raw,) = pglast.parse_sql(step.statement)  # a copy of its own: the step's parse stays as it is
     stmt = raw.stmt
-    if len(stmt.cmds or ()) != 1 or stmt.cmds[0].subtype != enums.AlterTableType.AT_AddColumn or stmt.cmds[0].missing_ok:
+    if len(stmt.cmds or ()) != 1 or stmt.cmds[0].subtype != enums.AlterTableType.AT_AddColumn:
         return None
+    if stmt.cmds[0].missing_ok:
+        rehearsal = context.rehearsal
+        if rehearsal is None or not rehearsal.passed(context.step) or context.step in rehearsal.skipped:
+            return None
+        stmt.cmds[0].missing_ok = False  # PostgreSQL added the column: the statement is the plain ADD COLUMN
     column = stmt.cmds[0].def_
     constraints = list(column.constraints or ())
     generated = [c for c in constraints if c.contype == _CT.CONSTR_GENERATED]
