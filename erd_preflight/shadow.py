@@ -130,7 +130,8 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
             _run([str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
                   "--no-subscriptions", "--lock-wait-timeout=5000", "--format=custom", "--file", str(archive),
                   "--dbname", conninfo], env, "pg_dump of the target's schema")
-            dump, elevated, event_triggers = _scripts(archive, Path(folder))
+            with _on_shadow_server("listing the shadow server's extensions"):
+                dump, event_triggers = _scripts(archive, Path(folder), url)
             _drop_attribute_options(dump)
             with _on_shadow_server("listing the shadow server's extensions"):
                 lacks = _drop_unavailable_extensions(dump, url)
@@ -141,16 +142,11 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 adapted = adapt_collations(dump, psycopg.conninfo.make_conninfo(url, dbname=template))
             restore_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
             try:
-                # One transaction: a restore that stops leaves nothing, and one commit is half the time of many.
+                # One transaction: a restore that stops leaves nothing, and one commit is half the time of many. As
+                # the server's own user, each entry under the role the script names for it.
                 _run([str(_binary("psql")), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f", str(dump),
-                      "--dbname", psycopg.conninfo.make_conninfo(url, dbname=template, user=REHEARSAL_ROLE)],
+                      "--dbname", psycopg.conninfo.make_conninfo(url, dbname=template)],
                      restore_env, "restoring the target's schema into the shadow")
-                if elevated is not None:
-                    # Publications (which tables publish updates and deletes) and event triggers: only a superuser
-                    # may create some of them, and the rehearsal role still owns every table they name.
-                    _run([str(_binary("psql")), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f",
-                          str(elevated), "--dbname", psycopg.conninfo.make_conninfo(url, dbname=template)],
-                         restore_env, "restoring the target's publications and event triggers into the shadow")
             except ShadowUnavailable:
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
@@ -161,39 +157,57 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
         return shadow
 
 
-# What only a superuser may restore (FOR ALL TABLES / TABLES IN SCHEMA publications, event triggers): restored
-# after the rest, as the shadow server's own user. pg_restore --list names each entry's kind after its ids.
+# What only a superuser may restore: publications (FOR ALL TABLES, TABLES IN SCHEMA), event triggers, and the
+# extensions the shadow's server does not trust (pg_stat_statements, postgres_fdw, on most production databases).
+# pg_restore --list names each entry's kind after its ids; an extension's name follows its namespace ("-").
 _ELEVATED = re.compile(r"^\d+; \d+ \d+ (?:PUBLICATION|EVENT TRIGGER) ")
+_EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+) ")
 
 
-def _scripts(archive: Path, folder: Path) -> tuple[Path, Path | None, bool]:
-    """The dump as two scripts: what the rehearsal role restores, and what the server's own user restores after
-    it (None when there is none); and whether there are event triggers."""
+def _scripts(archive: Path, folder: Path, url: str) -> tuple[Path, bool]:
+    """The dump as one script, each entry in pg_dump's order under the role that may restore it: the rehearsal
+    role (which then owns the tables, as it must to rehearse DDL on them), or the shadow server's own user for
+    what only a superuser may create. And whether the target has event triggers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     listing = _run([str(_binary("pg_restore")), "--list", str(archive)], env,
                    "reading the target's schema dump").splitlines(keepends=True)
     entries = [line for line in listing if line.strip() and not line.startswith(";")]
-    elevated = [line for line in entries if _ELEVATED.match(line)]
-    scripts: list[Path | None] = []
-    for name, lines in (("schema", [e for e in entries if e not in elevated]), ("elevated", elevated)):
-        if not lines:
-            scripts.append(None)
-            continue
-        (folder / f"{name}.list").write_text("".join(lines), encoding="utf-8")
-        _run([str(_binary("pg_restore")), "--no-owner", "--no-privileges", "--no-comments", "--no-subscriptions",
-              "--no-security-labels", "--use-list", str(folder / f"{name}.list"), "--file",
-              str(folder / f"{name}.sql"), str(archive)], env, "reading the target's schema dump")
-        scripts.append(folder / f"{name}.sql")
-    dump, extra = scripts
-    if dump is None:  # an empty database: an empty script
-        dump = folder / "schema.sql"
-        dump.write_text("", encoding="utf-8")
-    return dump, extra, any(" EVENT TRIGGER " in line for line in elevated)
+    with psycopg.connect(url) as conn:
+        trusted = {r[0] for r in conn.execute(
+            "SELECT name FROM pg_available_extension_versions GROUP BY name HAVING bool_or(trusted)")}
+
+    def elevated(entry: str) -> bool:
+        extension = _EXTENSION_ENTRY.match(entry)
+        return bool(_ELEVATED.match(entry) or (extension and extension["name"] not in trusted))
+
+    chunks: list[tuple[bool, list[str]]] = []
+    for entry in entries:
+        if chunks and chunks[-1][0] == elevated(entry):
+            chunks[-1][1].append(entry)
+        else:
+            chunks.append((elevated(entry), [entry]))
+    role = sql.Identifier(REHEARSAL_ROLE).as_string()
+    script = folder / "schema.sql"
+    with script.open("w", encoding="utf-8") as out:
+        for number, (superuser, lines) in enumerate(chunks):
+            part = folder / f"part{number}"
+            part.with_suffix(".list").write_text("".join(lines), encoding="utf-8")
+            _run([str(_binary("pg_restore")), "--no-owner", "--no-privileges", "--no-comments", "--no-subscriptions",
+                  "--no-security-labels", "--no-tablespaces", "--use-list", str(part.with_suffix(".list")),
+                  "--file", str(part.with_suffix(".sql")), str(archive)], env, "reading the target's schema dump")
+            out.write("RESET ROLE;\n" if superuser else f"SET ROLE {role};\n")
+            out.write(part.with_suffix(".sql").read_text(encoding="utf-8"))
+            if superuser and any(_EXTENSION_ENTRY.match(line) for line in lines):
+                # A foreign-data wrapper an extension brings: the rehearsal role makes its servers and tables.
+                out.write("\nRESET ROLE;\nDO $erd$ DECLARE w text; BEGIN FOR w IN SELECT fdwname FROM "
+                          "pg_foreign_data_wrapper LOOP EXECUTE format('GRANT USAGE ON FOREIGN DATA WRAPPER %I TO "
+                          f"%I', w, {sql.Literal(REHEARSAL_ROLE).as_string()}); END LOOP; END $erd$;\n")
+    return script, any(" EVENT TRIGGER " in line for line in entries)
 
 
 # Per-column options (n_distinct, or one a server build or an extension of the target's defines) steer the
 # planner and statistics only, and one the shadow's server does not know would stop the restore.
-_ATTRIBUTE_OPTIONS = re.compile(r"^ALTER TABLE ONLY .+ ALTER COLUMN .+ SET \(.*\);$")
+_ATTRIBUTE_OPTIONS = re.compile(r"^ALTER (?:FOREIGN )?TABLE ONLY .+ ALTER COLUMN .+ SET \(.*\);$")
 
 
 def _drop_attribute_options(dump: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"--rows": "2000", "--tables": "3", "--statements": "200", "--changed": "20"}
+SMALL = {"--rows": "2000", "--tables": "3", "--schemas": "2", "--statements": "200", "--changed": "20"}
 
 
 def _readme_benchmarks() -> list[list[str]]:

@@ -293,3 +293,25 @@ def test_an_event_trigger_of_the_target_runs_in_the_rehearsal(db, run_sql, conni
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_extensions_only_a_superuser_may_create_and_foreign_tables_are_in_the_shadow(db, run_sql, conninfo,
+                                                                                     server_url, schema):
+    """pg_stat_statements and postgres_fdw are on most production databases, and the rehearsal role may not create
+    them: the shadow has them all the same (made by its server's own user), so a plan is still rehearsed."""
+    server = f"fdw_{uuid.uuid4().hex[:10]}"
+    here = sql.Identifier(schema).as_string()
+    run_sql(f"CREATE EXTENSION pg_stat_statements WITH SCHEMA {here}; CREATE EXTENSION postgres_fdw WITH SCHEMA {here}; "
+            f"CREATE SERVER {server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'elsewhere'); "
+            f"CREATE USER MAPPING FOR CURRENT_USER SERVER {server} OPTIONS (user 'nobody'); "
+            f"CREATE FOREIGN TABLE remote (id int) SERVER {server}; "
+            "CREATE TABLE t (id int, a int); CREATE VIEW v AS SELECT a FROM t; INSERT INTO t VALUES (1, 1)")
+    try:
+        for text, accepted in (("ALTER TABLE t ADD COLUMN b int;", True),
+                               ("CREATE VIEW remote_ids AS SELECT id FROM remote;", True),
+                               ("ALTER TABLE t ALTER COLUMN a TYPE bigint;", False)):
+            assert postgres_accepts(conninfo, [text]) is accepted, text
+            report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+            assert verdict(report) == ("clear" if accepted else "blocked"), (text, report.summary())
+    finally:
+        run_sql(f"DROP SERVER IF EXISTS {server} CASCADE")
