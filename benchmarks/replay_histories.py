@@ -13,7 +13,8 @@ table (small value pools, some NULLs, so duplicates, orphans and NULLs happen):
 A false block: preflight blocks, the oracle applies. A false clear: preflight neither blocks nor names the step as
 unverified, and the oracle fails. The project folders are public repositories brought as git snapshots; they are
 read from the folder given, never committed here. Layouts: diesel (``<version>_<name>/up.sql``) and whatever
-``MigrationPlan.from_dir`` reads (golang-migrate, Flyway, dbmate, numbered files).
+``MigrationPlan.from_dir`` reads (golang-migrate, Flyway, dbmate, numbered files). A ``setup.sql`` in a project
+folder runs once before its history: what its deployment makes first (a schema of its own, off the search_path).
 
     python benchmarks/replay_histories.py --root /tmp/histories [--url postgresql://...] [--rows 8] [--limit N]
 """
@@ -207,6 +208,10 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
     tally = Tally(project=project.name)
     name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
     target = _fresh_database(url, name)
+    if (project / "setup.sql").is_file():
+        # What the project's deployment makes before its first migration (a schema of its own, roles): run once.
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute((project / "setup.sql").read_text(encoding="utf-8"))
     files = migration_files(project)[:limit]
     for number, (file, text) in enumerate(files, start=1):
         tally.files += 1

@@ -386,3 +386,13 @@ def test_a_btree_key_near_the_index_row_limit_is_named_for_a_person_not_passed_o
     run_sql("TRUNCATE t; INSERT INTO t SELECT repeat('x', 5000)")
     report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
     assert assert_agrees(report, postgres_accepts(conninfo, [plain]), statement) == "clear"
+
+
+def test_a_unique_key_added_after_attach_partition_never_passes_on_the_parents_old_rows(db, run_sql, conninfo):
+    """Found by the partition oracle: the partition attached brings duplicate rows the parent's own check did not
+    read, so its UNIQUE was clear and PostgreSQL refused it."""
+    run_sql(PARTITIONS + "; INSERT INTO p1 VALUES (1, 0), (1, 0)")
+    statements = [PARTITION_STATEMENTS[0], "ALTER TABLE pt ADD UNIQUE (a, b)"]
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements) + ";"), db)
+    assert_agrees(report, postgres_accepts(conninfo, statements), statements)
+    assert verdict(report) != "clear", report.summary()

@@ -524,6 +524,9 @@ class PlanContext:
                 continue
             if isinstance(stmt, ast.InsertStmt) and self._simulate_insert(index, stmt):
                 continue
+            if isinstance(stmt, ast.AlterTableStmt):
+                self._absorb_partitions(index, stmt)
+                continue
             verb = verbs.get(type(stmt))
             if verb is None:
                 continue
@@ -544,6 +547,25 @@ class PlanContext:
             state.unknown = state.unknown or (
                 f"step {index} {verb} {state.label} in a statement preflight does not simulate, so the rows later "
                 "checks would read are not known before apply")
+
+    def _absorb_partitions(self, index: int, stmt: ast.AlterTableStmt) -> None:
+        """ATTACH PARTITION adds the partition's rows to the parent's, which preflight does not read as the
+        parent's: a later check of the parent says so (a violation there now is still one). DETACH takes rows away:
+        what a later check of the parent reads is not known before apply."""
+        for cmd in stmt.cmds or ():
+            attach = cmd.subtype == enums.AlterTableType.AT_AttachPartition
+            if not attach and cmd.subtype != enums.AlterTableType.AT_DetachPartition:
+                continue
+            state = self.state(stmt.relation.schemaname, stmt.relation.relname)
+            if state is None or state.info is None:
+                continue
+            if attach:
+                if index not in state.added_by:
+                    state.added_by.append(index)
+            else:
+                state.unknown = state.unknown or (
+                    f"step {index} detaches a partition of {state.label}, so the rows later checks of it would read "
+                    "are not known before apply")
 
     def _absorb_block(self, index: int, stmt: ast.DoStmt | ast.CallStmt) -> None:
         """A DO block's rows are unknown after it for every table it writes (INSERT, UPDATE, DELETE, MERGE, COPY in
