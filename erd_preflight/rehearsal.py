@@ -116,9 +116,9 @@ def _adapted_warning(plan: MigrationPlan, adapted: tuple[Any, ...]) -> Check:
     text = "; ".join(a.describe() for a in adapted)
     if unsure:
         message = (f"cannot verify step 1 before apply as PostgreSQL would: the copy of the schema the plan is "
-                   f"rehearsed on differs from the target ({text}). A statement that only a nondeterministic "
-                   "collation refuses (pattern matching, some indexes) is not found there: review the plan and "
-                   "acknowledge step 1, or rehearse on a server with ICU (ERD_PREFLIGHT_SHADOW_URL).")
+                   f"rehearsed on differs from the target ({text}), so a statement PostgreSQL refuses only because "
+                   "of that difference is not found there: review the plan and acknowledge step 1, or remove the "
+                   "difference (ERD_PREFLIGHT_SHADOW_URL can name a scratch server with ICU).")
     else:
         message = (f"the copy of the schema the plan is rehearsed on holds some objects in another form ({text}); "
                    "no statement on empty tables tells the difference.")

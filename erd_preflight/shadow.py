@@ -125,10 +125,13 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
         url = shadow_server()
         template = f"erd_shadow_{slot}"
         conninfo, env = _libpq_env(target)
+        hidden = [r[0] for r in target.execute(_HIDDEN_SCHEMAS)]
         with tempfile.TemporaryDirectory(prefix="erd_shadow_") as folder:
             archive = Path(folder) / "schema.dump"
             _run([str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
                   "--no-subscriptions", "--lock-wait-timeout=5000", "--format=custom", "--file", str(archive),
+                  # a double-quoted pattern is a literal name: no wildcard in a schema name widens what is left out
+                  *[f"--exclude-schema={sql.Identifier(h).as_string()}" for h in hidden],
                   "--dbname", conninfo], env, "pg_dump of the target's schema")
             with _on_shadow_server("listing the shadow server's extensions"):
                 dump, event_triggers = _scripts(archive, Path(folder), url)
@@ -151,10 +154,25 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
                 raise
+        if hidden:
+            adapted = (Adaptation(
+                what=f"schema{'s' if len(hidden) > 1 else ''} {', '.join(hidden)}", stands_in="nothing: the "
+                "preflight's role may not read them, so a view, key or function there that depends on what the plan "
+                "changes is not seen (grant USAGE on them, or preflight as a role that may)",
+                may_change_verdict=True), *adapted)
         shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted,
                         event_triggers=event_triggers)
         _remember(slot, shadow)
         return shadow
+
+
+# Schemas the target's role may not look into: pg_dump would fail on them, so the shadow goes without them, and
+# says so (what depends on the plan's objects from there is not seen).
+_HIDDEN_SCHEMAS = """
+SELECT nspname::text FROM pg_namespace
+ WHERE NOT has_schema_privilege(oid, 'USAGE') AND nspname NOT IN ('pg_catalog', 'information_schema')
+   AND nspname NOT LIKE 'pg\\_%' ORDER BY 1
+"""
 
 
 # What only a superuser may restore: publications (FOR ALL TABLES, TABLES IN SCHEMA), event triggers, and the
@@ -709,14 +727,14 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
 
 
 def _skip_notice(statement: str, notices: list[str]) -> str | None:
-    """PostgreSQL's notice that it skipped the whole of ``statement`` (IF NOT EXISTS of an object that exists, IF
-    EXISTS of one that does not), or None. Only a statement about one object is skipped whole by one notice (an
-    ALTER TABLE of one command, a DROP of one object); procedural code's own notices say nothing."""
+    """PostgreSQL's notice that it skipped the whole of ``statement`` (IF NOT EXISTS of an object that exists, ALTER
+    TABLE IF EXISTS of a table that does not), or None. Only a statement that makes or changes one object is
+    skipped whole by one notice (an ALTER TABLE of one command); procedural code's own notices say nothing. A DROP
+    ... IF EXISTS is not taken: the shadow lacks what pg_dump leaves out (an INVALID index), so its skip there may
+    be a drop on the target, and a drop has no data check to spare anyway."""
     stmt = _statement_node(statement)
     if isinstance(stmt, ast.AlterTableStmt):
         single = len(stmt.cmds or ()) == 1
-    elif isinstance(stmt, ast.DropStmt):
-        single = len(stmt.objects or ()) == 1
     else:
         single = isinstance(stmt, (ast.IndexStmt, ast.CreateStmt, ast.CreateTableAsStmt, ast.CreateSeqStmt,
                                    ast.CreateSchemaStmt, ast.CreateExtensionStmt))

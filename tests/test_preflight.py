@@ -334,7 +334,9 @@ def test_preflight_runs_with_a_role_that_can_only_select(server_url, schema, run
         url = make_url(server_url).set(username=role).render_as_string(hide_password=False)
         ro_db = ep.connect(url, connect_args={"options": f"-c search_path={schema}"})
         report = ep.run_preflight(ep.MigrationPlan.from_sql(PLAN), ro_db, explore=True)
-        assert [r.stats["violations"] for r in report.results] == [10, 13, 10]
+        # (other schemas of the database, which this role may not read, are named in a warning of their own)
+        assert [r.stats["violations"] for r in report.results
+                if r.check_id != "REHEARSAL_UNAVAILABLE_WARNING"] == [10, 13, 10]
         ro_db.engine.dispose()
     finally:
         run_sql(sql.SQL("DROP OWNED BY {r}; DROP ROLE {r}").format(r=sql.Identifier(role)))

@@ -315,3 +315,32 @@ def test_extensions_only_a_superuser_may_create_and_foreign_tables_are_in_the_sh
             assert verdict(report) == ("clear" if accepted else "blocked"), (text, report.summary())
     finally:
         run_sql(f"DROP SERVER IF EXISTS {server} CASCADE")
+
+
+def test_a_schema_the_role_may_not_read_is_named_and_its_dependents_are_a_persons_call(server_url, run_sql, conninfo,
+                                                                                       spaces, schema):
+    """The preflight's role reads app, not stage, where a view depends on app.customer: the shadow goes without
+    stage (pg_dump could not read it), says so, and the type change PostgreSQL refuses is never clear."""
+    _setup(run_sql, spaces)
+    role = f"{spaces['app']}_ro"
+    app = sql.Identifier(spaces["app"])
+    admin = psycopg.connect(server_url, autocommit=True)
+    try:
+        admin.execute(sql.SQL("CREATE ROLE {r} LOGIN; GRANT USAGE ON SCHEMA {s} TO {r}; "
+                              "GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}; "
+                              "GRANT USAGE ON SCHEMA {ref}, {here} TO {r}; "
+                              "GRANT SELECT ON ALL TABLES IN SCHEMA {ref}, {here} TO {r}").format(
+            r=sql.Identifier(role), s=app, ref=sql.Identifier(spaces["ref"]), here=sql.Identifier(schema)))
+        text = f"ALTER TABLE {app.as_string()}.customer ALTER COLUMN id TYPE bigint;"
+        assert not postgres_accepts(conninfo, [text])
+        db = _login(server_url, role)
+        try:
+            report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+        finally:
+            db.engine.dispose()
+        assert verdict(report) != "clear", report.summary()
+        note = next(r for r in report.results if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING")
+        assert spaces["stage"] in note.message and "may not read" in note.message, note.message
+    finally:
+        admin.execute(sql.SQL("DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}").format(r=sql.Identifier(role)))
+        admin.close()
