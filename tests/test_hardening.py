@@ -123,7 +123,7 @@ def test_the_reproduced_injections_are_refused_with_the_field_named(db, run_sql)
     assert run_sql("SELECT to_regclass('victim') IS NOT NULL") == [(True,)]
 
 
-def test_a_backslash_literal_cannot_end_early_even_where_the_server_has_standard_strings_off(db, run_sql):
+def test_a_backslash_literal_cannot_end_early_even_where_the_server_has_standard_strings_off(db, run_sql, store):
     # With standard_conforming_strings off, 'a\'' ends after a\' and the rest would run as SQL; apply turns it on.
     run_sql("CREATE TABLE victim (a int); CREATE TABLE t (id int, c text)")
     run_sql(sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET standard_conforming_strings = off").format(
@@ -131,7 +131,7 @@ def test_a_backslash_literal_cannot_end_early_even_where_the_server_has_standard
     try:
         plan = ep.MigrationPlan.from_sql(r"ALTER TABLE t ADD COLUMN d text DEFAULT 'a\''; DROP TABLE victim; --';")
         assert len(plan.steps) == 1
-        run = ep.MigrationRun.start(plan, db)
+        run = ep.MigrationRun.start(plan, db, store_schema=store)  # a store of its own, dropped afterwards
         run.preflight()
         run.apply()
         assert run_sql("SELECT to_regclass('victim') IS NOT NULL") == [(True,)]
