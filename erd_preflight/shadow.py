@@ -533,11 +533,14 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
         # whether a statement may have left rows in the copy (a DO block, CREATE TABLE AS; an event trigger's code
         # runs with every DDL statement and may write rows)
         filled = shadow.event_triggers
-        notices: list[str] = []  # the NOTICE messages of the statement running (a Diagnostic lives in its callback)
+        # The statement's notices that it skipped an object (a Diagnostic lives only in its callback): PostgreSQL's
+        # own carry a duplicate_* SQLSTATE, a RAISE NOTICE of procedural code 00000.
+        notices: list[str] = []
 
         def heard(diag: psycopg.errors.Diagnostic) -> None:
-            if diag.severity_nonlocalized == "NOTICE" and diag.message_primary:
-                notices.append(diag.message_primary)
+            if diag.severity_nonlocalized == "NOTICE" and (diag.sqlstate or "").startswith("42") \
+                    and (diag.message_primary or "").endswith(", skipping"):
+                notices.append(diag.message_primary or "")
 
         conn.add_notice_handler(heard)
         skips: dict[int, list[str | None]] = {}  # by step: each statement's "skipping" notice, or None
@@ -736,11 +739,10 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
 
 
 def _skip_notice(statement: str, notices: list[str]) -> str | None:
-    """PostgreSQL's notice that it skipped the whole of ``statement`` (IF NOT EXISTS of an object that exists, ALTER
-    TABLE IF EXISTS of a table that does not), or None. Only a statement that makes or changes one object is
-    skipped whole by one notice (an ALTER TABLE of one command); procedural code's own notices say nothing. A DROP
-    ... IF EXISTS is not taken: the shadow lacks what pg_dump leaves out (an INVALID index), so its skip there may
-    be a drop on the target, and a drop has no data check to spare anyway."""
+    """PostgreSQL's notice that it skipped the whole of ``statement`` (IF NOT EXISTS of an object that exists), or
+    None. Only a statement that makes or changes one object is skipped whole by one notice (an ALTER TABLE of one
+    command). A DROP ... IF EXISTS is not taken: the shadow lacks what pg_dump leaves out (an INVALID index), so its
+    skip there may be a drop on the target, and a drop has no data check to spare anyway."""
     stmt = _statement_node(statement)
     if isinstance(stmt, ast.AlterTableStmt):
         single = len(stmt.cmds or ()) == 1
@@ -749,8 +751,7 @@ def _skip_notice(statement: str, notices: list[str]) -> str | None:
                                    ast.CreateSchemaStmt, ast.CreateExtensionStmt))
     if not single:
         return None
-    skipped = [n for n in notices if n.endswith(", skipping")]
-    return skipped[0] if len(skipped) == 1 else None
+    return notices[0] if len(notices) == 1 else None
 
 
 # Unique, foreign key and exclusion violations compare a row with other rows: on the empty copy they say nothing.

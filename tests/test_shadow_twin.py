@@ -177,6 +177,14 @@ IF_EXISTS_FORMS = [
     ("CREATE INDEX t_x_idx ON t (x)", "DROP INDEX IF EXISTS t_x_idx;"),
     ("", "ALTER TABLE t DROP COLUMN IF EXISTS gone;"),
     ("", "ALTER TABLE t DROP CONSTRAINT IF EXISTS gone;"),
+    ("", "ALTER TABLE t ADD COLUMN IF NOT EXISTS x int CHECK (x > 100);"),
+    ("", "ALTER TABLE t ADD COLUMN IF NOT EXISTS z int CHECK (z > 100);"),
+    ("CREATE INDEX t_x_idx ON t (x)", "CREATE INDEX IF NOT EXISTS t_x_idx ON t ((1 / (x - 7)));"),
+    ("", "CREATE INDEX IF NOT EXISTS t_x_idx ON t ((1 / (x - 7)));"),
+    ("", "CREATE TABLE IF NOT EXISTS t2 (id int PRIMARY KEY);"),
+    ("CREATE SEQUENCE s", "CREATE SEQUENCE IF NOT EXISTS s;"),
+    ("", "CREATE SEQUENCE IF NOT EXISTS s;"),
+    ("CREATE UNIQUE INDEX t_id_uq ON t (id)", "DROP INDEX IF EXISTS t_id_uq;"),
 ]
 
 
