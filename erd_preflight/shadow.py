@@ -140,6 +140,7 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
             with _on_shadow_server("listing the shadow server's extensions"):
                 dump, event_triggers = _scripts(archive, Path(folder), url)
             _drop_attribute_options(dump)
+            _restore_on_search_path(dump, apply_search_path(target))
             with _on_shadow_server("listing the shadow server's extensions"):
                 lacks = _drop_unavailable_extensions(dump, url)
             _forget_session(slot)
@@ -233,6 +234,22 @@ def _scripts(archive: Path, folder: Path, url: str) -> tuple[Path, bool]:
 # Per-column options (n_distinct, or one a server build or an extension of the target's defines) steer the
 # planner and statistics only, and one the shadow's server does not know would stop the restore.
 _ATTRIBUTE_OPTIONS = re.compile(r"^ALTER (?:FOREIGN )?TABLE ONLY .+ ALTER COLUMN .+ SET \(.*\);$")
+
+
+# pg_restore empties the search_path so that every name it writes is qualified; but a SQL function's body is text,
+# parsed when the function is inlined, e.g. by a generated column or an index expression as it is made. A body that
+# names its types unqualified (as it was written, on the target's search_path) then does not restore.
+_EMPTY_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', '', false);"
+
+
+def _restore_on_search_path(dump: Path, search_path: str) -> None:
+    """The restore runs on the search_path the target's sessions have, so a function body finds what it names
+    there; every name pg_restore writes is qualified, so nothing else changes."""
+    setting = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false);").format(
+        sql.Literal(search_path)).as_string()
+    lines = dump.read_text(encoding="utf-8").splitlines(keepends=True)
+    dump.write_text("".join(setting + "\n" if line.rstrip("\n") == _EMPTY_SEARCH_PATH else line for line in lines),
+                    encoding="utf-8")
 
 
 def _drop_attribute_options(dump: Path) -> None:

@@ -352,3 +352,17 @@ def test_a_schema_the_role_may_not_read_is_named_and_its_dependents_are_a_person
     finally:
         admin.execute(sql.SQL("DROP OWNED BY {r}; DROP ROLE IF EXISTS {r}").format(r=sql.Identifier(role)))
         admin.close()
+
+
+def test_a_function_body_naming_its_type_unqualified_still_restores(db, run_sql, conninfo):
+    """Found replaying crates.io: a generated column calls a SQL function whose body names its type without a
+    schema; pg_restore's empty search_path made the shadow fail to restore, so every step went to a person."""
+    run_sql("CREATE TYPE triple AS (a int, b int); "
+            "CREATE FUNCTION to_triple(text) RETURNS triple IMMUTABLE LANGUAGE sql AS "
+            "$$ SELECT (length($1), 0)::triple $$; "
+            "CREATE TABLE g (s text, t triple GENERATED ALWAYS AS (to_triple(s)) STORED); "
+            "CREATE VIEW gv AS SELECT s FROM g; INSERT INTO g (s) VALUES ('x')")
+    for text, accepted in (("ALTER TABLE g ADD COLUMN n int;", True), ("ALTER TABLE g ALTER COLUMN s TYPE varchar(5);", False)):
+        assert postgres_accepts(conninfo, [text]) is accepted, text
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+        assert verdict(report) == ("clear" if accepted else "blocked"), (text, report.summary())
