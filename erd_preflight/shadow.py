@@ -118,7 +118,11 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
         row = target.execute(CATALOG_FINGERPRINT).fetchone()
         catalog = str(row[0]) if row else ""
     where = f"{target.info.host}:{target.info.port}/{target.info.dbname}"
-    fingerprint = hashlib.sha256(f"{catalog}|{where}".encode()).hexdigest()
+    # What the shadow holds also depends on the role reading it (the schemas it may not read are left out) and on the
+    # search_path the restore runs on: another role or path, another shadow.
+    hidden = [r[0] for r in target.execute(_HIDDEN_SCHEMAS)]
+    restore_path = apply_search_path(target)
+    fingerprint = hashlib.sha256(f"{catalog}|{where}|{hidden}|{restore_path}".encode()).hexdigest()
     # A slot per target database and per process: processes sharing a shadow server never rebuild each other's.
     slot = hashlib.sha256(f"{where}|{os.getpid()}".encode()).hexdigest()[:20]
     with _lock:
@@ -129,7 +133,6 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
         url = shadow_server()
         template = f"erd_shadow_{slot}"
         conninfo, env = _libpq_env(target)
-        hidden = [r[0] for r in target.execute(_HIDDEN_SCHEMAS)]
         with tempfile.TemporaryDirectory(prefix="erd_shadow_") as folder:
             archive = Path(folder) / "schema.dump"
             _run([str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
@@ -140,7 +143,7 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
             with _on_shadow_server("listing the shadow server's extensions"):
                 dump, event_triggers = _scripts(archive, Path(folder), url)
             _drop_attribute_options(dump)
-            _restore_on_search_path(dump, apply_search_path(target))
+            _restore_on_search_path(dump, restore_path)
             with _on_shadow_server("listing the shadow server's extensions"):
                 lacks = _drop_unavailable_extensions(dump, url)
             _forget_session(slot)
