@@ -4,12 +4,15 @@ statement as a blocking check of its step."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .catalog import Catalog
 from .checks import REHEARSAL_PRECHECK, REHEARSAL_UNAVAILABLE_WARNING, Check, PreflightOptions, Verdict, derive_checks
 from .errors import PlanError
 from .plan import MigrationPlan
+
+if TYPE_CHECKING:
+    from .shadow import Adaptation
 
 
 def plan_statements(plan: MigrationPlan, catalog: Catalog) -> list[tuple[int, str]]:
@@ -101,11 +104,10 @@ def _unrehearsed(plan: MigrationPlan, checks: list[Check], statements: list[tupl
                           "(ERD_PREFLIGHT_SHADOW_URL can name a scratch PostgreSQL with the target's extensions and "
                           "collations), or acknowledge this step once you have reviewed it; rehearse=False "
                           "(--no-rehearse) relies on the checks' own model alone.", acknowledge=True)))
-    merged = sorted([*checks, *asked], key=lambda c: c.step)  # stable: each after its step's own checks
-    return merged
+    return sorted([*checks, *asked], key=lambda c: c.step)  # stable: each after its step's own checks
 
 
-def _adapted_warning(plan: MigrationPlan, adapted: tuple[Any, ...]) -> Check:
+def _adapted_warning(plan: MigrationPlan, adapted: tuple[Adaptation, ...]) -> Check:
     """The report says what the shadow holds in another form; where that may change PostgreSQL's verdict (a
     nondeterministic collation), the first step is acknowledged by a person."""
     unsure = [a for a in adapted if a.may_change_verdict]

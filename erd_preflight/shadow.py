@@ -140,12 +140,14 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                   # a double-quoted pattern is a literal name: no wildcard in a schema name widens what is left out
                   *[f"--exclude-schema={sql.Identifier(h).as_string()}" for h in hidden],
                   "--dbname", conninfo], env, "pg_dump of the target's schema")
-            with _on_shadow_server("listing the shadow server's extensions"):
-                dump, event_triggers = _scripts(archive, Path(folder), url)
+            with _on_shadow_server("listing the shadow server's extensions"), psycopg.connect(url) as conn:
+                # each extension the shadow's server has, and whether it trusts it (a non-superuser may create it)
+                extensions = {str(r[0]): bool(r[1]) for r in conn.execute(
+                    "SELECT name, bool_or(trusted) FROM pg_available_extension_versions GROUP BY name")}
+            dump, event_triggers = _scripts(archive, Path(folder), extensions)
             _drop_attribute_options(dump)
             _restore_on_search_path(dump, restore_path)
-            with _on_shadow_server("listing the shadow server's extensions"):
-                lacks = _drop_unavailable_extensions(dump, url)
+            lacks = _drop_unavailable_extensions(dump, set(extensions))
             _forget_session(slot)
             with _on_shadow_server("preparing the shadow database"):
                 _prepare(url, template)
@@ -193,7 +195,7 @@ _ELEVATED = re.compile(r"^\d+; \d+ \d+ (?:PUBLICATION|EVENT TRIGGER) ")
 _EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+) ")
 
 
-def _scripts(archive: Path, folder: Path, url: str) -> tuple[Path, bool]:
+def _scripts(archive: Path, folder: Path, extensions: dict[str, bool]) -> tuple[Path, bool]:
     """The dump as one script, each entry in pg_dump's order under the role that may restore it: the rehearsal
     role (which then owns the tables, as it must to rehearse DDL on them), or the shadow server's own user for
     what only a superuser may create. And whether the target has event triggers."""
@@ -201,13 +203,9 @@ def _scripts(archive: Path, folder: Path, url: str) -> tuple[Path, bool]:
     listing = _run([str(_binary("pg_restore")), "--list", str(archive)], env,
                    "reading the target's schema dump").splitlines(keepends=True)
     entries = [line for line in listing if line.strip() and not line.startswith(";")]
-    with psycopg.connect(url) as conn:
-        trusted = {r[0] for r in conn.execute(
-            "SELECT name FROM pg_available_extension_versions GROUP BY name HAVING bool_or(trusted)")}
-
     def elevated(entry: str) -> bool:
         extension = _EXTENSION_ENTRY.match(entry)
-        return bool(_ELEVATED.match(entry) or (extension and extension["name"] not in trusted))
+        return bool(_ELEVATED.match(entry) or (extension and not extensions.get(extension["name"], False)))
 
     chunks: list[tuple[bool, list[str]]] = []
     for entry in entries:
@@ -266,11 +264,9 @@ def _drop_attribute_options(dump: Path) -> None:
 _CREATE_EXTENSION = re.compile(r'^CREATE EXTENSION IF NOT EXISTS "?(?P<name>[^" ]+)"? WITH SCHEMA .+;$')
 
 
-def _drop_unavailable_extensions(dump: Path, url: str) -> tuple[str, ...]:
-    """Leaves out of the dump each extension the shadow's server cannot create, and names them: what depends
-    on one is then not rehearsed (the rehearsal stops there and says so), the rest still is."""
-    with psycopg.connect(url) as conn:
-        available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+def _drop_unavailable_extensions(dump: Path, available: set[str]) -> tuple[str, ...]:
+    """Leaves out of the dump each extension the shadow's server cannot create (not in ``available``), and names
+    them: what depends on one is then not rehearsed (the rehearsal stops there and says so), the rest still is."""
     lacks: list[str] = []
     kept: list[str] = []
     for line in dump.read_text(encoding="utf-8").splitlines(keepends=True):
