@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 
 import psycopg
 import pytest
@@ -141,7 +142,10 @@ def test_a_table_over_the_threshold_is_not_copied_and_its_step_stays_for_a_perso
                               rehearse_data_rows=2)
     assert verdict(report) == "unverified"
     [finding] = report.warnings
-    assert "holds more than 2 rows, over rehearse_data_rows (2)" in finding.message
+    # the trigger may read any table: the first table over the threshold is named (its own, or another schema's
+    # in a shared test database)
+    assert re.search(r"holds (more than|about) [\d,]+ rows, over rehearse_data_rows \(2\)", finding.message), \
+        finding.message
     assert finding.stats["acknowledgeStep"] == 1
 
 
