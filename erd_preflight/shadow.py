@@ -42,7 +42,18 @@ from psycopg import sql
 from .catalog import CATALOG_FINGERPRINT
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
-from .shadow_catalog import CatalogSnapshot, Rehearsal, RehearsalFailure, read_snapshot
+from .shadow_catalog import (
+    CatalogSnapshot,
+    ImpactReader,
+    LOCK_MODES,
+    LockHeld,
+    Rehearsal,
+    RehearsalFailure,
+    RelationFile,
+    StatementImpact,
+    read_relation_files,
+    read_snapshot,
+)
 from .sqlparse import walk_ast
 from .versions import called_functions, created_functions, missing_built_ins, newer_syntax
 
@@ -542,6 +553,8 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
                      (search_path, f"{int(REHEARSAL_STATEMENT_TIMEOUT * 1000)}ms"))
         rehearsal = Rehearsal(start=_start_snapshot(conn, shadow), adapted=shadow.adapted)
+        impacts = ImpactReader(_files_of(conn, shadow))
+        impacts.start(conn)
         gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
@@ -572,6 +585,8 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                 if text is None:
                     rehearsal.after[step] = latest
                     skips.setdefault(step, []).append(None)
+                    rehearsal.impacts.append(StatementImpact(step=step, statement=statement, locks=(),
+                                                             measured=False))
                     continue
                 # Each statement in a subtransaction of its own: the catalog rows it writes carry an xmin of their own,
                 # which is how the next snapshot finds what changed (and a data statement can be undone alone).
@@ -595,10 +610,13 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                 if rehearsal.failure is not None:
                     rehearsal.after.pop(step, None)
                     break
+                # what it locked and did, read before a data statement is undone (which releases its locks)
+                rehearsal.impacts.append(_as_applied(impacts.after(conn, step, statement), statement, text))
                 if not _may_change_catalog(text):
                     # A plain data statement changes no catalog: undone, so the copy stays without rows and a later
                     # statement's data error on it stays a verdict on structure (an upsert's row would not be there).
                     conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
+                    impacts.undone()
                 filled = filled or _may_fill(text)
                 conn.execute("RELEASE SAVEPOINT erd_preflight_step")
                 # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
@@ -618,6 +636,41 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
 
 
 _starts: dict[Shadow, CatalogSnapshot] = {}  # the shadow's catalog before any statement, read once per shadow
+_files: dict[Shadow, dict[int, RelationFile]] = {}  # its relations' files before any statement, read once too
+
+
+def _files_of(conn: psycopg.Connection[Any], shadow: Shadow) -> dict[int, RelationFile]:
+    with _lock:
+        files = _files.get(shadow)
+    if files is None:
+        files = read_relation_files(conn)
+        with _lock:
+            for old in [s for s in _files if s.template == shadow.template]:
+                del _files[old]
+            _files[shadow] = files
+    return files
+
+
+def _as_applied(impact: StatementImpact, statement: str, text: str) -> StatementImpact:
+    """The impact of ``statement`` as apply runs it: rehearsed without CONCURRENTLY (``plain_form``), a concurrent
+    index build or drop takes SHARE UPDATE EXCLUSIVE (reads and writes go on) where the plain form took more."""
+    stmt = _statement_node(statement)
+    if isinstance(stmt, ast.TruncateStmt):
+        # a new, empty file, not rows written again: a catalog change
+        return dataclasses.replace(impact, locks=tuple(dataclasses.replace(x, work="catalog") for x in impact.locks))
+    if text == statement or not (isinstance(stmt, (ast.IndexStmt, ast.DropStmt)) and stmt.concurrent):
+        return impact
+    weaker = "ShareUpdateExclusiveLock"
+
+    def concurrent(lock: LockHeld) -> LockHeld:
+        strong = _MODE_RANK.get(lock.mode, 0) > _MODE_RANK[weaker]
+        return dataclasses.replace(lock, mode=weaker) if strong else lock
+
+    return dataclasses.replace(impact, locks=tuple(concurrent(x) for x in impact.locks),
+                               held=tuple(concurrent(x) for x in impact.held))
+
+
+_MODE_RANK = {m: i for i, m in enumerate(LOCK_MODES)}
 
 
 def _start_snapshot(conn: psycopg.Connection[Any], shadow: Shadow) -> CatalogSnapshot:
@@ -863,6 +916,9 @@ def _session(shadow: Shadow) -> Iterator[psycopg.Connection[Any]]:
             # connection prepared itself (psycopg's, named _pg3_...), which the next rehearsal plans again otherwise.
             conn.execute("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
                          "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
+            if conn.info.server_version >= 150000:
+                # the scans this session counted go to the server now, so the next rehearsal's counts start at 0
+                conn.execute("SELECT pg_stat_force_next_flush()")
             for (name,) in conn.execute("SELECT name FROM pg_prepared_statements WHERE name NOT LIKE '\\_pg3\\_%'"
                                         ).fetchall():
                 conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))

@@ -220,6 +220,151 @@ def _json(value: Any) -> list[Any]:
     return json.loads(value) if isinstance(value, str) else list(value)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# What a statement does to the traffic on the relations that exist before the plan, as PostgreSQL shows it: the
+# locks its transaction holds (pg_locks), a new relfilenode (a rewrite), a new index on an existing table, the
+# scans the transaction's own statistics count. A relation the plan makes is seen by no other session.
+
+# Lock modes from the weakest to the strongest (PostgreSQL's table-level lock modes, as pg_locks names them).
+LOCK_MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
+              "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+
+# The relations of the shadow before any statement: by OID, the name, kind, file and, for an index, its table.
+_RELATION_FILES = """
+SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relfilenode::int8, i.indrelid::int8
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON i.indexrelid = c.oid
+ WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm', 'i', 'I', 'f', 'S', 't')
+"""
+
+# After a statement: every relation lock the transaction holds, with the relation's file and scans now (an index
+# the statement made names its table). The scan counts are this backend's pending ones: read as a difference.
+_HELD = """
+SELECT l.relation::int8, l.mode, c.relfilenode::int8, pg_stat_get_xact_numscans(l.relation),
+       i.indrelid::int8, c.relkind::text
+  FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_index i ON i.indexrelid = l.relation
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND l.relation >= 16384
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+@dataclass(frozen=True)
+class RelationFile:
+    schema: str
+    name: str
+    kind: str
+    filenode: int
+    table: int | None  # an index's table
+
+
+def read_relation_files(conn: psycopg.Connection[Any]) -> dict[int, RelationFile]:
+    """The relations that exist before the plan (read once per shadow: its catalog does not change)."""
+    return {oid: RelationFile(schema, name, kind, filenode, table)
+            for oid, schema, name, kind, filenode, table in conn.execute(_RELATION_FILES)}
+
+
+@dataclass(frozen=True)
+class LockHeld:
+    """A lock a statement took on a relation that exists before the plan, and the work it did on that relation
+    while it ran: "catalog" (none on the rows), "scan", "index build", "rewrite"."""
+
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    mode: str  # as pg_locks names it: AccessExclusiveLock...
+    work: str = "catalog"
+
+
+@dataclass(frozen=True)
+class StatementImpact:
+    """What one statement of the rehearsal did to the relations that exist before the plan: the locks it newly
+    took (a mode its transaction already held is not taken again, see ``held``) and the work on each."""
+
+    step: int
+    statement: str
+    locks: tuple[LockHeld, ...]
+    held: tuple[LockHeld, ...] = ()  # every lock its transaction holds after it (on relations before the plan)
+    measured: bool = True  # False: not run in the rehearsal (outside its reach); nothing is known
+
+
+@dataclass
+class ImpactReader:
+    """Reads, after each statement of one rehearsal transaction, what it locked and did (``StatementImpact``)."""
+
+    files: dict[int, RelationFile]
+    seen: dict[tuple[int, str], None] = field(default_factory=dict)  # (oid, mode) held so far
+    scans: dict[int, int] = field(default_factory=dict)  # oid -> scans counted so far in this transaction
+    last_new: list[tuple[int, str]] = field(default_factory=list)  # the (oid, mode) the last statement took
+    filenodes: dict[int, int] = field(default_factory=dict)  # files changed so far, and indexes made on old tables
+
+    def start(self, conn: psycopg.Connection[Any]) -> None:
+        """Before the first statement: what the transaction holds and has counted already (the session flushes
+        its counts between rehearsals, see ``shadow._session``, so a relation not seen yet starts from 0)."""
+        for oid, mode, _, scans, _, _ in conn.execute(_HELD, prepare=True):
+            self.seen[(oid, mode)] = None
+            self.scans[oid] = int(scans or 0)
+
+    def after(self, conn: psycopg.Connection[Any], step: int, statement: str) -> StatementImpact:
+        rows = conn.execute(_HELD, prepare=True).fetchall()
+        work: dict[int, str] = {}
+        new: dict[int, list[str]] = {}
+        for oid, mode, filenode, scans, table, kind in rows:
+            known = self.files.get(oid)
+            if (oid, mode) not in self.seen:
+                self.seen[(oid, mode)] = None
+                new.setdefault(oid, []).append(mode)
+            if known is not None and filenode is not None and filenode != self.filenodes.get(oid, known.filenode):
+                # a new file for a relation that existed: its rows were written again (or it was emptied)
+                target = known.table if known.table is not None else oid
+                work[target] = _stronger_work(work.get(target), "rewrite" if known.table is None else "index build")
+                self.filenodes[oid] = filenode
+            elif known is None and table in self.files and kind in ("i", "I") and oid not in self.filenodes:
+                work[table] = _stronger_work(work.get(table), "index build")  # a new index on an existing table
+                self.filenodes[oid] = filenode or 0
+            if known is not None and known.kind in ("r", "p", "m") and scans is not None:
+                if int(scans) > self.scans.get(oid, 0):
+                    work[oid] = _stronger_work(work.get(oid), "scan")
+                self.scans[oid] = int(scans)
+
+        def lock(oid: int, modes: list[str]) -> LockHeld:
+            f = self.files[oid]
+            return LockHeld(f.schema, f.name, f.kind, _strongest(modes), work.get(oid, "catalog"))
+
+        def held_modes(oid: int) -> list[str]:
+            return [m for o, m in self.seen if o == oid]
+
+        # one entry per relation it locked or worked on, with the strongest mode its transaction holds there: a
+        # mode held already is not taken again, so where an earlier statement of the transaction took it, PostgreSQL
+        # does not say whether this one needs it too (the report then over-states it, never under-states it)
+        touched = [oid for oid in dict.fromkeys([*new, *work]) if self._shown(oid)]
+        locks = tuple(lock(oid, held_modes(oid)) for oid in touched)
+        every = tuple(lock(oid, held_modes(oid)) for oid in dict.fromkeys(o for o, _ in self.seen) if self._shown(oid))
+        self.last_new = [(oid, mode) for oid, modes in new.items() for mode in modes]
+        return StatementImpact(step=step, statement=statement, locks=locks, held=every)
+
+    def _shown(self, oid: int) -> bool:
+        """The relations the application's traffic reads and writes: tables, partitioned tables, materialized views
+        and foreign tables (an index's lock goes with its table's; a TOAST table is the table's own)."""
+        known = self.files.get(oid)
+        return known is not None and known.kind in ("r", "p", "m", "f")
+
+    def undone(self) -> None:
+        """The last statement was rolled back to its savepoint, which released the locks it took."""
+        for key in self.last_new:
+            self.seen.pop(key, None)
+        self.last_new = []
+
+
+_WORK_ORDER = ("catalog", "scan", "index build", "rewrite")
+
+
+def _stronger_work(current: str | None, new: str) -> str:
+    return new if current is None or _WORK_ORDER.index(new) > _WORK_ORDER.index(current) else current
+
+
+def _strongest(modes: list[str]) -> str:
+    return max(modes, key=lambda m: LOCK_MODES.index(m) if m in LOCK_MODES else -1)
+
+
 @dataclass(frozen=True)
 class RehearsalFailure:
     """The first statement PostgreSQL refused in the rehearsal, with its own error."""
@@ -255,6 +400,7 @@ class Rehearsal:
     # steps PostgreSQL skipped whole (IF NOT EXISTS of what exists, IF EXISTS of what does not), with its notice
     skipped: dict[int, str] = field(default_factory=dict)
     adapted: tuple[Any, ...] = ()  # what the shadow holds in another form than the target (shadow.Adaptation)
+    impacts: list[StatementImpact] = field(default_factory=list)  # per statement run, in order
 
     def passed(self, step: int) -> bool:
         """Whether PostgreSQL ran every statement of ``step`` without an error."""
