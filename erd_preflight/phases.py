@@ -14,7 +14,7 @@ Nothing here executes SQL; ``apply`` runs what this module compiles.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pglast import ast
 from psycopg import sql
@@ -23,7 +23,13 @@ from pydantic import BaseModel, ConfigDict
 from .errors import PhaseOrderError
 from .plan import (
     NAMEDATALEN,
+    ONLINE_KINDS,
+    OnlinePiece,
+    add_check_online,
+    add_unique_online,
     clip_bytes,
+    not_null_check_name,
+    set_not_null_online,
     AddCheck,
     AddColumn,
     AddForeignKey,
@@ -31,6 +37,7 @@ from .plan import (
     AddUniqueUsingIndex,
     CreateIndex,
     CreateTable,
+    DropConstraint,
     DropIndex,
     DropNotNull,
     MigrationPlan,
@@ -74,6 +81,7 @@ class PhaseStatement(BaseModel):
     table: tuple[str | None, str] | None = None
     index: str | None = None  # phase B: the index a concurrent build creates (None: PostgreSQL names it)
     builds_index: bool = False
+    online: bool = False  # a piece of a step's online form (``plan.steps.online``)
 
 
 class ApplyPhases(BaseModel):
@@ -83,6 +91,7 @@ class ApplyPhases(BaseModel):
 
     plan_fingerprint: str
     statements: tuple[PhaseStatement, ...]
+    online_steps: tuple[int, ...] = ()  # the steps that run in their online form
     lock_timeout: float | None = None  # seconds, as apply will set them (None: not known yet)
     statement_timeout: float | None = None
 
@@ -206,10 +215,10 @@ def _commutes(moved: Step, later: Step) -> bool:
     return isinstance(later, (AddColumn, SetNotNull, DropNotNull, AddCheck, AddUnique, CreateTable, CreateIndex))
 
 
-def _check_order(plan: MigrationPlan) -> None:
+def _check_order(plan: MigrationPlan, online: frozenset[int] = frozenset()) -> None:
     moved: list[tuple[int, Step, PhaseName]] = []
     for position, step in enumerate(plan.steps, start=1):
-        phase = phase_of(step)
+        phase: PhaseName = "C" if position in online else phase_of(step)
         for earlier_position, earlier, earlier_phase in moved:
             if phase == "A" or (phase == "B" and earlier_phase == "C"):
                 if not _commutes(earlier, step):
@@ -253,12 +262,148 @@ def _same_foreign_key(found: ConstraintInfo, step: AddForeignKey) -> bool:
             and (step.ref_schema is None or found.ref_schema == step.ref_schema))
 
 
-def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> ApplyPhases:
+# A table this large or more (its heap) gets the online form of a step that would scan it under a write-blocking
+# lock: at a few hundred MB/s, below it the step as written blocks writes for a few tens of milliseconds.
+ONLINE_MIN_BYTES = 8 * 1024 * 1024
+
+# The online form of a step is used by default (``online=True``) where its table exists before the plan and holds
+# at least ONLINE_MIN_BYTES; ``online=False`` never; a collection of step positions exactly there (the report's
+# choice, proven equivalent in the rehearsal).
+Online = bool | frozenset[int] | set[int] | tuple[int, ...] | list[int]
+
+
+def online_steps(plan: MigrationPlan, catalog: Catalog | None, online: Online = True,
+                 min_bytes: int | None = None) -> frozenset[int]:
+    """The steps of ``plan`` that apply runs in their online form (``plan.steps.online``)."""
+    if online is False or catalog is None:
+        return frozenset()
+    min_bytes = ONLINE_MIN_BYTES if min_bytes is None else min_bytes
+    chosen: set[int] = set()
+    made: set[str] = set()  # tables an earlier step makes or drops: their size is not the catalog's
+    for position, step in enumerate(plan.steps, start=1):
+        if isinstance(step, TableStep) and not isinstance(step, ONLINE_KINDS):
+            if isinstance(step, CreateTable) or step.kind in ("drop_table",):
+                made.add(step.table)
+        if not isinstance(step, ONLINE_KINDS) or phase_of(step) != "A" or step.table in made:
+            continue
+        if isinstance(step, AddCheck) and step.not_valid:
+            continue
+        info = catalog.table(step.schema_, step.table)
+        if info is None or info.kind != "r" or info.inherited_by or (isinstance(step, AddUnique) and step.only):
+            continue  # CREATE INDEX CONCURRENTLY does not build on a partitioned table or its children at once
+        if online is True and info.heap_bytes < min_bytes:
+            continue
+        if online is not True and position not in set(online):
+            continue
+        chosen.add(position)
+    # a step that a later phase-A step depends on keeps its place (and its lock, which the lock budget gates)
+    accepted: frozenset[int] = frozenset()
+    for position in sorted(chosen):
+        try:
+            _check_order(plan, accepted | {position})
+        except PhaseOrderError:
+            continue
+        accepted = accepted | {position}
+    return accepted
+
+
+def _free_name(base: str, taken: set[str], make: Any) -> str:
+    candidate, counter = base, 0
+    while candidate in taken:
+        counter += 1
+        candidate = make(counter)
+    return candidate
+
+
+def _check_default_name(step: AddCheck, taken: set[str]) -> str:
+    """The name PostgreSQL gives an unnamed CHECK: ``table_column_check`` when its expression reads one column,
+    ``table_check`` otherwise, numbered past the names taken (ChooseConstraintName)."""
+    import pglast
+
+    (raw,) = pglast.parse_sql(f"SELECT {step.expression}")
+    columns = {n.fields[-1].sval for n in walk_ast(raw.stmt) if isinstance(n, ast.ColumnRef)
+               and n.fields and isinstance(n.fields[-1], ast.String)}
+    column = next(iter(columns)) if len(columns) == 1 else None
+    return _free_name(make_object_name(step.table, column, "check"), taken,
+                      lambda n: make_object_name(step.table, column, f"check{n}"))
+
+
+def _unique_default_name(step: AddUnique, taken: set[str]) -> str:
+    if step.primary_key:
+        return make_object_name(step.table, None, "pkey")
+    addition = ""
+    for column in step.columns:
+        addition = f"{addition}_{column}" if addition else column
+        if len(addition.encode()) >= NAMEDATALEN:
+            break
+    addition = clip_bytes(addition, NAMEDATALEN * 2 - 1)
+    return _free_name(make_object_name(step.table, addition, "key"), taken,
+                      lambda n: make_object_name(step.table, addition, f"key{n}"))
+
+
+def _online_pieces(step: Step, catalog: Catalog, planned: set[str]) -> list[OnlinePiece]:
+    """The online form of ``step``, resumed where the catalog shows an earlier apply of it got to: a helper check
+    or a constraint already added is not added again, a valid one not validated again, a finished index adopted,
+    an INVALID one dropped and built again."""
+    assert isinstance(step, (SetNotNull, AddUnique, AddCheck))
+    info = catalog.table(step.schema_, step.table)
+    constraints = dict(info.constraints) if info is not None else {}
+    indexes = dict(info.indexes) if info is not None else {}
+    taken = set(constraints) | set(indexes) | planned  # ``planned``: names earlier steps of the plan give
+    columns = info.columns if info is not None else {}
+    if isinstance(step, SetNotNull):
+        check = not_null_check_name(step.table, step.column)
+        pieces = set_not_null_online(step, check)
+        done = columns.get(step.column) is not None and columns[step.column].not_null
+        return _resume(pieces, constraints.get(check), done)
+    if isinstance(step, AddUnique):
+        name = step.name or _unique_default_name(step, taken - _own_unique(step, constraints, indexes))
+        planned.add(name)
+        nullable = tuple(c for c in step.columns if step.primary_key and not (columns.get(c) and columns[c].not_null))
+        pieces = add_unique_online(step, name, nullable)
+        if name in constraints:
+            return []  # the constraint is there: an earlier apply finished it
+        found = indexes.get(name)
+        if found is not None and found.valid:
+            pieces = [p for p in pieces if not isinstance(p.step, CreateIndex)]  # adopted
+        elif found is not None:
+            drop = DropIndex(schema=info.schema if info else step.schema_, name=name, concurrently=True,
+                             if_exists=True)
+            at = next(i for i, p in enumerate(pieces) if isinstance(p.step, CreateIndex))
+            pieces.insert(at, OnlinePiece("B", drop, "an INVALID index an earlier apply left: dropped concurrently, "
+                                                     "then built again"))
+        return pieces
+    name = step.name or _check_default_name(step, taken)
+    planned.add(name)
+    return _resume(add_check_online(step, name), constraints.get(name), False)
+
+
+def _own_unique(step: AddUnique, constraints: dict[str, Any], indexes: dict[str, Any]) -> set[str]:
+    """Names an earlier apply of this very step left (its index, built concurrently): not taken from it."""
+    return {name for name, ix in indexes.items() if ix.unique and ix.columns == step.columns and name not in constraints}
+
+
+def _resume(pieces: list[OnlinePiece], check: ConstraintInfo | None, done: bool) -> list[OnlinePiece]:
+    """A helper check (or the CHECK itself) found under its name: not added again; valid: not validated again."""
+    if check is None:
+        return [] if done else pieces
+    kept = [p for p in pieces if not (isinstance(p.step, AddCheck) and p.step.name == check.name)]
+    if check.validated:
+        kept = [p for p in kept if not isinstance(p.step, ValidateConstraint)]
+    if done:  # the column is NOT NULL already: only the helper check is left to drop
+        kept = [p for p in kept if isinstance(p.step, DropConstraint)]
+        kept = [p._replace(together=False) for p in kept]
+    return kept
+
+
+def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None, *, online: Online = True) -> ApplyPhases:
     """Compile ``plan`` into phases A, B and C. Every object phases B and C create gets its name here, the
     same on every compile: an unnamed index the name PostgreSQL would pick first, an unnamed foreign key the
     name PostgreSQL would give it next to the constraints ``catalog`` (optional) holds, its own leftover from
-    an interrupted apply of this plan excepted. Raises ``PhaseOrderError``."""
+    an interrupted apply of this plan excepted. ``online``: which steps run in their online form (see
+    ``online_steps``; it needs ``catalog``). Raises ``PhaseOrderError``."""
     _check_order(plan)
+    moved = online_steps(plan, catalog, online)
     taken: set[str] = set()
     if catalog is not None:
         for step in plan.steps:
@@ -275,6 +420,19 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
     for position, step in enumerate(plan.steps, start=1):
         phase = phase_of(step)
         table = (step.schema_, step.table) if isinstance(step, TableStep) else None
+        if position in moved:
+            assert catalog is not None
+            for piece in _online_pieces(step, catalog, taken):
+                if piece.phase == "B":
+                    index = piece.step.name if isinstance(piece.step, CreateIndex) else None
+                    b.append(PhaseStatement(phase="B", unit=len(b) + 1, step=position, sql=piece.step.sql(),
+                                            transactional=False, purpose=piece.purpose, table=table, index=index,
+                                            builds_index=index is not None, online=True))
+                else:
+                    unit = c[-1].unit if piece.together and c else len({s.unit for s in c}) + 1
+                    c.append(PhaseStatement(phase="C", unit=unit, step=position, sql=piece.step.sql(),
+                                            transactional=True, purpose=piece.purpose, table=table, online=True))
+            continue
         if phase == "A":
             a.append(PhaseStatement(phase="A", unit=1, step=position, sql=step.sql(), transactional=True,
                                     purpose="as written", table=table))
@@ -294,16 +452,18 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None) -> Apply
             taken.add(name)
             added = step.model_copy(update={"name": name, "not_valid": True})
             validate = ValidateConstraint(schema=step.schema_, table=step.table, name=name)
-            c.append(PhaseStatement(phase="C", unit=len(c) + 1, step=position, sql=added.sql(), transactional=True,
-                                    purpose="foreign key added NOT VALID: a brief lock, no scan", table=table))
+            c.append(PhaseStatement(phase="C", unit=len({s.unit for s in c}) + 1, step=position, sql=added.sql(),
+                                    transactional=True, purpose="foreign key added NOT VALID: a brief lock, no scan",
+                                    table=table))
             c.append(PhaseStatement(
-                phase="C", unit=len(c) + 1, step=position, sql=validate.sql(), transactional=True,
+                phase="C", unit=len({s.unit for s in c}) + 1, step=position, sql=validate.sql(), transactional=True,
                 purpose=f"validates {display_name(name)} in its own transaction: a scan that lets reads and "
                 "writes go on", table=table))
         else:
-            c.append(PhaseStatement(phase="C", unit=len(c) + 1, step=position, sql=step.sql(), transactional=True,
-                                    purpose="in its own transaction, after the indexes", table=table))
-    return ApplyPhases(plan_fingerprint=plan.fingerprint, statements=tuple(a + b + c))
+            c.append(PhaseStatement(phase="C", unit=len({s.unit for s in c}) + 1, step=position, sql=step.sql(),
+                                    transactional=True, purpose="in its own transaction, after the indexes",
+                                    table=table))
+    return ApplyPhases(plan_fingerprint=plan.fingerprint, statements=tuple(a + b + c), online_steps=tuple(sorted(moved)))
 
 
 def lock_settings(lock_timeout_s: float, statement_timeout_s: float, *, local: bool) -> sql.Composed:

@@ -98,7 +98,7 @@ def run_preflight(
         try:
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
-                statements = plan_statements(plan, catalog)
+                statements = plan_statements(plan, catalog, online=False)  # verdicts: each step whole (proven)
                 checks = rehearsed_checks(plan, catalog, opts, statements)
                 key = catalog.key
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]

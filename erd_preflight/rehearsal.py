@@ -13,14 +13,17 @@ from .plan import MigrationPlan
 
 if TYPE_CHECKING:
     from .shadow import Adaptation
+    from .shadow_catalog import Rehearsal, RelationSnapshot
 
 
-def plan_statements(plan: MigrationPlan, catalog: Catalog) -> list[tuple[int, str]]:
-    """The plan's statements (step, SQL) in the order apply runs them (plan order when apply would refuse it)."""
+def plan_statements(plan: MigrationPlan, catalog: Catalog, online: bool = False) -> list[tuple[int, str]]:
+    """The plan's statements (step, SQL) in the order apply runs them (plan order when apply would refuse it).
+    ``online``: with the online form of the steps apply runs in it, whose statements interleave with other steps';
+    the checks are derived from each step whole (``online=False``), which ``prove_online`` shows ends the same."""
     from .phases import compile_phases
 
     try:
-        return [(s.step, s.sql) for s in compile_phases(plan, catalog).statements]
+        return [(s.step, s.sql) for s in compile_phases(plan, catalog, online=online).statements]
     except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
         return [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
 
@@ -40,11 +43,23 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     if not options.rehearse or not plan.steps:
         return derive_checks(plan, catalog, options, order=order)
     try:
-        rehearsal = rehearse(catalog.conn, statements, catalog=catalog.fingerprint, search_path=catalog.key[3])
+        rehearsal = rehearse(catalog.conn, statements, catalog=catalog.fingerprint, search_path=catalog.key[3],
+                             end=True)
     except ShadowUnavailable as exc:
         checks = derive_checks(plan, catalog, options, order=order)
         return _unrehearsed(plan, checks, statements, str(exc))
     checks = derive_checks(plan, catalog, options, rehearsal=rehearsal, order=order)
+    if rehearsal.failure is None and rehearsal.stopped is None:
+        differs = prove_online(plan, catalog, rehearsal, options) if options.online else None
+        if differs is not None:
+            step, why = differs
+            checks.append(Check(
+                check_id=REHEARSAL_PRECHECK, step=step, step_summary=plan.steps[step - 1].summary(),
+                target=plan.steps[step - 1].target(),
+                probe=Verdict("blocking", f"the online form of step {step}, which apply runs by default to keep "
+                              f"writers going, does not end where the step as written does ({why}). Apply it as "
+                              "written: ApplyOptions(online=False), or --no-online in the CLI.")))
+            checks.sort(key=lambda c: c.step)
     if rehearsal.stopped:
         # Stopped at a step: from there on, PostgreSQL has not said whether the statements run, so a person
         # acknowledges that step.
@@ -123,3 +138,52 @@ def _adapted_warning(plan: MigrationPlan, adapted: tuple[Adaptation, ...]) -> Ch
                    "no statement on empty tables tells the difference.")
     return Check(check_id=REHEARSAL_UNAVAILABLE_WARNING, step=1, step_summary=plan.steps[0].summary(), target=None,
                  failure="warning", probe=Verdict("warning", message, acknowledge=bool(unsure)))
+
+
+def prove_online(plan: MigrationPlan, catalog: Catalog, rehearsal: Rehearsal,
+                 options: PreflightOptions) -> tuple[int, str] | None:
+    """Whether apply's statements, with the online form of the steps it runs so, end in the catalog the plan as
+    written ends in (``rehearsal``, read to its end): both rehearsed by PostgreSQL on the shadow. None when they do
+    (or no step runs online), else the first online step whose table differs, and how."""
+    from .phases import compile_phases
+    from .shadow import rehearse
+
+    phases = compile_phases(plan, catalog, online=True)
+    online = phases.online_steps
+    if not online or rehearsal.end is None:
+        return None
+    as_written = rehearsal  # the checks' own rehearsal: each step whole, in apply's order
+    mine = rehearse(catalog.conn, [(s.step, s.sql) for s in phases.statements], catalog=catalog.fingerprint,
+                    search_path=catalog.key[3], end=True)
+    if mine.end is None:
+        why = mine.failure.describe() if mine.failure else mine.stopped
+        return online[0], f"PostgreSQL did not run it to its end on the copy of the schema: {why}"
+    for step in online:
+        what = plan.steps[step - 1]
+        found = as_written.start.resolve(getattr(what, "schema_", None), getattr(what, "table", ""))
+        if found is None:
+            continue
+        left, right = as_written.end.relations.get(found.oid), mine.end.relations.get(found.oid)
+        difference = _difference(left, right)
+        if difference:
+            return step, difference
+    return None
+
+
+def _difference(left: RelationSnapshot | None, right: RelationSnapshot | None) -> str | None:
+    """How two snapshots of one table differ where a constraint step acts: columns (type, NOT NULL, default),
+    constraints (name, kind, validity), indexes (name, definition, validity). None: they do not."""
+    if left is None or right is None:
+        return "the table is missing from one of them"
+
+    def shape(r: RelationSnapshot) -> dict[str, object]:
+        return {"columns": sorted((c.name, c.type, c.not_null, c.default) for c in r.columns),
+                "constraints": sorted(k for k in r.constraints if not k[0].endswith("_online_not_null")),
+                "indexes": sorted((ix.name, ix.unique, ix.valid, ix.partial, ix.expressions, ix.columns,
+                                   bool(ix.nulls_not_distinct)) for ix in r.indexes)}
+
+    a, b = shape(left), shape(right)
+    for part in ("columns", "constraints", "indexes"):
+        if a[part] != b[part]:
+            return f"its {part}: as written {a[part]}, online {b[part]}"
+    return None

@@ -223,7 +223,8 @@ class MigrationRun:
             raise RunStateError(
                 f"run {self.id} failed after applying part of the plan ({record.error}); its plan no longer "
                 "describes what is left to do. Write a plan for the remaining steps and start a new run.")
-        opts = PreflightOptions(**{**(options or self.preflight_options).model_dump(), **overrides})
+        opts = PreflightOptions(**{**(options or self.preflight_options).model_dump(),
+                                   **({} if self.options.online else {"online": False}), **overrides})
         self.preflight_options = opts
         report = run_preflight(self.plan, self.db, explore=explore, progress=progress, options=opts,
                                read_from=read_from, cancel=cancel)
@@ -282,7 +283,7 @@ class MigrationRun:
     def phases(self) -> ApplyPhases:
         """The phases apply would run, compiled against the database's catalog; nothing is executed."""
         with catalog_session(self.db, self.preflight_options.check_timeout, "compiling the phases") as conn:
-            phases = compile_phases(self.plan, Catalog(conn))
+            phases = compile_phases(self.plan, Catalog(conn), online=self.options.online)
         return phases.model_copy(update={"lock_timeout": self.options.lock_timeout,
                                          "statement_timeout": self.options.statement_timeout})
 

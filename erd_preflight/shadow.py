@@ -478,22 +478,23 @@ def plain_form(statement: str) -> str | None:
 
 
 def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]], *, catalog: str | None = None,
-             search_path: str | None = None) -> Rehearsal:
+             search_path: str | None = None, end: bool = False) -> Rehearsal:
     """Run ``statements`` (step, SQL), in the order apply runs them, on the shadow of ``target``, in one
     transaction that is rolled back, with the target session's search_path (``apply_search_path``), and read the
     shadow's catalog after each statement that can change it. The first statement PostgreSQL refuses ends it
     (``failure``). Raises ShadowUnavailable when there is no shadow; a statement that cannot be judged on empty
     tables (too long, rights the rehearsal does not take, rows it reads) ends it with ``stopped`` saying why.
-    ``catalog``: the target's fingerprint, when the caller has it; ``search_path``: the target session's setting."""
+    ``catalog``: the target's fingerprint, when the caller has it; ``search_path``: the target session's setting;
+    ``end``: read the catalog after the last statement too (``Rehearsal.end``)."""
     shadow = shadow_for(target, catalog)
     search_path = apply_search_path(target, search_path)
-    key = (shadow, tuple(statements), search_path)
+    key = (shadow, tuple(statements), search_path, end)
     with _lock:
         known = _rehearsals.get(key)
         if known is not None:
             _rehearsals.move_to_end(key)
             return known
-    rehearsal = _rehearse_on(shadow, target, statements, search_path)
+    rehearsal = _rehearse_on(shadow, target, statements, search_path, end)
     if rehearsal.stopped is None and all(_repeatable(text) for _, text in statements):
         with _lock:
             _rehearsals[key] = rehearsal
@@ -546,7 +547,7 @@ _UNREPEATABLE = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, 
 
 
 def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: list[tuple[int, str]],
-                 search_path: str) -> Rehearsal:
+                 search_path: str, end: bool = False) -> Rehearsal:
     with _session(shadow) as conn:  # one transaction, rolled back: the shadow stays pristine
         conn.execute("SELECT set_config('search_path', %s, true), "
                      "set_config('standard_conforming_strings', 'on', true), "
@@ -620,13 +621,15 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                 filled = filled or _may_fill(text)
                 conn.execute("RELEASE SAVEPOINT erd_preflight_step")
                 # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
-                if _may_change_catalog(text) and (position + 1 < len(statements) or _read_after(text)):
+                if _may_change_catalog(text) and (position + 1 < len(statements) or end or _read_after(text)):
                     latest = read_snapshot(conn, latest, deleted=latest.deleted)
                 rehearsal.after[step] = latest
         finally:
             conn.remove_notice_handler(heard)
     # A step whose every statement PostgreSQL skipped (IF NOT EXISTS of what exists, IF EXISTS of what does not)
     # changes nothing, whatever the rows: it needs no data check.
+    if end and rehearsal.failure is None and rehearsal.stopped is None:
+        rehearsal.end = latest
     rehearsal.skipped = {step: "; ".join(n for n in found if n) for step, found in skips.items()
                          if step in rehearsal.after and found and all(found)}
     if gap is not None and (rehearsal.failure is None or gap.step < rehearsal.failure.step):

@@ -401,6 +401,7 @@ class Rehearsal:
     skipped: dict[int, str] = field(default_factory=dict)
     adapted: tuple[Any, ...] = ()  # what the shadow holds in another form than the target (shadow.Adaptation)
     impacts: list[StatementImpact] = field(default_factory=list)  # per statement run, in order
+    end: CatalogSnapshot | None = None  # after the last statement, when asked for (``rehearse(end=True)``)
 
     def passed(self, step: int) -> bool:
         """Whether PostgreSQL ran every statement of ``step`` without an error."""

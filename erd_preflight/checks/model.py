@@ -53,6 +53,9 @@ class PreflightOptions(BaseModel):
                                               "a violation and the report says how many rows it counted "
                                               "(stats.countedRows)")
     check_timeout: float = Field(default=60.0, gt=0, description="seconds one check may run before it blocks")
+    online: bool = Field(default=True, description="judge the plan as apply runs it by default: a step that would "
+                         "scan a large table under a write-blocking lock in its online form (phases.online_steps), "
+                         "proven equivalent in the rehearsal")
     rehearse: bool = Field(default=True, description="run the plan first on an empty copy of the schema in the "
                            "embedded PostgreSQL, so PostgreSQL itself says which statement it refuses")
     rehearse_data: bool = Field(default=False, description="where a step cannot be verified read-only, run the "

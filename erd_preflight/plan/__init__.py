@@ -31,6 +31,12 @@ from .steps import Step as Step
 from .steps import TableStep as TableStep
 from .steps import drop_index_concurrently as drop_index_concurrently
 from .steps import index_name as index_name
+from .steps import ONLINE_KINDS as ONLINE_KINDS
+from .steps import OnlinePiece as OnlinePiece
+from .steps import add_check_online as add_check_online
+from .steps import add_unique_online as add_unique_online
+from .steps import not_null_check_name as not_null_check_name
+from .steps import set_not_null_online as set_not_null_online
 
 __all__ = [
     "ColumnStep",
@@ -38,6 +44,12 @@ __all__ = [
     "Lock",
     "MAX_IDENTIFIER_BYTES",
     "MigrationPlan",
+    "ONLINE_KINDS",
+    "OnlinePiece",
+    "add_check_online",
+    "add_unique_online",
+    "not_null_check_name",
+    "set_not_null_online",
     "NAMEDATALEN",
     "PhaseName",
     "Refusing",

@@ -39,6 +39,12 @@ from .constraints import (
 from .indexes import CreateIndex, DropIndex
 from .indexes import drop_index_concurrently as drop_index_concurrently
 from .indexes import index_name as index_name
+from .online import ONLINE_KINDS as ONLINE_KINDS
+from .online import OnlinePiece as OnlinePiece
+from .online import add_check_online as add_check_online
+from .online import add_unique_online as add_unique_online
+from .online import not_null_check_name as not_null_check_name
+from .online import set_not_null_online as set_not_null_online
 from .raw import RawSQL
 from .raw import outside_transaction as outside_transaction
 from .tables import ColumnDefinition, CreateTable, DropTable
