@@ -169,14 +169,14 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     if nothing_pending(plan, out):
         return EXIT_OK
     run = MigrationRun.start(plan, db, name=plan.name, store_schema=args.store_schema,
-                             options=ApplyOptions(lock_timeout=args.lock_timeout))
+                             options=ApplyOptions(lock_timeout=args.lock_timeout, online=not args.no_online))
     report = run.preflight(explore=args.explore, progress=_progress(sys.stderr), **_rehearse_data(args))
     print_report(report, plan, out)
     decision = run.gate(confirm_large_non_concurrent=args.confirm_large, acknowledge=args.acknowledge)
     if not decision.can_apply:
         print(f"\nrun {run.id}: Apply refused", file=out)
         for reason in decision.reasons:
-            print(f"  - {reason.code}: {reason.message}", file=out)
+            print(f"  - {reason.code}: {_in_cli_words(reason.message)}", file=out)
         return EXIT_BLOCKED
 
     bars: dict[int, Any] = {}
@@ -276,6 +276,10 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-rehearse", action="store_true",
                         help="do not rehearse the plan on a copy of the schema: structural failures are then judged "
                         "by preflight's own model of each statement alone")
+    parser.add_argument("--no-online", action="store_true",
+                        help="apply every step as written: no online form (NOT VALID + VALIDATE, CREATE UNIQUE INDEX "
+                        "CONCURRENTLY + USING INDEX) for a step that would scan a large table under a write-blocking "
+                        "lock")
     parser.add_argument("--rehearse-data-rows", type=_count, default=PreflightOptions().rehearse_data_rows,
                         metavar="N", help="the most rows a table may hold for --rehearse-data to copy it "
                         "(default %(default)s)")
@@ -294,9 +298,17 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
                         "%(default)s)")
 
 
+def _in_cli_words(message: str) -> str:
+    """A gate reason as a terminal user acts on it: the CLI's flags where the message names the API's arguments."""
+    import re
+
+    message = re.sub(r"apply\(confirm_large_non_concurrent=\['([^']*)'\]\)", r"--confirm-large \1", message)
+    return re.sub(r"apply\(acknowledge=\[(\d+)\]\), or --acknowledge \d+ in the CLI", r"--acknowledge \1", message)
+
+
 def _rehearse_data(args: argparse.Namespace) -> dict[str, Any]:
     """The preflight options and arguments of ``check`` and ``apply``."""
-    return {"rehearse": not args.no_rehearse, "rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows,
+    return {"rehearse": not args.no_rehearse, "online": not args.no_online, "rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows,
             "read_from": args.read_from, "counts": args.counts, "scan_workers": args.workers,
             "scan_chunk_rows": max(args.chunk_rows, 1000)}
 

@@ -148,7 +148,10 @@ def prove_online(plan: MigrationPlan, catalog: Catalog, rehearsal: Rehearsal,
     from .phases import compile_phases
     from .shadow import rehearse
 
-    phases = compile_phases(plan, catalog, online=True)
+    try:
+        phases = compile_phases(plan, catalog, online=True)
+    except PlanError:  # a phase order apply refuses: the gate says so
+        return None
     online = phases.online_steps
     if not online or rehearsal.end is None:
         return None

@@ -254,3 +254,14 @@ def test_a_missing_plan_and_an_unreachable_server_are_one_clear_line_each(tmp_pa
     assert first.endswith(" Check the URL and that the server accepts connections.")
     assert "?." not in first and ".." not in first
 
+
+
+def test_the_cli_asks_for_a_confirmation_in_its_own_flags_not_the_apis_arguments():
+    from erd_preflight.cli import _in_cli_words
+
+    said = _in_cli_words("step 1 builds an index on large table barlock.t (~2,000,000 rows) without CONCURRENTLY, "
+                         "blocking writes for the whole build: confirm with "
+                         "apply(confirm_large_non_concurrent=['barlock.t']) or build it CONCURRENTLY.")
+    assert "--confirm-large barlock.t" in said and "apply(" not in said
+    said = _in_cli_words("Review the step, then acknowledge it: apply(acknowledge=[3]), or --acknowledge 3 in the CLI.")
+    assert said.endswith("acknowledge it: --acknowledge 3.")
