@@ -317,6 +317,7 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
     the steps (phase A, then B, then C), plan order by default. With a ``rehearsal`` (run in that same order),
     each step is judged on the catalog PostgreSQL had when the rehearsal ran it."""
     context = PlanContext(catalog=catalog, options=options or PreflightOptions(), rehearsal=rehearsal)
+    context.online = _online(plan, catalog, context.options)
     context.created_domains = {stmt.domainname[-1].sval for step in plan.steps if isinstance(step, RawSQL)
                                for stmt in step.parsed if isinstance(stmt, ast.CreateDomainStmt)}
     steps = list(dict.fromkeys(order or ()))
@@ -357,6 +358,19 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
         enum_added = enum_added or (isinstance(step, RawSQL) and any(
             isinstance(n, (ast.AlterEnumStmt, ast.CreateEnumStmt)) for n in step.parsed))
     return [check for index in sorted(by_step) for check in by_step[index]]
+
+
+def _online(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions) -> frozenset[int]:
+    """The steps apply runs in their online form: their scans and index builds let writes go on."""
+    from ..errors import PlanError
+    from ..phases import online_steps
+
+    if not options.online:
+        return frozenset()
+    try:
+        return online_steps(plan, catalog, True)
+    except PlanError:
+        return frozenset()
 
 
 def rechecks(context: PlanContext, index: int, step: Step) -> list[Check]:

@@ -212,6 +212,7 @@ class PlanContext:
     dropped_indexes: set[tuple[str, str]] = field(default_factory=set)  # (schema, name) an earlier step drops
     rehearsal: Rehearsal | None = None  # PostgreSQL's catalog before and after each step, from the shadow
     step: int = 0  # the step whose checks are derived now
+    online: frozenset[int] = frozenset()  # steps apply runs in their online form (phases.online_steps)
     _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
     created_domains: set[str] = field(default_factory=set)  # names of the domains the plan creates
     plan_extensions: dict[str, bool] = field(default_factory=dict)  # extension -> whether the plan so far leaves it

@@ -176,6 +176,10 @@ def large_table_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]:
     checks: list[Check] = []
     tables = [ctx.state(s, t) for s, t in step.tables()]
     lock, work = lock_of(step)
+    online = index in ctx.online
+    if online:
+        lock, work = ("brief ACCESS EXCLUSIVE", "apply runs it in its online form: its scan or index build runs under "
+                      "SHARE UPDATE EXCLUSIVE, so reads and writes go on")
     for state in tables:
         if state is None or state.info is None or not ctx.is_large(state):
             continue
@@ -189,7 +193,7 @@ def large_table_checks(index: int, step: Step, ctx: PlanContext) -> list[Check]:
             "Schedule it off-peak, with a lock_timeout.",
             target=TargetRef(kind="table", schema=state.schema, table=state.name), **stats,
         ))
-        if isinstance(step, CreateIndex) and not step.concurrently or isinstance(step, AddUnique):
+        if not online and (isinstance(step, CreateIndex) and not step.concurrently or isinstance(step, AddUnique)):
             alternative = (
                 "build it with CREATE INDEX CONCURRENTLY instead"
                 if isinstance(step, CreateIndex)
