@@ -31,7 +31,7 @@ from .errors import (
     ConcurrentApply,
     PreflightError,
 )
-from .frames import TEXT_MARKS
+from .frames import LOCK_SHOWN_FROM, TEXT_MARKS, lock_lines
 from .phases import PhaseStatement
 from .plan import MigrationPlan
 from .sqlparse import read_sql_file
@@ -116,6 +116,14 @@ def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> N
             message = (f"not run: preflight stopped at the first blocking result (step {stopped}); "
                        "--explore runs every check")
         print(f"  [{TEXT_MARKS[run.outcome]}] {where} {run.check_id}: {message}", file=out)
+    held = lock_lines(report, at_least=LOCK_SHOWN_FROM)
+    if held:
+        online = report.locks.online_steps if report.locks else []
+        print("  locks on existing tables at apply (held ≥ 0.1 s, estimated here)"
+              + (f"; steps {', '.join(map(str, online))} run online (--no-online: as written)" if online else "")
+              + ":", file=out)
+        for line in held:
+            print(f"    {line}", file=out)
     for index, finding in enumerate(report.results):
         if finding.sample_rows:
             frame = report.samples(index)
@@ -169,7 +177,8 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     if nothing_pending(plan, out):
         return EXIT_OK
     run = MigrationRun.start(plan, db, name=plan.name, store_schema=args.store_schema,
-                             options=ApplyOptions(lock_timeout=args.lock_timeout, online=not args.no_online))
+                             options=ApplyOptions(lock_timeout=args.lock_timeout, online=not args.no_online,
+                                                  max_blocking_lock=args.max_blocking_lock))
     report = run.preflight(explore=args.explore, progress=_progress(sys.stderr), **_rehearse_data(args))
     print_report(report, plan, out)
     decision = run.gate(confirm_large_non_concurrent=args.confirm_large, acknowledge=args.acknowledge)
@@ -333,7 +342,11 @@ def parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="preflight, gate and apply in phases, recorded in migration_run")
     apply.add_argument("plan", help=PLAN_HELP)
     apply.add_argument("--confirm-large", metavar="TABLE", action="append", default=[],
-                       help="confirm a non-concurrent index build on this large table (repeatable)")
+                       help="confirm, on this table, a non-concurrent index build on a large table or a lock that "
+                       "blocks writes longer than --max-blocking-lock (repeatable)")
+    apply.add_argument("--max-blocking-lock", type=float, default=ApplyOptions().max_blocking_lock, metavar="SECONDS",
+                       help="a step whose estimated write-blocking lock is held longer needs --confirm-large TABLE "
+                       "(default: %(default)s)")
     apply.add_argument("--acknowledge", metavar="STEP", type=_count, action="append", default=[],
                        help="acknowledge a step preflight cannot verify, after reviewing it (repeatable)")
     apply.add_argument("--explore", action="store_true", help="run every check before deciding")

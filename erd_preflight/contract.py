@@ -170,6 +170,42 @@ class ReplicaStamp(ContractModel):
     conflicts: int = Field(default=0, description="checks the standby cancelled to replay WAL, each run again")
 
 
+class StatementLock(ContractModel):
+    """A lock one statement of the apply takes on a relation that exists before the plan, as PostgreSQL took it in
+    the rehearsal, and how long it is held on this target (estimated: see ``erd_preflight.locks``)."""
+
+    step: int
+    phase: str
+    transaction: str = Field(description="the apply transaction it runs in (A1, C3), or none (a concurrent build)")
+    sql: str
+    relation: str
+    mode: str = Field(description="the lock mode, as PostgreSQL's documentation names it: ACCESS EXCLUSIVE...")
+    blocks: Literal["DDL", "writes", "reads and writes"]
+    work: Literal["catalog", "scan", "index build", "rewrite"]
+    rows: int = Field(description="the relation's estimated rows")
+    hold_seconds: float = Field(description="estimated time the lock is held: this statement's work and that of "
+                                            "every later statement of its transaction")
+    hold_low_seconds: float
+    hold_high_seconds: float
+    measured: bool = Field(description="read from PostgreSQL in the rehearsal; false: the step kind's declared "
+                                       "lock (rehearse=False)")
+
+    @property
+    def blocks_writes(self) -> bool:
+        return self.blocks != "DDL"
+
+
+class LockReport(ContractModel):
+    """What the apply does to the traffic: the steps that run in their online form, and every lock."""
+
+    online_steps: list[int] = Field(default_factory=list)
+    statements: list[StatementLock] = Field(default_factory=list)
+
+    def write_blocking_hold(self, step: int) -> float:
+        """The longest estimated hold of a lock of ``step`` that blocks writes (0: none)."""
+        return max((s.hold_seconds for s in self.statements if s.step == step and s.blocks_writes), default=0.0)
+
+
 class PreflightReport(ContractModel):
     """The outcome of a preflight: ``status``, the findings in ``results``, ``createdAt``, and the checklist."""
 
@@ -178,6 +214,14 @@ class PreflightReport(ContractModel):
     created_at: IsoUtc = Field(default_factory=utc_now)
     checks: list[CheckRun] = Field(default_factory=list)
     replica: ReplicaStamp | None = None
+    locks: LockReport | None = None
+
+    def locks_frame(self) -> pd.DataFrame:
+        """One row per statement of the apply and relation it locks: the mode, what it blocks, the work, the
+        estimated hold (range) on this target."""
+        from .frames import locks_frame
+
+        return locks_frame(self)
 
     @field_validator("created_at")
     @classmethod

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .checks import NON_CONCURRENT_INDEX_WARNING
-from .contract import ACKNOWLEDGE_STEP, PreflightReport
+from .contract import ACKNOWLEDGE_STEP, PreflightReport, StatementLock
 from .remediation import Remediation
 from .store import Acknowledgement as Acknowledgement  # stored in migration_run.confirmations
 from .store import Confirmation as Confirmation
@@ -33,7 +33,8 @@ class GateReason(BaseModel):
 
 
 class ConfirmationRequest(BaseModel):
-    """A non-concurrent index build on a large table: what the user must confirm, with what they are shown."""
+    """What the user must confirm, with what they are shown: a non-concurrent index build on a large table, or a
+    step whose estimated write-blocking lock is held longer than ``ApplyOptions.max_blocking_lock``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,6 +46,8 @@ class ConfirmationRequest(BaseModel):
     lock: str = "SHARE (writes wait for the whole build)"
     alternative: str | None = None
     confirmed: bool = False
+    kind: Literal["non_concurrent_index", "lock_budget"] = "non_concurrent_index"
+    hold_seconds: float | None = None  # the estimated hold shown (lock_budget)
 
 
 class AcknowledgementRequest(BaseModel):
@@ -110,8 +113,10 @@ def _table_key(name: str) -> str:
     return name.replace('"', "").lower()
 
 
-def confirmation_requests(report: PreflightReport, confirmed: set[str]) -> list[ConfirmationRequest]:
-    """One request per non-concurrent index build on a large table in ``report``."""
+def confirmation_requests(report: PreflightReport, confirmed: set[str],
+                          max_blocking_lock: float | None = None) -> list[ConfirmationRequest]:
+    """One request per non-concurrent index build on a large table in ``report``, and one per step and table
+    whose estimated write-blocking hold (``report.locks``) is above ``max_blocking_lock`` seconds."""
     requests = []
     steps = {run.finding: run for run in report.checks if run.finding is not None}
     for index, finding in enumerate(report.results):
@@ -126,6 +131,24 @@ def confirmation_requests(report: PreflightReport, confirmed: set[str]) -> list[
             estimated_rows=int(stats.get("estimatedRows", 0)), total_bytes=int(stats.get("totalBytes", 0)),
             confirmed=_table_key(table) in confirmed,
         ))
+    if max_blocking_lock is None or report.locks is None:
+        return requests
+    summaries = {run.step: run.step_summary for run in report.checks}
+    worst: dict[tuple[int, str], StatementLock] = {}
+    for held in report.locks.statements:
+        key = (held.step, held.relation)
+        if held.blocks_writes and held.hold_seconds > max_blocking_lock and (
+                key not in worst or held.hold_seconds > worst[key].hold_seconds):
+            worst[key] = held
+    for (step, relation), held in sorted(worst.items()):
+        if any(r.step == step and _table_key(r.table) == _table_key(relation) for r in requests):
+            continue  # its index build is confirmed already by that request
+        requests.append(ConfirmationRequest(
+            table=relation, step=step, step_summary=summaries.get(step, ""), estimated_rows=held.rows,
+            total_bytes=0, kind="lock_budget", hold_seconds=held.hold_seconds,
+            lock=f"{held.mode}: {held.blocks} wait ≈ {held.hold_seconds:.1f} s ({held.hold_low_seconds:.1f}–"
+                 f"{held.hold_high_seconds:.1f} s), {held.work}",
+            confirmed=_table_key(relation) in confirmed))
     return requests
 
 
@@ -176,6 +199,7 @@ class GateFacts(BaseModel):
     applies_running: list[str] = Field(default_factory=list)  # other sessions applying a plan, described
     previous_failures: list[tuple[int, str | None]] = Field(default_factory=list)  # (run id, error)
     max_report_age: float
+    max_blocking_lock: float | None = None
     now: dt.datetime
 
 
@@ -222,9 +246,18 @@ def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = lis
     elif status == "stale" and not any(r.code == "PLAN_CHANGED" for r in reasons):
         reasons.append(GateReason(code="STALE_REPORT", message="the report is stale (data was changed by a "
                                   "remediation, or the plan changed): run the preflight again."))
-    requests = confirmation_requests(report, confirmed_tables(report, facts.confirmations)) if report else []
+    requests = confirmation_requests(report, confirmed_tables(report, facts.confirmations),
+                                     facts.max_blocking_lock) if report else []
     for request in requests:
-        if not request.confirmed:
+        if not request.confirmed and request.kind == "lock_budget":
+            reasons.append(GateReason(
+                code="CONFIRMATION_REQUIRED",
+                message=f"step {request.step} holds {request.lock} on {request.table} (~{request.estimated_rows:,} "
+                        f"rows), longer than max_blocking_lock {facts.max_blocking_lock:g} s (estimated on this "
+                        f"database): confirm with apply(confirm_large_non_concurrent=[{request.table!r}]), or apply "
+                        "it when writers can wait, or in a form that does not block them (the docs' expand/contract "
+                        "recipe for a rewrite)."))
+        elif not request.confirmed:
             reasons.append(GateReason(
                 code="CONFIRMATION_REQUIRED",
                 message=f"step {request.step} builds an index on large table {request.table} "

@@ -15,6 +15,7 @@ from .checks import CastProbe, Check, DuplicatesProbe, PreflightOptions, unsafe_
 from .contract import (
     ACKNOWLEDGE_STEP,
     CheckRun,
+    LockReport,
     PreflightCheckResult,
     PreflightReport,
     SampleColumn,
@@ -30,6 +31,7 @@ from .rehearsal import plan_statements, rehearsed_checks
 from .replica import Replica
 from .rows_rehearsal import RowsRehearsal, rehearse_rows
 from .scan import Cancel
+from .shadow_catalog import Rehearsal
 
 __all__ = ["ProgressCallback", "catalog_session", "json_value", "progress_bar", "read_only", "run_preflight",
            "violating_rows"]
@@ -99,7 +101,9 @@ def run_preflight(
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
                 statements = plan_statements(plan, catalog, online=False)  # verdicts: each step whole (proven)
-                checks = rehearsed_checks(plan, catalog, opts, statements)
+                kept: list[Rehearsal] = []
+                checks = rehearsed_checks(plan, catalog, opts, statements, kept)
+                locks = _locks(conn, plan, catalog, opts, kept[0] if kept else None)
                 key = catalog.key
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
         except psycopg.Error as exc:
@@ -181,7 +185,35 @@ def run_preflight(
             executor.end()
     status = "blocked" if any(r.severity == "blocking" for r in results) else "clear"
     stamp = replica.stamped(executor.conflicts) if replica else None
-    return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs, replica=stamp)
+    return PreflightReport(status=status, results=results, created_at=utc_now(), checks=runs, replica=stamp,
+                           locks=locks)
+
+
+def _locks(conn: psycopg.Connection[Any], plan: MigrationPlan, catalog: Catalog, opts: PreflightOptions,
+           rehearsal: Rehearsal | None) -> LockReport | None:
+    """The apply's locks and their estimated holds (``locks``): measured in the rehearsal when the apply is one
+    transaction, on a scratch copy of the shadow when it is several; declared by each step kind without one."""
+    from .lock_rehearsal import needs_own_transactions, rehearse_locks
+    from .locks import ReadRates, lock_report
+    from .phases import compile_phases
+    from .shadow import ShadowUnavailable
+
+    if not plan.steps:
+        return None
+    try:
+        phases = compile_phases(plan, catalog, online=opts.online)
+    except PlanError:
+        return None  # the gate says why apply refuses the order
+    impacts = None
+    if opts.rehearse and rehearsal is not None:
+        if not needs_own_transactions(phases):
+            impacts = rehearsal.impacts
+        else:
+            try:
+                impacts = rehearse_locks(conn, phases, catalog=catalog.fingerprint, search_path=catalog.key[3])
+            except ShadowUnavailable:
+                impacts = None  # the declared locks stand in, marked not measured
+    return lock_report(plan, phases, impacts, catalog, ReadRates(conn))
 
 
 def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, str]],

@@ -29,7 +29,8 @@ def plan_statements(plan: MigrationPlan, catalog: Catalog, online: bool = False)
 
 
 def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions,
-                     statements: list[tuple[int, str]] | None = None) -> list[Check]:
+                     statements: list[tuple[int, str]] | None = None,
+                     kept: list[Rehearsal] | None = None) -> list[Check]:
     """The plan's checks, derived from PostgreSQL's own catalog as the rehearsal leaves it after each step (the
     plan's statements run in the order apply runs them on an empty copy of the schema). The first statement
     PostgreSQL refuses is a blocking check of its step, placed before that step's data checks. A shadow that
@@ -48,6 +49,8 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     except ShadowUnavailable as exc:
         checks = derive_checks(plan, catalog, options, order=order)
         return _unrehearsed(plan, checks, statements, str(exc))
+    if kept is not None:
+        kept.append(rehearsal)  # for the caller: the locks each statement took
     checks = derive_checks(plan, catalog, options, rehearsal=rehearsal, order=order)
     if rehearsal.failure is None and rehearsal.stopped is None:
         differs = prove_online(plan, catalog, rehearsal, options) if options.online else None

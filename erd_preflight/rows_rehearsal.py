@@ -32,7 +32,7 @@ from pglast import ast
 from psycopg import sql
 
 from .errors import classify
-from .shadow import (REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, forget_session, plain_form,
+from .shadow import (REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, plain_form, scratch_database,
                      shadow_for)
 from .shadow_catalog import RehearsalFailure
 from .sqlparse import walk_ast
@@ -287,7 +287,7 @@ def _rehearse(target: psycopg.Connection[Any], shadow: Shadow, statements: list[
             too_big[rel.oid] = f"{rel.name} holds {held} rows, over rehearse_data_rows ({max_rows:,})"
     copy = [rel for rel in tables if rel.oid not in too_big and rel.kind == "r"]
     database = f"erd_rows_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with _copy_database(shadow, database) as url:
+    with scratch_database(shadow, database) as url:
         _load(target, url, copy, result)
         search_path = apply_search_path(target)
         exact: set[Key] = {rel.oid for rel in tables if rel.oid not in too_big}
@@ -356,26 +356,6 @@ def _snapshot(conn: psycopg.Connection[Any], timeout_s: float) -> Iterator[None]
     finally:
         if not conn.closed and not conn.broken:
             conn.execute("ROLLBACK")
-
-
-@contextlib.contextmanager
-def _copy_database(shadow: Shadow, database: str) -> Iterator[str]:
-    """A database of its own, made from the shadow (the target's schema), dropped afterwards whatever happens."""
-    forget_session(shadow)  # CREATE DATABASE ... TEMPLATE needs the template to have no session
-    try:
-        with psycopg.connect(shadow.url, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(shadow.template), sql.Identifier(REHEARSAL_ROLE)))
-    except psycopg.Error as exc:
-        raise ShadowUnavailable(f"making the copy's database failed ({' '.join(str(exc).split())})") from exc
-    try:
-        yield psycopg.conninfo.make_conninfo(shadow.url, dbname=database)
-    finally:
-        try:
-            with psycopg.connect(shadow.url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-        except psycopg.Error:
-            pass
 
 
 _SEQUENCES = """

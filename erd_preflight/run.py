@@ -323,32 +323,35 @@ class MigrationRun:
             # this run's own apply session holds the lock while it asks the gate: not another apply
             applies_running=[b.describe() for b in running_applies(self.db) if b.run_id != self.id],
             previous_failures=[(p.id, p.error) for p in self.previous_runs[:3] if p.status == "failed"],
-            max_report_age=self.options.max_report_age, now=utc_now(),
+            max_report_age=self.options.max_report_age, max_blocking_lock=self.options.max_blocking_lock,
+            now=utc_now(),
         )
         return decide(facts, self.remediations)
 
     # --- confirmations ---------------------------------------------------------------------------------
 
     def confirm_large_non_concurrent(self, *tables: str, by: str | None = None) -> list[Confirmation]:
-        """Confirm a non-concurrent index build on each named large table (``schema.table`` or ``table``).
-        Stored with who, when, and the estimate of the current report."""
+        """Confirm, on each named table (``schema.table`` or ``table``), a non-concurrent index build on a large
+        table or a lock blocking writes longer than ``ApplyOptions.max_blocking_lock``. Stored with who, when, and
+        the estimate of the current report (rows, size, the hold shown)."""
         report = self.refresh() and self.report
         if report is None:
             raise RunStateError(f"run {self.id} has no preflight report to confirm against: run run.preflight().")
-        requests = confirmation_requests(report, set())
+        requests = confirmation_requests(report, set(), self.options.max_blocking_lock)
         created = report.model_dump(mode="json", by_alias=True)["createdAt"]
         confirmations: list[Confirmation] = []
         for given in tables:
             matching = [r for r in requests if matches_table(given, r.table)]
             if not matching:
                 needed = ", ".join(r.table for r in requests) or "none"
-                raise ValueError(f"{given!r} does not name a large table with a non-concurrent index build in this "
-                                 f"plan; the tables that need a confirmation are: {needed}.")
+                raise ValueError(f"{given!r} does not name a table that needs a confirmation in this plan (a "
+                                 "non-concurrent index build on a large table, or a lock held longer than "
+                                 f"max_blocking_lock); the tables that need one are: {needed}.")
             for request in matching:
                 confirmations.append(Confirmation(
                     table=request.table, step=request.step, what=request.step_summary,
                     estimated_rows=request.estimated_rows, total_bytes=request.total_bytes,
-                    confirmed_by=by or self._record.os_user, db_user=self._record.db_user,
+                    hold_seconds=request.hold_seconds, confirmed_by=by or self._record.os_user, db_user=self._record.db_user,
                     confirmed_at=now_text(), report_created_at=created,
                 ))
         if confirmations:

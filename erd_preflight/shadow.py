@@ -603,6 +603,9 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                     rehearsal.unjudged[step] = str(exc)
                     rehearsal.after[step] = latest
                     skips.setdefault(step, []).append(None)
+                    impacts.undone()
+                    rehearsal.impacts.append(StatementImpact(step=step, statement=statement, locks=(),
+                                                             measured=False))
                     continue
                 except ShadowUnavailable as exc:
                     rehearsal.stopped = str(exc)
@@ -612,7 +615,7 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                     rehearsal.after.pop(step, None)
                     break
                 # what it locked and did, read before a data statement is undone (which releases its locks)
-                rehearsal.impacts.append(_as_applied(impacts.after(conn, step, statement), statement, text))
+                rehearsal.impacts.append(as_applied(impacts.after(conn, step, statement), statement, text))
                 if not _may_change_catalog(text):
                     # A plain data statement changes no catalog: undone, so the copy stays without rows and a later
                     # statement's data error on it stays a verdict on structure (an upsert's row would not be there).
@@ -654,7 +657,7 @@ def _files_of(conn: psycopg.Connection[Any], shadow: Shadow) -> dict[int, Relati
     return files
 
 
-def _as_applied(impact: StatementImpact, statement: str, text: str) -> StatementImpact:
+def as_applied(impact: StatementImpact, statement: str, text: str) -> StatementImpact:
     """The impact of ``statement`` as apply runs it: rehearsed without CONCURRENTLY (``plain_form``), a concurrent
     index build or drop takes SHARE UPDATE EXCLUSIVE (reads and writes go on) where the plain form took more."""
     stmt = _statement_node(statement)
@@ -935,6 +938,26 @@ def _session(shadow: Shadow) -> Iterator[psycopg.Connection[Any]]:
                     conn = None  # type: ignore[assignment]
             if conn is not None:
                 conn.close()
+
+
+@contextlib.contextmanager
+def scratch_database(shadow: Shadow, database: str) -> Iterator[str]:
+    """A database of its own, made from the shadow (the target's schema), dropped afterwards whatever happens."""
+    forget_session(shadow)  # CREATE DATABASE ... TEMPLATE needs the template to have no session
+    try:
+        with psycopg.connect(shadow.url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(shadow.template), sql.Identifier(REHEARSAL_ROLE)))
+    except psycopg.Error as exc:
+        raise ShadowUnavailable(f"making the copy's database failed ({' '.join(str(exc).split())})") from exc
+    try:
+        yield psycopg.conninfo.make_conninfo(shadow.url, dbname=database)
+    finally:
+        try:
+            with psycopg.connect(shadow.url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        except psycopg.Error:
+            pass
 
 
 def forget_session(shadow: Shadow) -> None:

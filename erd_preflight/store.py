@@ -193,6 +193,7 @@ class Confirmation(_Stored):
     db_user: str | None
     confirmed_at: str
     report_created_at: str | None
+    hold_seconds: float | None = None  # a lock held longer than the budget: the estimated hold that was shown
 
 
 class Acknowledgement(_Stored):

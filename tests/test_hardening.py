@@ -520,7 +520,7 @@ def test_a_hostile_store_schema_and_confirmation_name_are_only_ever_names(db, ru
         run = ep.MigrationRun.start(ep.MigrationPlan.from_sql("ALTER TABLE t ADD COLUMN b int"), db,
                                     store_schema=store)
         run.preflight()
-        with pytest.raises(ValueError, match="does not name a large table"):
+        with pytest.raises(ValueError, match="does not name a table that needs a confirmation"):
             run.confirm_large_non_concurrent("t'; DROP TABLE victim; --")
         assert run.apply().status == "applied"
         assert len(ep.runs(db, store_schema=store)) == 1
@@ -540,7 +540,7 @@ def test_hostile_cli_arguments_are_paths_and_names_never_sql(tmp_path, url, run_
     assert result.returncode == 0, result.stderr
     result = _cli("apply", str(odd), "--confirm-large", "victim; DROP TABLE victim", "--db", url,
                   "--store-schema", f"s_{os.getpid()}")
-    assert result.returncode == 2 and "does not name a large table" in result.stderr
+    assert result.returncode == 2 and "does not name a table that needs a confirmation" in result.stderr
     assert run_sql("SELECT to_regclass('victim') IS NOT NULL") == [(True,)]
     run_sql(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"s_{os.getpid()}")))
 

@@ -82,6 +82,10 @@ def _in_schema(statement: str, extra: str) -> str:
     for node in _nodes(raw.stmt):
         if isinstance(node, ast.RangeVar) and node.schemaname == "s":
             node.schemaname = extra
+    if isinstance(raw.stmt, ast.DropStmt):  # DROP TABLE / INDEX s.x: the name is a list of strings
+        raw.stmt.objects = tuple(
+            (ast.String(sval=extra), *name[1:]) if len(name) == 2 and name[0].sval == "s" else name
+            for name in raw.stmt.objects)
     if isinstance(raw.stmt, ast.CreateStmt) and raw.stmt.relation.relname == "t":
         raw.stmt.relation.relname = "fresh"  # the example's table exists here
     return RawStream()(raw.stmt)
@@ -203,3 +207,27 @@ def test_a_scan_and_an_index_build_are_told_apart_from_a_catalog_change(conninfo
     works = [{lock.name: lock.work for lock in impact.locks} for impact in rehearsal.impacts]
     # a statement that takes no lock its transaction lacks and does no work on rows names nothing (the last)
     assert works == [{"t": "catalog"}, {"t": "scan"}, {"t": "index build"}, {"t": "scan"}, {}]
+
+
+@pytest.mark.parametrize("kind", _kinds(), ids=lambda k: k.__name__)
+def test_each_step_kinds_declared_lock_agrees_with_the_shadow_on_its_example(conninfo, run_sql, locks_db, kind):
+    """The hand-written LOCK is only the fallback without a rehearsal: it names the mode PostgreSQL takes on the
+    step's own table, or says it takes none on an existing one."""
+    from erd_preflight.locks import declared_mode
+    from erd_preflight.plan import MigrationPlan
+
+    text = _in_schema(kind.EXAMPLE, locks_db)
+    for pre in NEEDS.get(kind.EXAMPLE, ()):
+        run_sql(_in_schema(pre, locks_db))
+    (step,) = MigrationPlan.from_sql(text).steps
+    declared = declared_mode(step.lock()[0])
+    with psycopg.connect(conninfo) as target:
+        (impact,) = shadow.rehearse(target, [(1, text)]).impacts
+    own = getattr(step, "table", None)
+    measured = {lock.name: lock.mode for lock in impact.locks}
+    if declared is None:
+        assert own not in measured, (step.lock(), measured)
+    elif own is None:  # DROP INDEX names no table: its index's table
+        assert set(measured.values()) == {declared}, (step.lock(), measured)
+    else:
+        assert measured.get(own) == declared, (step.lock(), measured)

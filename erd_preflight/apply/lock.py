@@ -45,6 +45,10 @@ class ApplyOptions(BaseModel):
     online: bool = Field(default=True, description="run a step that would scan a large table under a write-blocking "
                          "lock in its online form (NOT VALID + VALIDATE, CREATE UNIQUE INDEX CONCURRENTLY + USING "
                          "INDEX); False: every step as written")
+    max_blocking_lock: float | None = Field(
+        default=5.0, ge=0, allow_inf_nan=False,
+        description="seconds: a step whose estimated lock blocking writes on an existing table is held longer needs "
+        "a confirmation naming the table (None: no budget)")
     max_report_age: float = Field(default=3600.0, gt=0, allow_inf_nan=False,
                                   description="how old a clear report may be at apply")
 

@@ -1,0 +1,159 @@
+"""What the apply does to the application's traffic, statement by statement: the lock each statement takes and on
+what, what that lock blocks, the work it does meanwhile, and how long the lock is held on this target.
+
+The locks and the work are PostgreSQL's own, read from the shadow while the apply's statements run there
+(``shadow_catalog.StatementImpact``; ``lock_rehearsal`` when the apply has several transactions). The hold is an
+estimate for the target: the rows of each relation a statement scans, rewrites or indexes, at a read rate measured
+on this target (a timed read of the table's first rows), times a multiple for the work (calibrated by
+``benchmarks/bench_traffic.py --calibrate``), as a range. A lock is held until its transaction ends: the hold of a
+lock taken in a transaction is the work of its statement and of every later statement of that transaction.
+
+Without a rehearsal (``rehearse=False``) each step kind's declared lock (``Step.LOCK``) stands in, marked
+``measured=False``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .catalog import Catalog
+from .contract import LockReport, StatementLock
+from .phases import ApplyPhases
+from .plan import MigrationPlan, TableStep
+from .shadow_catalog import LOCK_MODES, LockHeld, StatementImpact
+
+# pg_locks' names, as PostgreSQL's documentation writes them
+MODE_NAMES = {
+    "AccessShareLock": "ACCESS SHARE", "RowShareLock": "ROW SHARE", "RowExclusiveLock": "ROW EXCLUSIVE",
+    "ShareUpdateExclusiveLock": "SHARE UPDATE EXCLUSIVE", "ShareLock": "SHARE",
+    "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE", "ExclusiveLock": "EXCLUSIVE",
+    "AccessExclusiveLock": "ACCESS EXCLUSIVE",
+}
+
+
+def blocks_of(mode: str) -> str:
+    """What a mode keeps waiting: every mode from SHARE on conflicts with ROW EXCLUSIVE (INSERT, UPDATE, DELETE);
+    ACCESS EXCLUSIVE also with ACCESS SHARE (SELECT); the weaker ones only with schema changes and the like."""
+    rank = LOCK_MODES.index(mode) if mode in LOCK_MODES else len(LOCK_MODES) - 1
+    if rank == len(LOCK_MODES) - 1:
+        return "reads and writes"
+    if rank >= LOCK_MODES.index("ShareLock"):
+        return "writes"
+    return "DDL"
+
+
+# The time of the work, as a multiple of one sequential read of the relation's rows (low, mid, high); calibrated by
+# ``bench_traffic.py --calibrate`` on the embedded PostgreSQL 18 at 2M rows (see the README).
+WORK_MULTIPLES: dict[str, tuple[float, float, float]] = {
+    "catalog": (0.0, 0.0, 0.0),
+    "scan": (0.5, 1.0, 2.0),
+    "index build": (1.5, 3.0, 6.0),
+    "rewrite": (2.0, 5.0, 10.0),
+}
+CATALOG_SECONDS = 0.001  # a catalog change alone, once its lock is granted
+SAMPLE_ROWS = 100_000  # rows read to time this target's sequential read
+
+
+def declared_mode(mode_words: str) -> str | None:
+    """The pg_locks name of a mode a step kind's LOCK text starts with ("SHARE ROW EXCLUSIVE on both tables")."""
+    by_words = {v: k for k, v in MODE_NAMES.items()}
+    for words in sorted(by_words, key=len, reverse=True):
+        if mode_words.upper().startswith(words):
+            return by_words[words]
+    return None
+
+
+def declared_impacts(plan: MigrationPlan, phases: ApplyPhases) -> list[StatementImpact]:
+    """Each statement's lock as its step kind declares it (``Step.lock()``): the fallback without a rehearsal."""
+    out: list[StatementImpact] = []
+    for statement in phases.statements:
+        step = plan.steps[statement.step - 1]
+        mode_text, effect = step.lock()
+        mode = declared_mode(mode_text)
+        locks: tuple[LockHeld, ...] = ()
+        if mode is not None and isinstance(step, TableStep) and statement.table is not None:
+            if statement.online and "VALIDATE" in statement.sql:
+                mode, work = "ShareUpdateExclusiveLock", "scan"
+            elif statement.online:
+                mode = "ShareUpdateExclusiveLock" if statement.phase == "B" else "AccessExclusiveLock"
+                work = "index build" if statement.phase == "B" else "catalog"
+            else:
+                work = ("rewrite" if "rewrite" in effect and "no rewrite" not in effect else
+                        "index build" if "index" in effect and "scan" in effect else
+                        "scan" if "scan" in effect and "no scan" not in effect else "catalog")
+            schema, table = statement.table
+            locks = (LockHeld(schema or "", table, "r", mode, work),)
+        out.append(StatementImpact(step=statement.step, statement=statement.sql, locks=locks, measured=False))
+    return out
+
+
+class ReadRates:
+    """This target's sequential read rate per table (rows per second), timed once per table on a read-only
+    connection: the first SAMPLE_ROWS rows of the table, read in order."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.rates: dict[tuple[str, str], float] = {}
+
+    def rate(self, schema: str, name: str, rows: int) -> float | None:
+        key = (schema, name)
+        if key not in self.rates:
+            wanted = max(1, min(rows, SAMPLE_ROWS))
+            started = time.perf_counter()
+            try:
+                self.conn.execute("SAVEPOINT erd_preflight_rate")
+                read = self.conn.execute(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM ONLY {} LIMIT {}) AS s").format(
+                    sql.Identifier(schema, name), sql.Literal(wanted))).fetchone()
+                self.conn.execute("RELEASE SAVEPOINT erd_preflight_rate")
+            except psycopg.Error:
+                self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_rate")
+                return None
+            seconds = max(time.perf_counter() - started, 1e-4)
+            self.rates[key] = max(int(read[0]) if read else 0, 1) / seconds
+        return self.rates[key]
+
+
+def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[StatementImpact] | None, catalog: Catalog,
+                rates: ReadRates) -> LockReport:
+    """One entry per statement and relation it locks that exists before the plan, with the estimated hold."""
+    measured = impacts is not None and len(impacts) == len(phases.statements)
+    found = impacts if measured and impacts is not None else declared_impacts(plan, phases)
+    # the work (low, mid, high seconds) of each statement, over every relation it works on
+    works: list[tuple[float, float, float]] = []
+    rows_of: dict[tuple[str, str], int] = {}
+    for impact in found:
+        total = [0.0, 0.0, 0.0]
+        for lock in impact.locks:
+            info = catalog.table(lock.schema, lock.name)
+            rows = info.estimated_rows if info is not None else 0
+            rows_of[(lock.schema, lock.name)] = rows
+            if lock.work == "catalog" or rows <= 0:
+                continue
+            rate = rates.rate(lock.schema, lock.name, rows) if info is not None else None
+            if rate is None:
+                continue
+            for i, multiple in enumerate(WORK_MULTIPLES[lock.work]):
+                total[i] += rows / rate * multiple
+        works.append((total[0], total[1], total[2]))
+    statements: list[StatementLock] = []
+    units = [(s.phase, s.unit, s.transactional) for s in phases.statements]
+    for index, (statement, impact) in enumerate(zip(phases.statements, found)):
+        # held to the end of its transaction: its own work and that of every later statement in it
+        later = [i for i in range(index, len(units)) if units[i] == units[index]] if statement.transactional \
+            else [index]
+        low = sum(works[i][0] for i in later) + CATALOG_SECONDS
+        mid = sum(works[i][1] for i in later) + CATALOG_SECONDS
+        high = sum(works[i][2] for i in later) + CATALOG_SECONDS
+        for lock in impact.locks:
+            statements.append(StatementLock(
+                step=statement.step, phase=statement.phase,
+                transaction=f"{statement.phase}{statement.unit}" if statement.transactional else "none",
+                sql=statement.sql, relation=f"{lock.schema}.{lock.name}", mode=MODE_NAMES.get(lock.mode, lock.mode),
+                blocks=blocks_of(lock.mode), work=lock.work, rows=rows_of.get((lock.schema, lock.name), 0),
+                hold_seconds=round(mid, 4), hold_low_seconds=round(low, 4), hold_high_seconds=round(high, 4),
+                measured=impact.measured and measured))
+    return LockReport(online_steps=list(phases.online_steps), statements=statements)
