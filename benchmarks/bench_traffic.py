@@ -5,7 +5,9 @@ run on the embedded server (or --url):
 
     python benchmarks/bench_traffic.py --rows 2000000
 
-Printed: each apply's time and the writer's longest stall during it, and their ratios (b)/(a). The plan:
+Printed: each apply's time and the writer's longest stall during it, and their ratios (b)/(a); then, for each of
+the first three steps applied alone as written (the FK's as-written form is not one apply runs), the hold the
+preflight estimated (``report.locks``) next to the writer's longest stall while it ran. The plan:
 
     ALTER TABLE t ALTER COLUMN a SET NOT NULL;
     ALTER TABLE t ADD CONSTRAINT t_b_key UNIQUE (b);
@@ -121,6 +123,30 @@ def measure(url: str, rows: int, how: str) -> tuple[float, float, float]:
     return took, writer.longest_between(began, began + took), calm
 
 
+def per_step(url: str, rows: int) -> list[tuple[str, float, float, float, float]]:
+    """Each of the first three steps alone, as written: (statement, estimated hold low/mid/high, measured stall)."""
+    build(url, rows)
+    db = ep.connect(url, connect_args={"options": f"-c search_path={SCHEMA}"})
+    out = []
+    for statement in PLAN.split(";\n")[:3]:
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, online=False)
+        held = max((s for s in report.locks.statements if s.blocks_writes), key=lambda s: s.hold_seconds)
+        writer = Writer(url, rows)
+        writer.start()
+        time.sleep(0.3)
+        with psycopg.connect(url, options=f"-c search_path={SCHEMA}") as conn:
+            began = time.perf_counter()
+            conn.execute(statement.rstrip(";"))
+            conn.commit()
+            took = time.perf_counter() - began
+        time.sleep(0.2)
+        writer.stop.set()
+        writer.join()
+        out.append((statement.rstrip(";"), held.hold_low_seconds, held.hold_seconds, held.hold_high_seconds,
+                    writer.longest_between(began, began + took)))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -135,6 +161,10 @@ def main() -> None:
     print(f"(a) as written, one transaction: apply {a_time:.2f} s, the writer's longest stall {a_stall * 1000:.0f} ms")
     print(f"(b) erd-preflight apply:          apply {b_time:.2f} s, the writer's longest stall {b_stall * 1000:.0f} ms")
     print(f"ratios (b)/(a): stall {b_stall / a_stall:.3f}x, apply time {b_time / a_time:.2f}x")
+    print("each step alone, as written: the preflight's estimated hold (range) and the writer's longest stall")
+    for statement, low, mid, high, stall in per_step(url, args.rows):
+        print(f"  {statement:<58} estimated {mid * 1000:6.0f} ms ({low * 1000:.0f}–{high * 1000:.0f}), "
+              f"stall {stall * 1000:6.0f} ms, estimate/stall {mid / max(stall, 1e-6):.2f}")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA}_runs CASCADE")

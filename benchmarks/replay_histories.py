@@ -67,6 +67,91 @@ class Outcome:
     rehearsal_note: str | None = None  # why the rehearsal did not reach the end, when it did not
 
 
+# Squawk's rules about a lock that blocks the application's traffic (its other rules are about style, types,
+# timeouts or rerunning): each names a statement whose lock erd_preflight must name too, with the mode and table.
+SQUAWK_LOCK_RULES = {
+    "adding-required-field", "adding-not-nullable-field", "constraint-missing-not-valid",
+    "require-concurrent-index-creation", "require-concurrent-index-deletion", "changing-column-type",
+    "adding-field-with-default", "disallowed-unique-constraint", "adding-foreign-key-constraint",
+    "adding-serial-primary-key-field", "ban-alter-domain-with-add-constraint", "renaming-column", "renaming-table",
+}
+
+
+@dataclass
+class LockHazard:
+    """One lock hazard Squawk names, and what erd_preflight says of the same statement's table."""
+
+    file: str
+    rule: str
+    tables: list[str]
+    new: bool  # a table the same file creates (or none that exists before it): no traffic to block
+    named: str | None  # erd_preflight's lock on that table: "MODE on table (work, hold)"; None when not named
+    alarm: bool  # erd_preflight shows it (write-blocking, held 0.1 s or more)
+    why_not: str | None = None
+
+
+def _statement_tables(text: str) -> list[tuple[int, int, list[str], bool]]:
+    """(first line, last line, tables it names, whether it creates a table) of each statement of a file."""
+    import pglast
+    from pglast import ast as pgast
+
+    from erd_preflight.sqlparse import walk_ast
+
+    out = []
+    for raw in pglast.parse_sql(text):
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
+        names = [n.relname for n in walk_ast(raw.stmt) if isinstance(n, pgast.RangeVar)]
+        out.append((text[:start].count("\n"), text[:end].count("\n"), names,
+                    isinstance(raw.stmt, (pgast.CreateStmt, pgast.CreateTableAsStmt))))
+    return out
+
+
+def squawk_hazards(squawk: str, file: str, text: str, report: ep.PreflightReport | None,
+                   existed: set[str]) -> tuple[list[LockHazard], int]:
+    """Squawk's lock hazards in ``text`` next to erd_preflight's report of the same file on the same database, and
+    the count of Squawk's lock_timeout warnings (apply always sets one)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+    result = subprocess.run([squawk, "--reporter", "json", handle.name], capture_output=True, text=True, timeout=120)
+    Path(handle.name).unlink()
+    try:
+        warnings = json.loads(result.stdout or "[]")
+    except json.JSONDecodeError:
+        return [], 0
+    try:
+        statements = _statement_tables(text)
+    except Exception:  # noqa: BLE001 - a file pglast cannot read: no statement to match
+        statements = []
+    created = {name for _, _, names, creates in statements if creates for name in names[:1]}
+    locks = report.locks.statements if report is not None and report.locks else []
+    hazards: list[LockHazard] = []
+    timeouts = 0
+    for w in warnings:
+        rule = w.get("rule_name", "")
+        if rule in ("require-lock-timeout", "require-statement-timeout"):
+            timeouts += 1
+        if rule not in SQUAWK_LOCK_RULES:
+            continue
+        line = int(w.get("line", 0))
+        tables = next((names for first, last, names, _ in statements if first <= line <= last), [])
+        new = bool(tables) and all(t in created or t not in existed for t in tables)
+        mine = [s for s in locks if s.relation.rsplit(".", 1)[-1] in tables]
+        strongest = max(mine, key=lambda s: s.hold_seconds, default=None)
+        named = (f"{strongest.mode} on {strongest.relation} ({strongest.work}, ≈ {strongest.hold_seconds:.3f} s)"
+                 if strongest else None)
+        why = None
+        if strongest is None and not new:
+            why = ("the file was not judged (blocked or an error)" if report is None or report.blocked else
+                   "no lock on an existing table in the report")
+        hazards.append(LockHazard(file=file, rule=rule, tables=tables, new=new, named=named,
+                                  alarm=any(s.blocks_writes and s.hold_seconds >= 0.1 for s in mine), why_not=why))
+    return hazards, timeouts
+
+
 @dataclass
 class Tally:
     project: str
@@ -78,6 +163,8 @@ class Tally:
     known: int = 0  # of them: typed, or raw and classified as changing the catalog only
     judged_steps: int = 0  # steps of the files the rehearsal did not block (every step of them ran its checks)
     asked: int = 0  # of them: steps left for a person to acknowledge
+    hazards: list[LockHazard] = field(default_factory=list)  # with --squawk
+    squawk_timeouts: int = 0
 
     def false(self, mode: str) -> tuple[list[Outcome], list[Outcome]]:
         blocks = [o for o in self.outcomes if getattr(o, mode) == "blocked" and o.oracle is None]
@@ -192,10 +279,10 @@ def _fresh_database(url: str, name: str, template: str = "template0") -> str:
 
 
 def replay(project: Path, url: str, *, rows: int = 8, limit: int | None = None, seed_value: int = 7,
-           progress: bool = True, keep: bool = False) -> Tally:
+           progress: bool = True, keep: bool = False, squawk: str | None = None) -> Tally:
     """Replay one project's history; its two databases are dropped afterwards unless ``keep``."""
     try:
-        return _replay(project, url, rows=rows, limit=limit, seed_value=seed_value, progress=progress)
+        return _replay(project, url, rows=rows, limit=limit, seed_value=seed_value, progress=progress, squawk=squawk)
     finally:
         if not keep:
             name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
@@ -204,7 +291,8 @@ def replay(project: Path, url: str, *, rows: int = 8, limit: int | None = None, 
                     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
-def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value: int, progress: bool) -> Tally:
+def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value: int, progress: bool,
+            squawk: str | None = None) -> Tally:
     tally = Tally(project=project.name)
     name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
     target = _fresh_database(url, name)
@@ -238,10 +326,13 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
         db = ep.connect(work)
         verdicts = {}
         notes: dict[str, str | None] = {}
+        judged: ep.PreflightReport | None = None
         for mode, rehearse in (("rehearsal", True), ("model", False)):
             try:
                 report = ep.run_preflight(plan, db, rehearse=rehearse)
                 verdicts[mode] = _verdict(report, len(plan.steps))
+                if rehearse:
+                    judged = report
                 if rehearse:
                     notes[mode] = next((r.message[:300] for r in report.results
                                         if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING"), None)
@@ -251,6 +342,12 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
             except Exception as exc:  # noqa: BLE001 - the harness records every failure of preflight
                 verdicts[mode] = (f"error: {type(exc).__name__}", str(exc)[:300])
         db.engine.dispose()
+        if squawk:
+            with psycopg.connect(work) as conn:
+                existed = {name for _, name in _tables(conn)}
+            found, timeouts = squawk_hazards(squawk, file, text, judged, existed)
+            tally.hazards += found
+            tally.squawk_timeouts += timeouts
         with psycopg.connect(work) as conn:
             refused = oracle(conn, plan)
         tally.compared += 1
@@ -271,6 +368,30 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
     return tally
 
 
+def print_squawk_table(tallies: list[Tally]) -> None:
+    """Squawk's lock hazards against erd_preflight's measured locks, per project."""
+    print(f"{'project':>12} | squawk lock hazards | on a table the file creates | on an existing table: named by "
+          "erd_preflight (mode, table) / not named | erd_preflight alarms (≥ 0.1 s) | squawk's lock_timeout warnings")
+    rows = [*tallies]
+    for tally in rows:
+        h = tally.hazards
+        existing = [x for x in h if not x.new]
+        print(f"{tally.project:>12} | {len(h):>19} | {sum(x.new for x in h):>27} | "
+              f"{sum(x.named is not None for x in existing):>5} / {sum(x.named is None for x in existing):<5} | "
+              f"{sum(x.alarm for x in h):>6} | {tally.squawk_timeouts}")
+    every = [x for t in tallies for x in t.hazards]
+    rules: dict[str, int] = {}
+    for x in every:
+        rules[x.rule] = rules.get(x.rule, 0) + 1
+    print(f"{'by rule':>12}: " + ", ".join(f"{r} {n}" for r, n in sorted(rules.items(), key=lambda kv: -kv[1])))
+    unnamed: dict[str, int] = {}
+    for x in every:
+        if not x.new and x.named is None:
+            unnamed[x.why_not or "?"] = unnamed.get(x.why_not or "?", 0) + 1
+    if unnamed:
+        print(f"{'not named':>12}: " + "; ".join(f"{why}: {n}" for why, n in unnamed.items()))
+
+
 def projects(root: Path) -> Iterator[Path]:
     yield from sorted(p for p in root.iterdir() if p.is_dir())
 
@@ -286,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="one project folder")
     parser.add_argument("--json", default=None, help="write every outcome here")
     parser.add_argument("--keep", action="store_true", help="keep each project's databases (to look at them)")
+    parser.add_argument("--squawk", default=None, metavar="PATH",
+                        help="the squawk executable (pip install squawk-cli): compare its lock hazards with the "
+                        "report's locks, file by file, on the same database")
     args = parser.parse_args(argv)
     if not args.root:
         parser.error("no --root and no ERD_PREFLIGHT_HISTORIES")
@@ -299,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     for project in projects(Path(args.root)):
         if args.only and project.name != args.only:
             continue
-        tally = replay(project, url, rows=args.rows, limit=args.limit, keep=args.keep)
+        tally = replay(project, url, rows=args.rows, limit=args.limit, keep=args.keep, squawk=args.squawk)
         tallies.append(tally)
         for mode in ("model", "rehearsal"):
             blocks, clears = tally.false(mode)
@@ -318,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         clears = sum(len(t.false(mode)[1]) for t in tallies)
         print(f"{'all':>12} {mode:>9}: {total} compared; false blocks {blocks} ({blocks / max(total, 1):.1%}), "
               f"false clears {clears} ({clears / max(total, 1):.1%})")
+    if args.squawk:
+        print_squawk_table(tallies)
     print(f"in {time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(t) for t in tallies], indent=1), encoding="utf-8")

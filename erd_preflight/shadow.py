@@ -146,11 +146,20 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
         conninfo, env = _libpq_env(target)
         with tempfile.TemporaryDirectory(prefix="erd_shadow_") as folder:
             archive = Path(folder) / "schema.dump"
-            _run([str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
-                  "--no-subscriptions", "--lock-wait-timeout=5000", "--format=custom", "--file", str(archive),
-                  # a double-quoted pattern is a literal name: no wildcard in a schema name widens what is left out
-                  *[f"--exclude-schema={sql.Identifier(h).as_string()}" for h in hidden],
-                  "--dbname", conninfo], env, "pg_dump of the target's schema")
+            dump_command = [
+                str(_binary("pg_dump")), "--schema-only", "--no-owner", "--no-privileges", "--no-comments",
+                "--no-subscriptions", "--lock-wait-timeout=5000", "--format=custom", "--file", str(archive),
+                # a double-quoted pattern is a literal name: no wildcard in a schema name widens what is left out
+                *[f"--exclude-schema={sql.Identifier(h).as_string()}" for h in hidden],
+                "--dbname", conninfo]
+            for attempt in range(3):
+                try:
+                    _run(dump_command, env, "pg_dump of the target's schema")
+                    break
+                except ShadowUnavailable as exc:
+                    # an object dropped while pg_dump read the catalog (another session's DDL): read it again
+                    if attempt == 2 or "does not exist" not in str(exc):
+                        raise
             with _on_shadow_server("listing the shadow server's extensions"), psycopg.connect(url) as conn:
                 # each extension the shadow's server has, and whether it trusts it (a non-superuser may create it)
                 extensions = {str(r[0]): bool(r[1]) for r in conn.execute(
