@@ -57,12 +57,12 @@ def build(url: str, rows: int) -> None:
 class Writer(threading.Thread):
     """Inserts and updates valid rows, each in its own transaction, and keeps each one's latency."""
 
-    def __init__(self, url: str, rows: int) -> None:
+    def __init__(self, url: str, rows: int, start: int = 0) -> None:
         super().__init__(daemon=True)
         self.url, self.rows = url, rows
         self.latencies: list[tuple[float, float]] = []  # (started, seconds)
         self.stop = threading.Event()
-        self.next_id = rows + 1
+        self.next_id = rows + 1 + start  # ids (and b values) of its own: a later writer's do not collide
 
     def run(self) -> None:
         with psycopg.connect(self.url, autocommit=True, options=f"-c search_path={SCHEMA}") as conn:
@@ -128,10 +128,10 @@ def per_step(url: str, rows: int) -> list[tuple[str, float, float, float, float]
     build(url, rows)
     db = ep.connect(url, connect_args={"options": f"-c search_path={SCHEMA}"})
     out = []
-    for statement in PLAN.split(";\n")[:3]:
+    for number, statement in enumerate(PLAN.split(";\n")[:3]):
         report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db, online=False)
         held = max((s for s in report.locks.statements if s.blocks_writes), key=lambda s: s.hold_seconds)
-        writer = Writer(url, rows)
+        writer = Writer(url, rows, start=(number + 1) * 10_000_000)
         writer.start()
         time.sleep(0.3)
         with psycopg.connect(url, options=f"-c search_path={SCHEMA}") as conn:

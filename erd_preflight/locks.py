@@ -4,8 +4,9 @@ what, what that lock blocks, the work it does meanwhile, and how long the lock i
 The locks and the work are PostgreSQL's own, read from the shadow while the apply's statements run there
 (``shadow_catalog.StatementImpact``; ``lock_rehearsal`` when the apply has several transactions). The hold is an
 estimate for the target: the rows of each relation a statement scans, rewrites or indexes, at a read rate measured
-on this target (a timed read of the table's first rows), times a multiple for the work (calibrated by
-``benchmarks/bench_traffic.py --calibrate``), as a range. A lock is held until its transaction ends: the hold of a
+on this target (a timed read of the table's first rows), times a multiple for the work, as a range (calibrated on
+the embedded PostgreSQL 18 at 2M rows; ``benchmarks/bench_traffic.py`` prints each step's estimate next to the
+stall a writer measures while it runs). A lock is held until its transaction ends: the hold of a
 lock taken in a transaction is the work of its statement and of every later statement of that transaction.
 
 Without a rehearsal (``rehearse=False``) each step kind's declared lock (``Step.LOCK``) stands in, marked
@@ -46,13 +47,15 @@ def blocks_of(mode: str) -> str:
     return "DDL"
 
 
-# The time of the work, as a multiple of one sequential read of the relation's rows (low, mid, high); calibrated by
-# ``bench_traffic.py --calibrate`` on the embedded PostgreSQL 18 at 2M rows (see the README).
+# The time of the work, as a multiple of one sequential read of the relation's rows at the sampled rate (low, mid,
+# high). Measured on the embedded PostgreSQL 18 at 2M rows, against the sampled read of the same table: SET NOT NULL
+# and a CHECK 0.6-0.7x, a foreign key's validation 1.1x, a unique or plain index build 4x, a rewrite 8-13x (a type
+# change, a volatile default); the range is half to twice that.
 WORK_MULTIPLES: dict[str, tuple[float, float, float]] = {
     "catalog": (0.0, 0.0, 0.0),
-    "scan": (0.5, 1.0, 2.0),
-    "index build": (1.5, 3.0, 6.0),
-    "rewrite": (2.0, 5.0, 10.0),
+    "scan": (0.35, 0.7, 1.4),
+    "index build": (2.0, 4.0, 8.0),
+    "rewrite": (5.0, 10.0, 20.0),
 }
 CATALOG_SECONDS = 0.001  # a catalog change alone, once its lock is granted
 SAMPLE_ROWS = 100_000  # rows read to time this target's sequential read
