@@ -215,17 +215,20 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
         if entry.outcome == "running":
             return
         sql_text = " ".join(statement.sql.split())  # whole, on one line
+        # a tool's folder keeps each migration's transaction: phase A of the second one is "phase A (2)"
+        phase = statement.phase if statement.unit == 1 or statement.phase != "A" else f"A ({statement.unit})"
+        key = f"{statement.phase}{statement.unit}" if statement.phase == "A" else statement.phase
         if entry.outcome == "done":  # ran in its phase's transaction: applied when the phase commits
-            if statement.phase not in ran:
-                print(f"  phase {statement.phase}: one transaction; its statements are applied when it commits",
+            if key not in ran:
+                print(f"  phase {phase}: one transaction; its statements are applied when it commits",
                       file=out, flush=True)
-            ran[statement.phase] = ran.get(statement.phase, 0) + 1
-            print(f"  phase {statement.phase} step {statement.step} [ran] {sql_text}", file=out, flush=True)
-        elif entry.outcome == "applied" and statement.phase in ran:  # the commit of statements listed above
-            if statement.phase not in committed:
-                committed.add(statement.phase)
-                print(f"  phase {statement.phase} committed: "
-                      f"{_plural(ran[statement.phase], 'statement', 'statements')} applied", file=out, flush=True)
+            ran[key] = ran.get(key, 0) + 1
+            print(f"  phase {phase} step {statement.step} [ran] {sql_text}", file=out, flush=True)
+        elif entry.outcome == "applied" and key in ran:  # the commit of statements listed above
+            if key not in committed:
+                committed.add(key)
+                print(f"  phase {phase} committed: "
+                      f"{_plural(ran[key], 'statement', 'statements')} applied", file=out, flush=True)
         else:
             print(f"  phase {statement.phase} step {statement.step} [{entry.outcome}] {sql_text}", file=out,
                   flush=True)

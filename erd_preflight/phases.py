@@ -215,9 +215,26 @@ def _commutes(moved: Step, later: Step) -> bool:
     return isinstance(later, (AddColumn, SetNotNull, DropNotNull, AddCheck, AddUnique, CreateTable, CreateIndex))
 
 
-def _check_order(plan: MigrationPlan, online: frozenset[int] = frozenset()) -> None:
+def migrations(plan: MigrationPlan, all_or_nothing: bool = False) -> list[int]:
+    """The migration (0, 1, ...) each step belongs to: consecutive steps from the same file or revision of a
+    tool's folder (``plan.origins``), each of which its tool commits on its own. One for a plan without origins, or
+    when the user asks for all-or-nothing."""
+    if all_or_nothing or not plan.origins:
+        return [0] * len(plan.steps)
+    out: list[int] = []
+    for position, origin in enumerate(plan.origins):
+        out.append(0 if position == 0 else out[-1] + (origin != plan.origins[position - 1]))
+    return out
+
+
+def _check_order(plan: MigrationPlan, online: frozenset[int] = frozenset(), all_or_nothing: bool = True) -> None:
+    """A step moved to a later phase must not be needed by a step after it in an earlier phase of the same
+    transaction boundary: the whole plan (all-or-nothing), or its migration."""
+    group = migrations(plan, all_or_nothing)
     moved: list[tuple[int, Step, PhaseName]] = []
     for position, step in enumerate(plan.steps, start=1):
+        if position > 1 and group[position - 1] != group[position - 2]:
+            moved = []  # the migration before ran whole, its phases B and C too, before this one begins
         phase: PhaseName = "C" if position in online else phase_of(step)
         for earlier_position, earlier, earlier_phase in moved:
             if phase == "A" or (phase == "B" and earlier_phase == "C"):
@@ -273,7 +290,7 @@ Online = bool | frozenset[int] | set[int] | tuple[int, ...] | list[int]
 
 
 def online_steps(plan: MigrationPlan, catalog: Catalog | None, online: Online = True,
-                 min_bytes: int | None = None) -> frozenset[int]:
+                 min_bytes: int | None = None, all_or_nothing: bool = False) -> frozenset[int]:
     """The steps of ``plan`` that apply runs in their online form (``plan.steps.online``)."""
     if online is False or catalog is None:
         return frozenset()
@@ -300,7 +317,7 @@ def online_steps(plan: MigrationPlan, catalog: Catalog | None, online: Online = 
     accepted: frozenset[int] = frozenset()
     for position in sorted(chosen):
         try:
-            _check_order(plan, accepted | {position})
+            _check_order(plan, accepted | {position}, all_or_nothing)
         except PhaseOrderError:
             continue
         accepted = accepted | {position}
@@ -396,14 +413,21 @@ def _resume(pieces: list[OnlinePiece], check: ConstraintInfo | None, done: bool)
     return kept
 
 
-def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None, *, online: Online = True) -> ApplyPhases:
+def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None, *, online: Online = True,
+                   all_or_nothing: bool = False) -> ApplyPhases:
     """Compile ``plan`` into phases A, B and C. Every object phases B and C create gets its name here, the
     same on every compile: an unnamed index the name PostgreSQL would pick first, an unnamed foreign key the
     name PostgreSQL would give it next to the constraints ``catalog`` (optional) holds, its own leftover from
     an interrupted apply of this plan excepted. ``online``: which steps run in their online form (see
-    ``online_steps``; it needs ``catalog``). Raises ``PhaseOrderError``."""
-    _check_order(plan)
-    moved = online_steps(plan, catalog, online)
+    ``online_steps``; it needs ``catalog``).
+
+    A plan read from a tool's folder keeps each migration's own transaction, as its tool does: migration by
+    migration, its phase A in a transaction of its own, then its phases B and C, before the next migration
+    begins. ``all_or_nothing``: one phase A for the whole plan instead (all of it applies or none), then B, then C.
+    Raises ``PhaseOrderError``."""
+    _check_order(plan, all_or_nothing=all_or_nothing)
+    moved = online_steps(plan, catalog, online, all_or_nothing=all_or_nothing)
+    group = migrations(plan, all_or_nothing)
     taken: set[str] = set()
     if catalog is not None:
         for step in plan.steps:
@@ -417,7 +441,11 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None, *, onlin
     a: list[PhaseStatement] = []
     b: list[PhaseStatement] = []
     c: list[PhaseStatement] = []
+    ordered: list[PhaseStatement] = []  # each migration's A, B and C, in turn
     for position, step in enumerate(plan.steps, start=1):
+        if position > 1 and group[position - 1] != group[position - 2]:
+            ordered += a + b + c
+            a, b, c = [], [], []
         phase = phase_of(step)
         table = (step.schema_, step.table) if isinstance(step, TableStep) else None
         if position in moved:
@@ -425,23 +453,23 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None, *, onlin
             for piece in _online_pieces(step, catalog, taken):
                 if piece.phase == "B":
                     index = piece.step.name if isinstance(piece.step, CreateIndex) else None
-                    b.append(PhaseStatement(phase="B", unit=len(b) + 1, step=position, sql=piece.step.sql(),
+                    b.append(PhaseStatement(phase="B", unit=_next(ordered, b, "B"), step=position, sql=piece.step.sql(),
                                             transactional=False, purpose=piece.purpose, table=table, index=index,
                                             builds_index=index is not None, online=True))
                 else:
-                    unit = c[-1].unit if piece.together and c else len({s.unit for s in c}) + 1
+                    unit = c[-1].unit if piece.together and c else _next(ordered, c, "C")
                     c.append(PhaseStatement(phase="C", unit=unit, step=position, sql=piece.step.sql(),
                                             transactional=True, purpose=piece.purpose, table=table, online=True))
             continue
         if phase == "A":
-            a.append(PhaseStatement(phase="A", unit=1, step=position, sql=step.sql(), transactional=True,
+            a.append(PhaseStatement(phase="A", unit=group[position - 1] + 1, step=position, sql=step.sql(), transactional=True,
                                     purpose="as written", table=table))
         elif phase == "B":
             builds = isinstance(step, CreateIndex) or (
                 isinstance(step, RawSQL) and isinstance(step.parsed[0], ast.IndexStmt))
             named = step.model_copy(update={"name": index_name(step)}) if isinstance(step, CreateIndex) else step
             b.append(PhaseStatement(
-                phase="B", unit=len(b) + 1, step=position, sql=named.sql(), transactional=False,
+                phase="B", unit=_next(ordered, b, "B"), step=position, sql=named.sql(), transactional=False,
                 purpose="alone, outside any transaction" + (
                     " (its migration runs outside a transaction)" if step.outside_transaction else ""),
                 table=table,
@@ -452,18 +480,26 @@ def compile_phases(plan: MigrationPlan, catalog: Catalog | None = None, *, onlin
             taken.add(name)
             added = step.model_copy(update={"name": name, "not_valid": True})
             validate = ValidateConstraint(schema=step.schema_, table=step.table, name=name)
-            c.append(PhaseStatement(phase="C", unit=len({s.unit for s in c}) + 1, step=position, sql=added.sql(),
+            c.append(PhaseStatement(phase="C", unit=_next(ordered, c, "C"), step=position, sql=added.sql(),
                                     transactional=True, purpose="foreign key added NOT VALID: a brief lock, no scan",
                                     table=table))
             c.append(PhaseStatement(
-                phase="C", unit=len({s.unit for s in c}) + 1, step=position, sql=validate.sql(), transactional=True,
+                phase="C", unit=_next(ordered, c, "C"), step=position, sql=validate.sql(), transactional=True,
                 purpose=f"validates {display_name(name)} in its own transaction: a scan that lets reads and "
                 "writes go on", table=table))
         else:
-            c.append(PhaseStatement(phase="C", unit=len({s.unit for s in c}) + 1, step=position, sql=step.sql(),
+            c.append(PhaseStatement(phase="C", unit=_next(ordered, c, "C"), step=position, sql=step.sql(),
                                     transactional=True, purpose="in its own transaction, after the indexes",
                                     table=table))
-    return ApplyPhases(plan_fingerprint=plan.fingerprint, statements=tuple(a + b + c), online_steps=tuple(sorted(moved)))
+    ordered += a + b + c
+    return ApplyPhases(plan_fingerprint=plan.fingerprint, statements=tuple(ordered),
+                       online_steps=tuple(sorted(moved)))
+
+
+def _next(done: list[PhaseStatement], current: list[PhaseStatement], phase: PhaseName) -> int:
+    """The next unit number of ``phase``: units are numbered across the migrations, so each names one transaction
+    (or one statement outside any)."""
+    return max((s.unit for s in [*done, *current] if s.phase == phase), default=0) + 1
 
 
 def lock_settings(lock_timeout_s: float, statement_timeout_s: float, *, local: bool) -> sql.Composed:

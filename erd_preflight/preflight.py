@@ -100,7 +100,8 @@ def run_preflight(
         try:
             with read_only(conn, opts.check_timeout):
                 catalog = Catalog(conn)
-                statements = plan_statements(plan, catalog, online=False)  # verdicts: each step whole (proven)
+                statements = plan_statements(plan, catalog, online=False,  # verdicts: each step whole (proven)
+                                             all_or_nothing=opts.all_or_nothing)
                 kept: list[Rehearsal] = []
                 checks = rehearsed_checks(plan, catalog, opts, statements, kept)
                 locks = _locks(conn, plan, catalog, opts, kept[0] if kept else None)
@@ -201,7 +202,7 @@ def _locks(conn: psycopg.Connection[Any], plan: MigrationPlan, catalog: Catalog,
     if not plan.steps:
         return None
     try:
-        phases = compile_phases(plan, catalog, online=opts.online)
+        phases = compile_phases(plan, catalog, online=opts.online, all_or_nothing=opts.all_or_nothing)
     except PlanError:
         return None  # the gate says why apply refuses the order
     impacts = None

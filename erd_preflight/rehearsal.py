@@ -16,14 +16,16 @@ if TYPE_CHECKING:
     from .shadow_catalog import Rehearsal, RelationSnapshot
 
 
-def plan_statements(plan: MigrationPlan, catalog: Catalog, online: bool = False) -> list[tuple[int, str]]:
+def plan_statements(plan: MigrationPlan, catalog: Catalog, online: bool = False,
+                    all_or_nothing: bool = False) -> list[tuple[int, str]]:
     """The plan's statements (step, SQL) in the order apply runs them (plan order when apply would refuse it).
     ``online``: with the online form of the steps apply runs in it, whose statements interleave with other steps';
     the checks are derived from each step whole (``online=False``), which ``prove_online`` shows ends the same."""
     from .phases import compile_phases
 
     try:
-        return [(s.step, s.sql) for s in compile_phases(plan, catalog, online=online).statements]
+        return [(s.step, s.sql) for s in compile_phases(plan, catalog, online=online,
+                                                        all_or_nothing=all_or_nothing).statements]
     except PlanError:  # a phase order apply refuses: the gate says so; rehearse in plan order meanwhile
         return [(i, step.sql()) for i, step in enumerate(plan.steps, start=1)]
 
@@ -39,7 +41,7 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     from .shadow import ShadowUnavailable, rehearse
 
     if statements is None:
-        statements = plan_statements(plan, catalog)
+        statements = plan_statements(plan, catalog, all_or_nothing=options.all_or_nothing)
     order = [step for step, _ in statements]  # apply's order: each step is judged on what runs before it
     if not options.rehearse or not plan.steps:
         return derive_checks(plan, catalog, options, order=order)
@@ -152,7 +154,7 @@ def prove_online(plan: MigrationPlan, catalog: Catalog, rehearsal: Rehearsal,
     from .shadow import rehearse
 
     try:
-        phases = compile_phases(plan, catalog, online=True)
+        phases = compile_phases(plan, catalog, online=True, all_or_nothing=options.all_or_nothing)
     except PlanError:  # a phase order apply refuses: the gate says so
         return None
     online = phases.online_steps

@@ -224,7 +224,8 @@ class MigrationRun:
                 f"run {self.id} failed after applying part of the plan ({record.error}); its plan no longer "
                 "describes what is left to do. Write a plan for the remaining steps and start a new run.")
         opts = PreflightOptions(**{**(options or self.preflight_options).model_dump(),
-                                   **({} if self.options.online else {"online": False}), **overrides})
+                                   **({} if self.options.online else {"online": False}),
+                                   **({"all_or_nothing": True} if self.options.all_or_nothing else {}), **overrides})
         self.preflight_options = opts
         report = run_preflight(self.plan, self.db, explore=explore, progress=progress, options=opts,
                                read_from=read_from, cancel=cancel)
@@ -283,7 +284,8 @@ class MigrationRun:
     def phases(self) -> ApplyPhases:
         """The phases apply would run, compiled against the database's catalog; nothing is executed."""
         with catalog_session(self.db, self.preflight_options.check_timeout, "compiling the phases") as conn:
-            phases = compile_phases(self.plan, Catalog(conn), online=self.options.online)
+            phases = compile_phases(self.plan, Catalog(conn), online=self.options.online,
+                                    all_or_nothing=self.options.all_or_nothing)
         return phases.model_copy(update={"lock_timeout": self.options.lock_timeout,
                                          "statement_timeout": self.options.statement_timeout})
 
@@ -346,7 +348,7 @@ class MigrationRun:
                 needed = ", ".join(r.table for r in requests) or "none"
                 raise ValueError(f"{given!r} does not name a table that needs a confirmation in this plan (a "
                                  "non-concurrent index build on a large table, or a lock held longer than "
-                                 f"max_blocking_lock); the tables that need one are: {needed}.")
+                                 f"max_blocking_lock); the tables that need a confirmation are: {needed}.")
             for request in matching:
                 confirmations.append(Confirmation(
                     table=request.table, step=request.step, what=request.step_summary,

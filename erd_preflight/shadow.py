@@ -798,6 +798,14 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                                     f"({' '.join(str(exc).split())})") from exc
         diag = exc.diag
         state = exc.sqlstate or ""
+        if state == "55P04":
+            # An enum value added earlier in this transaction: at apply, a tool's folder commits each migration,
+            # so a value an earlier migration added is usable; the rehearsal, one transaction, cannot tell.
+            raise ShadowUnavailable(
+                f"step {step} uses an enum value an earlier statement adds ({diag.message_primary}); the rehearsal "
+                "runs the plan in one transaction, where PostgreSQL refuses that, while apply commits each "
+                "migration of a tool's folder on its own (where the value is usable): the rehearsal stopped there. "
+                "If both are in one migration, PostgreSQL refuses it at apply too") from exc
         if lacking and state in _UNDEFINED and _may_be_the_extensions(diag.message_primary or "", members):
             raise ShadowUnavailable(
                 f"step {step} needs an object the shadow may lack ({diag.message_primary}): its PostgreSQL has no "

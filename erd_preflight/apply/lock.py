@@ -42,6 +42,9 @@ class ApplyOptions(BaseModel):
                                  description="the wait before the first retry; doubles each time")
     retry_backoff_max: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     retry_jitter: float = Field(default=0.5, ge=0, le=1, description="a random share of the wait added or taken off")
+    all_or_nothing: bool = Field(
+        default=False, description="a plan read from a tool's folder: every pending migration in one phase A "
+        "transaction (all of them apply or none) instead of each migration's own transaction, as its tool runs it")
     online: bool = Field(default=True, description="run a step that would scan a large table under a write-blocking "
                          "lock in its online form (NOT VALID + VALIDATE, CREATE UNIQUE INDEX CONCURRENTLY + USING "
                          "INDEX); False: every step as written")

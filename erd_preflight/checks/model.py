@@ -53,6 +53,8 @@ class PreflightOptions(BaseModel):
                                               "a violation and the report says how many rows it counted "
                                               "(stats.countedRows)")
     check_timeout: float = Field(default=60.0, gt=0, description="seconds one check may run before it blocks")
+    all_or_nothing: bool = Field(default=False, description="judge the plan as applied in one phase A transaction "
+                                 "(ApplyOptions.all_or_nothing), not migration by migration")
     online: bool = Field(default=True, description="judge the plan as apply runs it by default: a step that would "
                          "scan a large table under a write-blocking lock in its online form (phases.online_steps), "
                          "proven equivalent in the rehearsal")
