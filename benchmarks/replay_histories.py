@@ -51,6 +51,13 @@ def migration_files(project: Path) -> list[tuple[str, str]]:
     if diesel:
         return [(p.name, (p / "up.sql").read_text(encoding="utf-8")) for p in diesel]
     from erd_preflight.plan.migration_dirs import migration_files as discover
+    from erd_preflight.plan.tools import detect
+
+    found_tool = detect(folder)
+    if found_tool is not None:  # Prisma, Atlas, Liquibase...: as the tool reads its folder
+        tool, root = found_tool
+        migrations, _ = tool.migrations(root)
+        return [(m.origin, m.text) for m in migrations]
 
     found, _ = discover(folder)
     return [(f.path.name, f.sql()) for f in found]

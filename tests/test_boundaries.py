@@ -60,3 +60,15 @@ def test_all_or_nothing_runs_every_migration_in_one_transaction_where_postgresql
         run.apply()
     assert run_sql("SELECT count(*) FROM pg_attribute WHERE attrelid = 'item'::regclass AND attname = 'note'") \
         == [(0,)]  # nothing of it was applied
+
+
+def test_a_prisma_folder_keeps_each_migrations_transaction_though_every_file_is_called_migration_sql(tmp_path):
+    folder = tmp_path / "migrations"
+    for name, text in [("20240101000000_more", "ALTER TYPE status ADD VALUE 'done';"),
+                       ("20240102000000_use", "INSERT INTO item VALUES (1, 'done');")]:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "migration.sql").write_text(text, encoding="utf-8")
+    (folder / "migration_lock.toml").write_text('provider = "postgresql"\n', encoding="utf-8")
+    plan = ep.MigrationPlan.from_dir(folder)
+    assert plan.origins == ("20240101000000_more/migration.sql", "20240102000000_use/migration.sql")
+    assert [(s.phase, s.unit) for s in ep.compile_phases(plan).statements] == [("A", 1), ("A", 2)]

@@ -203,9 +203,20 @@ def plan_from_dir(cls: type[MigrationPlan], folder: Path, *, db: Any = None, his
         return cls(steps=(), name=folder.name, notes=tuple(notes) + (
             f"nothing pending: the history table lists all {len(files)} migration(s) as applied",),
             nothing_pending=True)
-    plans = [cls.from_sql(f.sql(), origin=f.path.name) for f in pending]
+    plans = [cls.from_sql(f.sql(), origin=_origin(folder, f)) for f in pending]
     return cls.concat(plans, name=folder.name, notes=tuple(notes)).model_copy(
         update={"record_hint": record_hint(folder, pending)})
+
+
+def _origin(folder: Path, f: MigrationFile) -> str:
+    """The name a migration is known by: its file's, or its folder's with the file where the tool names every file
+    alike (Prisma's <timestamp>_name/migration.sql, Diesel's <version>_name/up.sql). It also draws each
+    migration's transaction boundary (``phases.migrations``)."""
+    try:
+        relative = f.path.relative_to(folder)
+    except ValueError:
+        return f.path.name
+    return relative.as_posix() if len(relative.parts) > 1 else f.path.name
 
 
 def record_hint(folder: Path, pending: list[MigrationFile]) -> str | None:
