@@ -544,11 +544,14 @@ def remediation_sql_html(remediation: Any) -> str:
 
 
 def confirmation_request_html(request: Any, alternative: str | None) -> str:
+    why = ("its lock blocks writes longer than the lock budget (ApplyOptions.max_blocking_lock)"
+           if getattr(request, "kind", "") == "lock_budget" else "an index built without CONCURRENTLY on a large table")
     return (f"<div><b>step {request.step}</b>: {esc(request.step_summary)}</div>"
-            f"<table class='erd-table'><tr><th>table</th><td>{esc(request.table)}</td></tr>"
+            f"<table class='erd-table'><tr><th>why</th><td>{esc(why)}</td></tr>"
+            f"<tr><th>table</th><td>{esc(request.table)}</td></tr>"
             f"<tr><th>estimated rows</th><td>{request.estimated_rows:,}</td></tr>"
-            f"<tr><th>size</th><td>{human_bytes(request.total_bytes)}</td></tr>"
-            f"<tr><th>lock</th><td>{esc(request.lock)}</td></tr>"
+            + (f"<tr><th>size</th><td>{human_bytes(request.total_bytes)}</td></tr>" if request.total_bytes else "")
+            + f"<tr><th>lock</th><td>{esc(request.lock)}</td></tr>"
             + (f"<tr><th>CONCURRENTLY alternative</th><td><pre style='margin:0'>{esc(alternative)}</pre></td></tr>"
                if alternative else "") + "</table>")
 

@@ -255,8 +255,8 @@ def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = lis
                 message=f"step {request.step} holds {request.lock} on {request.table} (~{request.estimated_rows:,} "
                         f"rows), longer than max_blocking_lock {facts.max_blocking_lock:g} s (estimated on this "
                         f"database): confirm with apply(confirm_large_non_concurrent=[{request.table!r}]), or apply "
-                        "it when writers can wait, or in a form that does not block them (the docs' expand/contract "
-                        "recipe for a rewrite)."))
+                        "it when writers can wait, or in a form that does not block them (a rewrite: expand and "
+                        "contract, see the README's Locks and traffic)."))
         elif not request.confirmed:
             reasons.append(GateReason(
                 code="CONFIRMATION_REQUIRED",

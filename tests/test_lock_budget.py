@@ -95,3 +95,19 @@ def test_the_notebook_report_shows_the_locks(db, table):
                               online=False)
     html = report._repr_html_()
     assert "Locks at apply" in html and "rewrite" in html
+
+
+def test_the_panel_asks_for_the_budget_confirmation_and_says_why(db, table, store):
+    from erd_preflight.widgets import PreflightPanel
+
+    plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN c TYPE bigint")
+    panel = PreflightPanel(plan, db, store_schema=store, options=ep.ApplyOptions(max_blocking_lock=0.0001))
+    panel.run_preflight()
+    panel.wait(60)
+    (row,) = panel.confirmation_rows
+    assert "lock budget" in row.info.value and "ACCESS EXCLUSIVE" in row.info.value
+    assert panel.apply_button.disabled
+    row.tick.value, row.typed.value = True, row.request.table
+    row.confirm_button.click()
+    panel.wait(60)
+    assert not panel.apply_button.disabled, panel.errors
