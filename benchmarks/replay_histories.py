@@ -109,6 +109,8 @@ def _statement_tables(text: str) -> list[tuple[int, int, list[str], bool]]:
         start = raw.stmt_location or 0
         end = start + raw.stmt_len if raw.stmt_len else len(text)
         names = [n.relname for n in walk_ast(raw.stmt) if isinstance(n, pgast.RangeVar)]
+        if isinstance(raw.stmt, pgast.DropStmt):  # DROP INDEX names its index, not its table: matched by the index
+            names += [f"index:{name[-1].sval}" for name in raw.stmt.objects or () if isinstance(name, tuple)]
         out.append((text[:start].count("\n"), text[:end].count("\n"), names,
                     isinstance(raw.stmt, (pgast.CreateStmt, pgast.CreateTableAsStmt))))
     return out
@@ -145,8 +147,11 @@ def squawk_hazards(squawk: str, file: str, text: str, report: ep.PreflightReport
             continue
         line = int(w.get("line", 0))
         tables = next((names for first, last, names, _ in statements if first <= line <= last), [])
-        new = bool(tables) and all(t in created or t not in existed for t in tables)
-        mine = [s for s in locks if s.relation.rsplit(".", 1)[-1] in tables]
+        new = bool(tables) and all(t in created or t not in existed for t in tables if not t.startswith("index:")) \
+            and not any(t.startswith("index:") for t in tables)
+        indexes = [t.removeprefix("index:") for t in tables if t.startswith("index:")]
+        mine = [s for s in locks if s.relation.rsplit(".", 1)[-1] in tables
+                or any(f'"{i}"' in s.sql or f" {i}" in s.sql for i in indexes)]
         strongest = max(mine, key=lambda s: s.hold_seconds, default=None)
         named = (f"{strongest.mode} on {strongest.relation} ({strongest.work}, ≈ {strongest.hold_seconds:.3f} s)"
                  if strongest else None)
