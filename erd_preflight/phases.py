@@ -29,7 +29,9 @@ from .plan import (
     add_unique_online,
     clip_bytes,
     not_null_check_name,
+    not_null_constraint_name,
     set_not_null_online,
+    set_not_null_online_18,
     AddCheck,
     AddColumn,
     AddForeignKey,
@@ -368,16 +370,27 @@ def _online_pieces(step: Step, catalog: Catalog, planned: set[str]) -> list[Onli
     indexes = dict(info.indexes) if info is not None else {}
     taken = set(constraints) | set(indexes) | planned  # ``planned``: names earlier steps of the plan give
     columns = info.columns if info is not None else {}
+    eighteen = catalog.server_version >= 180000
+
+    def not_null(column_step: SetNotNull) -> list[OnlinePiece]:
+        done = columns.get(column_step.column) is not None and columns[column_step.column].not_null
+        if eighteen:  # the NOT NULL constraint itself, NOT VALID then validated
+            name = not_null_constraint_name(column_step.table, column_step.column)
+            found = constraints.get(name)
+            if done:
+                return []
+            pieces = set_not_null_online_18(column_step, name)
+            return pieces[1:] if found is not None and found.type == "n" else pieces
+        check = not_null_check_name(column_step.table, column_step.column)
+        return _resume(set_not_null_online(column_step, check), constraints.get(check), done)
+
     if isinstance(step, SetNotNull):
-        check = not_null_check_name(step.table, step.column)
-        pieces = set_not_null_online(step, check)
-        done = columns.get(step.column) is not None and columns[step.column].not_null
-        return _resume(pieces, constraints.get(check), done)
+        return not_null(step)
     if isinstance(step, AddUnique):
         name = step.name or _unique_default_name(step, taken - _own_unique(step, constraints, indexes))
         planned.add(name)
         nullable = tuple(c for c in step.columns if step.primary_key and not (columns.get(c) and columns[c].not_null))
-        pieces = add_unique_online(step, name, nullable)
+        pieces = add_unique_online(step, name, nullable, not_null)
         if name in constraints:
             return []  # the constraint is there: an earlier apply finished it
         found = indexes.get(name)

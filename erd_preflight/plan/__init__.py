@@ -36,6 +36,8 @@ from .steps import OnlinePiece as OnlinePiece
 from .steps import add_check_online as add_check_online
 from .steps import add_unique_online as add_unique_online
 from .steps import not_null_check_name as not_null_check_name
+from .steps import not_null_constraint_name as not_null_constraint_name
+from .steps import set_not_null_online_18 as set_not_null_online_18
 from .steps import set_not_null_online as set_not_null_online
 
 __all__ = [
@@ -49,7 +51,9 @@ __all__ = [
     "add_check_online",
     "add_unique_online",
     "not_null_check_name",
+    "not_null_constraint_name",
     "set_not_null_online",
+    "set_not_null_online_18",
     "NAMEDATALEN",
     "PhaseName",
     "Refusing",

@@ -44,6 +44,8 @@ from .online import OnlinePiece as OnlinePiece
 from .online import add_check_online as add_check_online
 from .online import add_unique_online as add_unique_online
 from .online import not_null_check_name as not_null_check_name
+from .online import not_null_constraint_name as not_null_constraint_name
+from .online import set_not_null_online_18 as set_not_null_online_18
 from .online import set_not_null_online as set_not_null_online
 from .raw import RawSQL
 from .raw import outside_transaction as outside_transaction
