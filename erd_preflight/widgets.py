@@ -28,6 +28,7 @@ from .display import (
     apply_log_html,
     badge,
     checklist_html,
+    locks_html,
     confirmation_request_html,
     error_html,
     esc,
@@ -446,7 +447,7 @@ class PreflightPanel(widgets.VBox):
     def _show_report(self, report: PreflightReport, note: str = "") -> None:
         self.report = report
         self.status.value = report_head(report, self.run.id if self.run else None, note)
-        self.checklist.value = checklist_html(report) if report.checks else ""
+        self.checklist.value = (checklist_html(report) if report.checks else "") + locks_html(report)
 
     def _show_findings(self, report: PreflightReport, remediations: list[Remediation]) -> None:
         views = [FindingView(self, report, i, [r for r in remediations if r.finding == i])

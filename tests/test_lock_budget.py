@@ -104,6 +104,7 @@ def test_the_panel_asks_for_the_budget_confirmation_and_says_why(db, table, stor
     panel = PreflightPanel(plan, db, store_schema=store, options=ep.ApplyOptions(max_blocking_lock=0.0001))
     panel.run_preflight()
     panel.wait(60)
+    assert "Locks at apply" in panel.checklist.value and "rewrite" in panel.checklist.value
     (row,) = panel.confirmation_rows
     assert "lock budget" in row.info.value and "ACCESS EXCLUSIVE" in row.info.value
     assert panel.apply_button.disabled
