@@ -96,39 +96,36 @@ def declared_impacts(plan: MigrationPlan, phases: ApplyPhases) -> list[Statement
 
 class ReadRates:
     """This target's sequential read rate per table (rows per second), timed once per table on a read-only
-    connection: the first SAMPLE_ROWS rows of the table, read in order, less the time of a query that reads
-    nothing (a round trip and a plan, which would make a small table look slow)."""
+    connection: the first SAMPLE_ROWS rows of the table, read in order, less the time of the same query reading no
+    row (a round trip, opening and planning the table, which would make a small table look slow)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         self.rates: dict[tuple[str, str], float] = {}
-        self._overhead: float | None = None
 
     def _timed(self, query: sql.Composable) -> tuple[float, int]:
         started = time.perf_counter()
         row = self.conn.execute(query).fetchone()
         return time.perf_counter() - started, int(row[0]) if row else 0
 
-    def overhead(self) -> float:
-        if self._overhead is None:
-            self._overhead = min(self._timed(sql.SQL("SELECT count(*) FROM (SELECT 1 LIMIT 1) AS s"))[0]
-                                 for _ in range(3))
-        return self._overhead
-
     def rate(self, schema: str, name: str, rows: int) -> float | None:
         key = (schema, name)
         if key not in self.rates:
             wanted = max(1, min(rows, SAMPLE_ROWS))
-            overhead = self.overhead()
+            relation = sql.Identifier(schema, name)
+            read_none = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM ONLY {} LIMIT 0) AS s").format(relation)
+            read_some = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM ONLY {} LIMIT {}) AS s").format(
+                relation, sql.Literal(wanted))
             try:
                 self.conn.execute("SAVEPOINT erd_preflight_rate")
-                seconds, read = self._timed(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM ONLY {} LIMIT {}) AS s")
-                                            .format(sql.Identifier(schema, name), sql.Literal(wanted)))
+                # the same query reading no row: what opening and planning the table costs, which is not reading it
+                fixed = min(self._timed(read_none)[0] for _ in range(2))
+                seconds, read = self._timed(read_some)
                 self.conn.execute("RELEASE SAVEPOINT erd_preflight_rate")
             except psycopg.Error:
                 self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_rate")
                 return None
-            self.rates[key] = max(read, 1) / max(seconds - overhead, 1e-5)
+            self.rates[key] = max(read, 1) / max(seconds - fixed, 1e-5)
         return self.rates[key]
 
 

@@ -335,7 +335,10 @@ class ImpactReader:
         # one entry per relation it locked or worked on, with the strongest mode its transaction holds there: a
         # mode held already is not taken again, so where an earlier statement of the transaction took it, PostgreSQL
         # does not say whether this one needs it too (the report then over-states it, never under-states it)
-        touched = [oid for oid in dict.fromkeys([*new, *work]) if self._shown(oid)]
+        # a new lock on an index stands for its table: DROP INDEX after another statement of the transaction took
+        # the table's ACCESS EXCLUSIVE takes no new lock on the table, only on the index
+        tables_of_indexes = [f.table for oid in new if (f := self.files.get(oid)) is not None and f.table is not None]
+        touched = [oid for oid in dict.fromkeys([*new, *work, *tables_of_indexes]) if self._shown(oid)]
         locks = tuple(lock(oid, held_modes(oid)) for oid in touched)
         every = tuple(lock(oid, held_modes(oid)) for oid in dict.fromkeys(o for o, _ in self.seen) if self._shown(oid))
         self.last_new = [(oid, mode) for oid, modes in new.items() for mode in modes]

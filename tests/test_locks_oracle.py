@@ -231,3 +231,10 @@ def test_each_step_kinds_declared_lock_agrees_with_the_shadow_on_its_example(con
         assert set(measured.values()) == {declared}, (step.lock(), measured)
     else:
         assert measured.get(own) == declared, (step.lock(), measured)
+
+
+def test_a_drop_index_after_its_table_is_locked_still_names_the_table(conninfo, locks_db):
+    with psycopg.connect(conninfo) as target:
+        rehearsal = shadow.rehearse(target, [(1, "ALTER TABLE t ADD COLUMN x int"), (2, "DROP INDEX t_a_ix")])
+    assert [{lock.name: lock.mode for lock in impact.locks} for impact in rehearsal.impacts] == [
+        {"t": "AccessExclusiveLock"}, {"t": "AccessExclusiveLock"}]
