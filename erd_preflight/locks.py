@@ -95,22 +95,24 @@ def declared_impacts(plan: MigrationPlan, phases: ApplyPhases) -> list[Statement
 
 
 class ReadRates:
-    """This target's sequential read rate per table (rows per second), timed once per table on a read-only
-    connection: the first SAMPLE_ROWS rows of the table, read in order, less the time of the same query reading no
-    row (a round trip, opening and planning the table, which would make a small table look slow)."""
+    """This target's sequential read time per table, timed once per table on a read-only connection, less the time
+    of the same query reading no row (a round trip, opening and planning the table, which would make a small table
+    look slow)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.rates: dict[tuple[str, str], float] = {}
+        self.seconds: dict[tuple[str, str], float] = {}
 
     def _timed(self, query: sql.Composable) -> tuple[float, int]:
         started = time.perf_counter()
         row = self.conn.execute(query).fetchone()
         return time.perf_counter() - started, int(row[0]) if row else 0
 
-    def rate(self, schema: str, name: str, rows: int) -> float | None:
+    def scan_seconds(self, schema: str, name: str, rows: int) -> float | None:
+        """How long one sequential read of the whole table takes on this target: timed whole when it has at most
+        SAMPLE_ROWS rows (the best of three reads), else its first SAMPLE_ROWS rows timed and scaled to ``rows``."""
         key = (schema, name)
-        if key not in self.rates:
+        if key not in self.seconds:
             wanted = max(1, min(rows, SAMPLE_ROWS))
             relation = sql.Identifier(schema, name)
             read_none = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM ONLY {} LIMIT 0) AS s").format(relation)
@@ -121,12 +123,16 @@ class ReadRates:
                 # the same query reading no row: what opening and planning the table costs, which is not reading it
                 fixed = min(self._timed(read_none)[0] for _ in range(2))
                 seconds, read = self._timed(read_some)
+                whole = read < wanted or rows <= SAMPLE_ROWS
+                if whole:  # a small table, read whole: its best time, not one noisy one
+                    seconds = min([seconds] + [self._timed(read_some)[0] for _ in range(2)])
                 self.conn.execute("RELEASE SAVEPOINT erd_preflight_rate")
             except psycopg.Error:
                 self.conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_rate")
                 return None
-            self.rates[key] = max(read, 1) / max(seconds - fixed, 1e-5)
-        return self.rates[key]
+            net = max(seconds - fixed, 0.0)
+            self.seconds[key] = net if whole else rows * net / max(read, 1)
+        return self.seconds[key]
 
 
 def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[StatementImpact] | None, catalog: Catalog,
@@ -145,11 +151,11 @@ def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[Statemen
             rows_of[(lock.schema, lock.name)] = rows
             if lock.work == "catalog" or rows <= 0:
                 continue
-            rate = rates.rate(lock.schema, lock.name, rows) if info is not None else None
-            if rate is None:
+            read = rates.scan_seconds(lock.schema, lock.name, rows) if info is not None else None
+            if read is None:
                 continue
             for i, multiple in enumerate(WORK_MULTIPLES[lock.work]):
-                total[i] += rows / rate * multiple
+                total[i] += read * multiple
         works.append((total[0], total[1], total[2]))
     statements: list[StatementLock] = []
     units = [(s.phase, s.unit, s.transactional) for s in phases.statements]
