@@ -4,6 +4,7 @@ the history replay judges a small history written for it as PostgreSQL does."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,12 +46,18 @@ def test_the_readme_shows_every_benchmark():
 @pytest.mark.parametrize("command", _readme_benchmarks(), ids=lambda c: Path(c[0]).stem)
 def test_a_readme_benchmark_command_runs(command, tmp_path, server_url):
     args = [SMALL.get(previous, arg) for previous, arg in zip(["", *command], command)]
+    if "--squawk" in args:  # the squawk-cli the test extra installs, next to this Python
+        squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
+        assert squawk, "squawk-cli is a test dependency: pip install -e '.[test]'"
+        args[args.index("--squawk") + 1] = squawk
     if "--root" in args:
         args[args.index("--root") + 1] = str(_history(tmp_path))
         args += ["--url", server_url.replace("+psycopg", ""), "--json", str(tmp_path / "outcomes.json")]
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip(), result.stderr[-2000:]
+    if "--squawk" in args:
+        assert "squawk lock hazards" in result.stdout, result.stdout
     if "--root" in args:
         # the email column has a NULL in some seeds and not others; whatever the rows, no verdict may be false
         assert "rehearsal: 4 compared; false blocks 0 (0.0%), false clears 0 (0.0%)" in result.stdout, result.stdout
