@@ -248,32 +248,43 @@ def _unique_keys(state: TableState, assigned: set[str]) -> dict[tuple[str, ...],
 
 def _order_dependent(index: int, step: Step, state: TableState, layer: UpdateLayer) -> list[Check]:
     """A unique key is checked row by row as the UPDATE goes: a row that takes a key another changed row still has
-    (``SET id = id + 1``) fails or not depending on the order PostgreSQL visits the rows in. Preflight cannot know
-    that order, so such rows are named for a person to acknowledge."""
+    (``SET id = id + 1``, or a stored generated column computed again from what it sets) fails or not depending on
+    the order PostgreSQL visits the rows in. Preflight cannot know that order, so such rows are named for a person to
+    acknowledge."""
     checks: list[Check] = []
-    for columns, nnd in _unique_keys(state, set(layer.values)).items():
-        def new(c: str) -> sql.Composable:
-            return cast_to(sql.SQL(layer.values[c]), layer.types[c]) if c in layer.values \
-                else sql.Identifier(layer.alias, c)
+    regenerated = dict(layer.regenerated)
+    for columns, nnd in _unique_keys(state, set(layer.values) | set(layer.recomputed)).items():
         equal = "IS NOT DISTINCT FROM" if nnd else "="
-        # The new key is computed beside the row (erd_new_<column>), so the EXISTS below cannot bind the UPDATE's
-        # unqualified column names to the other row.
         renamed = {c: f"erd_new_{c}" for c in columns}
+        was = {c: f"erd_was_{c}" for c in columns}
         where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
-        relation = sql.SQL("(SELECT {}.*, {} FROM {} AS {}{})").format(
-            sql.Identifier(layer.alias),
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(new(c), sql.Identifier(renamed[c])) for c in columns),
+        # each changed row as the UPDATE writes it (every column under its own name, so a generated column's
+        # expression reads the new values), beside its key as it was
+        written = sql.SQL("(SELECT {}, {} FROM {} AS {}{})").format(
+            sql.SQL(", ").join(sql.SQL("{} AS {}").format(
+                cast_to(sql.SQL(layer.values[name]), kind) if name in layer.values else sql.Identifier(layer.alias, name),
+                sql.Identifier(name)) for name, kind in layer.types.items()),
+            sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(layer.alias, c), sql.Identifier(was[c]))
+                               for c in columns),
             layer.before.relation, sql.Identifier(layer.alias), where)
+        # the new key: a generated column computed again from the written row, any other column as written
+        relation = sql.SQL("(SELECT erd_written.*, {} FROM {} AS erd_written)").format(
+            sql.SQL(", ").join(sql.SQL("{} AS {}").format(
+                sql.SQL(regenerated[c]) if c in regenerated else sql.Identifier("erd_written", c),
+                sql.Identifier(renamed[c])) for c in columns),
+            written)
         changed = Source(key=f"{state.schema}.{state.name}@keys{index}:{','.join(columns)}", relation=relation,
-                         alias="erd_changed", columns=layer.before.columns, derived=True,
-                         expressions=layer.before.expressions)
+                         alias="erd_changed", columns=(*tuple(layer.types.items()),
+                                                       *((was[c], layer.types.get(c, "text")) for c in columns)),
+                         derived=True, expressions=(*layer.before.expressions, *(
+                             f"SELECT {regenerated[c]}" for c in columns if c in regenerated)))
         taken = sql.SQL(" AND ").join(sql.SQL("{} {} {}").format(
             sql.Identifier("erd_old", c), sql.SQL(equal), sql.Identifier("erd_changed", renamed[c])) for c in columns)
         keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM (SELECT {} FROM {} AS {}{}) "
                             "AS erd_old WHERE {})").format(
             sql.SQL(", ").join(sql.Identifier("erd_changed", renamed[c]) for c in columns),
-            sql.SQL(", ").join(sql.Identifier("erd_changed", c) for c in columns),
+            sql.SQL(", ").join(sql.Identifier("erd_changed", was[c]) for c in columns),
             keys, layer.before.relation, sql.Identifier(layer.alias), where, taken)
         cols = ", ".join(display_name(c) for c in columns)
         checks.append(Check(
