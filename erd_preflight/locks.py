@@ -4,7 +4,8 @@ what, what that lock blocks, the work it does meanwhile, and how long the lock i
 The locks and the work are PostgreSQL's own, read from the shadow while the apply's statements run there
 (``shadow_catalog.StatementImpact``; ``lock_rehearsal`` when the apply has several transactions). The hold is an
 estimate for the target: the rows of each relation a statement scans, rewrites or indexes, at a read rate measured
-on this target (a timed read of the table's first rows), times a multiple for the work, as a range (calibrated on
+on this target (the table read whole when small, else its first rows timed and scaled), times a multiple for the
+work, as a range (calibrated on
 the embedded PostgreSQL 18 at 2M rows; ``benchmarks/bench_traffic.py`` prints each step's estimate next to the
 stall a writer measures while it runs). A lock is held until its transaction ends: the hold of a
 lock taken in a transaction is the work of its statement and of every later statement of that transaction.
@@ -146,7 +147,10 @@ def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[Statemen
     for impact in found:
         total = [0.0, 0.0, 0.0]
         for lock in impact.locks:
-            info = catalog.table(lock.schema, lock.name)
+            # a declared lock (no rehearsal) names the table as the step does: its schema resolved by search_path
+            info = catalog.table(lock.schema or None, lock.name)
+            if info is not None and not lock.schema:
+                lock = LockHeld(info.schema, lock.name, lock.kind, lock.mode, lock.work)
             rows = info.estimated_rows if info is not None else 0
             rows_of[(lock.schema, lock.name)] = rows
             if lock.work == "catalog" or rows <= 0:
@@ -167,10 +171,13 @@ def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[Statemen
         mid = sum(works[i][1] for i in later) + CATALOG_SECONDS
         high = sum(works[i][2] for i in later) + CATALOG_SECONDS
         for lock in impact.locks:
+            if not lock.schema:
+                info = catalog.table(None, lock.name)
+                lock = LockHeld(info.schema if info else "", lock.name, lock.kind, lock.mode, lock.work)
             statements.append(StatementLock(
                 step=statement.step, phase=statement.phase,
                 transaction=f"{statement.phase}{statement.unit}" if statement.transactional else "none",
-                sql=statement.sql, relation=f"{lock.schema}.{lock.name}", mode=MODE_NAMES.get(lock.mode, lock.mode),
+                sql=statement.sql, relation=f"{lock.schema}.{lock.name}" if lock.schema else lock.name, mode=MODE_NAMES.get(lock.mode, lock.mode),
                 blocks=blocks_of(lock.mode), work=lock.work, rows=rows_of.get((lock.schema, lock.name), 0),
                 hold_seconds=round(mid, 4), hold_low_seconds=round(low, 4), hold_high_seconds=round(high, 4),
                 measured=impact.measured and measured))

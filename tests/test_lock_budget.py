@@ -39,6 +39,7 @@ def test_without_a_rehearsal_the_step_kinds_declared_lock_stands_in_marked_not_m
                               rehearse=False, online=False)
     (held,) = report.locks.statements
     assert (held.mode, held.work, held.measured) == ("ACCESS EXCLUSIVE", "scan", False)
+    assert held.relation.endswith(".t") and held.rows == 20000 and held.hold_seconds > 0.001  # its rows count
 
 
 def test_a_lock_held_longer_than_the_budget_needs_a_confirmation_naming_the_table(db, table, store):
