@@ -7,6 +7,7 @@ transaction reads its locks from the rehearsal itself."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ import psycopg
 
 from .phases import ApplyPhases
 from .shadow import (REHEARSAL_ROLE, REHEARSAL_STATEMENT_TIMEOUT, ShadowUnavailable, as_applied, plain_form,
-                     scratch_database, shadow_for)
+                     repeatable, scratch_database, shadow_for)
 from .shadow_catalog import ImpactReader, StatementImpact, read_relation_files
 
 
@@ -28,6 +29,26 @@ def rehearse_locks(target: psycopg.Connection[Any], phases: ApplyPhases, *, cata
     """Each statement's impact (locks, work) as it runs in its own apply transaction on a scratch copy of the
     shadow. Raises ShadowUnavailable when the copy cannot be made or a statement fails there."""
     shadow = shadow_for(target, catalog)
+    key = (shadow, tuple((s.phase, s.unit, s.sql) for s in phases.statements), search_path)
+    with _lock:
+        known = _measured.get(key)
+    if known is not None:
+        return known
+    out = _measure(shadow, phases, search_path)
+    if all(repeatable(s.sql) for s in phases.statements):  # DDL on the same empty schema: the same answer
+        with _lock:
+            _measured[key] = out
+            while len(_measured) > 16:
+                _measured.pop(next(iter(_measured)))
+    return out
+
+
+# Measured applies by (shadow, statements, search_path), in this process (a new shadow for a changed catalog).
+_measured: dict[tuple[Any, ...], list[StatementImpact]] = {}
+_lock = threading.Lock()
+
+
+def _measure(shadow: Any, phases: ApplyPhases, search_path: str) -> list[StatementImpact]:
     out: list[StatementImpact] = []
     with scratch_database(shadow, f"erd_locks_{uuid.uuid4().hex[:12]}") as url, \
             psycopg.connect(psycopg.conninfo.make_conninfo(url, user=REHEARSAL_ROLE), autocommit=True) as conn:

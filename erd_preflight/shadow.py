@@ -504,7 +504,7 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
             _rehearsals.move_to_end(key)
             return known
     rehearsal = _rehearse_on(shadow, target, statements, search_path, end)
-    if rehearsal.stopped is None and all(_repeatable(text) for _, text in statements):
+    if rehearsal.stopped is None and all(repeatable(text) for _, text in statements):
         with _lock:
             _rehearsals[key] = rehearsal
             while len(_rehearsals) > _REHEARSALS_MAX:
@@ -532,12 +532,12 @@ def apply_search_path(target: psycopg.Connection[Any], setting: str | None = Non
 # Rehearsals by (shadow, statements, search_path), in this process. A shadow is rebuilt under a new fingerprint
 # whenever the target's catalog (or its server version) changes, so the same key means the same statements run on
 # the same empty schema: PostgreSQL's answer does not change. Kept only for statements whose answer depends on
-# nothing else (see _repeatable) and for rehearsals that ran to a verdict; callers only read what they get.
+# nothing else (see repeatable) and for rehearsals that ran to a verdict; callers only read what they get.
 _rehearsals: OrderedDict[tuple[Any, ...], Rehearsal] = OrderedDict()
 _REHEARSALS_MAX = 16  # each holds the catalog snapshots of its steps
 
 
-def _repeatable(statement: str) -> bool:
+def repeatable(statement: str) -> bool:
     """Whether rehearsing ``statement`` on the same empty schema always gives the same answer: DDL, which evaluates
     no expression on tables without rows. Not a data statement, procedural code or a relation made from a query
     (what runs may read the clock or chance), not CREATE EXTENSION (the answer also reads which extensions the
