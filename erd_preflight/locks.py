@@ -71,8 +71,9 @@ def declared_mode(mode_words: str) -> str | None:
     return None
 
 
-def declared_impacts(plan: MigrationPlan, phases: ApplyPhases) -> list[StatementImpact]:
-    """Each statement's lock as its step kind declares it (``Step.lock()``): the fallback without a rehearsal."""
+def declared_impacts(plan: MigrationPlan, phases: ApplyPhases, catalog: Catalog) -> list[StatementImpact]:
+    """Each statement's lock as its step kind declares it (``Step.lock()``): the fallback without a rehearsal. The
+    step names its table as written; its schema is the one ``catalog`` resolves it to by search_path."""
     out: list[StatementImpact] = []
     for statement in phases.statements:
         step = plan.steps[statement.step - 1]
@@ -90,7 +91,8 @@ def declared_impacts(plan: MigrationPlan, phases: ApplyPhases) -> list[Statement
                         "index build" if "index" in effect and "scan" in effect else
                         "scan" if "scan" in effect and "no scan" not in effect else "catalog")
             schema, table = statement.table
-            locks = (LockHeld(schema or "", table, "r", mode, work),)
+            info = catalog.table(schema, table)
+            locks = (LockHeld(info.schema if info else schema or "", table, "r", mode, work),)
         out.append(StatementImpact(step=statement.step, statement=statement.sql, locks=locks, measured=False))
     return out
 
@@ -140,17 +142,14 @@ def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[Statemen
                 rates: ReadRates) -> LockReport:
     """One entry per statement and relation it locks that exists before the plan, with the estimated hold."""
     measured = impacts is not None and len(impacts) == len(phases.statements)
-    found = impacts if measured and impacts is not None else declared_impacts(plan, phases)
+    found = impacts if measured and impacts is not None else declared_impacts(plan, phases, catalog)
     # the work (low, mid, high seconds) of each statement, over every relation it works on
     works: list[tuple[float, float, float]] = []
     rows_of: dict[tuple[str, str], int] = {}
     for impact in found:
         total = [0.0, 0.0, 0.0]
         for lock in impact.locks:
-            # a declared lock (no rehearsal) names the table as the step does: its schema resolved by search_path
             info = catalog.table(lock.schema or None, lock.name)
-            if info is not None and not lock.schema:
-                lock = LockHeld(info.schema, lock.name, lock.kind, lock.mode, lock.work)
             rows = info.estimated_rows if info is not None else 0
             rows_of[(lock.schema, lock.name)] = rows
             if lock.work == "catalog" or rows <= 0:
@@ -161,24 +160,25 @@ def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[Statemen
             for i, multiple in enumerate(WORK_MULTIPLES[lock.work]):
                 total[i] += read * multiple
         works.append((total[0], total[1], total[2]))
+    # held to the end of its transaction: its own work and that of every later statement in it (a statement outside
+    # any transaction, its own), summed from the last statement back
+    holds: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * len(found)
+    after: dict[tuple[str, int], tuple[float, float, float]] = {}
+    for index in reversed(range(len(found))):
+        statement = phases.statements[index]
+        key = (statement.phase, statement.unit)
+        later = after.get(key, (0.0, 0.0, 0.0)) if statement.transactional else (0.0, 0.0, 0.0)
+        holds[index] = after[key] = (later[0] + works[index][0], later[1] + works[index][1],
+                                     later[2] + works[index][2])
     statements: list[StatementLock] = []
-    units = [(s.phase, s.unit, s.transactional) for s in phases.statements]
-    for index, (statement, impact) in enumerate(zip(phases.statements, found)):
-        # held to the end of its transaction: its own work and that of every later statement in it
-        later = [i for i in range(index, len(units)) if units[i] == units[index]] if statement.transactional \
-            else [index]
-        low = sum(works[i][0] for i in later) + CATALOG_SECONDS
-        mid = sum(works[i][1] for i in later) + CATALOG_SECONDS
-        high = sum(works[i][2] for i in later) + CATALOG_SECONDS
+    for statement, impact, (low, mid, high) in zip(phases.statements, found, holds):
         for lock in impact.locks:
-            if not lock.schema:
-                info = catalog.table(None, lock.name)
-                lock = LockHeld(info.schema if info else "", lock.name, lock.kind, lock.mode, lock.work)
             statements.append(StatementLock(
                 step=statement.step, phase=statement.phase,
                 transaction=f"{statement.phase}{statement.unit}" if statement.transactional else "none",
-                sql=statement.sql, relation=f"{lock.schema}.{lock.name}" if lock.schema else lock.name, mode=MODE_NAMES.get(lock.mode, lock.mode),
-                blocks=blocks_of(lock.mode), work=lock.work, rows=rows_of.get((lock.schema, lock.name), 0),
-                hold_seconds=round(mid, 4), hold_low_seconds=round(low, 4), hold_high_seconds=round(high, 4),
+                sql=statement.sql, relation=f"{lock.schema}.{lock.name}" if lock.schema else lock.name,
+                mode=MODE_NAMES.get(lock.mode, lock.mode), blocks=blocks_of(lock.mode), work=lock.work,
+                rows=rows_of.get((lock.schema, lock.name), 0), hold_seconds=round(mid + CATALOG_SECONDS, 4),
+                hold_low_seconds=round(low + CATALOG_SECONDS, 4), hold_high_seconds=round(high + CATALOG_SECONDS, 4),
                 measured=impact.measured and measured))
     return LockReport(online_steps=list(phases.online_steps), statements=statements)

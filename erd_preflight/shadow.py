@@ -655,15 +655,22 @@ _files: dict[Shadow, dict[int, RelationFile]] = {}  # its relations' files befor
 
 
 def _files_of(conn: psycopg.Connection[Any], shadow: Shadow) -> dict[int, RelationFile]:
+    return _once_per_shadow(_files, shadow, lambda: read_relation_files(conn))[0]
+
+
+def _once_per_shadow(cache: dict[Shadow, Any], shadow: Shadow, read: Any) -> tuple[Any, bool]:
+    """What ``read()`` returns for ``shadow``, read once per shadow (a rebuilt shadow database drops what its old
+    one had), and whether it was read just now."""
     with _lock:
-        files = _files.get(shadow)
-    if files is None:
-        files = read_relation_files(conn)
-        with _lock:
-            for old in [s for s in _files if s.template == shadow.template]:
-                del _files[old]
-            _files[shadow] = files
-    return files
+        known = cache.get(shadow)
+    if known is not None:
+        return known, False
+    value = read()
+    with _lock:
+        for old in [s for s in cache if s.template == shadow.template]:
+            del cache[old]  # the shadow database was rebuilt: what its old catalog held is gone
+        cache[shadow] = value
+    return value, True
 
 
 def as_applied(impact: StatementImpact, statement: str, text: str) -> StatementImpact:
@@ -678,25 +685,15 @@ def as_applied(impact: StatementImpact, statement: str, text: str) -> StatementI
     weaker = "ShareUpdateExclusiveLock"
 
     def concurrent(lock: LockHeld) -> LockHeld:
-        strong = _MODE_RANK.get(lock.mode, 0) > _MODE_RANK[weaker]
+        strong = lock.mode in LOCK_MODES and LOCK_MODES.index(lock.mode) > LOCK_MODES.index(weaker)
         return dataclasses.replace(lock, mode=weaker) if strong else lock
 
-    return dataclasses.replace(impact, locks=tuple(concurrent(x) for x in impact.locks),
-                               held=tuple(concurrent(x) for x in impact.held))
-
-
-_MODE_RANK = {m: i for i, m in enumerate(LOCK_MODES)}
+    return dataclasses.replace(impact, locks=tuple(concurrent(x) for x in impact.locks))
 
 
 def _start_snapshot(conn: psycopg.Connection[Any], shadow: Shadow) -> CatalogSnapshot:
-    with _lock:
-        start = _starts.get(shadow)
-    if start is None:
-        start = read_snapshot(conn)
-        with _lock:
-            for old in [s for s in _starts if s.template == shadow.template]:
-                del _starts[old]  # the shadow database was rebuilt: its old catalog is gone
-            _starts[shadow] = start
+    start, fresh = _once_per_shadow(_starts, shadow, lambda: read_snapshot(conn))
+    if fresh:
         return start
     # the same catalog; only the session's search_path may differ
     row = conn.execute("SELECT current_schemas(false)::text[]").fetchone()

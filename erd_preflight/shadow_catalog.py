@@ -276,13 +276,13 @@ class LockHeld:
 
 @dataclass(frozen=True)
 class StatementImpact:
-    """What one statement of the rehearsal did to the relations that exist before the plan: the locks it newly
-    took (a mode its transaction already held is not taken again, see ``held``) and the work on each."""
+    """What one statement of the rehearsal did to the relations that exist before the plan: each relation it locked
+    or worked on, with the strongest mode its transaction holds there (a mode held already is not taken again), and
+    the work on each."""
 
     step: int
     statement: str
     locks: tuple[LockHeld, ...]
-    held: tuple[LockHeld, ...] = ()  # every lock its transaction holds after it (on relations before the plan)
     measured: bool = True  # False: not run in the rehearsal (outside its reach); nothing is known
 
 
@@ -340,9 +340,8 @@ class ImpactReader:
         tables_of_indexes = [f.table for oid in new if (f := self.files.get(oid)) is not None and f.table is not None]
         touched = [oid for oid in dict.fromkeys([*new, *work, *tables_of_indexes]) if self._shown(oid)]
         locks = tuple(lock(oid, held_modes(oid)) for oid in touched)
-        every = tuple(lock(oid, held_modes(oid)) for oid in dict.fromkeys(o for o, _ in self.seen) if self._shown(oid))
         self.last_new = [(oid, mode) for oid, modes in new.items() for mode in modes]
-        return StatementImpact(step=step, statement=statement, locks=locks, held=every)
+        return StatementImpact(step=step, statement=statement, locks=locks)
 
     def _shown(self, oid: int) -> bool:
         """The relations the application's traffic reads and writes: tables, partitioned tables, materialized views
