@@ -42,6 +42,7 @@ from psycopg import sql
 from .catalog import CATALOG_FINGERPRINT
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
+from .shadow_fidelity import populate_views, sequence_positions, set_positions
 from .shadow_catalog import (
     CatalogSnapshot,
     ImpactReader,
@@ -78,6 +79,8 @@ class Shadow:
     lacks: tuple[str, ...] = ()  # extensions of the target the shadow's server does not have
     adapted: tuple[Adaptation, ...] = ()  # what the shadow holds in another form than the target
     event_triggers: bool = False  # whether the target has event triggers, restored in the shadow (their code runs)
+    unpopulated: tuple[str, ...] = ()  # materialized views populated on the target that the shadow could not refresh
+    filled_views: bool = False  # whether a refreshed materialized view holds rows (its query's on empty tables)
 
 
 
@@ -184,6 +187,9 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 _cache.pop(slot, None)  # half restored: the next build starts from a new database
                 _drop_database(url, template)
                 raise
+            with _on_shadow_server("populating the shadow's materialized views"):
+                unpopulated, filled_views = populate_views(target, psycopg.conninfo.make_conninfo(
+                    url, dbname=template, user=REHEARSAL_ROLE))
         if hidden:
             them = "them" if len(hidden) > 1 else "it"
             adapted = (Adaptation(
@@ -194,7 +200,7 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 fix=f"grant the role USAGE on {them} (and SELECT on {'their' if len(hidden) > 1 else 'its'} "
                 "tables), or preflight as a role that may read every schema"), *adapted)
         shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted,
-                        event_triggers=event_triggers)
+                        event_triggers=event_triggers, unpopulated=unpopulated, filled_views=filled_views)
         _remember(slot, shadow)
         return shadow
 
@@ -497,19 +503,26 @@ def rehearse(target: psycopg.Connection[Any], statements: list[tuple[int, str]],
     ``end``: read the catalog after the last statement too (``Rehearsal.end``)."""
     shadow = shadow_for(target, catalog)
     search_path = apply_search_path(target, search_path)
-    key = (shadow, tuple(statements), search_path, end)
+    # The target's sequence positions, where a statement may depend on one: the shadow's start at 1.
+    positions = sequence_positions(target) if any(_SEQUENCE_WORDS.search(t) for _, t in statements) else None
+    key = (shadow, tuple(statements), search_path, end,
+           None if positions is None else (tuple(positions[0]), tuple(positions[1])))
     with _lock:
         known = _rehearsals.get(key)
         if known is not None:
             _rehearsals.move_to_end(key)
             return known
-    rehearsal = _rehearse_on(shadow, target, statements, search_path, end)
+    rehearsal = _rehearse_on(shadow, target, statements, search_path, end, positions)
     if rehearsal.stopped is None and all(repeatable(text) for _, text in statements):
         with _lock:
             _rehearsals[key] = rehearsal
             while len(_rehearsals) > _REHEARSALS_MAX:
                 _rehearsals.popitem(last=False)
     return rehearsal
+
+
+# A statement that may read or change a sequence's position (or the type its values must fit).
+_SEQUENCE_WORDS = re.compile(r"sequence|nextval|currval|setval|identity|serial|\btype\b", re.IGNORECASE)
 
 
 # One element of a search_path setting: a double-quoted name (with "" inside) or a bare word.
@@ -556,8 +569,12 @@ _UNREPEATABLE = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt, 
 
 
 def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: list[tuple[int, str]],
-                 search_path: str, end: bool = False) -> Rehearsal:
+                 search_path: str, end: bool = False,
+                 positions: tuple[list[str], list[int]] | None = None) -> Rehearsal:
     with _session(shadow) as conn:  # one transaction, rolled back: the shadow stays pristine
+        if positions is not None:
+            set_positions(conn, positions)  # not transactional: committed before the rehearsal's transaction
+            conn.commit()
         conn.execute("SELECT set_config('search_path', %s, true), "
                      "set_config('standard_conforming_strings', 'on', true), "
                      "set_config('statement_timeout', %s, true), set_config('lock_timeout', '10s', true)",
@@ -571,7 +588,7 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
         latest = rehearsal.start
         # whether a statement may have left rows in the copy (a DO block, CREATE TABLE AS; an event trigger's code
         # runs with every DDL statement and may write rows)
-        filled = shadow.event_triggers
+        filled = shadow.event_triggers or shadow.filled_views
         # The statement's notices that it skipped an object (a Diagnostic lives only in its callback): PostgreSQL's
         # own carry a duplicate_* SQLSTATE, a RAISE NOTICE of procedural code 00000.
         notices: list[str] = []
@@ -603,7 +620,8 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                 conn.execute("SAVEPOINT erd_preflight_step")
                 notices.clear()
                 try:
-                    rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members, filled)
+                    rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members, filled,
+                                                       shadow.unpopulated)
                     skips.setdefault(step, []).append(_skip_notice(text, notices))
                 except _RowsDecide as exc:
                     # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
@@ -777,7 +795,8 @@ def _may_be_the_extensions(message: str, members: set[str] | None) -> bool:
 
 
 def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str,
-                   lacking: list[str], members: set[str] | None, filled: bool = False) -> RehearsalFailure | None:
+                   lacking: list[str], members: set[str] | None, filled: bool = False,
+                   unpopulated: tuple[str, ...] = ()) -> RehearsalFailure | None:
     try:
         conn.execute(text)
     except psycopg.errors.QueryCanceled as exc:
@@ -808,6 +827,10 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
                 f"step {step} needs an object the shadow may lack ({diag.message_primary}): its PostgreSQL has no "
                 f"{', '.join(dict.fromkeys(lacking))} extension, which the target has, so the rehearsal stopped "
                 "there") from exc
+        if state in ("0A000", "55000") and unpopulated and "populated" in (diag.message_primary or ""):
+            raise ShadowUnavailable(
+                f"step {step} needs a populated materialized view ({diag.message_primary}), and the shadow could not "
+                f"populate {', '.join(unpopulated)} as the target has it: the rehearsal stopped there") from exc
         if state in _KEYS_OF_ROWS and not _may_change_catalog(text):
             raise _RowsDecide(f"{diag.message_primary} on the empty copy; on the real rows it depends on them")
         if (state[:2] in ("22", "23") or state == "P0001") and filled:
