@@ -97,6 +97,10 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
                    f"{failure.needs_version} on; the target runs PostgreSQL {major}, so the step would fail at apply "
                    f"(SQLSTATE {failure.sqlstate}). Write it in a form PostgreSQL {major} accepts, or upgrade the "
                    "server first.")
+    elif failure.exact_rows:
+        message = (f"PostgreSQL refuses step {failure.step}{where} when the plan is rehearsed: {failure.describe()}. "
+                   "The step reads and writes only rows the plan itself makes, so these are the very rows it meets at "
+                   "apply, where it fails the same way: change the step (or the rows the plan writes before it).")
     else:
         message = (f"PostgreSQL refuses step {failure.step}{where} when the plan is rehearsed on an empty copy of the "
                    f"schema: {failure.describe()}. It would fail at apply the same way, whatever the data: change "

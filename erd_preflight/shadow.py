@@ -28,7 +28,7 @@ import tempfile
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,16 @@ from psycopg import sql
 from .catalog import CATALOG_FINGERPRINT
 from .db import embedded_url
 from .errors import ConnectionFailed, classify
+from .shadow_exact import (
+    Exactness,
+    differs,
+    candidate,
+    counted,
+    exact_after_failure,
+    functions_differ,
+    runs_own_code,
+    taint_after,
+)
 from .shadow_fidelity import populate_views, sequence_positions, set_positions
 from .shadow_catalog import (
     CatalogSnapshot,
@@ -582,6 +592,8 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
         rehearsal = Rehearsal(start=_start_snapshot(conn, shadow), adapted=shadow.adapted)
         impacts = ImpactReader(_files_of(conn, shadow))
         impacts.start(conn)
+        kept: set[int] = set()  # relations holding rows exact statements wrote (kept: apply writes the same)
+        exactness = Exactness(existing=frozenset(_files_of(conn, shadow)) | frozenset(rehearsal.start.relations))
         gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
@@ -619,15 +631,27 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                 # which is how the next snapshot finds what changed (and a data statement can be undone alone).
                 conn.execute("SAVEPOINT erd_preflight_step")
                 notices.clear()
+                exactness.start(conn)
+                # a statement that may be exact, or that runs the database's own code on the rows it writes (a
+                # trigger): what it reads on its way is counted, so that its failure can be told apart
+                maybe_exact = candidate(conn, text, exactness)
+                own_code = not _may_change_catalog(text) and runs_own_code(conn, text)
+                counts = counted(conn) if maybe_exact or own_code else None
                 try:
-                    rehearsal.failure = _run_statement(conn, step, statement, text, lacking, members, filled,
-                                                       shadow.unpopulated)
+                    rehearsal.failure = _run_statement(
+                        conn, step, statement, text, lacking, members, filled, shadow.unpopulated,
+                        None if counts is None else lambda: exact_after_failure(conn, text, exactness, counts),
+                        maybe_exact, own_code)
                     skips.setdefault(step, []).append(_skip_notice(text, notices))
                 except _RowsDecide as exc:
                     # A data statement PostgreSQL stopped on a key of rows the copy does not have: not a verdict.
                     # It changes no catalog, so the rehearsal goes on without it.
                     conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
                     rehearsal.unjudged[step] = str(exc)
+                    rehearsal.exact.pop(step, None)
+                    rehearsal.inexact.add(step)
+                    taint_after(conn, text, exactness, set())
+                    filled = filled or bool(kept & exactness.tainted) or (bool(kept) and exactness.all_tainted)
                     rehearsal.after[step] = latest
                     skips.setdefault(step, []).append(None)
                     impacts.undone()
@@ -643,12 +667,29 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                     break
                 # what it locked and did, read before a data statement is undone (which releases its locks)
                 rehearsal.impacts.append(as_applied(impacts.after(conn, step, statement), statement, text))
+                read, written = exactness.touched(conn)
+                inexact = [o for o in read | written if not exactness.faithful(o)]
+                why = differs(text) or (None if inexact else functions_differ(conn, text, written))
+                if inexact or why is not None:
+                    rehearsal.exact.pop(step, None)
+                    rehearsal.inexact.add(step)
+                    taint_after(conn, text, exactness, written)
+                elif step not in rehearsal.inexact:
+                    rehearsal.exact[step] = tuple(sorted({*rehearsal.exact.get(step, ()), *_names(conn, read)}))
+                    if written and not _may_change_catalog(text):
+                        # its rows are the very rows apply writes: kept, for the statements after it that read them
+                        kept |= written
+                        conn.execute("RELEASE SAVEPOINT erd_preflight_step")
+                        rehearsal.after[step] = latest
+                        continue
                 if not _may_change_catalog(text):
                     # A plain data statement changes no catalog: undone, so the copy stays without rows and a later
                     # statement's data error on it stays a verdict on structure (an upsert's row would not be there).
                     conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")
                     impacts.undone()
-                filled = filled or _may_fill(text)
+                # rows kept in a relation an inexact statement then wrote are no longer the rows apply meets
+                filled = filled or _may_fill(text) or bool(kept & exactness.tainted) or (
+                    bool(kept) and exactness.all_tainted)
                 conn.execute("RELEASE SAVEPOINT erd_preflight_step")
                 # After the last statement only an added column's own check reads the catalog (what PostgreSQL filled in)
                 if _may_change_catalog(text) and (position + 1 < len(statements) or end or _read_after(text)):
@@ -670,6 +711,14 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
 
 _starts: dict[Shadow, CatalogSnapshot] = {}  # the shadow's catalog before any statement, read once per shadow
 _files: dict[Shadow, dict[int, RelationFile]] = {}  # its relations' files before any statement, read once too
+
+
+def _names(conn: psycopg.Connection[Any], oids: set[int]) -> list[str]:
+    """The relations ``oids`` (an index as its table), as PostgreSQL names them on the search_path."""
+    return [str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT coalesce(i.indrelid, c.oid)::regclass::text FROM pg_class c "
+        "LEFT JOIN pg_index i ON i.indexrelid = c.oid WHERE c.oid = ANY(%s::oid[]) AND c.relkind <> 't'",
+        (sorted(oids),)).fetchall()]
 
 
 def _files_of(conn: psycopg.Connection[Any], shadow: Shadow) -> dict[int, RelationFile]:
@@ -796,7 +845,9 @@ def _may_be_the_extensions(message: str, members: set[str] | None) -> bool:
 
 def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, text: str,
                    lacking: list[str], members: set[str] | None, filled: bool = False,
-                   unpopulated: tuple[str, ...] = ()) -> RehearsalFailure | None:
+                   unpopulated: tuple[str, ...] = (),
+                   read_only_plan: Callable[[], bool] | None = None, maybe_exact: bool = False,
+                   own_code: bool = False) -> RehearsalFailure | None:
     try:
         conn.execute(text)
     except psycopg.errors.QueryCanceled as exc:
@@ -831,6 +882,19 @@ def _run_statement(conn: psycopg.Connection[Any], step: int, statement: str, tex
             raise ShadowUnavailable(
                 f"step {step} needs a populated materialized view ({diag.message_primary}), and the shadow could not "
                 f"populate {', '.join(unpopulated)} as the target has it: the rehearsal stopped there") from exc
+        rows_may_decide = state[:2] in ("21", "22", "23") or state.startswith("P0")
+        if rows_may_decide:
+            conn.execute("ROLLBACK TO SAVEPOINT erd_preflight_step")  # the catalog as before it, to ask about it
+        # on its way to the error it read and wrote only the plan's rows (and ran no code that asks what differs)
+        only_plan = rows_may_decide and read_only_plan is not None and read_only_plan()
+        if maybe_exact and only_plan:
+            # every input is made by the plan: the rows it failed on are the rows apply meets
+            return RehearsalFailure(step=step, statement=statement, sqlstate=state,
+                                    message=diag.message_primary or str(exc), detail=diag.message_detail,
+                                    hint=diag.message_hint, exact_rows=True)
+        if rows_may_decide and own_code and not only_plan:
+            raise _RowsDecide(f"{diag.message_primary} on the empty copy, from code that runs on the rows it writes (a "
+                              "trigger, or a function a constraint calls), which may read the real rows")
         if state in _KEYS_OF_ROWS and not _may_change_catalog(text):
             raise _RowsDecide(f"{diag.message_primary} on the empty copy; on the real rows it depends on them")
         if (state[:2] in ("22", "23") or state == "P0001") and filled:

@@ -378,6 +378,7 @@ class RehearsalFailure:
     detail: str | None
     hint: str | None
     needs_version: int | None = None  # the major version that accepts the statement, when the target's is older
+    exact_rows: bool = False  # it failed on rows the plan itself makes: the very rows apply meets
 
     def describe(self) -> str:
         text = f"{self.message} (SQLSTATE {self.sqlstate})"
@@ -404,6 +405,10 @@ class Rehearsal:
     adapted: tuple[Any, ...] = ()  # what the shadow holds in another form than the target (shadow.Adaptation)
     impacts: list[StatementImpact] = field(default_factory=list)  # per statement run, in order
     end: CatalogSnapshot | None = None  # after the last statement, when asked for (``rehearse(end=True)``)
+    # steps whose every statement read and wrote only rows the plan makes (``shadow_exact``): PostgreSQL's verdict
+    # here is its verdict at apply; with the relations each read, as PostgreSQL names them
+    exact: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    inexact: set[int] = field(default_factory=set)  # steps with a statement that read or wrote anything else
 
     def passed(self, step: int) -> bool:
         """Whether PostgreSQL ran every statement of ``step`` without an error."""

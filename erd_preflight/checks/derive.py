@@ -352,12 +352,30 @@ def derive_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOptio
             # a data statement preflight simulates: its checks say what it does to the rows, not "unmodelled"
             by_step[index] = [c for c in by_step[index] if c.check_id != UNMODELLED_SQL_WARNING]
         by_step[index].extend(data)
+        if rehearsal is not None and index in rehearsal.exact and rehearsal.passed(index):
+            by_step[index] = exact_by_construction(index, step, by_step[index], rehearsal.exact[index])
         if enum_added:
             by_step[index] = [dataclasses.replace(c, enum_values_added=True) for c in by_step[index]]
         # an enum the plan creates (perhaps under the name of one it renamed away) or gives new values
         enum_added = enum_added or (isinstance(step, RawSQL) and any(
             isinstance(n, (ast.AlterEnumStmt, ast.CreateEnumStmt)) for n in step.parsed))
     return [check for index in sorted(by_step) for check in by_step[index]]
+
+
+def exact_by_construction(index: int, step: Step, checks: list[Check], read: tuple[str, ...]) -> list[Check]:
+    """A step the rehearsal ran on rows the plan itself makes (``shadow_exact``): what it read there is what it
+    reads at apply, so PostgreSQL's run of it is the verdict. A person is not asked about its rows; every other
+    finding (a destructive change, a lock) stays."""
+    kept = [dataclasses.replace(c, unsure_pass=None) for c in checks
+            if not (isinstance(c.probe, Verdict) and c.probe.acknowledge
+                    and c.check_id in (UNMODELLED_SQL_WARNING, step.primary_check()))]
+    if len(kept) == len(checks) and all(c.unsure_pass is None for c in checks):
+        return checks  # nothing was left for a person: its own checks say it all
+    what = f"the rows of {', '.join(read)}, which the plan itself makes" if read else "no table's rows"
+    return kept + [dataclasses.replace(verdict(
+        step.primary_check() if not isinstance(step, RawSQL) else OBJECT_PRECHECK, index, step, "pass",
+        f"step {index} reads and writes only {what}, exactly the rows it meets at apply: PostgreSQL ran it on them "
+        "in the rehearsal, and it succeeds."), rehearsed=True)]
 
 
 def _online(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions) -> frozenset[int]:
