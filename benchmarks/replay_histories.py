@@ -72,6 +72,7 @@ class Outcome:
     rehearsal_finding: str | None = None
     model_finding: str | None = None
     rehearsal_note: str | None = None  # why the rehearsal did not reach the end, when it did not
+    reasons: list[str] = field(default_factory=list)  # what each step left for a person is about (rehearsal)
 
 
 # Squawk's rules about a lock that blocks the application's traffic (its other rules are about style, types,
@@ -182,6 +183,22 @@ class Tally:
         blocks = [o for o in self.outcomes if getattr(o, mode) == "blocked" and o.oracle is None]
         clears = [o for o in self.outcomes if getattr(o, mode) == "clear" and o.oracle is not None]
         return blocks, clears
+
+
+def reason_of(message: str) -> str:
+    """What a finding left for a person is about, without its step numbers and names, to count alike ones."""
+    text = re.sub(r"\s+", " ", message)
+    found = re.search(r"cannot verify step \d+ before apply: (.+?)(?:, and preflight does not model it|\. PostgreSQL"
+                      r"|; acknowledge|$)", text)
+    if "rehearsal on a copy of the schema stopped early" in text:
+        found = re.search(r"stopped early: (.+?)(?:\. Where|$)", text)
+        text = "the rehearsal stopped: " + (found.group(1) if found else text)
+    elif found:
+        text = found.group(1)
+    text = re.sub(r'"[^"]*"|\b\w+\.\w+\b', "…", text)
+    text = re.sub(r"\(.*?\)", "(…)", text)
+    text = re.sub(r"\bsteps? [\d, ]+", "step N ", text)
+    return text[:110].strip()
 
 
 def _verdict(report: ep.PreflightReport, plan_steps: int) -> tuple[str, str | None]:
@@ -339,12 +356,15 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
         verdicts = {}
         notes: dict[str, str | None] = {}
         judged: ep.PreflightReport | None = None
+        asked_for: list[str] = []
         for mode, rehearse in (("rehearsal", True), ("model", False)):
             try:
                 report = ep.run_preflight(plan, db, rehearse=rehearse)
                 verdicts[mode] = _verdict(report, len(plan.steps))
                 if rehearse:
                     judged = report
+                    asked_for = sorted({reason_of(r.message) for r in report.results
+                                        if (r.stats or {}).get("acknowledgeStep") is not None})
                 if rehearse:
                     notes[mode] = next((r.message[:300] for r in report.results
                                         if r.check_id == "REHEARSAL_UNAVAILABLE_WARNING"), None)
@@ -368,7 +388,8 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
                            if not isinstance(step, ep.RawSQL) or step.data_dependence is None)
         tally.outcomes.append(Outcome(file=file, oracle=refused, rehearsal=verdicts["rehearsal"][0],
                                       model=verdicts["model"][0], rehearsal_finding=verdicts["rehearsal"][1],
-                                      model_finding=verdicts["model"][1], rehearsal_note=notes.get("rehearsal")))
+                                      model_finding=verdicts["model"][1], rehearsal_note=notes.get("rehearsal"),
+                                      reasons=asked_for if verdicts["rehearsal"][0] == "unverified" else []))
         with psycopg.connect(target) as conn:
             failed = apply(conn, plan)
         if failed is not None:
@@ -454,6 +475,14 @@ def main(argv: list[str] | None = None) -> int:
         clears = sum(len(t.false(mode)[1]) for t in tallies)
         print(f"{'all':>12} {mode:>9}: {total} compared; false blocks {blocks} ({blocks / max(total, 1):.1%}), "
               f"false clears {clears} ({clears / max(total, 1):.1%})")
+    left = sum(1 for t in tallies for o in t.outcomes if o.rehearsal == "unverified")
+    print(f"{'all':>12} left for a person: {left} of {total} files ({left / max(total, 1):.1%}); why, counted by file:")
+    reasons: dict[str, int] = {}
+    for o in (o for t in tallies for o in t.outcomes):
+        for why in o.reasons:
+            reasons[why] = reasons.get(why, 0) + 1
+    for why, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"{count:>16}  {why}")
     if args.squawk:
         print_squawk_table(tallies)
     print(f"in {time.perf_counter() - started:.0f} s")

@@ -8,7 +8,8 @@
 PLAN is a ``.sql`` file, a folder of migrations, ``alembic:PATH/alembic.ini``, or ``TOOL:PATH`` for prisma, diesel,
 atlas, liquibase or django (a folder in one of their layouts is recognised without the prefix). Without ``--db`` the URL comes
 from ERD_PREFLIGHT_URL, then DATABASE_URL. Exit codes: 0 clear / applied, 1 blocked / refused, 2 usage or
-connection error, 3 apply failed, 130 cancelled (Ctrl-C).
+connection error, 3 apply failed, 4 (check only) clear but a step needs a person's acknowledgement before apply
+(``apply --acknowledge STEP``; a CI job may fail on it), 130 cancelled (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
 PLAN_HELP = ("a .sql file, a folder of migrations, alembic:PATH/alembic.ini, or prisma:PATH, diesel:PATH, atlas:PATH, "
              "liquibase:CHANGELOG, django:PATH/manage.py")
+EXIT_ACKNOWLEDGE = 4  # check: clear, but a step needs a person's acknowledgement before apply
 EXIT_CANCELLED = 130  # a shell's code for Ctrl-C
 SAMPLE_ROWS = 3
 
@@ -102,7 +104,7 @@ def _progress(stream: TextIO) -> Any:
 def print_report(report: PreflightReport, plan: MigrationPlan, out: TextIO) -> None:
     """The short human report: status and counts, the checklist with marks, the first sample rows."""
     ran = [c for c in report.checks if c.outcome != "skipped"]
-    print(f"{plan.name or 'plan'}: {_plural(len(plan), 'step', 'steps')} · preflight {report.status.upper()} · "
+    print(f"{plan.name or 'plan'}: {_plural(len(plan), 'step', 'steps')} · {report.headline} · "
           f"{len(ran)} of {_plural(len(report.checks), 'check', 'checks')} ran · {len(report.blockers)} blocking · "
           f"{_plural(len(report.warnings), 'warning', 'warnings')}", file=out)
     for note in plan.notes:
@@ -167,7 +169,9 @@ def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
         print(report.contract_json(), file=out)
     else:
         print_report(report, plan, out)
-    return EXIT_BLOCKED if report.blocked else EXIT_OK
+    if report.blocked:
+        return EXIT_BLOCKED
+    return EXIT_ACKNOWLEDGE if report.steps_to_acknowledge else EXIT_OK
 
 
 def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
@@ -335,7 +339,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error")
 
-    check = sub.add_parser("check", help="preflight a plan (read-only): exit 0 clear, 1 blocked")
+    check = sub.add_parser("check", help="preflight a plan (read-only): exit 0 clear, 1 blocked, 4 clear but a step "
+                           "needs your acknowledgement before apply")
     check.add_argument("plan", help=PLAN_HELP)
     check.add_argument("--explore", action="store_true", help="run every check instead of stopping at a blocker")
     _rehearse_data_arguments(check)

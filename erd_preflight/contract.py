@@ -272,6 +272,24 @@ class PreflightReport(ContractModel):
 
         return partitions_frame(self, check)
 
+    @property
+    def steps_to_acknowledge(self) -> list[int]:
+        """The steps a finding names as not verifiable before apply: apply needs a person's acknowledgement of
+        each (the status stays ``clear``, as the contract defines it)."""
+        return sorted({int(step) for r in self.results if (step := (r.stats or {}).get(ACKNOWLEDGE_STEP)) is not None})
+
+    @property
+    def headline(self) -> str:
+        """The status as a person reads it: "preflight CLEAR, but step 2 needs your acknowledgement before apply"
+        where a step is left for a person."""
+        head = f"preflight {self.status.upper()}"
+        steps = self.steps_to_acknowledge
+        if self.status == "clear" and steps:
+            many = len(steps) > 1
+            head += (f", but step{'s' if many else ''} {', '.join(map(str, steps))} need{'' if many else 's'} your "
+                     "acknowledgement before apply")
+        return head
+
     def summary(self) -> str:
         """A few plain lines: the status and each finding with its counts."""
         from .frames import summary_text

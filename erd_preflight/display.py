@@ -250,7 +250,8 @@ def report_head(report: PreflightReport, run_id: int | None = None, note: str = 
     ran = [c for c in report.checks if c.outcome != "skipped"]
     skipped = len(report.checks) - len(ran)
     warnings = len(report.warnings)
-    parts = [badge("preflight " + report.status.upper(), report.status)]
+    parts = [badge(report.headline, "warning" if report.status == "clear" and report.steps_to_acknowledge
+                   else report.status)]
     if run_id is not None:
         parts.append(f"run {run_id}")
     parts.append(f"{len(ran)} of {len(report.checks)} {'check' if len(report.checks) == 1 else 'checks'} ran"

@@ -118,7 +118,7 @@ TEXT_MARKS = {"pass": "ok  ", "warning": "WARN", "blocking": "FAIL", "skipped": 
 
 def summary_text(report: PreflightReport) -> str:
     ran = [c for c in report.checks if c.outcome != "skipped"]
-    lines = [f"preflight {report.status.upper()}: {len(ran)} of {len(report.checks)} checks ran, "
+    lines = [f"{report.headline}: {len(ran)} of {len(report.checks)} checks ran, "
              f"{len(report.blockers)} blocking, {len(report.warnings)} warnings"]
     for run in report.checks:
         mark = TEXT_MARKS[run.outcome]

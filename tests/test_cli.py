@@ -64,6 +64,19 @@ def test_check_clear_exits_0_and_blocked_exits_1_with_a_readable_report(tmp_path
     assert "preflight CLEAR" in clear.stdout and "[ok  ] step 1 from 0007_users.sql NOT_NULL_PRECHECK" in clear.stdout
 
 
+def test_check_of_a_plan_with_a_step_left_for_a_person_says_so_and_exits_4(tmp_path, conninfo, users):
+    """"preflight CLEAR" with exit 0 read as all clear in CI, where only apply then refused: the headline names the
+    step, and the exit code is one of its own that a CI job can fail on."""
+    plan = tmp_path / "0008_backfill.sql"
+    plan.write_text("DO $$ BEGIN UPDATE users SET email = lower(email); END $$;\n")
+    result = cli("check", str(plan), url=conninfo)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "preflight CLEAR, but step 1 needs your acknowledgement before apply" in result.stdout
+    refused = cli("apply", str(plan), url=conninfo)
+    assert refused.returncode == 1 and "ACKNOWLEDGEMENT_REQUIRED" in refused.stdout + refused.stderr
+    assert "4 clear but a step needs your acknowledgement before apply" in " ".join(cli("--help").stdout.split())
+
+
 def test_check_json_prints_exactly_the_contract_json_valid_against_the_schema(tmp_path, conninfo, users):
     plan = tmp_path / "0007_users.sql"
     plan.write_text(MIGRATION)
