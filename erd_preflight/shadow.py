@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import subprocess
@@ -91,10 +92,14 @@ class Shadow:
     event_triggers: bool = False  # whether the target has event triggers, restored in the shadow (their code runs)
     unpopulated: tuple[str, ...] = ()  # materialized views populated on the target that the shadow could not refresh
     filled_views: bool = False  # whether a refreshed materialized view holds rows (its query's on empty tables)
+    # one per build: a shadow rebuilt for a catalog the target had before is another database, with other OIDs,
+    # so what was read of the old one (its relations' files, its start catalog) is never taken for it
+    build: int = 0
 
 
 
 _lock = threading.Lock()
+_builds = itertools.count(1)
 _cache: OrderedDict[str, Shadow] = OrderedDict()  # by slot: one shadow database per target database
 
 
@@ -210,7 +215,8 @@ def shadow_for(target: psycopg.Connection[Any], catalog: str | None = None) -> S
                 fix=f"grant the role USAGE on {them} (and SELECT on {'their' if len(hidden) > 1 else 'its'} "
                 "tables), or preflight as a role that may read every schema"), *adapted)
         shadow = Shadow(url=url, template=template, fingerprint=fingerprint, lacks=lacks, adapted=adapted,
-                        event_triggers=event_triggers, unpopulated=unpopulated, filled_views=filled_views)
+                        event_triggers=event_triggers, unpopulated=unpopulated, filled_views=filled_views,
+                        build=next(_builds))
         _remember(slot, shadow)
         return shadow
 
@@ -593,7 +599,9 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
         impacts = ImpactReader(_files_of(conn, shadow))
         impacts.start(conn)
         kept: set[int] = set()  # relations holding rows exact statements wrote (kept: apply writes the same)
-        exactness = Exactness(existing=frozenset(_files_of(conn, shadow)) | frozenset(rehearsal.start.relations))
+        # what exists before the plan, read in this very transaction (views included: they have no file)
+        exactness = Exactness(existing=frozenset(int(r[0]) for r in conn.execute(
+            "SELECT oid::int8 FROM pg_class WHERE oid >= 16384", prepare=True)))
         gap = _version_gap(statements, target, conn)
         lacking = list(shadow.lacks)
         members = _members(target, lacking)
@@ -631,12 +639,13 @@ def _rehearse_on(shadow: Shadow, target: psycopg.Connection[Any], statements: li
                 # which is how the next snapshot finds what changed (and a data statement can be undone alone).
                 conn.execute("SAVEPOINT erd_preflight_step")
                 notices.clear()
-                exactness.start(conn)
                 # a statement that may be exact, or that runs the database's own code on the rows it writes (a
-                # trigger): what it reads on its way is counted, so that its failure can be told apart
+                # trigger): what it reads on its way is counted, so that its failure can be told apart (reading
+                # every sequence's position locks them: before what this statement locks is noted)
                 maybe_exact = candidate(conn, text, exactness)
                 own_code = not _may_change_catalog(text) and runs_own_code(conn, text)
                 counts = counted(conn) if maybe_exact or own_code else None
+                exactness.start(conn)
                 try:
                     rehearsal.failure = _run_statement(
                         conn, step, statement, text, lacking, members, filled, shadow.unpopulated,

@@ -45,7 +45,8 @@ SELECT l.relation::int8, coalesce(i.indrelid, l.relation)::int8, c.relkind::text
        + pg_stat_get_xact_tuples_updated(l.relation) + pg_stat_get_xact_tuples_deleted(l.relation),
        pg_stat_get_xact_tuples_inserted(l.relation) + pg_stat_get_xact_tuples_updated(l.relation)
        + pg_stat_get_xact_tuples_deleted(l.relation),
-       CASE WHEN c.relkind = 'S' THEN pg_sequence_last_value(l.relation) END, l.mode
+       CASE WHEN c.relkind = 'S' AND has_sequence_privilege(l.relation, 'SELECT')
+            THEN pg_sequence_last_value(l.relation) END, l.mode
   FROM pg_locks l JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_index i ON i.indexrelid = l.relation
  WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND l.relation >= 16384
    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())

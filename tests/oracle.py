@@ -8,13 +8,17 @@ from typing import Any
 import psycopg
 
 
+REFUSED: list[str] = []  # PostgreSQL's last refusal, for a failing assertion's message
+
+
 def postgres_accepts(conninfo: str, statements: list[str]) -> bool:
     with psycopg.connect(conninfo) as conn:
         try:
             for statement in statements:
                 conn.execute(statement)
             return True
-        except psycopg.errors.DatabaseError:
+        except psycopg.errors.DatabaseError as exc:
+            REFUSED[:] = [f"{exc.sqlstate}: {exc}"]
             return False
         finally:
             conn.rollback()
