@@ -1,8 +1,9 @@
 """``erd-preflight``: the same preflight, gate and apply as a notebook, for CI and terminals.
 
     erd-preflight check PLAN [--db URL] [--explore] [--json] [--rehearse-data [--rehearse-data-rows N]]
-                       [--read-from STANDBY_URL] [--counts exact|early] [--workers N] [--chunk-rows N]
-    erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...] [--acknowledge STEP ...]
+                       [--read-from STANDBY_URL] [--rehearse-on COPY_URL] [--counts exact|early] [--workers N]
+                       [--chunk-rows N]
+    erd-preflight apply PLAN [--db URL] [--confirm-large TABLE ...] [--acknowledge STEP ...] [--rehearse-on COPY_URL]
     erd-preflight runs [--db URL]
 
 PLAN is a ``.sql`` file, a folder of migrations, ``alembic:PATH/alembic.ini``, or ``TOOL:PATH`` for prisma, diesel,
@@ -303,6 +304,10 @@ def _rehearse_data_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--read-from", metavar="URL", help="run the data checks on this hot standby of the "
                         "database (the catalog, the rehearsal and the gate stay on --db)")
+    parser.add_argument("--rehearse-on", metavar="URL", help="a disposable full copy of the database (a branch, a "
+                        "restored snapshot, a pg_basebackup copy; never the database itself, which is refused): the "
+                        "apply's statements run there first, rolled back, so PostgreSQL decides on the real rows "
+                        "what preflight cannot decide read-only, and the locks' holds are timed there")
     parser.add_argument("--counts", choices=["exact", "early"], default="exact",
                         help="early: a long scan stops at its first blocking answer instead of counting every "
                         "violating row (default %(default)s)")
@@ -325,7 +330,7 @@ def _in_cli_words(message: str) -> str:
 def _rehearse_data(args: argparse.Namespace) -> dict[str, Any]:
     """The preflight options and arguments of ``check`` and ``apply``."""
     return {"rehearse": not args.no_rehearse, "online": not args.no_online, "rehearse_data": args.rehearse_data, "rehearse_data_rows": args.rehearse_data_rows,
-            "read_from": args.read_from, "counts": args.counts, "scan_workers": args.workers,
+            "read_from": args.read_from, "rehearse_on": args.rehearse_on, "counts": args.counts, "scan_workers": args.workers,
             "scan_chunk_rows": max(args.chunk_rows, 1000)}
 
 

@@ -189,6 +189,9 @@ class StatementLock(ContractModel):
     hold_high_seconds: float
     measured: bool = Field(description="read from PostgreSQL in the rehearsal; false: the step kind's declared "
                                        "lock (rehearse=False)")
+    timed: bool = Field(default=False, description="the holds are this statement's time, and that of the later "
+                                                   "statements of its transaction, on a full copy of the target "
+                                                   "(rehearse_on): not estimated")
 
     @property
     def blocks_writes(self) -> bool:

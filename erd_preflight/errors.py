@@ -79,6 +79,11 @@ class ReplicaError(PreflightError):
     """``read_from`` does not name a hot standby of the database, or the standby cannot serve the checks."""
 
 
+class CopyRefused(PreflightError):
+    """``rehearse_on`` does not name a disposable copy of the target: the target itself, a standby, another
+    schema, or a server that cannot be reached."""
+
+
 class CheckTimeout(PreflightError):
     """Reading what preflight needs (the catalog, a lock) took longer than ``check_timeout``."""
 

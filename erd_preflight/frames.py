@@ -161,7 +161,7 @@ def plot_violations(report: PreflightReport, ax: Any = None) -> Any:
 
 
 LOCK_COLUMNS = ["step", "phase", "transaction", "relation", "mode", "blocks", "work", "rows", "hold_seconds",
-                "hold_low_seconds", "hold_high_seconds", "measured", "sql"]
+                "hold_low_seconds", "hold_high_seconds", "measured", "timed", "sql"]
 
 
 def locks_frame(report: PreflightReport) -> pd.DataFrame:
@@ -181,6 +181,10 @@ def lock_lines(report: PreflightReport, *, at_least: float = 0.0) -> list[str]:
         if s.blocks == "DDL" or (s.step, s.relation) in seen or s.hold_seconds < at_least:
             continue
         seen.add((s.step, s.relation))
+        if s.timed:
+            lines.append(f"step {s.step}: blocks {s.blocks} on {s.relation} for {_seconds(s.hold_seconds)} "
+                         f"(timed on the copy): {s.mode}, {s.work}")
+            continue
         lines.append(f"step {s.step}: blocks {s.blocks} on {s.relation} ≈ {_seconds(s.hold_seconds)} "
                      f"({_seconds(s.hold_low_seconds)}–{_seconds(s.hold_high_seconds)}): {s.mode}, {s.work}"
                      + ("" if s.measured else " (declared, not measured)"))

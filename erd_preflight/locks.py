@@ -139,15 +139,24 @@ class ReadRates:
 
 
 def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[StatementImpact] | None, catalog: Catalog,
-                rates: ReadRates) -> LockReport:
-    """One entry per statement and relation it locks that exists before the plan, with the estimated hold."""
+                rates: ReadRates, seconds: list[float | None] | None = None) -> LockReport:
+    """One entry per statement and relation it locks that exists before the plan, with the estimated hold.
+    ``seconds``: each statement's time on a full copy of the target (``rehearse_on``), which replaces the estimate
+    of its work where it is known."""
     measured = impacts is not None and len(impacts) == len(phases.statements)
     found = impacts if measured and impacts is not None else declared_impacts(plan, phases, catalog)
+    timed = seconds if seconds is not None and len(seconds) == len(found) else [None] * len(found)
     # the work (low, mid, high seconds) of each statement, over every relation it works on
     works: list[tuple[float, float, float]] = []
     rows_of: dict[tuple[str, str], int] = {}
-    for impact in found:
+    for impact, took in zip(found, timed):
         total = [0.0, 0.0, 0.0]
+        if took is not None:  # its time on the real rows: no estimate
+            for lock in impact.locks:
+                info = catalog.table(lock.schema or None, lock.name)
+                rows_of[(lock.schema, lock.name)] = info.estimated_rows if info is not None else 0
+            works.append((took, took, took))
+            continue
         for lock in impact.locks:
             info = catalog.table(lock.schema or None, lock.name)
             rows = info.estimated_rows if info is not None else 0
@@ -164,21 +173,27 @@ def lock_report(plan: MigrationPlan, phases: ApplyPhases, impacts: list[Statemen
     # any transaction, its own), summed from the last statement back
     holds: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * len(found)
     after: dict[tuple[str, int], tuple[float, float, float]] = {}
+    all_timed: list[bool] = [False] * len(found)
+    timed_after: dict[tuple[str, int], bool] = {}
     for index in reversed(range(len(found))):
         statement = phases.statements[index]
         key = (statement.phase, statement.unit)
         later = after.get(key, (0.0, 0.0, 0.0)) if statement.transactional else (0.0, 0.0, 0.0)
         holds[index] = after[key] = (later[0] + works[index][0], later[1] + works[index][1],
                                      later[2] + works[index][2])
+        # timed whole: this statement and every later one of its transaction ran on the copy
+        all_timed[index] = timed_after[key] = timed[index] is not None and (
+            timed_after.get(key, True) if statement.transactional else True)
     statements: list[StatementLock] = []
-    for statement, impact, (low, mid, high) in zip(phases.statements, found, holds):
+    for statement, impact, (low, mid, high), whole in zip(phases.statements, found, holds, all_timed):
+        extra = 0.0 if whole else CATALOG_SECONDS
         for lock in impact.locks:
             statements.append(StatementLock(
                 step=statement.step, phase=statement.phase,
                 transaction=f"{statement.phase}{statement.unit}" if statement.transactional else "none",
                 sql=statement.sql, relation=f"{lock.schema}.{lock.name}" if lock.schema else lock.name,
                 mode=MODE_NAMES.get(lock.mode, lock.mode), blocks=blocks_of(lock.mode), work=lock.work,
-                rows=rows_of.get((lock.schema, lock.name), 0), hold_seconds=round(mid + CATALOG_SECONDS, 4),
-                hold_low_seconds=round(low + CATALOG_SECONDS, 4), hold_high_seconds=round(high + CATALOG_SECONDS, 4),
-                measured=impact.measured and measured))
+                rows=rows_of.get((lock.schema, lock.name), 0), hold_seconds=round(mid + extra, 4),
+                hold_low_seconds=round(low + extra, 4), hold_high_seconds=round(high + extra, 4),
+                measured=impact.measured and measured, timed=whole))
     return LockReport(online_steps=list(phases.online_steps), statements=statements)

