@@ -73,6 +73,8 @@ class Outcome:
     model_finding: str | None = None
     rehearsal_note: str | None = None  # why the rehearsal did not reach the end, when it did not
     reasons: list[str] = field(default_factory=list)  # what each step left for a person is about (rehearsal)
+    copy: str = ""  # with --rehearse-on: the verdict with a full copy of the seeded database (rehearse_on)
+    copy_reasons: list[str] = field(default_factory=list)
 
 
 # Squawk's rules about a lock that blocks the application's traffic (its other rules are about style, types,
@@ -308,20 +310,22 @@ def _fresh_database(url: str, name: str, template: str = "template0") -> str:
 
 
 def replay(project: Path, url: str, *, rows: int = 8, limit: int | None = None, seed_value: int = 7,
-           progress: bool = True, keep: bool = False, squawk: str | None = None) -> Tally:
-    """Replay one project's history; its two databases are dropped afterwards unless ``keep``."""
+           progress: bool = True, keep: bool = False, squawk: str | None = None, copy: bool = False) -> Tally:
+    """Replay one project's history; its databases are dropped afterwards unless ``keep``. ``copy``: judge each
+    file a third time with ``rehearse_on`` a copy of the seeded database (CREATE DATABASE ... TEMPLATE)."""
     try:
-        return _replay(project, url, rows=rows, limit=limit, seed_value=seed_value, progress=progress, squawk=squawk)
+        return _replay(project, url, rows=rows, limit=limit, seed_value=seed_value, progress=progress, squawk=squawk,
+                       copy=copy)
     finally:
         if not keep:
             name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
             with psycopg.connect(url, autocommit=True) as admin:
-                for database in (f"{name}_work", name):
+                for database in (f"{name}_copy", f"{name}_work", name):
                     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
 def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value: int, progress: bool,
-            squawk: str | None = None) -> Tally:
+            squawk: str | None = None, copy: bool = False) -> Tally:
     tally = Tally(project=project.name)
     name = f"erd_replay_{re.sub(r'[^a-z0-9]+', '_', project.name.lower())}"
     target = _fresh_database(url, name)
@@ -352,15 +356,23 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
         work = _fresh_database(url, f"{name}_work", template=name)
         with psycopg.connect(work) as conn:
             seed(conn, random.Random(seed_value * 100003 + number), rows)
+        # a full copy of the seeded database, made while nobody is connected to it: what rehearse_on runs on
+        copy_url = _fresh_database(url, f"{name}_copy", template=f"{name}_work") if copy else None
         db = ep.connect(work)
         verdicts = {}
         notes: dict[str, str | None] = {}
         judged: ep.PreflightReport | None = None
         asked_for: list[str] = []
-        for mode, rehearse in (("rehearsal", True), ("model", False)):
+        copy_asked: list[str] = []
+        modes = [("rehearsal", True), ("model", False)] + ([("copy", True)] if copy_url else [])
+        for mode, rehearse in modes:
             try:
-                report = ep.run_preflight(plan, db, rehearse=rehearse)
+                report = ep.run_preflight(plan, db, rehearse=rehearse, rehearse_on=copy_url if mode == "copy" else None)
                 verdicts[mode] = _verdict(report, len(plan.steps))
+                if mode == "copy":
+                    copy_asked = sorted({reason_of(r.message) for r in report.results
+                                         if (r.stats or {}).get("acknowledgeStep") is not None})
+                    continue
                 if rehearse:
                     judged = report
                     asked_for = sorted({reason_of(r.message) for r in report.results
@@ -389,7 +401,10 @@ def _replay(project: Path, url: str, *, rows: int, limit: int | None, seed_value
         tally.outcomes.append(Outcome(file=file, oracle=refused, rehearsal=verdicts["rehearsal"][0],
                                       model=verdicts["model"][0], rehearsal_finding=verdicts["rehearsal"][1],
                                       model_finding=verdicts["model"][1], rehearsal_note=notes.get("rehearsal"),
-                                      reasons=asked_for if verdicts["rehearsal"][0] == "unverified" else []))
+                                      reasons=asked_for if verdicts["rehearsal"][0] == "unverified" else [],
+                                      copy=verdicts.get("copy", ("",))[0],
+                                      copy_reasons=copy_asked if verdicts.get("copy", ("",))[0] == "unverified"
+                                      else []))
         with psycopg.connect(target) as conn:
             failed = apply(conn, plan)
         if failed is not None:
@@ -443,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--squawk", default=None, metavar="PATH",
                         help="the squawk executable (pip install squawk-cli): compare its lock hazards with the "
                         "report's locks, file by file, on the same database")
+    parser.add_argument("--rehearse-on", action="store_true",
+                        help="judge each file a third time with rehearse_on a full copy of the seeded database (a "
+                        "database made from it as a template, on the same server)")
     args = parser.parse_args(argv)
     if not args.root:
         parser.error("no --root and no ERD_PREFLIGHT_HISTORIES")
@@ -453,12 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url
     tallies = []
     started = time.perf_counter()
+    modes = ("model", "rehearsal", "copy") if args.rehearse_on else ("model", "rehearsal")
     for project in projects(Path(args.root)):
         if args.only and project.name != args.only:
             continue
-        tally = replay(project, url, rows=args.rows, limit=args.limit, keep=args.keep, squawk=args.squawk)
+        tally = replay(project, url, rows=args.rows, limit=args.limit, keep=args.keep, squawk=args.squawk,
+                       copy=args.rehearse_on)
         tallies.append(tally)
-        for mode in ("model", "rehearsal"):
+        for mode in modes:
             blocks, clears = tally.false(mode)
             unverified = sum(1 for o in tally.outcomes if getattr(o, mode) == "unverified")
             errors = sum(1 for o in tally.outcomes if getattr(o, mode).startswith("error"))
@@ -470,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
               f"person: {tally.judged_steps - tally.asked} of {tally.judged_steps} "
               f"({(tally.judged_steps - tally.asked) / max(tally.judged_steps, 1):.1%})")
     total = sum(t.compared for t in tallies)
-    for mode in ("model", "rehearsal"):
+    for mode in modes:
         blocks = sum(len(t.false(mode)[0]) for t in tallies)
         clears = sum(len(t.false(mode)[1]) for t in tallies)
         print(f"{'all':>12} {mode:>9}: {total} compared; false blocks {blocks} ({blocks / max(total, 1):.1%}), "
@@ -483,6 +503,16 @@ def main(argv: list[str] | None = None) -> int:
             reasons[why] = reasons.get(why, 0) + 1
     for why, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         print(f"{count:>16}  {why}")
+    if args.rehearse_on:
+        left = sum(1 for t in tallies for o in t.outcomes if o.copy == "unverified")
+        print(f"{'all':>12} with rehearse_on a full copy, left for a person: {left} of {total} files "
+              f"({left / max(total, 1):.1%}); why, counted by file:")
+        reasons = {}
+        for o in (o for t in tallies for o in t.outcomes):
+            for why in o.copy_reasons:
+                reasons[why] = reasons.get(why, 0) + 1
+        for why, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            print(f"{count:>16}  {why}")
     if args.squawk:
         print_squawk_table(tallies)
     print(f"in {time.perf_counter() - started:.0f} s")
