@@ -200,10 +200,17 @@ def rehearse_on_copy(target: psycopg.Connection[Any], url: str, phases: ApplyPha
         raise CopyRefused(f"cannot connect to rehearse_on {shown}: {reason}. Check the URL and that the copy "
                           "accepts connections.") from exc
     with copy:
-        result = CopyRehearsal(shown=shown, same_server=check_copy(target, copy, shown, timeout_s))
-        _in_transaction(copy, phases, search_path, statement_timeout_s, result)
-        if result.failure is None and result.stopped is None:
-            _concurrent_builds(copy, phases, search_path, statement_timeout_s, result)
+        try:
+            result = CopyRehearsal(shown=shown, same_server=check_copy(target, copy, shown, timeout_s))
+            _in_transaction(copy, phases, search_path, statement_timeout_s, result)
+            if result.failure is None and result.stopped is None:
+                _concurrent_builds(copy, phases, search_path, statement_timeout_s, result)
+        except psycopg.Error as exc:
+            if target.broken:
+                raise  # the target's connection: its own error
+            reason = " ".join(str(exc).split())
+            raise CopyRefused(f"reading the copy rehearse_on {shown} failed ({reason}): check that its role may read "
+                              "its catalog (pg_locks, pg_proc) and run the plan, or leave rehearse_on out.") from exc
     return result
 
 
@@ -271,8 +278,9 @@ def _refused(copy: psycopg.Connection[Any], exc: psycopg.Error, statement: Phase
         return
     # Not about the rows (a right the URL's role lacks, a timeout, an extension the copy's server has not): no
     # verdict, and the statements after it would not find what it makes.
+    longer = ", longer than rehearse_on_timeout allows one statement" if classify(exc) == "timeout" else ""
     result.stopped = (f"step {statement.step} failed there for a reason that is not about the rows "
-                      f"({diag.message_primary or exc}; SQLSTATE {state})")
+                      f"({diag.message_primary or exc}; SQLSTATE {state}{longer})")
     result.stopped_at = statement.step
 
 

@@ -213,3 +213,13 @@ def test_the_cli_decides_on_the_copy_and_refuses_the_target_as_its_own_copy(targ
     refused = subprocess.run([command, "check", str(plan), "--db", url, "--rehearse-on", url],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "is the target itself" in refused.stdout + refused.stderr, refused
+
+
+def test_a_statement_over_rehearse_on_timeout_leaves_its_step_for_a_person_saying_so(target: tuple[str, str, str]
+                                                                                    ) -> None:
+    url, copy, schema = target
+    text = f"DO $$ BEGIN PERFORM pg_sleep(2); UPDATE {schema}.items SET qty = qty + 1; END $$;"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), _db(url), rehearse_on=copy, rehearse_on_timeout=0.5)
+    assert report.status == "clear" and report.steps_to_acknowledge == [1]
+    message = next(r.message for r in report.results if r.stats and r.stats.get("acknowledgeStep") == 1)
+    assert "longer than rehearse_on_timeout" in message, message
