@@ -194,9 +194,10 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
 
 
 def _row_rules(context: PlanContext, index: int, step: Step, state: TableState, rows: Source, *, writes: set[str],
-               verb: str, fails: str, fk_fails: str) -> list[Check]:
+               verb: str, fails: str, fk_fails: str, fk_rows: Source | None = None) -> list[Check]:
     """The CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on new row versions) and the foreign keys
-    over the ``writes`` columns of the table, on the ``rows`` step ``index`` writes (it ``verb`` them)."""
+    over the ``writes`` columns of the table, on the ``rows`` step ``index`` writes (it ``verb`` them); the
+    foreign keys on ``fk_rows`` when only those are written (an INSERT that skips its conflicting rows)."""
     summary = step.summary()
     checks: list[Check] = []
     for name, expression in _checks_of(state):
@@ -221,7 +222,7 @@ def _row_rules(context: PlanContext, index: int, step: Step, state: TableState, 
             check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
             target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
                              ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
-            probe=OrphansProbe(child=rows, columns=columns, parent=parent.source(own_rows=True),
+            probe=OrphansProbe(child=fk_rows or rows, columns=columns, parent=parent.source(own_rows=True),
                                ref_columns=ref_columns, match_full=match_full),
             fail=f"{{violations}} of the {{totalRows}} rows step {index} {verb} would get a ({cols}) with no "
             f"matching {parent.label}({refs}); {fk_fails}.",
@@ -555,7 +556,8 @@ def insert_checks(context: PlanContext, index: int, step: Step, state: TableStat
              f"{state.column_label(column)}; the INSERT would fail.",
              f"no row step {index} inserts has NULL in {state.column_label(column)} ({{totalRows}} rows).")
     checks += _row_rules(context, index, step, state, layer.stored, writes=set(layer.types), verb="inserts",
-                         fails="the INSERT would fail", fk_fails="the INSERT would fail on the foreign key")
+                         fails="the INSERT would fail", fk_fails="the INSERT would fail on the foreign key",
+                         fk_rows=layer.rows)
     unique = _unique_checks(index, step, state, set(layer.types), f"the INSERT of step {index}",
                             "the INSERT would fail on the unique key")
     checks.extend(_new_keys(index, step, state, layer, c) if isinstance(c.probe, DuplicatesProbe) else c
@@ -572,15 +574,15 @@ def _new_keys(index: int, step: Step, state: TableState, layer: InsertLayer, che
     columns = probe.columns
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     same = sql.SQL(" AND ").join(
-        sql.SQL("erd_old.{c} {op} {n}.{c}").format(c=sql.Identifier(c), n=sql.Identifier(layer.stored.alias),
+        sql.SQL("erd_old.{c} {op} {n}.{c}").format(c=sql.Identifier(c), n=sql.Identifier(layer.rows.alias),
                                                    op=sql.SQL("IS NOT DISTINCT FROM" if probe.nulls_not_distinct
                                                               else "="))
         for c in columns)
     counted = Source(
-        key=f"{layer.stored.key}@keys{'-'.join(columns)}", alias=layer.stored.alias, derived=True,
-        columns=(*layer.stored.columns, ("erd_same", "bigint")), expressions=layer.stored.expressions,
+        key=f"{layer.rows.key}@keys{'-'.join(columns)}", alias=layer.rows.alias, derived=True,
+        columns=(*layer.rows.columns, ("erd_same", "bigint")), expressions=layer.rows.expressions,
         relation=sql.SQL("(SELECT *, count(*) OVER (PARTITION BY {}) AS erd_same FROM {} AS erd_new)").format(
-            keys, layer.stored.relation))
+            keys, layer.rows.relation))
     compared = sql.SQL("true") if probe.nulls_not_distinct else sql.SQL("NOT ({})").format(
         sql.SQL(" OR ").join(null_datum(sql.Identifier(c)) for c in columns))
     predicate = sql.SQL("({compared}) AND (erd_same > 1 OR EXISTS (SELECT 1 FROM {before} AS erd_old WHERE {same}))"

@@ -37,6 +37,7 @@ from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
 from ..sqlparse import normalize_expression, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
+from .upsert import Arbiter, arbiter_of, kept_rows
 
 # ---------------------------------------------------------------------------------------------------------
 # The plan's effect on each table, step by step.
@@ -67,6 +68,13 @@ class InsertLayer:
     stored: Source  # the new rows as the table holds them
     types: dict[str, str]  # every column's type
     before: Source  # the table's own rows just before the INSERT
+    # ON CONFLICT DO NOTHING: the rows it adds (``stored`` are the rows it proposes, which NOT NULL and CHECK see)
+    added: Source | None = None
+
+    @property
+    def rows(self) -> Source:
+        """The rows the INSERT adds to the table: what foreign keys and unique keys see."""
+        return self.added or self.stored
 
 
 @dataclass
@@ -592,7 +600,7 @@ class PlanContext:
         PostgreSQL fills in, as the rehearsal's catalog says (the DEFAULT; a sequence's next numbers). The query
         may read only tables the plan has not changed so far (it reads them as they are now). Anything else is
         only noted."""
-        if stmt.onConflictClause or stmt.withClause or stmt.selectStmt is None or stmt.override:
+        if stmt.withClause or stmt.selectStmt is None or stmt.override:
             return False
         state = self.state(stmt.relation.schemaname, stmt.relation.relname)
         snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
@@ -600,6 +608,13 @@ class PlanContext:
         if state is None or state.info is None or state.unknown or relation is None or relation.kind != "r":
             return False
         query = stmt.selectStmt
+        arbiter: Arbiter | None = None
+        if stmt.onConflictClause is not None:  # DO NOTHING: the rows it skips are read (checks.upsert)
+            if stmt.onConflictClause.action != enums.OnConflictAction.ONCONFLICT_NOTHING:
+                return False
+            arbiter = arbiter_of(stmt.onConflictClause, relation, values=bool(query.valuesLists))
+            if arbiter is None:
+                return False
         nodes = list(walk_ast(query))
         if any(isinstance(n, ast.SetToDefault) for n in nodes) or any(c.generated for c in relation.columns):
             return False
@@ -642,16 +657,23 @@ class PlanContext:
         written_sql = sql.SQL("(SELECT * FROM {})").format(source).as_string()
         key = f"{state.schema}.{state.name}@insert{index}"
         before = state.source(own_rows=True)
+        stored_source = Source(key=key, relation=sql.SQL(stored_sql), alias=state.name,
+                               columns=tuple(state.columns.items()), derived=True,
+                               expressions=(stored_sql.removeprefix("(").removesuffix(")"),))
+        added_sql, added = stored_sql, None
+        if arbiter is not None:
+            added_sql = kept_rows(sql.SQL(stored_sql), before.relation, list(state.columns), arbiter).as_string()
+            added = dataclasses.replace(stored_source, key=key + "k", relation=sql.SQL(added_sql),
+                                        expressions=(*stored_source.expressions,
+                                                     added_sql.removeprefix("(").removesuffix(")")))
         state.inserts[index] = InsertLayer(
             before=before,
             written=Source(key=key + "w", relation=sql.SQL(written_sql), alias=state.name,
                            columns=tuple((f"erd_written_{n}", state.columns[n]) for n in names), derived=True,
                            expressions=(RawStream()(query),)),
-            stored=Source(key=key, relation=sql.SQL(stored_sql), alias=state.name, columns=tuple(state.columns.items()),
-                          derived=True, expressions=(stored_sql.removeprefix("(").removesuffix(")"),)),
-            types=dict(state.columns))
+            stored=stored_source, types=dict(state.columns), added=added)
         state.push_layer({}, independent=False)
-        state.unions[len(state.layers) - 1] = stored_sql
+        state.unions[len(state.layers) - 1] = added_sql
         state.no_nulls_because = {}  # the new rows may hold NULLs where the old ones did not
         return True
 
