@@ -204,3 +204,60 @@ def normalize_statement(text: str) -> str:
         raise PlanError("raw SQL cannot be transaction control (BEGIN, COMMIT, SAVEPOINT...): the apply runs each "
                         "phase in its own transaction")
     return text.strip().rstrip(";").strip()
+
+
+def inline_ctes(stmt: Any) -> Any | None:
+    """A data statement (INSERT, UPDATE, DELETE) whose WITH holds only plain queries, as the same statement without
+    its WITH: each reference to a query of it (also from a later one) replaced by that query as a subquery, under
+    the name it was referenced by. What PostgreSQL itself does with a non-recursive WITH query that is referenced
+    once; one referenced twice is evaluated twice, which differs only for a volatile function, which preflight
+    never evaluates. A copy: ``stmt`` is left as it is. None for what cannot be said that way (RECURSIVE, a WITH that
+    changes rows, a WITH inside a subquery, FOR UPDATE)."""
+    import copy
+
+    if stmt.withClause is None:
+        return stmt
+    if stmt.withClause.recursive:
+        return None
+    ctes: dict[str, Any] = {}
+    for cte in stmt.withClause.ctes or ():
+        query = cte.ctequery
+        if not isinstance(query, ast.SelectStmt) or any(isinstance(n, ast.WithClause) or
+                                                        (isinstance(n, ast.SelectStmt) and n.lockingClause)
+                                                        for n in walk_ast(query)):
+            return None
+        if cte.ctename in ctes:
+            return None
+        ctes[cte.ctename] = (_with_ctes_inlined(copy.deepcopy(query), ctes), cte.aliascolnames)
+    body = copy.deepcopy(stmt)
+    body.withClause = None
+    if any(isinstance(n, ast.WithClause) for n in walk_ast(body)):
+        return None
+    target = body.relation
+    body.relation = None  # the statement's own table is never a WITH query
+    body = _with_ctes_inlined(body, ctes)
+    body.relation = target
+    return body
+
+
+def _with_ctes_inlined(node: Any, ctes: dict[str, Any]) -> Any:
+    """``node`` with every RangeVar that names a query of ``ctes`` (no schema) replaced by that query."""
+    import copy
+
+    if isinstance(node, ast.RangeVar) and node.schemaname is None and node.relname in ctes:
+        query, columns = ctes[node.relname]
+        alias = node.alias
+        return ast.RangeSubselect(lateral=False, subquery=copy.deepcopy(query), alias=ast.Alias(
+            aliasname=alias.aliasname if alias else node.relname,
+            colnames=(alias.colnames if alias and alias.colnames else columns)))
+    if isinstance(node, ast.Node):
+        for name in type(node).__slots__:
+            value = getattr(node, name, None)
+            new = _with_ctes_inlined(value, ctes)
+            if new is not value:
+                setattr(node, name, new)
+        return node
+    if isinstance(node, (list, tuple)):
+        items = [_with_ctes_inlined(v, ctes) for v in node]
+        return type(node)(items) if any(a is not b for a, b in zip(items, node)) else node
+    return node

@@ -60,6 +60,19 @@ UPDATES = [
     "UPDATE c SET b = h.id FROM h WHERE h.cid = c.id",
 ]
 
+# a read-only WITH: its queries read as subqueries, as PostgreSQL reads them
+WITHS = [
+    "WITH z AS (SELECT x FROM p WHERE x > 2) DELETE FROM c USING z WHERE c.b = z.x",
+    "WITH m AS (SELECT max(x) AS top FROM p) UPDATE c SET b = m.top FROM m WHERE c.id = 1",
+    "WITH s AS (SELECT id, a FROM c), t(i, v) AS (SELECT id, a - 1 FROM s) UPDATE c SET a = t.v FROM t WHERE t.i = c.id",
+    "WITH n(v) AS (VALUES (20), (21)) INSERT INTO c (id, a) SELECT v, 0 FROM n",
+    "WITH gone AS (SELECT b FROM c WHERE a = 0) DELETE FROM p WHERE x IN (SELECT b FROM gone)",
+]
+WITHS_FOR_A_PERSON = [
+    "WITH RECURSIVE r(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM r WHERE v < 3) INSERT INTO p SELECT v + 40 FROM r",
+]
+UPDATES += WITHS + WITHS_FOR_A_PERSON
+
 rows = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 3), st.none() | st.integers(0, 5),
                           st.none() | st.sampled_from(["", "x", "ab"])), max_size=8)
 refs = st.lists(st.integers(0, 6), max_size=4)
@@ -163,6 +176,7 @@ SKIPS = [
     "INSERT INTO c (id, a, b, code) VALUES (5, 1, NULL, 'abc') ON CONFLICT (id) DO NOTHING",
     "INSERT INTO p VALUES (0), (1), (1), (7) ON CONFLICT DO NOTHING",
     "INSERT INTO h (id, cid) VALUES (1, 3) ON CONFLICT DO NOTHING",
+    "INSERT INTO g (id, cb) SELECT id, b + 1 FROM c ON CONFLICT DO NOTHING",  # no unique key: nothing is skipped
 ]
 SKIPS_FOR_A_PERSON = [
     "INSERT INTO c VALUES (1, 0, NULL, 'x') ON CONFLICT DO NOTHING",  # two unique keys: the order of skips decides
@@ -193,6 +207,18 @@ def test_an_insert_that_skips_its_conflicts_is_decided_read_only(db, conninfo, s
     for parents, children in (({0, 1, 2, 3, 4, 5}, [(1, 0, None, None), (2, 1, 1, None), (4, 0, None, None)]),
                               ({1}, [(3, 2, 1, "ab")])):
         _load(conninfo, parents, children, [], [], [])
+        report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
+        accepted = postgres_accepts(conninfo, [statement])
+        assert assert_agrees(report, accepted, statement) != "unverified", report.summary()
+
+
+@pytest.mark.parametrize("statement", WITHS)
+def test_a_data_statement_with_a_read_only_with_is_decided_read_only(db, conninfo, statement):
+    """A WITH of plain queries made its statement a step for a person; its queries are read as subqueries now, and
+    PostgreSQL agrees with the verdict on rows where the statement fails and where it applies."""
+    for parents, children in (({0, 1, 2, 3, 4, 5}, [(1, 0, 3, None), (2, 1, 4, None), (4, 0, None, None)]),
+                              ({1, 4}, [(3, 2, 1, "ab"), (5, 0, 4, None)])):
+        _load(conninfo, parents, children, [1, 4], [3], [])
         report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
         accepted = postgres_accepts(conninfo, [statement])
         assert assert_agrees(report, accepted, statement) != "unverified", report.summary()

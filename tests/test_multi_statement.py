@@ -283,12 +283,14 @@ def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo
 
 @pytest.mark.parametrize("rows", ["a NULL there now", "no NULL there now"])
 def test_rows_an_insert_adds_keep_a_block_exact_and_turn_a_pass_into_cannot_verify(db, run_sql, conninfo, rows):
-    """An INSERT preflight does not simulate (ON CONFLICT) only adds rows: a NULL among the rows there now still
-    fails the later SET NOT NULL (a block, as the oracle says); with none there, the inserted rows decide, so the
-    step is named as unverified. A plain INSERT ... SELECT is simulated: its rows are read, and both block."""
-    run_sql("CREATE TABLE t (id int, a int); CREATE TABLE s (id int, a int); INSERT INTO s VALUES (1, NULL)")
+    """An INSERT preflight does not simulate (a query's rows ON CONFLICT DO NOTHING on a unique key: which of
+    them are skipped depends on their order) only adds rows: a NULL among the rows there now still fails the later
+    SET NOT NULL (a block, as the oracle says); with none there, the inserted rows decide, so the step is named as
+    unverified. A plain INSERT ... SELECT is simulated: its rows are read, and both block."""
+    run_sql("CREATE TABLE t (id int UNIQUE, a int); CREATE TABLE s (id int, a int); INSERT INTO s VALUES (1, NULL)")
     run_sql("INSERT INTO t VALUES (1, NULL)" if rows == "a NULL there now" else "INSERT INTO t VALUES (1, 1)")
-    text = "INSERT INTO t SELECT id, a FROM s ON CONFLICT DO NOTHING;\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"
+    text = ("INSERT INTO t SELECT id + 10, a FROM s ON CONFLICT DO NOTHING;\n"
+            "ALTER TABLE t ALTER COLUMN a SET NOT NULL;")
     assert oracle_fails(conninfo, text) == "23502"  # the inserted row has a NULL: it fails either way
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     if rows == "a NULL there now":

@@ -34,7 +34,7 @@ from ..plan import (
     display_name,
 )
 from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
-from ..sqlparse import normalize_expression, walk_ast
+from ..sqlparse import inline_ctes, normalize_expression, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
 from .upsert import Arbiter, arbiter_of, kept_rows
@@ -527,6 +527,8 @@ class PlanContext:
             if isinstance(stmt, (ast.DoStmt, ast.CallStmt)):
                 self._absorb_block(index, stmt)
                 continue
+            if isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)) and stmt.withClause is not None:
+                stmt = inline_ctes(stmt) or stmt  # a read-only WITH: its queries as subqueries, as PostgreSQL reads them
             if isinstance(stmt, ast.UpdateStmt) and self._simulate_update(index, stmt):
                 continue
             if isinstance(stmt, ast.DeleteStmt) and self._simulate_delete(index, stmt):
