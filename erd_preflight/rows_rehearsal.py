@@ -240,12 +240,16 @@ def _rehearse(target: psycopg.Connection[Any], shadow: Shadow, statements: list[
     own = set().union(*(created_functions(text) for _, text in statements)) if statements else set()
     user_functions = own | {r[0] for r in target.execute(_USER_FUNCTIONS, (sorted(called),))}
     prints = [(step, _footprint(text, user_functions)) for step, text in statements]
-    names = sorted({k for _, f in prints for part in (f.reads, f.writes) if part for k in part if isinstance(k, tuple)})
+    made_acting = set().union(*(_made_acting(text) for _, text in statements)) if statements else set()
+    names = sorted({k for _, f in prints for part in (f.reads, f.writes) if part for k in part if isinstance(k, tuple)}
+                   | made_acting)
     resolved: dict[tuple[str, str], int] = {}
     if names:
         for s, r, oid in target.execute(_RESOLVE, ([n[0] for n in names], [n[1] for n in names])):
             if oid is not None and oid in relations:
                 resolved[(s, r)] = oid
+
+    acting |= {resolved[k] for k in made_acting if k in resolved}  # a trigger the plan makes on a table of the target
 
     def closure(keys: set[Key] | None) -> tuple[set[Key] | None, str | None]:
         """The relations ``keys`` reach (None: every one), and why it is every one."""
@@ -253,6 +257,9 @@ def _rehearse(target: psycopg.Connection[Any], shadow: Shadow, statements: list[
             return None, None
         out: set[Key] = set()
         for key in keys:
+            if key in made_acting:
+                shown = ".".join(part for part in key if part)  # type: ignore[union-attr]
+                return None, f"a trigger or rule the plan makes on {shown} runs code that may read and write any table"
             oid = resolved.get(key) if isinstance(key, tuple) else key
             if oid is None:
                 out.add(key)
@@ -293,6 +300,16 @@ def _rehearse(target: psycopg.Connection[Any], shadow: Shadow, statements: list[
         exact: set[Key] = {rel.oid for rel in tables if rel.oid not in too_big}
         exact |= {oid for oid, rel in relations.items() if rel.kind == "v"}  # no rows of their own
         _run(url, statements, reach, exact, too_big, relations, search_path, timeout_s, result)
+
+
+def _made_acting(statement: str) -> set[tuple[str, str]]:
+    """The tables a statement makes a trigger or rule on (by name, as written)."""
+    try:
+        parsed = pglast.parse_sql(statement)
+    except (pglast.parser.ParseError, ValueError):
+        return set()
+    return {_name_key(raw.stmt.relation) for raw in parsed
+            if isinstance(raw.stmt, (ast.CreateTrigStmt, ast.RuleStmt)) and raw.stmt.relation is not None}
 
 
 def _called(statement: str) -> set[str]:

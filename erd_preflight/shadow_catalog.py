@@ -38,7 +38,12 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
              i.indnullsnotdistinct)
            ORDER BY ic.relname), '[]')
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
-  CASE WHEN c.relispartition THEN pg_get_partition_constraintdef(c.oid) END
+  CASE WHEN c.relispartition THEN pg_get_partition_constraintdef(c.oid) END,
+  ARRAY(SELECT 'trigger ' || quote_ident(t.tgname) FROM pg_trigger t
+         WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+        UNION ALL
+        SELECT 'rule ' || quote_ident(r.rulename) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'
+        ORDER BY 1)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {where}
 """
@@ -55,17 +60,22 @@ WITH a AS (SELECT attrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FRO
      k AS (SELECT conrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_constraint WHERE conrelid >= 16384 GROUP BY 1),
      i AS (SELECT i.indrelid AS rel, count(*) AS n, max(greatest(i.xmin::text::int8, ic.xmin::text::int8)) AS x
              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid >= 16384 GROUP BY 1),
-     d AS (SELECT adrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attrdef WHERE adrelid >= 16384 GROUP BY 1)
-SELECT c.oid::int8, concat_ws('/', c.xmin, n.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x), current_schemas(false)::text[]
+     d AS (SELECT adrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_attrdef WHERE adrelid >= 16384 GROUP BY 1),
+     t AS (SELECT tgrelid AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_trigger WHERE tgrelid >= 16384 GROUP BY 1),
+     r AS (SELECT ev_class AS rel, count(*) AS n, max(xmin::text::int8) AS x FROM pg_rewrite WHERE ev_class >= 16384 GROUP BY 1)
+SELECT c.oid::int8, concat_ws('/', c.xmin, n.xmin, a.n, a.x, k.n, k.x, i.n, i.x, d.n, d.x, t.n, t.x, r.n, r.x),
+       current_schemas(false)::text[]
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN a ON a.rel = c.oid LEFT JOIN k ON k.rel = c.oid LEFT JOIN i ON i.rel = c.oid LEFT JOIN d ON d.rel = c.oid
+  LEFT JOIN t ON t.rel = c.oid LEFT JOIN r ON r.rel = c.oid
  WHERE {where}
 """
 
 # Within one transaction, cheaper than the digests: the relations with a catalog row this transaction wrote (its
 # xmin is this transaction's or one of its subtransactions', so age() is not above 0), valid as long as no catalog
 # row was deleted meanwhile (a deletion leaves no row to find: then the digests decide).
-_CATALOGS_DELETING = ["pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_attrdef", "pg_namespace"]
+_CATALOGS_DELETING = ["pg_class", "pg_attribute", "pg_constraint", "pg_index", "pg_attrdef", "pg_namespace",
+                      "pg_trigger", "pg_rewrite"]
 _WRITTEN = """
 SELECT (SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(t)), 0) FROM unnest(%s::regclass[]) AS t)::int8,
   ARRAY(SELECT DISTINCT r FROM (
@@ -75,7 +85,9 @@ SELECT (SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(t)), 0) FROM unnest(
                      WHERE age(i.xmin) <= 0 OR age(ic.xmin) <= 0
           UNION ALL SELECT attrelid FROM pg_attribute WHERE age(xmin) <= 0
           UNION ALL SELECT conrelid FROM pg_constraint WHERE age(xmin) <= 0
-          UNION ALL SELECT adrelid FROM pg_attrdef WHERE age(xmin) <= 0) AS t
+          UNION ALL SELECT adrelid FROM pg_attrdef WHERE age(xmin) <= 0
+          UNION ALL SELECT tgrelid FROM pg_trigger WHERE age(xmin) <= 0
+          UNION ALL SELECT ev_class FROM pg_rewrite WHERE age(xmin) <= 0) AS t
          WHERE r >= 16384)::int8[],
   current_schemas(false)::text[]
 """
@@ -103,6 +115,7 @@ class RelationSnapshot:
     constraints: tuple[tuple[str, str, bool], ...]  # name, contype, validated
     indexes: tuple[IndexInfo, ...]
     partition_constraint: str | None = None  # a partition's: what each of its rows satisfies (PostgreSQL's text)
+    acting: tuple[str, ...] = ()  # its enabled user triggers and rules ("trigger t_audit"): what a write sets off
 
     def column(self, attnum: int) -> ColumnSnapshot | None:
         return next((c for c in self.columns if c.attnum == attnum), None)
@@ -199,10 +212,10 @@ def _read_relations(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int,
         return {}
     query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(sql.SQL(_RELATIONS)))
     out: dict[int, RelationSnapshot] = {}
-    for oid, schema, name, kind, populated, columns, constraints, indexes, bound in conn.execute(query, (oids,),
-                                                                                               prepare=True):
+    for oid, schema, name, kind, populated, columns, constraints, indexes, bound, acting in conn.execute(
+            query, (oids,), prepare=True):
         out[oid] = RelationSnapshot(
-            partition_constraint=bound,
+            partition_constraint=bound, acting=tuple(acting or ()),
             oid=oid, schema=schema, name=name, kind=kind, populated=populated,
             columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
             constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),

@@ -222,3 +222,26 @@ def test_a_data_statement_with_a_read_only_with_is_decided_read_only(db, conninf
         report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
         accepted = postgres_accepts(conninfo, [statement])
         assert assert_agrees(report, accepted, statement) != "unverified", report.summary()
+
+
+TRIGGER_MADE_BY_THE_PLAN = """
+CREATE FUNCTION guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.a > 2 THEN RAISE EXCEPTION 'too big'; END IF; RETURN NEW; END $$;
+CREATE TRIGGER guard BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION guard();
+UPDATE {table} SET a = a + 2;
+"""
+
+
+@pytest.mark.parametrize("rehearse", [True, False])
+@pytest.mark.parametrize("table", ["c", "made"])
+def test_a_trigger_the_plan_makes_before_an_update_is_named_never_a_silent_clear(db, conninfo, run_sql, table,
+                                                                                 rehearse):
+    """The triggers an UPDATE sets off were read from the database's catalog, which does not have the ones the plan
+    makes first: the UPDATE was cleared and PostgreSQL's trigger refused it (a false clear). They are read from the
+    rehearsal's catalog now; without the rehearsal, a trigger made earlier in the plan names the step."""
+    _load(conninfo, {1}, [(1, 1, None, None), (2, 0, None, None)], [], [], [])
+    text = ("CREATE TABLE made AS SELECT id, a FROM c;" if table == "made" else "") + \
+        TRIGGER_MADE_BY_THE_PLAN.format(table=table)
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db, rehearse=rehearse)
+    assert not postgres_accepts(conninfo, [text])
+    assert assert_agrees(report, False, text) == "unverified", report.summary()

@@ -102,7 +102,16 @@ def _set_off(context: PlanContext, index: int, step: Step, state: TableState, ve
     """The triggers and rules a data statement sets off on the table: preflight does not run them, a person
     reviews them."""
     assert state.info is not None
-    actions = context.catalog.actions(state.info.oid)
+    # as the rehearsal's catalog has the table when the step runs: with the triggers and rules the plan made on it
+    snapshot = context.rehearsal.before.get(index) if context.rehearsal else None
+    relation = snapshot.resolve(state.schema, state.name) if snapshot is not None else None
+    if relation is not None:
+        actions = list(relation.acting)
+    elif not state.info.oid or context.makes_actions_before(index):
+        return [_unverifiable(index, step, state, f"the {verb} may set off triggers or rules the plan makes before "
+                              "it, which preflight cannot see without the rehearsal")]
+    else:
+        actions = context.catalog.actions(state.info.oid)
     return [_unverifiable(index, step, state, f"the {verb} sets off {', '.join(actions)}, which preflight does not "
                           "run")] if actions else []
 

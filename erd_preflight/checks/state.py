@@ -223,9 +223,16 @@ class PlanContext:
     online: frozenset[int] = frozenset()  # steps apply runs in their online form (phases.online_steps)
     _oid_keys: dict[int, tuple[str, str]] = field(default_factory=dict)  # the shadow's relation -> its state
     created_domains: set[str] = field(default_factory=set)  # names of the domains the plan creates
+    # steps that may make a trigger or a rule (CREATE TRIGGER, CREATE RULE, ENABLE TRIGGER, a DO block)
+    action_steps: list[int] = field(default_factory=list)
     plan_extensions: dict[str, bool] = field(default_factory=dict)  # extension -> whether the plan so far leaves it
     # why no table's rows are known any more: a block or procedure that may write any table (dynamic SQL, a call)
     blind: str | None = None
+
+    def makes_actions_before(self, index: int) -> bool:
+        """Whether a step before ``index`` may make or enable a trigger or rule, which the database's catalog does
+        not show yet."""
+        return any(step < index for step in self.action_steps)
 
     def plan_creates_domain(self, type_text: str) -> bool:
         try:
@@ -523,6 +530,10 @@ class PlanContext:
         verbs = {ast.InsertStmt: "inserts rows into", ast.UpdateStmt: "updates", ast.DeleteStmt: "deletes rows of",
                  ast.MergeStmt: "merges into"}
         upsert = enums.OnConflictAction.ONCONFLICT_UPDATE
+        if any(isinstance(stmt, (ast.CreateTrigStmt, ast.RuleStmt, ast.DoStmt, ast.CallStmt)) or (
+                isinstance(stmt, ast.AlterTableStmt) and any("Enable" in cmd.subtype.name for cmd in stmt.cmds or ()))
+               for stmt in statements):
+            self.action_steps.append(index)
         for stmt in statements:
             if isinstance(stmt, (ast.DoStmt, ast.CallStmt)):
                 self._absorb_block(index, stmt)
