@@ -108,8 +108,9 @@ def _set_off(context: PlanContext, index: int, step: Step, state: TableState, ve
     if relation is not None:
         actions = list(relation.acting)
     elif not state.info.oid or context.makes_actions_before(index):
+        where = "the rehearsal did not reach this step" if context.rehearsal else "without the rehearsal"
         return [_unverifiable(index, step, state, f"the {verb} may set off triggers or rules the plan makes before "
-                              "it, which preflight cannot see without the rehearsal")]
+                              f"it, which preflight cannot see ({where})")]
     else:
         actions = context.catalog.actions(state.info.oid)
     return [_unverifiable(index, step, state, f"the {verb} sets off {', '.join(actions)}, which preflight does not "
