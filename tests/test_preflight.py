@@ -227,14 +227,15 @@ def test_a_delete_is_simulated_so_the_later_check_reads_the_rows_it_keeps(db, ru
 
 def test_a_delete_preflight_does_not_simulate_makes_the_later_check_cannot_verify_not_a_guess(db, run_sql):
     run_sql("CREATE TABLE t (a int); CREATE TABLE s (a int); INSERT INTO t VALUES (NULL)")
-    text = ("WITH x AS (SELECT a FROM s) DELETE FROM t USING x WHERE t.a IS NOT DISTINCT FROM x.a;"
+    # a RECURSIVE WITH: not simulated (a plain one is read as a subquery now)
+    text = ("WITH RECURSIVE x AS (SELECT a FROM s) DELETE FROM t USING x WHERE t.a IS NOT DISTINCT FROM x.a;"
             "ALTER TABLE t ALTER COLUMN a SET NOT NULL;")
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert [r.check_id for r in report.results] == ["UNMODELLED_SQL_WARNING", "NOT_NULL_PRECHECK"]
     assert not report.blocked and report.results[1].severity == "warning"
     assert "cannot verify step 2" in report.results[1].message and "step 1 deletes rows of" in report.results[1].message
     # without the WITH, the DELETE ... USING is simulated: s is empty, no row goes, and the NULL stays
-    report = ep.run_preflight(ep.MigrationPlan.from_sql(text.replace("WITH x AS (SELECT a FROM s) ", "")
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text.replace("WITH RECURSIVE x AS (SELECT a FROM s) ", "")
                                                         .replace("USING x", "USING s").replace("x.a", "s.a")), db)
     assert report.blocked and report.blockers[0].check_id == "NOT_NULL_PRECHECK"
 
