@@ -41,13 +41,10 @@ from .db import redact_url
 from .errors import CopyRefused, classify
 from .phases import ApplyPhases, PhaseStatement
 from .shadow import plain_form
-from .shadow_catalog import ImpactReader, RehearsalFailure, StatementImpact, read_relation_files
+from .shadow_catalog import ImpactReader, RehearsalFailure, StatementImpact, about_the_rows, read_relation_files
 
 __all__ = ["CopyRefused", "CopyRehearsal", "TimedStatement", "rehearse_on_copy"]
 
-# What the rows decide on a copy that holds the target's schema: data exceptions (22), integrity violations (23),
-# a row that two inserted rows both hit (21000), limits on a value (54), a RAISE of the plan's own code (P0)
-_ROWS_DECIDE = ("21", "22", "23", "54", "P0")
 # A concurrent build that needs what an earlier step makes (rolled back by then): no such table, column, type
 _NEEDS_EARLIER = ("42P01", "42703", "42704", "3F000")
 
@@ -271,7 +268,7 @@ def _refused(copy: psycopg.Connection[Any], exc: psycopg.Error, statement: Phase
                                              f"({' '.join(str(exc).split())})"), statement.step
         return
     copy.execute("ROLLBACK TO SAVEPOINT erd_copy_statement")
-    if state[:2] in _ROWS_DECIDE or state.startswith("P0"):
+    if about_the_rows(state):
         result.failure = RehearsalFailure(step=statement.step, statement=statement.sql, sqlstate=state,
                                           message=diag.message_primary or str(exc), detail=diag.message_detail,
                                           hint=diag.message_hint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
@@ -115,7 +115,7 @@ def run_preflight(
                 kept: list[Rehearsal] = []
                 checks = rehearsed_checks(plan, catalog, opts, statements, kept)
                 phases = _phases(plan, catalog, opts)
-                search_path = apply_search_path(conn)
+                search_path = apply_search_path(conn) if rehearse_on is not None else ""
                 key = catalog.key
                 work_mem = str(conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0])  # type: ignore[index]
             copy = None
@@ -179,7 +179,7 @@ def run_preflight(
                         if executor.conn is conn:
                             executor.end()  # the copy reads its own snapshot on this connection
                         exact = _rows_rehearsal(conn, statements, opts)
-                    outcome = _decided(outcome, exact, check.step)
+                    outcome = _decided(outcome, exact, check.step, {"rehearsedRows": sum(exact.copied.values())})
                 finding: int | None = None
                 if outcome.acknowledge and outcome.outcome == "warning":
                     # the contract's stats hold numbers: the step a person must acknowledge before Apply
@@ -256,6 +256,12 @@ def _rows_rehearsal(conn: psycopg.Connection[Any], statements: list[tuple[int, s
         return RowsRehearsal(unavailable=f"reading the rows failed ({' '.join(str(exc).split())})")
 
 
+class _Judge(Protocol):
+    """A rehearsal on real rows that may decide a step: ("pass" | "blocking", message), or why it cannot."""
+
+    def judge(self, step: int) -> tuple[str, str] | str: ...
+
+
 def _on_copy(outcome: _Outcome, copy: CopyRehearsal, step: int, blocked: set[int]) -> _Outcome:
     """A check's outcome with the copy's verdict on its step: a step PostgreSQL refused there blocks (once, on
     its first check that does not block already: also where the read-only checks passed it); a warning a person
@@ -268,19 +274,14 @@ def _on_copy(outcome: _Outcome, copy: CopyRehearsal, step: int, blocked: set[int
             return _Outcome("blocking", message, outcome.stats)
         return outcome
     if outcome.acknowledge and outcome.outcome == "warning":
-        verdict = copy.judge(step)
-        if isinstance(verdict, tuple):
-            return _Outcome(verdict[0], verdict[1], outcome.stats)  # type: ignore[arg-type]
-        return _Outcome(outcome.outcome, f"{outcome.message.rstrip('.')}. ({verdict[0].upper()}{verdict[1:]}.)",
-                        outcome.stats, outcome.rows, outcome.columns, acknowledge=True)
+        return _decided(outcome, copy, step, outcome.stats)
     return outcome
 
 
-def _decided(outcome: _Outcome, exact: RowsRehearsal, step: int) -> _Outcome:
-    """A warning a person would acknowledge, decided by the exact rehearsal when it can be; otherwise the same
-    warning, saying why the copy could not decide it."""
-    verdict = exact.judge(step)
-    stats = {"rehearsedRows": sum(exact.copied.values())}
+def _decided(outcome: _Outcome, judge: _Judge, step: int, stats: dict[str, Any]) -> _Outcome:
+    """A warning a person would acknowledge, decided by a rehearsal on real rows when it can be (with ``stats``);
+    otherwise the same warning, saying why that rehearsal could not decide it."""
+    verdict = judge.judge(step)
     if isinstance(verdict, tuple):
         decided, message = verdict
         return _Outcome(decided, message, stats)  # type: ignore[arg-type]

@@ -34,12 +34,9 @@ from psycopg import sql
 from .errors import classify
 from .shadow import (REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, plain_form, scratch_database,
                      shadow_for)
-from .shadow_catalog import RehearsalFailure
+from .shadow_catalog import RehearsalFailure, about_the_rows
 from .sqlparse import walk_ast
 from .versions import created_functions
-
-# What the rows decide: data exceptions, integrity violations, limits (an index row too large); and RAISE (P0001)
-_ROWS_DECIDE = ("22", "23", "54")
 
 Key = int | tuple[str, str]  # a relation of the target (its oid), or a name the plan makes (schema or "", name)
 ALL: None = None  # a footprint of None: the statement may read or write any table
@@ -444,7 +441,7 @@ def _run(url: str, statements: list[tuple[int, str]],
                     raise ShadowUnavailable(f"the copy's session failed at step {step} "
                                             f"({' '.join(str(exc).split())})") from exc
                 state = exc.sqlstate or ""
-                if state[:2] not in _ROWS_DECIDE and state != "P0001":
+                if not about_the_rows(state):
                     # Not about the rows (a right the rehearsal role lacks, an object of an extension the copy's
                     # server has not): the schema-only rehearsal judges structure; this is no verdict.
                     raise ShadowUnavailable(f"step {step} failed on the copy for a reason that is not about the rows "

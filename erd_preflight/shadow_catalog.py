@@ -380,6 +380,17 @@ def _strongest(modes: list[str]) -> str:
     return max(modes, key=lambda m: LOCK_MODES.index(m) if m in LOCK_MODES else -1)
 
 
+# SQLSTATE classes the rows decide: cardinality (a subquery's or an upsert's second row), data exceptions,
+# integrity violations, limits (an index row too large), and PL/pgSQL's RAISE, ASSERT and STRICT.
+_ABOUT_ROWS = ("21", "22", "23", "54", "P0")
+
+
+def about_the_rows(sqlstate: str) -> bool:
+    """Whether an error PostgreSQL raised running a statement on real rows is a verdict on those rows (not a
+    right the role lacks, a timeout, an object the server has not)."""
+    return sqlstate[:2] in _ABOUT_ROWS
+
+
 @dataclass(frozen=True)
 class RehearsalFailure:
     """The first statement PostgreSQL refused in the rehearsal, with its own error."""
