@@ -139,3 +139,19 @@ def test_plans_on_tables_the_plan_makes_agree_with_postgresql_and_ask_nobody(db,
     report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
     found = assert_agrees(report, accepted, statements)
     assert found == ("clear" if accepted else "blocked"), (statements, report.summary())
+
+
+@pytest.mark.parametrize("fill", [
+    "DO $$ BEGIN INSERT INTO u SELECT id FROM old; END $$",
+    "MERGE INTO u USING old ON u.id = old.id WHEN NOT MATCHED THEN INSERT VALUES (old.id)",
+])
+def test_a_new_table_a_block_or_a_merge_fills_is_never_said_to_be_empty(db, run_sql, conninfo, fill):
+    """Found reading the code: a DO block or a MERGE that fills a table the plan made left it "empty here" for the
+    checks after it, which then passed a CHECK that PostgreSQL refuses at apply. Those checks now say who filled it."""
+    run_sql(SETUP)
+    text = f"CREATE TABLE u (id int); {fill}; ALTER TABLE u ADD CHECK (id > 1)"
+    assert not postgres_accepts(conninfo, _statements(text))
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    on_check = [r for r in report.checks if r.step == 3]
+    assert on_check and all(r.outcome != "pass" for r in on_check), report.summary()
+    assert "filled by step 2" in " ".join(r.message for r in on_check)

@@ -549,6 +549,11 @@ class PlanContext:
             if isinstance(stmt, ast.AlterTableStmt):
                 self._absorb_partitions(index, stmt)
                 continue
+            if isinstance(stmt, ast.CopyStmt) and stmt.is_from and stmt.relation is not None:
+                copied = self.state(stmt.relation.schemaname, stmt.relation.relname)
+                if copied is not None and copied.info is None:
+                    self._filled(index, copied)  # a table of the target: COPY's rows are its step's, for a person
+                continue
             verb = verbs.get(type(stmt))
             if verb is None:
                 continue
@@ -556,8 +561,8 @@ class PlanContext:
             if state is None:
                 continue
             if state.info is None:
-                if isinstance(stmt, ast.InsertStmt) and index not in state.inserted_by:
-                    state.inserted_by.append(index)
+                if isinstance(stmt, (ast.InsertStmt, ast.MergeStmt)):
+                    self._filled(index, state)
                 continue
             if isinstance(stmt, ast.InsertStmt) and not (stmt.onConflictClause and
                                                          stmt.onConflictClause.action == upsert):
@@ -599,6 +604,8 @@ class PlanContext:
                                         "would read are not known before apply")
             for state in self._states.values():
                 state.unknown = state.unknown or self.blind
+                if state.info is None:
+                    self._filled(index, state)
             return
         for schema, name in written:
             state = self.state(schema, name)
@@ -606,6 +613,15 @@ class PlanContext:
                 state.unknown = state.unknown or (
                     f"step {index} writes {state.label} inside a DO block, which preflight does not simulate, so the "
                     "rows later checks would read are not known before apply")
+            elif state is not None:
+                self._filled(index, state)
+
+    @staticmethod
+    def _filled(index: int, state: TableState) -> None:
+        """A table the plan made may hold rows from step ``index`` on, which preflight does not read: a later check
+        of it says so, never that it is empty."""
+        if state.created_step is not None and index not in state.inserted_by:
+            state.inserted_by.append(index)
 
     def _simulate_insert(self, index: int, stmt: ast.InsertStmt) -> bool:
         """A single-table ``INSERT INTO t [(cols)] VALUES ... | SELECT ...`` (no ON CONFLICT, no WITH) appends its
