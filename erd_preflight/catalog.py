@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,6 +193,8 @@ class ConstraintInfo:
     ref_columns: tuple[str, ...]
     match_full: bool
     check_expression: str | None
+    on_update: str = "a"  # a foreign key's actions, where known (a NO ACTION, r, c, n, d as ReferencingKey's)
+    on_delete: str = "a"
 
 
 @dataclass(frozen=True)
@@ -435,6 +438,14 @@ class Catalog:
             return None
         step, start, last = int(row[0]), int(row[1]), row[2]
         return (start if last is None else int(last) + step), step
+
+    def names_known(self, types: Iterable[str], functions: Iterable[str]) -> bool:
+        """Whether every type (as format_type shows it) and a function of every name exist in this database."""
+        row = self.conn.execute(
+            "SELECT (SELECT coalesce(bool_and(to_regtype(t) IS NOT NULL), true) FROM unnest(%s::text[]) AS t) "
+            "AND (SELECT coalesce(bool_and(EXISTS (SELECT 1 FROM pg_proc p WHERE p.proname = f)), true) "
+            "FROM unnest(%s::text[]) AS f)", (sorted(set(types)), sorted(set(functions)))).fetchone()
+        return bool(row and row[0])
 
     def domain_of(self, type_text: str) -> DomainInfo | None:
         """What a type is when it is a domain: the type and length its values are assigned to (the first length

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .catalog import IndexInfo
+from .catalog import ConstraintInfo, IndexInfo
 
 # One row per relation outside the system schemas, with its columns, constraints and indexes as JSON. Names come
 # back as they are (no quoting).
@@ -25,12 +25,29 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
                                              a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint nv WHERE nv.conrelid = a.attrelid AND nv.contype = 'n'
                                                AND NOT nv.convalidated AND a.attnum = ANY(nv.conkey)),
                                              pg_get_expr(d.adbin, d.adrelid), a.attgenerated::text,
-                                             a.attidentity::text)
+                                             a.attidentity::text,
+                                             (SELECT json_build_array(sq.seqrelid::regclass::text, sq.seqstart,
+                                                                      sq.seqincrement)
+                                                FROM pg_depend dp JOIN pg_sequence sq ON sq.seqrelid = dp.objid
+                                               WHERE dp.classid = 'pg_class'::regclass
+                                                 AND dp.refclassid = 'pg_class'::regclass
+                                                 AND dp.refobjid = a.attrelid AND dp.refobjsubid = a.attnum
+                                                 AND dp.deptype IN ('a', 'i') LIMIT 1))
                             ORDER BY a.attnum), '[]')
      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-  (SELECT coalesce(json_agg(json_build_array(k.conname, k.contype::text, k.convalidated) ORDER BY k.conname), '[]')
-     FROM pg_constraint k WHERE k.conrelid = c.oid),
+  (SELECT coalesce(json_agg(json_build_array(
+             k.conname, k.contype::text, k.convalidated, pg_get_constraintdef(k.oid),
+             ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(n, i)
+                     JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n ORDER BY x.i),
+             fn.nspname, fc.relname,
+             ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(n, i)
+                     JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n ORDER BY x.i),
+             k.confmatchtype::text, CASE WHEN k.contype = 'c' THEN pg_get_expr(k.conbin, k.conrelid) END,
+             k.confupdtype::text, k.confdeltype::text)
+           ORDER BY k.conname), '[]')
+     FROM pg_constraint k LEFT JOIN pg_class fc ON fc.oid = k.confrelid
+     LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE k.conrelid = c.oid),
   (SELECT coalesce(json_agg(json_build_array(
              ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL, i.indexprs IS NOT NULL,
              ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
@@ -102,6 +119,9 @@ class ColumnSnapshot:
     default: str | None  # the DEFAULT, or the generation expression when ``generated``
     generated: str  # '' plain, 's' stored, 'v' virtual
     identity: str  # '' none, 'a' ALWAYS, 'd' BY DEFAULT
+    # the sequence the column owns (a serial's, an identity's): its name as a DEFAULT's nextval shows it, START, and
+    # INCREMENT BY; None when it owns none
+    sequence: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,8 @@ class RelationSnapshot:
     indexes: tuple[IndexInfo, ...]
     partition_constraint: str | None = None  # a partition's: what each of its rows satisfies (PostgreSQL's text)
     acting: tuple[str, ...] = ()  # its enabled user triggers and rules ("trigger t_audit"): what a write sets off
+    # each constraint whole, as the target's catalog gives one (the CHECK's expression, a foreign key's columns)
+    definitions: tuple[ConstraintInfo, ...] = field(default=(), compare=False)
 
     def column(self, attnum: int) -> ColumnSnapshot | None:
         return next((c for c in self.columns if c.attnum == attnum), None)
@@ -217,8 +239,14 @@ def _read_relations(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int,
         out[oid] = RelationSnapshot(
             partition_constraint=bound, acting=tuple(acting or ()),
             oid=oid, schema=schema, name=name, kind=kind, populated=populated,
-            columns=tuple(ColumnSnapshot(*c) for c in _json(columns)),
+            columns=tuple(ColumnSnapshot(*c[:7], sequence=tuple(c[7]) if c[7] else None)  # type: ignore[arg-type]
+                          for c in _json(columns)),
             constraints=tuple((k[0], k[1], k[2]) for k in _json(constraints)),
+            definitions=tuple(ConstraintInfo(name=k[0], type=k[1], validated=k[2], definition=k[3],
+                                             columns=tuple(k[4] or ()), ref_schema=k[5], ref_table=k[6],
+                                             ref_columns=tuple(k[7] or ()), match_full=k[8] == "f",
+                                             check_expression=k[9], on_update=k[10].strip() or "a",
+                                             on_delete=k[11].strip() or "a") for k in _json(constraints)),
             indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6]) for ix in _json(indexes)),
         )
     return out

@@ -197,7 +197,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
     checks.extend(_unique_checks(index, step, state, written, f"the UPDATE of step {index}",
                                  "the UPDATE would fail on the unique key"))
     checks.extend(_order_dependent(index, step, state, layer))
-    for key in context.catalog.referencing(state.info.oid):
+    for key in context.references_to(state, index):
         if written & set(key.ref_columns):
             checks.extend(_referenced_key(context, index, step, state, layer, key))
     return checks
@@ -376,6 +376,8 @@ def _referenced_key(context: PlanContext, index: int, step: Step, state: TableSt
     shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
     if key.on_update == "c":
         return []  # ON UPDATE CASCADE: the referencing rows follow
+    if child is not None and child.info is None and not child.inserted_by:
+        return []  # a table the plan creates, empty: nothing references the changed keys
     if key.on_update in ("n", "d") or child is None or child.info is None:
         return [_unverifiable(index, step, state, f"the UPDATE changes a key that foreign key {shown} references "
                               "(ON UPDATE SET NULL / SET DEFAULT, or a table preflight cannot read here)")]
@@ -471,7 +473,7 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
     checks: list[Check] = []
     checks += _set_off(context, index, step, state, "DELETE")
     removed = _touched(layer, state, index)
-    for key in _references_to(context, state):
+    for key in context.references_to(state, index):
         child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
         shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
         if child is None or (child.info is None and child.inserted_by):
@@ -481,7 +483,7 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
         if child.info is None:
             continue  # a table the plan creates, empty: nothing references the removed rows
         if key.on_delete == "c":
-            further = [k for k in context.catalog.referencing(child.info.oid) if k.on_delete != "c"]
+            further = [k for k in context.references_to(child, index) if k.on_delete != "c"]
             if further:
                 checks.append(_unverifiable(index, step, state, f"the DELETE cascades through {shown} to rows that "
                                             f"{', '.join(k.name for k in further)} may reference"))
@@ -511,21 +513,6 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
             ok=f"none of the {{totalRows}} rows step {index} deletes from {state.label} is referenced by {child.label}.",
             notes=state.history_notes()))
     return checks
-
-
-def _references_to(context: PlanContext, state: TableState) -> list[ReferencingKey]:
-    """The foreign keys referencing the table: those it had (catalog) and those the plan added."""
-    assert state.info is not None
-    keys = list(context.catalog.referencing(state.info.oid))
-    for other in context.states():
-        for s in other.enforced:
-            if isinstance(s, AddForeignKey) and context.state(s.ref_schema, s.ref_table) is state \
-                    and (s.name is None or s.name in other.constraint_names):
-                action = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
-                keys.append(ReferencingKey(schema=other.schema, table=other.name, name=s.name or "(the plan's)",
-                                           columns=s.columns, ref_columns=s.ref_columns, match_full=s.match_full,
-                                           on_update=action[s.on_update], on_delete=action[s.on_delete]))
-    return keys
 
 
 def insert_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:

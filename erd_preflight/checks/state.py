@@ -12,7 +12,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
-from ..catalog import Catalog, ColumnInfo, TableInfo
+from ..catalog import Catalog, ColumnInfo, ReferencingKey, TableInfo
 from ..plan import (
     AddCheck,
     AddColumn,
@@ -37,6 +37,7 @@ from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
 from ..sqlparse import inline_ctes, normalize_expression, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
+from .new_tables import empty_info, fresh_numbers, made_names, quiet, starts_empty
 from .upsert import Arbiter, arbiter_of, kept_rows
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,6 +108,9 @@ class TableState:
     attnums: dict[int, str] = field(default_factory=dict)  # the shadow's attnum -> the column's name here
     unknown: str | None = None  # why the rows are not known before apply (then no data check reads them)
     added_by: list[int] = field(default_factory=list)  # steps that insert rows preflight does not read
+    starts_empty: bool = False  # made by a CREATE TABLE of its own rows only (no parent, not partitioned)
+    taken_empty_at: int | None = None  # the INSERT from which the plan's table is read as rows (checks.new_tables)
+    draws: dict[str, list[str]] = field(default_factory=dict)  # column -> the rows of each INSERT that drew its sequence
     _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
 
     @property
@@ -228,6 +232,66 @@ class PlanContext:
     plan_extensions: dict[str, bool] = field(default_factory=dict)  # extension -> whether the plan so far leaves it
     # why no table's rows are known any more: a block or procedure that may write any table (dynamic SQL, a call)
     blind: str | None = None
+    made: set[str] = field(default_factory=set)  # names of the functions and types the plan makes or changes so far
+    writing_steps: list[int] = field(default_factory=list)  # steps that may write rows or move a sequence
+
+    def references_to(self, state: TableState, index: int) -> list[ReferencingKey]:
+        """The foreign keys referencing the table before step ``index``: those it had (catalog), those of the tables
+        the plan made (the rehearsal's catalog), and those the plan added."""
+        assert state.info is not None
+        keys = list(self.catalog.referencing(state.info.oid)) if state.info.oid else []
+        made = self.made_references(state, index)
+        keys += made
+        seen = {(k.schema, k.table, k.columns, k.ref_columns) for k in made}
+        action = {"NO ACTION": "a", "RESTRICT": "r", "CASCADE": "c", "SET NULL": "n", "SET DEFAULT": "d"}
+        for other in self.states():
+            for s in other.enforced:
+                if isinstance(s, AddForeignKey) and self.state(s.ref_schema, s.ref_table) is state \
+                        and (s.name is None or s.name in other.constraint_names) \
+                        and (other.schema, other.name, s.columns, s.ref_columns) not in seen:
+                    keys.append(ReferencingKey(schema=other.schema, table=other.name, name=s.name or "(the plan's)",
+                                               columns=s.columns, ref_columns=s.ref_columns, match_full=s.match_full,
+                                               on_update=action[s.on_update], on_delete=action[s.on_delete]))
+        return keys
+
+    def _follow_actions(self, index: int, state: TableState, written: set[str] | None) -> None:
+        """A DELETE (``written`` None) or an UPDATE of ``written`` columns of ``state``'s table sets off what the
+        foreign keys that reference it do: CASCADE, SET NULL and SET DEFAULT change the referencing table's rows,
+        which preflight does not simulate, so its later checks say they cannot read them (never read them as they
+        are now)."""
+        shown = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+        for key in self.references_to(state, index):
+            action = key.on_delete if written is None else key.on_update
+            if action not in shown or (written is not None and not written & set(key.ref_columns)):
+                continue
+            child = state if (key.schema, key.table) == (state.schema, state.name) else self.state(key.schema, key.table)
+            if child is None or child.info is None:
+                continue
+            verb = "deletes rows of" if written is None else "updates keys of"
+            child.unknown = child.unknown or (
+                f"step {index} {verb} {state.label}, and foreign key {display_name(key.name)} (ON "
+                f"{'DELETE' if written is None else 'UPDATE'} {shown[action]}) changes the rows of {child.label} with "
+                "them, which preflight does not simulate, so the rows later checks would read are not known before "
+                "apply")
+
+    def made_references(self, state: TableState, index: int) -> list[ReferencingKey]:
+        """The foreign keys of tables the plan made that reference ``state``'s table before step ``index``, as the
+        rehearsal's catalog has them (the target's catalog does not)."""
+        snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
+        if snapshot is None or self.rehearsal is None:
+            return []
+        keys: list[ReferencingKey] = []
+        for oid, relation in snapshot.relations.items():
+            if oid in self.rehearsal.start.relations:
+                continue
+            for key in relation.definitions:
+                if key.type == "f" and key.ref_table is not None \
+                        and self.state(key.ref_schema, key.ref_table) is state:
+                    keys.append(ReferencingKey(schema=relation.schema, table=relation.name, name=key.name,
+                                               columns=key.columns, ref_columns=key.ref_columns,
+                                               match_full=key.match_full, on_update=key.on_update,
+                                               on_delete=key.on_delete))
+        return keys
 
     def makes_actions_before(self, index: int) -> bool:
         """Whether a step before ``index`` may make or enable a trigger or rule, which the database's catalog does
@@ -372,6 +436,8 @@ class PlanContext:
                 key = ("", f"oid {relation.oid}")
             self._states[key] = state
         self._oid_keys[relation.oid] = key
+        state.starts_empty = relation.kind == "r" and (isinstance(step, CreateTable) or (
+            isinstance(step, RawSQL) and creates_empty(step) and all(starts_empty(s) for s in step.parsed)))
         state.attnums = {c.attnum: c.name for c in relation.columns}
         state.columns = {c.name: c.type for c in relation.columns}
         take_constraints(state, relation)
@@ -440,6 +506,7 @@ class PlanContext:
                 not_null={c.name for c in step.columns if c.not_null},
             )
             state.unique_keys = create_table_keys(step)
+            state.starts_empty = True
             state.has_primary_key = any(
                 t.startswith("PRIMARY KEY") for c in step.columns for t in c.constraints
             ) or any(t.startswith("PRIMARY KEY") for t in step.constraints)
@@ -527,6 +594,9 @@ class PlanContext:
         check says it cannot verify, never guesses from the rows as they are now). Rows a plan's own table gets
         are noted on it; the rehearsal holds the constant ones."""
         statements = step.parsed
+        self.made |= made_names(statements)
+        if not all(quiet(stmt) for stmt in statements):
+            self.writing_steps.append(index)
         verbs = {ast.InsertStmt: "inserts rows into", ast.UpdateStmt: "updates", ast.DeleteStmt: "deletes rows of",
                  ast.MergeStmt: "merges into"}
         upsert = enums.OnConflictAction.ONCONFLICT_UPDATE
@@ -634,9 +704,11 @@ class PlanContext:
         state = self.state(stmt.relation.schemaname, stmt.relation.relname)
         snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
         relation = snapshot.resolve(stmt.relation.schemaname, stmt.relation.relname) if snapshot else None
+        query = stmt.selectStmt
+        if state is not None and state.info is None and relation is not None:
+            self._take_empty(index, state, relation, query)
         if state is None or state.info is None or state.unknown or relation is None or relation.kind != "r":
             return False
-        query = stmt.selectStmt
         arbiter: Arbiter | None = None
         if stmt.onConflictClause is not None:  # DO NOTHING: the rows it skips are read (checks.upsert)
             if stmt.onConflictClause.action != enums.OnConflictAction.ONCONFLICT_NOTHING:
@@ -661,6 +733,7 @@ class PlanContext:
         alias = [sql.Identifier(f"erd_written_{n}") for n in names]
         source = sql.SQL("({}) AS erd_rows({})").format(sql.SQL(RawStream()(query)), sql.SQL(", ").join(alias))
         stored: list[sql.Composable] = []
+        drawing: list[str] = []  # the columns whose sequence each proposed row draws a number from
         for name, kind in state.columns.items():
             if name in names:
                 value: sql.Composable = cast_to(sql.Identifier(f"erd_written_{name}"), kind)
@@ -670,19 +743,28 @@ class PlanContext:
                     return False
                 numbers = column.identity or (column.default and calls_nextval(column.default))
                 if numbers:
-                    following = self.catalog.sequence_next(
-                        state.info.oid, name, nextval_sequence(column.default) if column.default else None)
+                    drawn: sql.Composable = sql.SQL("0")
+                    if not state.info.oid:  # a table the plan made: its own sequence, drawn only by the plan's rows
+                        following = fresh_numbers(relation, name) if state.taken_empty_at is not None else None
+                        drawn = sql.SQL(" + ").join([drawn, *(sql.SQL("(SELECT count(*) FROM {} AS erd_drawn)").format(
+                            sql.SQL(rows)) for rows in state.draws.get(name, ()))])
+                    else:
+                        following = self.catalog.sequence_next(
+                            state.info.oid, name, nextval_sequence(column.default) if column.default else None)
                     if following is None:
                         return False
                     start, step_by = following
-                    value = cast_to(sql.SQL("{} + {} * (row_number() OVER () - 1)").format(
-                        sql.Literal(start), sql.Literal(step_by)), kind)
+                    drawing.append(name)
+                    value = cast_to(sql.SQL("{} + {} * ({} + row_number() OVER () - 1)").format(
+                        sql.Literal(start), sql.Literal(step_by), drawn), kind)
                 elif column.default is not None:
                     value = cast_to(sql.SQL(normalize_expression(column.default)), kind)
                 else:
                     value = cast_to(sql.SQL("NULL"), kind)
             stored.append(sql.SQL("{} AS {}").format(value, sql.Identifier(name)))
         stored_sql = sql.SQL("(SELECT {} FROM {})").format(sql.SQL(", ").join(stored), source).as_string()
+        for name in drawing:  # every proposed row draws, also one ON CONFLICT DO NOTHING then skips
+            state.draws.setdefault(name, []).append(stored_sql)
         written_sql = sql.SQL("(SELECT * FROM {})").format(source).as_string()
         key = f"{state.schema}.{state.name}@insert{index}"
         before = state.source(own_rows=True)
@@ -705,6 +787,27 @@ class PlanContext:
         state.unions[len(state.layers) - 1] = added_sql
         state.no_nulls_because = {}  # the new rows may hold NULLs where the old ones did not
         return True
+
+    def _take_empty(self, index: int, state: TableState, relation: RelationSnapshot, query: Any) -> None:
+        """A table the plan made, still empty at step ``index`` (nothing since its CREATE TABLE wrote rows or moved
+        a sequence), whose first rows an INSERT reads from the target's tables: from here on it is read as rows,
+        like a table of the target (checks.new_tables). Rows only the plan makes stay the rehearsal's to judge."""
+        reads = [n for n in walk_ast(query) if isinstance(n, ast.RangeVar)]
+        parents = [self.state(key.ref_schema, key.ref_table) for key in relation.definitions if key.type == "f"]
+        of_target = bool(reads) or any(p is not None and p.info is not None and p.info.oid for p in parents)
+        if (not state.starts_empty or state.created_step is None or state.inserted_by or state.unknown or self.blind
+                or not of_target or not self._reads_as_now(query)
+                or any(state.created_step < step < index for step in self.writing_steps)):
+            return
+        info = empty_info(relation, self.catalog, self.made)
+        if info is None:
+            return
+        enforced = {s.name for s in state.enforced if getattr(s, "name", None)}
+        state.info = dataclasses.replace(info, constraints={
+            name: c for name, c in info.constraints.items() if name not in enforced})
+        state.taken_empty_at = index
+        state.columns = {c.name: c.type for c in relation.columns}
+        take_constraints(state, relation)
 
     def _reads_as_now(self, *nodes: Any) -> bool:
         """Whether the subqueries (and USING items) of a data statement read only tables the plan has not changed
@@ -749,6 +852,7 @@ class PlanContext:
                                            types=dict(state.columns))
         state.push_layer({}, alias=alias)
         state.filters[len(state.layers) - 1] = where
+        self._follow_actions(index, state, None)
         return True
 
     def _simulate_update(self, index: int, stmt: ast.UpdateStmt) -> bool:
@@ -808,6 +912,7 @@ class PlanContext:
                 regenerated=tuple((name, value.as_string()) for name, value in recomputed.items()))
         state.backfills.append(index)
         state.updated_at.append(index)
+        self._follow_actions(index, state, set(written))
         return True
 
 
