@@ -60,7 +60,8 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
          WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
         UNION ALL
         SELECT 'rule ' || quote_ident(r.rulename) FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN'
-        ORDER BY 1)
+        ORDER BY 1),
+  CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {where}
 """
@@ -136,6 +137,7 @@ class RelationSnapshot:
     indexes: tuple[IndexInfo, ...]
     partition_constraint: str | None = None  # a partition's: what each of its rows satisfies (PostgreSQL's text)
     acting: tuple[str, ...] = ()  # its enabled user triggers and rules ("trigger t_audit"): what a write sets off
+    definition: str | None = None  # a view's or materialized view's query, as pg_get_viewdef gives it
     # each constraint whole, as the target's catalog gives one (the CHECK's expression, a foreign key's columns)
     definitions: tuple[ConstraintInfo, ...] = field(default=(), compare=False)
 
@@ -234,10 +236,10 @@ def _read_relations(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int,
         return {}
     query = sql.SQL(_SNAPSHOT).format(where=sql.SQL("{} AND c.oid = ANY(%s)").format(sql.SQL(_RELATIONS)))
     out: dict[int, RelationSnapshot] = {}
-    for oid, schema, name, kind, populated, columns, constraints, indexes, bound, acting in conn.execute(
+    for oid, schema, name, kind, populated, columns, constraints, indexes, bound, acting, query_text in conn.execute(
             query, (oids,), prepare=True):
         out[oid] = RelationSnapshot(
-            partition_constraint=bound, acting=tuple(acting or ()),
+            partition_constraint=bound, acting=tuple(acting or ()), definition=query_text,
             oid=oid, schema=schema, name=name, kind=kind, populated=populated,
             columns=tuple(ColumnSnapshot(*c[:7], sequence=tuple(c[7]) if c[7] else None)  # type: ignore[arg-type]
                           for c in _json(columns)),

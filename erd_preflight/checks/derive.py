@@ -221,7 +221,7 @@ def _query_checks(index: int, step: RawSQL, context: PlanContext) -> list[Check]
     column of every row it gives is computed here (an expression that raises fails the step); later steps read the
     new relation as that query's rows. None when the query reads what the plan has changed, or without the
     rehearsal's catalog."""
-    query = context.filled_by_query(step)
+    query = context.filled_by_query(step, index)
     after = context.rehearsal.after.get(index) if context.rehearsal else None
     if query is None or after is None:
         return None

@@ -38,6 +38,7 @@ from ..sqlparse import inline_ctes, normalize_expression, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
 from .new_tables import empty_info, fresh_numbers, made_names, quiet, starts_empty
+from .views import views_inlined
 from .upsert import Arbiter, arbiter_of, kept_rows
 
 # ---------------------------------------------------------------------------------------------------------
@@ -420,7 +421,7 @@ class PlanContext:
             state = TableState(schema=relation.schema, name=relation.name, info=None, created_step=index)
             if relation.kind in ("v", "f"):
                 state.unknown = f"{label} is a {'view' if relation.kind == 'v' else 'foreign table'}"
-            elif (query := self.filled_by_query(step)) is not None and relation.kind in ("r", "m"):
+            elif (query := self.filled_by_query(step, index)) is not None and relation.kind in ("r", "m"):
                 # its rows are the query's, which reads tables as they are now: read them from the database
                 state.info = TableInfo(
                     oid=0, schema=relation.schema, name=relation.name, kind="r", estimated_rows=0,
@@ -819,17 +820,22 @@ class PlanContext:
                     return False
         return True
 
-    def filled_by_query(self, step: Step) -> str | None:
-        """The query of a ``CREATE TABLE / MATERIALIZED VIEW ... AS query`` (WITH DATA) that reads only tables the
-        plan has not changed so far, as SQL; None for anything else."""
+    def filled_by_query(self, step: Step, index: int) -> str | None:
+        """The query of a ``CREATE TABLE / MATERIALIZED VIEW ... AS query`` (WITH DATA) at step ``index`` that reads
+        only tables the plan has not changed so far, as SQL, the views it reads replaced by their queries as the
+        rehearsal's catalog has them (checks.views); None for anything else."""
         if not isinstance(step, RawSQL) or len(step.parsed) != 1:
             return None
         stmt = step.parsed[0]
         if not isinstance(stmt, ast.CreateTableAsStmt) or stmt.into is None or stmt.into.skipData:
             return None
-        if not isinstance(stmt.query, ast.SelectStmt) or not self._reads_as_now(stmt.query):
+        query = stmt.query
+        snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
+        if snapshot is not None:
+            query = views_inlined(query, snapshot)
+        if not isinstance(query, ast.SelectStmt) or not self._reads_as_now(query):
             return None
-        return RawStream()(stmt.query)
+        return RawStream()(query)
 
     def _simulate_delete(self, index: int, stmt: ast.DeleteStmt) -> bool:
         """A single-table ``DELETE FROM t [USING ...] [WHERE cond]`` keeps the rows for which cond is not true (with
