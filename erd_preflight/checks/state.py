@@ -3,6 +3,7 @@ catalog says each step did (relations by OID, columns by number)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ from ..sqlparse import inline_ctes, normalize_expression, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
 from .new_tables import empty_info, fresh_numbers, made_names, quiet, starts_empty
-from .views import views_inlined
+from .views import as_subquery, relations_replaced, views_inlined
 from .upsert import Arbiter, arbiter_of, kept_rows
 
 # ---------------------------------------------------------------------------------------------------------
@@ -720,8 +721,10 @@ class PlanContext:
         nodes = list(walk_ast(query))
         if any(isinstance(n, ast.SetToDefault) for n in nodes) or any(c.generated for c in relation.columns):
             return False
-        if not self._reads_as_now(query):
-            return False  # a table the plan changed (or made): its rows now are not what the INSERT reads
+        read = self._as_read(query)
+        if read is None:
+            return False  # a table whose rows at this step preflight does not know
+        (query,) = read
         names = [t.name for t in stmt.cols] if stmt.cols else list(state.columns)
         if any(t.indirection for t in stmt.cols or ()) or len(set(names)) != len(names) \
                 or any(n not in state.columns for n in names):
@@ -797,7 +800,7 @@ class PlanContext:
         parents = [self.state(key.ref_schema, key.ref_table) for key in relation.definitions if key.type == "f"]
         of_target = bool(reads) or any(p is not None and p.info is not None and p.info.oid for p in parents)
         if (not state.starts_empty or state.created_step is None or state.inserted_by or state.unknown or self.blind
-                or not of_target or not self._reads_as_now(query)
+                or not of_target or self._as_read(query) is None
                 or any(state.created_step < step < index for step in self.writing_steps)):
             return
         info = empty_info(relation, self.catalog, self.made)
@@ -810,15 +813,34 @@ class PlanContext:
         state.columns = {c.name: c.type for c in relation.columns}
         take_constraints(state, relation)
 
-    def _reads_as_now(self, *nodes: Any) -> bool:
-        """Whether the subqueries (and USING items) of a data statement read only tables the plan has not changed
-        so far: they are evaluated on the database as it is now, which is then what they would read at apply."""
+    def _as_read(self, *nodes: Any) -> tuple[Any, ...] | None:
+        """The subqueries (and FROM, USING items) of a data statement as they read at its step: copies in which each
+        table the plan has changed so far (or made, and reads as rows) is replaced by its rows as the plan leaves
+        them, as later checks read them; the nodes themselves when they read no such table, which are then
+        evaluated on the database as it is now. None when a table's rows are not known before apply."""
+        replaced = False
         for node in nodes:
             for read in (n for n in walk_ast(node) if isinstance(n, ast.RangeVar)):
                 other = self.state(read.schemaname, read.relname)
-                if other is None or other.info is None or other.layers or other.unknown or other.added_by:
-                    return False
-        return True
+                if other is None or other.info is None or other.unknown or other.added_by:
+                    return None
+                if other.layers or other.info.rows_from:
+                    if other.info.inherited_by:
+                        return None  # a parent read with its children: the layers are its own rows only
+                    replaced = True
+        if not replaced:
+            return nodes
+
+        def as_planned(read: ast.RangeVar) -> ast.Node | None:
+            other = self.state(read.schemaname, read.relname)
+            assert other is not None and other.info is not None
+            if not (other.layers or other.info.rows_from):
+                return None
+            relation = other.source().relation.as_string()
+            (raw,) = pglast.parse_sql(f"SELECT * FROM {relation} AS erd_as_planned")
+            return as_subquery(read, raw.stmt.fromClause[0].subquery, list(other.columns))
+
+        return tuple(relations_replaced(copy.deepcopy(node), as_planned) for node in nodes)
 
     def filled_by_query(self, step: Step, index: int) -> str | None:
         """The query of a ``CREATE TABLE / MATERIALIZED VIEW ... AS query`` (WITH DATA) at step ``index`` that reads
@@ -833,9 +855,8 @@ class PlanContext:
         snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
         if snapshot is not None:
             query = views_inlined(query, snapshot)
-        if not isinstance(query, ast.SelectStmt) or not self._reads_as_now(query):
-            return None
-        return RawStream()(query)
+        read = self._as_read(query) if isinstance(query, ast.SelectStmt) else None
+        return None if read is None else RawStream()(read[0])
 
     def _simulate_delete(self, index: int, stmt: ast.DeleteStmt) -> bool:
         """A single-table ``DELETE FROM t [USING ...] [WHERE cond]`` keeps the rows for which cond is not true (with
@@ -843,17 +864,18 @@ class PlanContext:
         the plan has not changed."""
         if stmt.withClause or not stmt.relation.inh:
             return False
-        if not self._reads_as_now(stmt.whereClause, stmt.usingClause):
+        read = self._as_read(stmt.whereClause, stmt.usingClause)
+        if read is None:
             return False
+        condition, using = read
         state = self.state(stmt.relation.schemaname, stmt.relation.relname)
         if state is None or state.info is None:
             return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
-        where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else "true"
-        if stmt.usingClause:
+        where = RawStream()(condition) if condition is not None else "true"
+        if using:
             where = sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                sql.SQL(", ").join(sql.SQL(RawStream()(item)) for item in stmt.usingClause), sql.SQL(where)
-            ).as_string()
+                sql.SQL(", ").join(sql.SQL(RawStream()(item)) for item in using), sql.SQL(where)).as_string()
         state.deletes[index] = UpdateLayer(before=state.source(), alias=alias, where=where, values={},
                                            types=dict(state.columns))
         state.push_layer({}, alias=alias)
@@ -875,24 +897,26 @@ class PlanContext:
         changes: dict[str, sql.Composable | None] = {}
         written: dict[str, str] = {}
         joined: str | None = None
-        if stmt.fromClause:
-            items = ", ".join(RawStream()(item) for item in stmt.fromClause)
-            condition = RawStream()(stmt.whereClause) if stmt.whereClause is not None else "true"
+        read = self._as_read(stmt.whereClause, stmt.fromClause, *[t.val for t in stmt.targetList])
+        if read is None:
+            return False
+        where_node, from_items, *values = read
+        if from_items:
+            items = ", ".join(RawStream()(item) for item in from_items)
+            condition = RawStream()(where_node) if where_node is not None else "true"
             joined = f"(SELECT count(*) FROM {items} WHERE {condition}) > 1"
-        for target in stmt.targetList:
+        for target, value in zip(stmt.targetList, values):
             if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
                 return False
-            if any(isinstance(n, ast.SetToDefault) for n in walk_ast(target.val)):
+            if any(isinstance(n, ast.SetToDefault) for n in walk_ast(value)):
                 return False
-            written[target.name] = RawStream()(target.val)
-            if stmt.fromClause:
+            written[target.name] = RawStream()(value)
+            if from_items:
                 written[target.name] = f"(SELECT {written[target.name]} FROM {items} WHERE {condition} LIMIT 1)"
             changes[target.name] = sql.SQL(written[target.name])
-        if not self._reads_as_now(stmt.whereClause, stmt.fromClause, *[t.val for t in stmt.targetList]):
-            return False
         alias = stmt.relation.alias.aliasname if stmt.relation.alias else state.name
-        where = RawStream()(stmt.whereClause) if stmt.whereClause is not None else None
-        if stmt.fromClause:
+        where = RawStream()(where_node) if where_node is not None else None
+        if from_items:
             where = f"EXISTS (SELECT 1 FROM {items} WHERE {condition})"
         state.updates[index] = UpdateLayer(before=state.source(), alias=alias, where=where, values=written,
                                            types=dict(state.columns), joined=joined)

@@ -10,6 +10,7 @@ target as it will run at apply. PostgreSQL's planner does the same: a view is a 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pglast
@@ -45,10 +46,10 @@ def _view(node: ast.RangeVar, snapshot: CatalogSnapshot) -> Any:
 
 
 def _inlined(node: Any, snapshot: CatalogSnapshot, depth: int) -> Any:
-    if isinstance(node, ast.RangeVar):
-        relation = _view(node, snapshot)
+    def view_query(read: ast.RangeVar) -> ast.Node | None:
+        relation = _view(read, snapshot)
         if relation is None:
-            return node
+            return None
         if depth >= _DEPTH or not relation.definition:
             raise _Unreadable
         try:
@@ -57,19 +58,33 @@ def _inlined(node: Any, snapshot: CatalogSnapshot, depth: int) -> Any:
             raise _Unreadable from exc
         if not isinstance(raw.stmt, ast.SelectStmt) or any(isinstance(n, ast.WithClause) for n in walk_ast(raw.stmt)):
             raise _Unreadable
-        alias = node.alias
-        return ast.RangeSubselect(lateral=False, subquery=_inlined(raw.stmt, snapshot, depth + 1), alias=ast.Alias(
-            aliasname=alias.aliasname if alias else relation.name,
-            colnames=(alias.colnames if alias and alias.colnames
-                      else tuple(ast.String(sval=c.name) for c in relation.columns))))
+        return as_subquery(read, _inlined(raw.stmt, snapshot, depth + 1), [c.name for c in relation.columns])
+
+    return relations_replaced(node, view_query)
+
+
+def as_subquery(read: ast.RangeVar, query: ast.Node, columns: list[str]) -> ast.RangeSubselect:
+    """``query`` in the place of the relation ``read`` names, under the name and column names it is read by."""
+    alias = read.alias
+    return ast.RangeSubselect(lateral=False, subquery=query, alias=ast.Alias(
+        aliasname=alias.aliasname if alias else read.relname,
+        colnames=(alias.colnames if alias and alias.colnames else tuple(ast.String(sval=c) for c in columns))))
+
+
+def relations_replaced(node: Any, replace: Callable[[ast.RangeVar], ast.Node | None]) -> Any:
+    """``node`` (changed in place) with each relation it reads replaced by what ``replace`` gives for it (None:
+    left as it is)."""
+    if isinstance(node, ast.RangeVar):
+        new = replace(node)
+        return node if new is None else new
     if isinstance(node, ast.Node):
         for name in type(node).__slots__:
             value = getattr(node, name, None)
-            new = _inlined(value, snapshot, depth)
+            new = relations_replaced(value, replace)
             if new is not value:
                 setattr(node, name, new)
         return node
     if isinstance(node, (list, tuple)):
-        items = [_inlined(v, snapshot, depth) for v in node]
+        items = [relations_replaced(v, replace) for v in node]
         return type(node)(items) if any(a is not b for a, b in zip(items, node)) else node
     return node
