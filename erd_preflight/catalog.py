@@ -206,6 +206,7 @@ class IndexInfo:
     expressions: bool
     columns: tuple[str, ...]
     nulls_not_distinct: bool
+    definition: str | None = None  # pg_get_indexdef, where read (the rehearsal's catalog reads it)
 
 
 @dataclass(frozen=True)

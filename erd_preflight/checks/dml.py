@@ -27,12 +27,14 @@ their default.
 
 from __future__ import annotations
 
+import pglast
+from pglast import ast
 from psycopg import sql
 
-from ..catalog import ReferencingKey
+from ..catalog import IndexInfo, ReferencingKey
 from ..contract import TargetRef
 from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
-from .expressions import cast_to, mentions, too_long
+from .expressions import cast_to, index_columns, index_keys, mentions, too_long
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
@@ -194,7 +196,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             "or make the join match one row.",
             ok=f"each row step {index} updates matches one row of its FROM items ({{totalRows}} rows).",
             notes=state.history_notes()))
-    checks.extend(_unique_checks(index, step, state, written, f"the UPDATE of step {index}",
+    checks.extend(_unique_checks(context, index, step, state, written, f"the UPDATE of step {index}",
                                  "the UPDATE would fail on the unique key"))
     checks.extend(_order_dependent(index, step, state, layer))
     for key in context.references_to(state, index):
@@ -337,26 +339,46 @@ def _foreign_keys_of(state: TableState, validated_only: bool = False
     return found
 
 
-def _unique_checks(index: int, step: Step, state: TableState, changed: set[str], after: str,
+def _unique_checks(context: PlanContext, index: int, step: Step, state: TableState, changed: set[str], after: str,
                    fails: str) -> list[Check]:
     """The table's unique keys that use a ``changed`` column, checked on the table as the step leaves it (``after``
-    says what changed the values, ``fails`` what fails then); the ones preflight cannot compute here (expression
-    or partial unique indexes) are named for acknowledgement."""
+    says what changed the values, ``fails`` what fails then). With the rehearsal, the unique indexes are those
+    PostgreSQL's catalog has at the step (the plan's own raw ones too, not the ones it dropped), an expression or
+    partial one computed on the new values; the ones preflight cannot compute here (an operator class or a
+    collation, a table the plan made) are named for acknowledgement."""
     assert state.info is not None
+    snapshot = context.rehearsal.before.get(index) if context.rehearsal else None
+    relation = snapshot.resolve(state.schema, state.name) if snapshot else None
     unsure: list[str] = []
-    for ix in state.info.indexes.values():
-        if ix.unique and ix.valid and ix.expressions:
-            unsure.append(f"expression unique index {display_name(ix.name)}")
-        elif ix.unique and ix.valid and ix.partial and changed & set(ix.columns):
-            unsure.append(f"partial unique index {display_name(ix.name)}")
-    unsure += ["the partial unique index of an earlier step" for s in state.enforced
-               if isinstance(s, CreateIndex) and s.unique and s.where and changed & set(s.columns)]
     checks: list[Check] = []
-    if unsure:
-        checks.append(_unverifiable(index, step, state, f"{after} changes columns of {', '.join(unsure)}, which "
-                                    "preflight does not compute on the new values"))
     source = state.source(own_rows=True)  # a unique index of an inheritance parent covers its own rows
-    for columns, nnd in _unique_keys(state, changed).items():
+    if relation is None:
+        keys = _unique_keys(state, changed)
+        for ix in state.info.indexes.values():
+            if ix.unique and ix.valid and ix.expressions:
+                unsure.append(f"expression unique index {display_name(ix.name)}")
+            elif ix.unique and ix.valid and ix.partial and changed & set(ix.columns):
+                unsure.append(f"partial unique index {display_name(ix.name)}")
+        unsure += ["the partial unique index of an earlier step" for s in state.enforced
+                   if isinstance(s, CreateIndex) and s.unique and s.where and changed & set(s.columns)]
+    else:
+        keys = {}
+        for ix in relation.indexes:
+            if not (ix.unique and ix.valid):
+                continue
+            if not ix.expressions and not ix.partial:
+                if changed & set(ix.columns):
+                    keys[ix.columns] = keys.get(ix.columns, False) or ix.nulls_not_distinct
+                continue
+            computed = _computed_key(index, step, state, source, ix, changed, after, fails)
+            if isinstance(computed, str):
+                unsure.append(computed)
+            elif computed is not None:
+                checks.append(computed)
+    if unsure:
+        checks.insert(0, _unverifiable(index, step, state, f"{after} changes columns of {', '.join(unsure)}, which "
+                                       "preflight does not compute on the new values"))
+    for columns, nnd in keys.items():
         cols = ", ".join(display_name(c) for c in columns)
         checks.append(Check(
             check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
@@ -367,6 +389,40 @@ def _unique_checks(index: int, step: Step, state: TableState, changed: set[str],
             ok=f"({cols}) stays unique in {state.label} after {after} ({{totalRows}} rows).",
             notes=state.history_notes()))
     return checks
+
+
+def _computed_key(index: int, step: Step, state: TableState, source: Source, ix: IndexInfo, changed: set[str],
+                  after: str, fails: str) -> Check | str | None:
+    """An expression or partial unique index, checked on the rows as the step leaves them: its keys computed by its
+    own definition (as PostgreSQL's catalog gives it) over the rows its WHERE covers. None when the step changes no
+    column it reads; a name for acknowledgement when preflight cannot compute it here."""
+    kind = "expression" if ix.expressions else "partial"
+    named = f"{kind} unique index {display_name(ix.name)}"
+    try:
+        (raw,) = pglast.parse_sql(ix.definition or "")
+    except (pglast.parser.ParseError, ValueError):
+        return named
+    stmt = raw.stmt
+    if not isinstance(stmt, ast.IndexStmt):
+        return named
+    columns = index_columns(stmt)
+    if columns is not None and not changed & columns:
+        return None
+    if columns is None or not state.info or not state.info.oid or any(p.opclass or p.collation
+                                                                     for p in stmt.indexParams):
+        return named  # equality under an operator class or collation; a table the plan made (its functions)
+    keyed, names, keys = index_keys(stmt, source, f"unique{index}:{ix.name}")
+    shown = ", ".join(keys)
+    nnd = bool(stmt.nulls_not_distinct)
+    rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"
+    return Check(
+        check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
+        target=TargetRef(kind="index", schema=state.schema, table=state.name, name=ix.name),
+        probe=DuplicatesProbe(source=keyed, columns=names, nulls_not_distinct=nnd),
+        fail=f"after {after}, {{duplicateGroups:value|values}} of ({shown}) would occur more than once among the rows "
+        f"of {state.label} that unique index {display_name(ix.name)} covers, in {{violations:row|rows}}{rule}; {fails}.",
+        ok=f"({shown}) stays unique among the rows of {state.label} that {display_name(ix.name)} covers after "
+        f"{after} ({{totalRows}} rows){rule}.", notes=state.history_notes())
 
 
 def _referenced_key(context: PlanContext, index: int, step: Step, state: TableState, layer: UpdateLayer,
@@ -417,7 +473,7 @@ def type_change_checks(context: PlanContext, index: int, step: Step, state: Tabl
     checks: list[Check] = []
     source = state.source()
     summary = step.summary()
-    checks += _unique_checks(index, step, state, {column}, f"the type change of {label}",
+    checks += _unique_checks(context, index, step, state, {column}, f"the type change of {label}",
                              "rebuilding the unique index fails. Change the USING expression, or dedupe first")
     # PostgreSQL re-adds (and checks) the constraints that use the column, and rebuilds its indexes
     for name, expression in [(n, e) for n, e in _checks_of(state, validated_only=True) if mentions(e, column)]:
@@ -555,9 +611,10 @@ def insert_checks(context: PlanContext, index: int, step: Step, state: TableStat
     checks += _row_rules(context, index, step, state, layer.stored, writes=set(layer.types), verb="inserts",
                          fails="the INSERT would fail", fk_fails="the INSERT would fail on the foreign key",
                          fk_rows=layer.rows)
-    unique = _unique_checks(index, step, state, set(layer.types), f"the INSERT of step {index}",
+    unique = _unique_checks(context, index, step, state, set(layer.types), f"the INSERT of step {index}",
                             "the INSERT would fail on the unique key")
-    checks.extend(_new_keys(index, step, state, layer, c) if isinstance(c.probe, DuplicatesProbe) else c
+    checks.extend(_new_keys(index, step, state, layer, c)
+                  if isinstance(c.probe, DuplicatesProbe) and set(c.probe.columns) <= set(layer.types) else c
                   for c in unique)
     return checks
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pglast
 from pglast import ast
+from pglast.stream import RawStream
 from psycopg import sql
 
+from ..plan import display_name
 from ..sqlparse import walk_ast
 from .model import all_not_null as all_not_null
-from .model import null_datum
+from .model import Source, null_datum
 
 
 def too_long(value: sql.Composable, type_text: str) -> sql.Composable | None:
@@ -96,3 +98,39 @@ def mentions(expression: str, column: str) -> bool:
     tree = pglast.parse_sql(f"SELECT {expression}")
     return any(isinstance(n, ast.ColumnRef) and isinstance(n.fields[-1], ast.String) and n.fields[-1].sval == column
                for n in walk_ast(tree))
+
+
+def index_keys(stmt: ast.IndexStmt, source: Source, tag: str) -> tuple[Source, tuple[str, ...], list[str]]:
+    """The index's key values on the rows of ``source`` it covers (its WHERE): a relation of columns erd_key_1...,
+    their names, and each key as shown to a person."""
+    def render(node: ast.Node) -> str:
+        return RawStream()(node)  # a stream per node: one keeps what it rendered before
+
+    keys = [render(p.expr) if p.name is None else sql.Identifier(p.name).as_string() for p in stmt.indexParams]
+    shown = [render(p.expr) if p.name is None else display_name(p.name) for p in stmt.indexParams]
+    names = tuple(f"erd_key_{i}" for i in range(1, len(keys) + 1))
+    where = render(stmt.whereClause) if stmt.whereClause is not None else None
+    relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(k), sql.Identifier(n)) for k, n in zip(keys, names)),
+        source.relation, sql.Identifier(source.alias),
+        sql.SQL(" WHERE ({})").format(sql.SQL(where)) if where else sql.SQL(""))
+    keyed = Source(key=f"{source.key}:{tag}", relation=relation, alias="erd_keys",
+                   columns=tuple((n, "") for n in names), derived=True,
+                   expressions=(*source.expressions, *(f"SELECT {k}" for k in keys),
+                                *([f"SELECT {where}"] if where else [])))
+    return keyed, names, shown
+
+
+def index_columns(stmt: ast.IndexStmt) -> set[str] | None:
+    """The columns an index's keys and WHERE read (None: one it reads as a whole row, or that cannot be told)."""
+    found: set[str] = set()
+    for param in stmt.indexParams:
+        if param.name is not None:
+            found.add(param.name)
+    for node in walk_ast((tuple(p.expr for p in stmt.indexParams if p.expr is not None), stmt.whereClause)):
+        if isinstance(node, ast.ColumnRef):
+            last = node.fields[-1]
+            if not isinstance(last, ast.String):
+                return None  # a whole-row reference (t.*)
+            found.add(last.sval)
+    return found

@@ -13,7 +13,6 @@ fails on rows in known ways, each checked on the rows the index covers (its WHER
 from __future__ import annotations
 
 from pglast import ast
-from pglast.stream import RawStream
 from psycopg import sql
 
 from ..contract import TargetRef
@@ -25,9 +24,9 @@ from .model import (
     Check,
     DuplicatesProbe,
     RowsProbe,
-    Source,
     verdict,
 )
+from .expressions import index_keys
 from .state import PlanContext
 
 
@@ -48,21 +47,8 @@ def raw_index_checks(index: int, step: RawSQL, stmt: ast.IndexStmt, context: Pla
             return None
         return [verdict(OBJECT_PRECHECK, index, step, "pass", f"{state.label} is created by step "
                         f"{state.created_step} and is empty here: the index has no rows to build on.")]
-    def render(node: ast.Node) -> str:
-        return RawStream()(node)  # a stream per node: one keeps what it rendered before
-
-    keys = [render(p.expr) if p.name is None else sql.Identifier(p.name).as_string() for p in stmt.indexParams]
-    names = tuple(f"erd_key_{i}" for i in range(1, len(keys) + 1))
-    where = render(stmt.whereClause) if stmt.whereClause is not None else None
     source = state.source(own_rows=True)  # an index of an inheritance parent covers its own rows
-    relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
-        sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(k), sql.Identifier(n)) for k, n in zip(keys, names)),
-        source.relation, sql.Identifier(source.alias),
-        sql.SQL(" WHERE ({})").format(sql.SQL(where)) if where else sql.SQL(""))
-    keyed = Source(key=f"{source.key}:index{index}", relation=relation, alias="erd_keys",
-                   columns=tuple((n, "") for n in names), derived=True,
-                   expressions=(*source.expressions, *(f"SELECT {k}" for k in keys),
-                                *([f"SELECT {where}"] if where else [])))
+    keyed, names, keys = index_keys(stmt, source, f"index{index}")
     shown = ", ".join(keys)
     target = TargetRef(kind="index", schema=state.schema, table=state.name, name=stmt.idxname)
     every = sql.SQL(", ").join(sql.Identifier(n) for n in names)
