@@ -250,6 +250,13 @@ class _Executor:
                 outcome = self._timed_out(check)
             elif kind == "privilege":
                 outcome = self._no_access(check, exc)
+            elif check.rehearsed and (exc.sqlstate or "").startswith("42"):
+                # PostgreSQL accepted the step's own statement in the rehearsal: a query preflight built that it
+                # refuses (a syntax or a name) is preflight's limit, not a verdict on the step or its rows.
+                outcome = _Outcome("warning", f"cannot verify step {check.step} before apply: preflight's check of it "
+                                   f"could not run ({exc.diag.message_primary or exc}; SQLSTATE {exc.sqlstate}), "
+                                   "though PostgreSQL accepted the step in the rehearsal. PostgreSQL checks the rows at "
+                                   "apply; acknowledge this step.", {}, acknowledge=True)
             else:
                 outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary or exc}. "
                                    "PostgreSQL would meet the same error at apply; fix the expression or the data.", {})

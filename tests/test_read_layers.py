@@ -33,7 +33,10 @@ STATEMENTS = [
     "CREATE TABLE c AS SELECT a.id, a.v, b.n FROM a JOIN b ON b.a_id = a.id",
     "ALTER TABLE a ADD CONSTRAINT a_v UNIQUE (v)",
     "ALTER TABLE b ALTER COLUMN a_id SET NOT NULL",
+    "INSERT INTO b (id, a_id) SELECT id + 40, id FROM a UNION ALL SELECT id + 50, a_id FROM b",
 ]
+
+ORDER_DEPENDENT = ("ALTER TABLE a ADD CONSTRAINT a_v UNIQUE (v)", "UPDATE a SET v = v + 1 WHERE id > 1")
 
 a_rows = st.lists(st.tuples(st.none() | st.integers(0, 3), st.integers(0, 2)), max_size=4)
 b_rows = st.lists(st.tuples(st.none() | st.integers(1, 4), st.integers(0, 2)), max_size=4)
@@ -53,4 +56,30 @@ def test_a_statement_reads_what_earlier_steps_left_and_agrees_with_postgresql_as
     accepted = postgres_accepts(conninfo, statements)
     report = ep.run_preflight(ep.MigrationPlan.from_sql(";\n".join(statements)), db)
     found = assert_agrees(report, accepted, statements, REFUSED)
-    assert found != "unverified", (statements, report.summary())
+    # the one case left for a person by design: an UPDATE that moves a unique key onto a value another changed row
+    # holds until it moves too fails or not depending on the order PostgreSQL visits the rows in
+    shifted = ORDER_DEPENDENT[0] in statements and ORDER_DEPENDENT[1] in statements[statements.index(ORDER_DEPENDENT[0]):]
+    assert found != "unverified" or shifted, (statements, report.summary())
+
+
+def test_an_insert_of_a_union_into_a_new_table_is_read_whole(db, run_sql, conninfo):
+    """Found by replaying lemmy (``2025-08-01-000023_add_report_combined_table``): the width of a UNION's rows was
+    read from its top, which has no target list, and the check's own query was refused, a false block."""
+    run_sql(SETUP + "INSERT INTO a VALUES (1, 1, 1), (2, NULL, 0); INSERT INTO b VALUES (1, 1, 0)")
+    text = ("CREATE TABLE r (id serial PRIMARY KEY, a_id int UNIQUE REFERENCES a, b_id int UNIQUE REFERENCES b, "
+            "CHECK (num_nonnulls(a_id, b_id) = 1)); "
+            "INSERT INTO r (a_id, b_id) SELECT id, NULL::int FROM a UNION ALL SELECT NULL::int, id FROM b")
+    statements = [step.sql() for step in ep.MigrationPlan.from_sql(text).steps]
+    assert postgres_accepts(conninfo, statements)
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert assert_agrees(report, True, text) == "clear", report.summary()
+
+
+def test_an_insert_of_select_star_is_never_read_by_its_first_column_alone(db, run_sql, conninfo):
+    """``SELECT *`` gives as many columns as its tables have, which the statement does not say: it used to be read
+    as one column, the others taken as their DEFAULT. Now it is a person's call, never a guess."""
+    run_sql(SETUP + "INSERT INTO a VALUES (1, 1, 1)")
+    text = "INSERT INTO a SELECT * FROM (SELECT id + 10, v, w - 5 FROM a) AS x"
+    assert not postgres_accepts(conninfo, [text])
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
+    assert assert_agrees(report, False, text) == "unverified", report.summary()

@@ -729,8 +729,8 @@ class PlanContext:
         if any(t.indirection for t in stmt.cols or ()) or len(set(names)) != len(names) \
                 or any(n not in state.columns for n in names):
             return False
-        width = len(query.valuesLists[0]) if query.valuesLists else len(query.targetList or ())
-        if width != len(names) and not (query.valuesLists is None and width < len(names)):
+        width = _width(query)
+        if not width or (width != len(names) and not (query.valuesLists is None and width < len(names))):
             return False
         names = names[:width]
         by_name = {c.name: c for c in relation.columns}
@@ -944,6 +944,19 @@ class PlanContext:
         state.updated_at.append(index)
         self._follow_actions(index, state, set(written))
         return True
+
+
+def _width(query: ast.SelectStmt) -> int:
+    """The number of columns a query gives: its VALUES rows', its target list's, or for a UNION, INTERSECT or EXCEPT
+    its first query's (0: not known)."""
+    while query.op != enums.SetOperation.SETOP_NONE and query.larg is not None:
+        query = query.larg
+    if query.valuesLists:
+        return len(query.valuesLists[0])
+    if any(isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star)
+           for t in query.targetList or ()):
+        return 0  # a * : as many as the tables it names have
+    return len(query.targetList or ())
 
 
 def take_constraints(state: TableState, relation: RelationSnapshot) -> None:
