@@ -179,9 +179,13 @@ SKIPS = [
     "INSERT INTO p VALUES (0), (1), (1), (7) ON CONFLICT DO NOTHING",
     "INSERT INTO h (id, cid) VALUES (1, 3) ON CONFLICT DO NOTHING",
     "INSERT INTO g (id, cb) SELECT id, b + 1 FROM c ON CONFLICT DO NOTHING",  # no unique key: nothing is skipped
+    # two unique keys (id, b) and one row: skipped when either conflicts (documenso's service user)
+    "INSERT INTO c VALUES (1, 0, NULL, 'x') ON CONFLICT DO NOTHING",
+    "INSERT INTO c VALUES (21, 0, 1, 'x') ON CONFLICT DO NOTHING",
+    "INSERT INTO c VALUES (22, -1, 9, 'x') ON CONFLICT DO NOTHING",
 ]
 SKIPS_FOR_A_PERSON = [
-    "INSERT INTO c VALUES (1, 0, NULL, 'x') ON CONFLICT DO NOTHING",  # two unique keys: the order of skips decides
+    "INSERT INTO c VALUES (1, 0, NULL, 'x'), (23, 0, 1, NULL) ON CONFLICT DO NOTHING",  # two keys, two rows
     "INSERT INTO p SELECT x + 3 FROM p ON CONFLICT DO NOTHING",  # a query's rows: their order is not known
 ]
 INSERTS += SKIPS + SKIPS_FOR_A_PERSON

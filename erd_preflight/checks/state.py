@@ -715,7 +715,8 @@ class PlanContext:
         if stmt.onConflictClause is not None:  # DO NOTHING: the rows it skips are read (checks.upsert)
             if stmt.onConflictClause.action != enums.OnConflictAction.ONCONFLICT_NOTHING:
                 return False
-            arbiter = arbiter_of(stmt.onConflictClause, relation, values=bool(query.valuesLists))
+            arbiter = arbiter_of(stmt.onConflictClause, relation, values=bool(query.valuesLists),
+                                 lone=len(query.valuesLists or ()) == 1)
             if arbiter is None:
                 return False
         nodes = list(walk_ast(query))

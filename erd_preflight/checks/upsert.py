@@ -5,7 +5,9 @@ are checked on it, conflicting or not (a conflicting row that breaks a CHECK fai
 arbiter indexes are probed, and a row whose key is already there (an old row, or a row this INSERT added before
 it) is skipped; only the rows added fire the foreign keys' checks and the other unique indexes.
 
-With one arbiter key (the conflict target's, or the table's only unique key), the rows added are, exactly: those
+With several arbiter keys and one proposed row (a seed row: ``INSERT INTO "User" (...) VALUES (...) ON CONFLICT DO
+NOTHING``), the row is added when no key conflicts. With one arbiter key (the conflict target's, or the table's
+only unique key), the rows added are, exactly: those
 with a NULL in the key (NULLS DISTINCT: they never conflict), and the first of the proposed rows with each key
 that no old row has. The first in the INSERT's own order, which is known for a VALUES list (PostgreSQL reads it in
 the order written) and not for a query: so a query's rows are modelled only where no two of them can share a key
@@ -31,11 +33,15 @@ class Arbiter:
 
     columns: tuple[str, ...]
     nulls_not_distinct: bool = False
+    # the other keys a lone proposed row must also find free (several arbiters, one row: no order of skips)
+    others: tuple[tuple[tuple[str, ...], bool], ...] = ()
 
 
-def arbiter_of(conflict: ast.OnConflictClause, relation: RelationSnapshot, values: bool) -> Arbiter | None:
-    """The one arbiter of ``conflict`` on ``relation`` as the rehearsal's catalog has it before the INSERT, or None
-    when the rows it adds cannot be told exactly (``values``: the rows come from a VALUES list, in a known order)."""
+def arbiter_of(conflict: ast.OnConflictClause, relation: RelationSnapshot, values: bool,
+               lone: bool = False) -> Arbiter | None:
+    """The arbiter of ``conflict`` on ``relation`` as the rehearsal's catalog has it before the INSERT, or None
+    when the rows it adds cannot be told exactly (``values``: the rows come from a VALUES list, in a known order;
+    ``lone``: a VALUES list of one row, which several arbiter keys skip when any of them conflicts)."""
     if conflict.action != enums.OnConflictAction.ONCONFLICT_NOTHING:
         return None
     if any(kind == "x" for _, kind, _ in relation.constraints):
@@ -62,8 +68,13 @@ def arbiter_of(conflict: ast.OnConflictClause, relation: RelationSnapshot, value
     keys = {(ix.columns, ix.nulls_not_distinct) for ix in chosen}
     if not keys:
         return Arbiter(())
-    if len({columns for columns, _ in keys}) != 1 or not values:
+    if len({columns for columns, _ in keys}) != 1:
+        if lone:  # one proposed row: it is skipped when any key conflicts, whatever the order
+            first, *rest = sorted(keys)
+            return Arbiter(first[0], first[1], others=tuple(rest))
         return None  # several keys: which rows are skipped depends on the order of the skips
+    if not values:
+        return None
     columns = next(iter(keys))[0]
     return Arbiter(columns, any(nnd for _, nnd in keys))
 
@@ -74,6 +85,10 @@ def kept_rows(proposed: sql.Composable, before: sql.Composable, columns: list[st
     listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     if not arbiter.columns:
         return sql.SQL("(SELECT {} FROM {} AS erd_proposed)").format(listed, proposed)
+    if arbiter.others:
+        free = sql.SQL(" AND ").join(_free(before, columns, nnd) for columns, nnd in
+                                     ((arbiter.columns, arbiter.nulls_not_distinct), *arbiter.others))
+        return sql.SQL("(SELECT {} FROM {} AS erd_first WHERE {})").format(listed, proposed, free)
     key = sql.SQL(", ").join(sql.Identifier(c) for c in arbiter.columns)
     equal = sql.SQL("IS NOT DISTINCT FROM" if arbiter.nulls_not_distinct else "=")
     same = sql.SQL(" AND ").join(sql.SQL("erd_old.{c} {op} erd_first.{c}").format(c=sql.Identifier(c), op=equal)
@@ -85,3 +100,15 @@ def kept_rows(proposed: sql.Composable, before: sql.Composable, columns: list[st
         "FROM (SELECT *, row_number() OVER () AS erd_order FROM {proposed} AS erd_proposed) AS erd_ordered) "
         "AS erd_first WHERE ({never}) OR (erd_nth = 1 AND NOT EXISTS (SELECT 1 FROM {before} AS erd_old "
         "WHERE {same})))").format(listed=listed, key=key, proposed=proposed, never=never, before=before, same=same)
+
+
+def _free(before: sql.Composable, columns: tuple[str, ...], nulls_not_distinct: bool) -> sql.Composable:
+    """A proposed row (erd_first) does not conflict on this key: a NULL in it (NULLS DISTINCT), or no old row has it."""
+    equal = sql.SQL("IS NOT DISTINCT FROM" if nulls_not_distinct else "=")
+    same = sql.SQL(" AND ").join(sql.SQL("erd_old.{c} {op} erd_first.{c}").format(c=sql.Identifier(c), op=equal)
+                                 for c in columns)
+    absent = sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS erd_old WHERE {})").format(before, same)
+    if nulls_not_distinct:
+        return sql.SQL("({})").format(absent)
+    nulls = sql.SQL(" OR ").join(sql.SQL("erd_first.{} IS NULL").format(sql.Identifier(c)) for c in columns)
+    return sql.SQL("({} OR {})").format(nulls, absent)
