@@ -113,6 +113,7 @@ class TableState:
     starts_empty: bool = False  # made by a CREATE TABLE of its own rows only (no parent, not partitioned)
     taken_empty_at: int | None = None  # the INSERT from which the plan's table is read as rows (checks.new_tables)
     draws: dict[str, list[str]] = field(default_factory=dict)  # column -> the rows of each INSERT that drew its sequence
+    cascaded: dict[int, str] = field(default_factory=dict)  # by step: whose DELETE cascades to this table's rows
     _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
 
     @property
@@ -256,11 +257,13 @@ class PlanContext:
                                                on_update=action[s.on_update], on_delete=action[s.on_delete]))
         return keys
 
-    def _follow_actions(self, index: int, state: TableState, written: set[str] | None) -> None:
+    def _follow_actions(self, index: int, state: TableState, written: set[str] | None, depth: int = 0) -> None:
         """A DELETE (``written`` None) or an UPDATE of ``written`` columns of ``state``'s table sets off what the
-        foreign keys that reference it do: CASCADE, SET NULL and SET DEFAULT change the referencing table's rows,
-        which preflight does not simulate, so its later checks say they cannot read them (never read them as they
-        are now)."""
+        foreign keys that reference it do. ON DELETE CASCADE deletes the referencing rows of the rows it removes:
+        simulated as a DELETE of the referencing table at the same step (its checks follow, and what its own
+        foreign keys do, down to 8 tables). SET NULL, SET DEFAULT and ON UPDATE CASCADE change the referencing
+        rows, which preflight does not simulate, so their later checks say they cannot read them (never read them
+        as they are now)."""
         shown = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
         for key in self.references_to(state, index):
             action = key.on_delete if written is None else key.on_update
@@ -269,12 +272,35 @@ class PlanContext:
             child = state if (key.schema, key.table) == (state.schema, state.name) else self.state(key.schema, key.table)
             if child is None or child.info is None:
                 continue
+            if written is None and action == "c" and depth < 8 and self._cascade(index, state, child, key, depth):
+                continue
             verb = "deletes rows of" if written is None else "updates keys of"
             child.unknown = child.unknown or (
                 f"step {index} {verb} {state.label}, and foreign key {display_name(key.name)} (ON "
                 f"{'DELETE' if written is None else 'UPDATE'} {shown[action]}) changes the rows of {child.label} with "
                 "them, which preflight does not simulate, so the rows later checks would read are not known before "
                 "apply")
+
+    def _cascade(self, index: int, parent: TableState, child: TableState, key: ReferencingKey, depth: int) -> bool:
+        """Step ``index`` deletes rows of ``parent``; ``key`` (ON DELETE CASCADE) deletes the rows of ``child`` that
+        reference them, as a DELETE of its own at the same step. False when that cannot be said here (the table
+        references itself, its rows are not known, or it is deleted from twice in the step)."""
+        layer = parent.deletes.get(index)
+        if (layer is None or child is parent or child.unknown or child.added_by or index in child.deletes
+                or child.info is None or child.info.inherited_by or child.name == layer.alias):
+            return False
+        match = sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(layer.alias, r), sql.Identifier(child.name, c))
+            for c, r in zip(key.columns, key.ref_columns))
+        where = sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE ({}) AND {})").format(
+            layer.before.relation, sql.Identifier(layer.alias), sql.SQL(layer.where or "true"), match).as_string()
+        child.deletes[index] = UpdateLayer(before=child.source(), alias=child.name, where=where, values={},
+                                           types=dict(child.columns))
+        child.push_layer({}, alias=child.name)
+        child.filters[len(child.layers) - 1] = where
+        child.cascaded[index] = f"{parent.label} ({display_name(key.name)}, ON DELETE CASCADE)"
+        self._follow_actions(index, child, None, depth + 1)
+        return True
 
     def made_references(self, state: TableState, index: int) -> list[ReferencingKey]:
         """The foreign keys of tables the plan made that reference ``state``'s table before step ``index``, as the
