@@ -11,7 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import erd_preflight as ep
-from tests.oracle import REFUSED, assert_agrees, postgres_accepts
+import psycopg
+
+from erd_preflight.catalog import Catalog
+from tests.oracle import REFUSED, assert_agrees, postgres_accepts, verdict
 
 SETUP = """
 DROP TABLE IF EXISTS a, b, c CASCADE;
@@ -83,3 +86,23 @@ def test_an_insert_of_select_star_is_never_read_by_its_first_column_alone(db, ru
     assert not postgres_accepts(conninfo, [text])
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert assert_agrees(report, False, text) == "unverified", report.summary()
+
+
+def test_statements_that_read_each_others_tables_keep_the_checks_of_a_bounded_size(db, run_sql, conninfo):
+    """Found replaying lemmy: each UPDATE ... FROM reads the other table as the last one left it, and carries its
+    SQL once per column it sets, so the checks' SQL grew with every statement until the replay held 6 GB. Past
+    READ_AS_PLANNED_MAX the statement is a person's call, and no check's SQL outgrows the bound's order."""
+    from erd_preflight.checks.state import READ_AS_PLANNED_MAX
+
+    run_sql(SETUP + "ALTER TABLE a ADD COLUMN x int, ADD COLUMN y int; INSERT INTO a VALUES (1, 1, 1, 1, 1)")
+    chain = []
+    for _ in range(12):
+        chain.append("UPDATE a SET v = b.n, x = b.n, y = b.n FROM b WHERE b.a_id = a.id")
+        chain.append("UPDATE b SET n = a.v + a.x + a.y FROM a WHERE b.a_id = a.id")
+    plan = ep.MigrationPlan.from_sql(";\n".join(chain))
+    with psycopg.connect(conninfo) as conn:
+        checks = ep.derive_checks(plan, Catalog(conn))
+        conn.rollback()
+    assert max(len(repr(c.probe)) for c in checks) < 40 * READ_AS_PLANNED_MAX
+    report = ep.run_preflight(plan, db)
+    assert verdict(report) == "unverified", report.summary()  # the later statements are a person's, never a guess

@@ -42,6 +42,16 @@ from .new_tables import empty_info, fresh_numbers, made_names, quiet, starts_emp
 from .views import as_subquery, relations_replaced, views_inlined
 from .upsert import Arbiter, arbiter_of, kept_rows
 
+# The longest SQL of a changed table's rows that a later statement reads in its place (characters). Statements that
+# read each other's tables (an UPDATE ... FROM of a table an UPDATE ... FROM changed) nest them: past this, the
+# statement is a person's call, so a plan's checks stay of a size PostgreSQL plans in milliseconds.
+READ_AS_PLANNED_MAX = 50_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The plan's effect on each table, step by step.
 
@@ -858,16 +868,24 @@ class PlanContext:
         if not replaced:
             return nodes
 
+        carried = [0]  # characters of SQL the statement carries in the place of the tables it reads
+
         def as_planned(read: ast.RangeVar) -> ast.Node | None:
             other = self.state(read.schemaname, read.relname)
             assert other is not None and other.info is not None
             if not (other.layers or other.info.rows_from):
                 return None
             relation = other.source().relation.as_string()
+            carried[0] += len(relation)
+            if carried[0] > READ_AS_PLANNED_MAX:
+                raise _TooLarge  # each statement that reads it again would carry it whole: it grows without end
             (raw,) = pglast.parse_sql(f"SELECT * FROM {relation} AS erd_as_planned")
             return as_subquery(read, raw.stmt.fromClause[0].subquery, list(other.columns))
 
-        return tuple(relations_replaced(copy.deepcopy(node), as_planned) for node in nodes)
+        try:
+            return tuple(relations_replaced(copy.deepcopy(node), as_planned) for node in nodes)
+        except _TooLarge:
+            return None
 
     def filled_by_query(self, step: Step, index: int) -> str | None:
         """The query of a ``CREATE TABLE / MATERIALIZED VIEW ... AS query`` (WITH DATA) at step ``index`` that reads
@@ -932,6 +950,8 @@ class PlanContext:
             items = ", ".join(RawStream()(item) for item in from_items)
             condition = RawStream()(where_node) if where_node is not None else "true"
             joined = f"(SELECT count(*) FROM {items} WHERE {condition}) > 1"
+            if len(items) * (len(values) + 2) > 4 * READ_AS_PLANNED_MAX:
+                return False  # the FROM items are read once per column it sets: past this, a person's call
         for target, value in zip(stmt.targetList, values):
             if target.indirection or isinstance(target.val, ast.MultiAssignRef) or target.name not in state.columns:
                 return False
