@@ -44,7 +44,7 @@ def _load(run_sql, action: str, p: list, c: list, g: list) -> None:
         run_sql("INSERT INTO g VALUES (%s, %s, %s)", (i, c_id if c_id is not None and c_id <= len(c) else None, w))
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=rows, action=st.sampled_from(ACTIONS),
        statements=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=3, unique=True))

@@ -58,7 +58,7 @@ def _load(run_sql, old_rows: list[tuple[int | None, int | None, str | None]]) ->
         run_sql("INSERT INTO old VALUES (%s, %s, %s, %s)", (i, v, k, name))
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(old_rows=rows, table=st.sampled_from(NEW_TABLES), fill=st.sampled_from(FILLS),
        after=st.lists(st.sampled_from(AFTER), max_size=2))
@@ -146,7 +146,7 @@ FILLED = [
 INDEXED = ["CREATE UNIQUE INDEX pm_id ON pm (id)", "CREATE UNIQUE INDEX pm_creator ON pm (creator)"]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(posts=st.lists(st.integers(0, 3), max_size=4), bans=st.lists(st.integers(0, 3), max_size=3),
        remade=st.sampled_from(REMADE), filled=st.sampled_from(FILLED), indexed=st.lists(st.sampled_from(INDEXED),

@@ -37,7 +37,7 @@ rows = st.lists(st.tuples(st.none() | st.sampled_from(["a", "A", "b", "same"]), 
                 max_size=4)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(p=rows, existing=st.sampled_from(INDEXES), made=st.sampled_from(INDEXES),
        statements=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=3, unique=True))
