@@ -25,6 +25,8 @@ CASES = [
     ("requires_one_created_before", "CREATE EXTENSION cube; CREATE EXTENSION earthdistance", None),
     ("created_twice", "CREATE EXTENSION cube; CREATE EXTENSION cube", "blocked"),
     ("dropped_then_created", "DROP EXTENSION plpgsql; CREATE EXTENSION plpgsql", None),
+    ("dropped_when_missing", "DROP EXTENSION erd_preflight_no_such_extension", "blocked"),
+    ("dropped_when_missing_if_exists", "DROP EXTENSION IF EXISTS erd_preflight_no_such_extension", None),
 ]
 
 
@@ -43,6 +45,22 @@ def test_create_extension_agrees_with_postgresql(db, conninfo, name, plan, expec
         assert found == expected, (name, report.summary())
     if name == "created_twice":
         assert "an earlier step creates it" in report.blockers[0].message
+
+
+@pytest.mark.parametrize("rehearse", [True, False], ids=["rehearsal", "model"])
+def test_dropping_an_extension_a_function_depends_on_blocks_in_both_modes(db, conninfo, rehearse):
+    """The false clear this closes (found on PostgreSQL 15, where other tests' plpgsql functions were in the
+    database): without a rehearsal, DROP EXTENSION plpgsql was "catalog only" while a function in the database
+    depends on the language, so PostgreSQL refuses it (2BP01)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION answer() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 42; END'")
+    plan = "DROP EXTENSION plpgsql"
+    report = ep.run_preflight(ep.MigrationPlan.from_sql(plan), db, rehearse=rehearse)
+    accepted = postgres_accepts(conninfo, [plan])
+    assert not accepted
+    assert assert_agrees(report, accepted, plan) == "blocked", report.summary()
+    if not rehearse:
+        assert "function answer()" in report.blockers[0].message and "2BP01" in report.blockers[0].message
 
 
 def test_an_extension_the_shadow_has_and_the_target_lacks_blocks(db, conninfo):

@@ -35,9 +35,10 @@ def extension_checks(index: int, step: RawSQL, context: PlanContext) -> list[Che
         return None
     stmt = step.parsed[0]
     if isinstance(stmt, ast.DropStmt) and stmt.removeType == enums.ObjectType.OBJECT_EXTENSION:
+        checks = _drop_checks(index, step, stmt, context)
         for name in stmt.objects or ():
             context.plan_extensions[name.sval] = False
-        return None
+        return checks or None
     if not isinstance(stmt, ast.CreateExtensionStmt):
         return None
     name = stmt.extname
@@ -56,6 +57,51 @@ def extension_checks(index: int, step: RawSQL, context: PlanContext) -> list[Che
         return [_blocks(index, step, problem)]
     context.plan_extensions.update(dict.fromkeys(created, True))
     return None
+
+
+_DEPENDENTS = """
+WITH ext AS (SELECT oid FROM pg_extension WHERE extname = %(name)s),
+     members AS (SELECT classid, objid FROM pg_depend
+                  WHERE refclassid = 'pg_extension'::regclass AND refobjid = (SELECT oid FROM ext) AND deptype = 'e')
+SELECT DISTINCT pg_describe_object(d.classid, d.objid, 0)
+  FROM pg_depend d
+ WHERE d.deptype = 'n'
+   AND ((d.refclassid, d.refobjid) IN (SELECT classid, objid FROM members)
+        OR (d.refclassid = 'pg_extension'::regclass AND d.refobjid = (SELECT oid FROM ext)))
+   AND (d.classid, d.objid) NOT IN (SELECT classid, objid FROM members)
+ ORDER BY 1 LIMIT 6
+"""
+
+
+def _drop_checks(index: int, step: RawSQL, stmt: ast.DropStmt, context: PlanContext) -> list[Check]:
+    """DROP EXTENSION judged by the target's catalog: an extension the database lacks (without IF EXISTS) fails; so
+    does one that other objects depend on (without CASCADE), which the rehearsal often cannot try (only the
+    extension's owner may drop it). Those objects are read as they are now: on the first step that is exact; after
+    earlier steps, which may drop them, it is the rehearsal's call, or without one a person's."""
+    checks: list[Check] = []
+    for node in stmt.objects or ():
+        name = node.sval
+        if not _about(context, name)[0]:
+            if not stmt.missing_ok:
+                checks.append(_blocks(index, step, f'extension "{name}" does not exist (SQLSTATE 42704). '
+                                      "Write DROP EXTENSION IF EXISTS, or remove the step."))
+            continue
+        if stmt.behavior == enums.DropBehavior.DROP_CASCADE or context.plan_extensions.get(name):
+            continue  # what the plan's own CREATE brought along is the plan's: the rehearsal judges that
+        dependents = [r[0] for r in context.catalog.conn.execute(_DEPENDENTS, {"name": name})]
+        if not dependents or (index > 1 and context.rehearsal is not None):
+            continue
+        listed = "; ".join(dependents[:5]) + (" and more" if len(dependents) > 5 else "")
+        message = (f'cannot drop extension "{name}" because other objects depend on it (SQLSTATE 2BP01): {listed}.')
+        if index == 1:  # nothing ran before it: the catalog now is the catalog at apply
+            checks.append(_blocks(index, step, message + " Drop them first, or write DROP EXTENSION ... CASCADE "
+                                  "once you have read what it drops."))
+        else:
+            checks.append(verdict(OBJECT_PRECHECK, index, step, "warning",
+                                  f"step {index} may fail at apply: in the target database now, {message} An earlier "
+                                  "step may drop them; without a rehearsal preflight cannot tell. Rehearse the plan, "
+                                  "or acknowledge this step.", acknowledge=True))
+    return checks
 
 
 def _blocks(index: int, step: RawSQL, message: str) -> Check:
