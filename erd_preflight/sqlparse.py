@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pglast
@@ -244,20 +244,38 @@ def _with_ctes_inlined(node: Any, ctes: dict[str, Any]) -> Any:
     """``node`` with every RangeVar that names a query of ``ctes`` (no schema) replaced by that query."""
     import copy
 
-    if isinstance(node, ast.RangeVar) and node.schemaname is None and node.relname in ctes:
-        query, columns = ctes[node.relname]
-        alias = node.alias
-        return ast.RangeSubselect(lateral=False, subquery=copy.deepcopy(query), alias=ast.Alias(
-            aliasname=alias.aliasname if alias else node.relname,
-            colnames=(alias.colnames if alias and alias.colnames else columns)))
+    def cte_query(read: ast.RangeVar) -> Any:
+        if read.schemaname is not None or read.relname not in ctes:
+            return None
+        query, columns = ctes[read.relname]
+        return subquery_for(read, copy.deepcopy(query), columns)
+
+    return relations_replaced(node, cte_query)
+
+
+def subquery_for(read: ast.RangeVar, query: Any, columns: Any) -> ast.RangeSubselect:
+    """``query`` in the place of the relation ``read`` names, under the name it is read by, with the column names
+    it is read by (its alias's, else ``columns``: a tuple of ``ast.String``)."""
+    alias = read.alias
+    return ast.RangeSubselect(lateral=False, subquery=query, alias=ast.Alias(
+        aliasname=alias.aliasname if alias else read.relname,
+        colnames=(alias.colnames if alias and alias.colnames else columns)))
+
+
+def relations_replaced(node: Any, replace: Callable[[ast.RangeVar], ast.Node | None]) -> Any:
+    """``node`` (changed in place) with each relation it reads replaced by what ``replace`` gives for it (None:
+    left as it is)."""
+    if isinstance(node, ast.RangeVar):
+        new = replace(node)
+        return node if new is None else new
     if isinstance(node, ast.Node):
         for name in type(node).__slots__:
             value = getattr(node, name, None)
-            new = _with_ctes_inlined(value, ctes)
+            new = relations_replaced(value, replace)
             if new is not value:
                 setattr(node, name, new)
         return node
     if isinstance(node, (list, tuple)):
-        items = [_with_ctes_inlined(v, ctes) for v in node]
+        items = [relations_replaced(v, replace) for v in node]
         return type(node)(items) if any(a is not b for a, b in zip(items, node)) else node
     return node

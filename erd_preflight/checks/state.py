@@ -35,11 +35,11 @@ from ..plan import (
     display_name,
 )
 from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
-from ..sqlparse import inline_ctes, normalize_expression, walk_ast
+from ..sqlparse import inline_ctes, normalize_expression, relations_replaced, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source
 from .new_tables import empty_info, fresh_numbers, made_names, quiet, starts_empty
-from .views import as_subquery, relations_replaced, views_inlined
+from .views import as_subquery, views_inlined
 from .upsert import Arbiter, arbiter_of, kept_rows
 
 # The longest SQL of a changed table's rows that a later statement reads in its place (characters). Statements that

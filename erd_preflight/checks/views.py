@@ -10,14 +10,13 @@ target as it will run at apply. PostgreSQL's planner does the same: a view is a 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import pglast
 from pglast import ast
 
 from ..shadow_catalog import CatalogSnapshot
-from ..sqlparse import walk_ast
+from ..sqlparse import relations_replaced, subquery_for, walk_ast
 
 _DEPTH = 16  # views over views deeper than this are left as they are (the query is then not decided)
 
@@ -65,26 +64,4 @@ def _inlined(node: Any, snapshot: CatalogSnapshot, depth: int) -> Any:
 
 def as_subquery(read: ast.RangeVar, query: ast.Node, columns: list[str]) -> ast.RangeSubselect:
     """``query`` in the place of the relation ``read`` names, under the name and column names it is read by."""
-    alias = read.alias
-    return ast.RangeSubselect(lateral=False, subquery=query, alias=ast.Alias(
-        aliasname=alias.aliasname if alias else read.relname,
-        colnames=(alias.colnames if alias and alias.colnames else tuple(ast.String(sval=c) for c in columns))))
-
-
-def relations_replaced(node: Any, replace: Callable[[ast.RangeVar], ast.Node | None]) -> Any:
-    """``node`` (changed in place) with each relation it reads replaced by what ``replace`` gives for it (None:
-    left as it is)."""
-    if isinstance(node, ast.RangeVar):
-        new = replace(node)
-        return node if new is None else new
-    if isinstance(node, ast.Node):
-        for name in type(node).__slots__:
-            value = getattr(node, name, None)
-            new = relations_replaced(value, replace)
-            if new is not value:
-                setattr(node, name, new)
-        return node
-    if isinstance(node, (list, tuple)):
-        items = [relations_replaced(v, replace) for v in node]
-        return type(node)(items) if any(a is not b for a, b in zip(items, node)) else node
-    return node
+    return subquery_for(read, query, tuple(ast.String(sval=c) for c in columns))
