@@ -743,9 +743,7 @@ class PlanContext:
         snapshot = self.rehearsal.before.get(index) if self.rehearsal else None
         relation = snapshot.resolve(stmt.relation.schemaname, stmt.relation.relname) if snapshot else None
         query = stmt.selectStmt
-        if state is not None and state.info is None and relation is not None:
-            self._take_empty(index, state, relation, query)
-        if state is None or state.info is None or state.unknown or relation is None or relation.kind != "r":
+        if state is None or relation is None or relation.kind != "r":
             return False
         arbiter: Arbiter | None = None
         if stmt.onConflictClause is not None:  # DO NOTHING: the rows it skips are read (checks.upsert)
@@ -755,21 +753,19 @@ class PlanContext:
                                  lone=len(query.valuesLists or ()) == 1)
             if arbiter is None:
                 return False
-        nodes = list(walk_ast(query))
-        if any(isinstance(n, ast.SetToDefault) for n in nodes) or any(c.generated for c in relation.columns):
+        if any(isinstance(n, ast.SetToDefault) for n in walk_ast(query)) or any(c.generated for c in relation.columns):
+            return False
+        if state.info is None and self._fits(stmt, [c.name for c in relation.columns]) is not None:
+            self._take_empty(index, state, relation, query)  # only a statement modelled in full promotes it
+        if state.info is None or state.unknown:
+            return False
+        names = self._fits(stmt, list(state.columns))
+        if names is None:
             return False
         read = self._as_read(query)
         if read is None:
             return False  # a table whose rows at this step preflight does not know
         (query,) = read
-        names = [t.name for t in stmt.cols] if stmt.cols else list(state.columns)
-        if any(t.indirection for t in stmt.cols or ()) or len(set(names)) != len(names) \
-                or any(n not in state.columns for n in names):
-            return False
-        width = _width(query)
-        if not width or (width != len(names) and not (query.valuesLists is None and width < len(names))):
-            return False
-        names = names[:width]
         by_name = {c.name: c for c in relation.columns}
         alias = [sql.Identifier(f"erd_written_{n}") for n in names]
         source = sql.SQL("({}) AS erd_rows({})").format(sql.SQL(RawStream()(query)), sql.SQL(", ").join(alias))
@@ -828,6 +824,19 @@ class PlanContext:
         state.unions[len(state.layers) - 1] = added_sql
         state.no_nulls_because = {}  # the new rows may hold NULLs where the old ones did not
         return True
+
+    @staticmethod
+    def _fits(stmt: ast.InsertStmt, columns: list[str]) -> list[str] | None:
+        """The columns an INSERT writes, in order, when its query's rows fit a table of ``columns`` as preflight
+        models them (named once each, no subscripts; as many values as names, or fewer from a SELECT); else None."""
+        names = [t.name for t in stmt.cols] if stmt.cols else list(columns)
+        if any(t.indirection for t in stmt.cols or ()) or len(set(names)) != len(names) \
+                or any(n not in columns for n in names):
+            return None
+        width = _width(stmt.selectStmt)
+        if not width or (width != len(names) and not (stmt.selectStmt.valuesLists is None and width < len(names))):
+            return None
+        return names[:width]
 
     def _take_empty(self, index: int, state: TableState, relation: RelationSnapshot, query: Any) -> None:
         """A table the plan made, still empty at step ``index`` (nothing since its CREATE TABLE wrote rows or moved
