@@ -52,10 +52,12 @@ def _statements(text: str) -> list[str]:
     return [step.sql() for step in ep.MigrationPlan.from_sql(text).steps]
 
 
-def _load(run_sql, old_rows: list[tuple[int | None, int | None, str | None]]) -> None:
-    run_sql(SETUP)
-    for i, (v, k, name) in enumerate(old_rows, start=1):
-        run_sql("INSERT INTO old VALUES (%s, %s, %s, %s)", (i, v, k, name))
+def _load(run_sql, setup: str, **tables: list[tuple]) -> None:
+    """``setup``, then each table's rows, numbered from 1 in its first column."""
+    run_sql(setup)
+    for table, table_rows in tables.items():
+        for i, values in enumerate(table_rows, start=1):
+            run_sql(f"INSERT INTO {table} VALUES (%s{', %s' * len(values)})", (i, *values))
 
 
 @settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
@@ -64,7 +66,7 @@ def _load(run_sql, old_rows: list[tuple[int | None, int | None, str | None]]) ->
        after=st.lists(st.sampled_from(AFTER), max_size=2))
 def test_a_new_table_filled_from_old_ones_agrees_with_postgresql_and_asks_nobody(
         db, run_sql, conninfo, old_rows, table, fill, after):
-    _load(run_sql, old_rows)
+    _load(run_sql, SETUP, old=old_rows)
     text = ";\n".join([table, fill, *after])
     accepted = postgres_accepts(conninfo, _statements(text))
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
@@ -73,7 +75,7 @@ def test_a_new_table_filled_from_old_ones_agrees_with_postgresql_and_asks_nobody
 
 
 def test_the_insert_that_fills_a_new_table_blocks_on_the_rows_postgresql_refuses(db, run_sql, conninfo):
-    _load(run_sql, [(1, 1, "a"), (-1, 2, "b")])
+    _load(run_sql, SETUP, old=[(1, 1, "a"), (-1, 2, "b")])
     text = f"{NEW_TABLES[1]}; INSERT INTO nt SELECT id, v, k, name FROM old"
     assert not postgres_accepts(conninfo, _statements(text))
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
@@ -92,7 +94,7 @@ def test_the_insert_that_fills_a_new_table_blocks_on_the_rows_postgresql_refuses
     "INSERT INTO nt SELECT id FROM old",
 ])
 def test_what_the_target_cannot_show_stays_a_persons_call(db, run_sql, conninfo, plan):
-    _load(run_sql, [(1, 1, "a"), (2, 2, "b")])
+    _load(run_sql, SETUP, old=[(1, 1, "a"), (2, 2, "b")])
     accepted = postgres_accepts(conninfo, _statements(plan))
     report = ep.run_preflight(ep.MigrationPlan.from_sql(plan), db)
     assert assert_agrees(report, accepted, plan) != "clear" or accepted
@@ -101,7 +103,7 @@ def test_what_the_target_cannot_show_stays_a_persons_call(db, run_sql, conninfo,
 
 def test_a_foreign_key_of_a_new_table_guards_a_delete_of_the_old_table_it_references(db, run_sql, conninfo):
     """The target's catalog does not know the new table's foreign key; the rehearsal's does."""
-    _load(run_sql, [(1, 1, "a"), (2, 2, "b")])
+    _load(run_sql, SETUP, old=[(1, 1, "a"), (2, 2, "b")])
     text = "CREATE TABLE nt (k int REFERENCES kind); INSERT INTO nt SELECT k FROM old; DELETE FROM kind WHERE id = 2"
     assert not postgres_accepts(conninfo, _statements(text))
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
@@ -153,11 +155,7 @@ INDEXED = ["CREATE UNIQUE INDEX pm_id ON pm (id)", "CREATE UNIQUE INDEX pm_creat
                                                                                           max_size=1))
 def test_a_relation_filled_through_a_view_the_plan_remakes_agrees_with_postgresql_and_asks_nobody(
         db, run_sql, conninfo, posts, bans, remade, filled, indexed):
-    run_sql(VIEW_SETUP)
-    for i, creator in enumerate(posts, start=1):
-        run_sql("INSERT INTO post VALUES (%s, %s)", (i, creator))
-    for i, user in enumerate(bans, start=1):
-        run_sql("INSERT INTO ban VALUES (%s, %s)", (i, user))
+    _load(run_sql, VIEW_SETUP, post=[(c,) for c in posts], ban=[(u,) for u in bans])
     text = ";\n".join([remade, filled, *indexed])
     accepted = postgres_accepts(conninfo, _statements(text))
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
