@@ -141,9 +141,11 @@ def _slow_table(run_sql, rows: int = 400_000) -> None:
 
 
 def _running(conninfo: str, fragment: str) -> list[tuple]:
+    """The target's active queries holding ``fragment``: never the rehearsal's, which runs the same statement on
+    an empty copy in another database of the same server, so Ctrl-C is sent while the check itself runs."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return conn.execute("SELECT pid, state, query FROM pg_stat_activity WHERE state = 'active' "
-                            "AND query LIKE %s AND pid <> pg_backend_pid()", (f"%{fragment}%",)).fetchall()
+                            "AND datname = current_database() AND query LIKE %s AND pid <> pg_backend_pid()", (f"%{fragment}%",)).fetchall()
 
 
 def _wait_running(conninfo: str, fragment: str, timeout: float = 30.0) -> None:
