@@ -3,9 +3,20 @@ preflight's verdict agree?"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
+
+# How many examples each hypothesis oracle test takes, before its share: what .ci/run affords on two cores with both
+# servers side by side. A deeper run: ERD_PREFLIGHT_ORACLE_EXAMPLES=300 python -m pytest tests/test_dml_oracle.py
+ORACLE_EXAMPLES = 60
+
+
+def examples(share: int = 1) -> int:
+    """The examples of an oracle test that takes 1/``share`` of ERD_PREFLIGHT_ORACLE_EXAMPLES (ORACLE_EXAMPLES by
+    default): the slowest tests take a half or a third."""
+    return max(5, int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", str(ORACLE_EXAMPLES))) // share)
 
 
 REFUSED: list[str] = []  # PostgreSQL's last refusal, for a failing assertion's message

@@ -4,13 +4,12 @@ referenced. Later steps read the tables as the cascade leaves them. PostgreSQL i
 
 from __future__ import annotations
 
-import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import erd_preflight as ep
-from tests.oracle import REFUSED, assert_agrees, postgres_accepts
+from tests.oracle import REFUSED, assert_agrees, examples, postgres_accepts
 
 SETUP = """
 DROP TABLE IF EXISTS g, c, p CASCADE;
@@ -44,7 +43,7 @@ def _load(run_sql, action: str, p: list, c: list, g: list) -> None:
         run_sql("INSERT INTO g VALUES (%s, %s, %s)", (i, c_id if c_id is not None and c_id <= len(c) else None, w))
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=rows, action=st.sampled_from(ACTIONS),
        statements=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=3, unique=True))

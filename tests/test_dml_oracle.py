@@ -5,7 +5,6 @@ fails."""
 from __future__ import annotations
 
 import collections
-import os
 
 import psycopg
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 import erd_preflight as ep
 
-from oracle import assert_agrees, postgres_accepts
+from oracle import assert_agrees, examples, postgres_accepts
 
 SCHEMA = """
 DROP TABLE IF EXISTS k, h, g, c, p CASCADE;
@@ -100,7 +99,7 @@ def _load(conninfo: str, parents: set[int], children: list, g: list, h: list, k:
             conn.execute("INSERT INTO k SELECT %s, id FROM c WHERE id = %s", (i, v))
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=examples(), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parents=st.sets(st.integers(0, 5)), children=rows, g=refs, h=refs, k=few,
        statements=st.lists(st.sampled_from(UPDATES), min_size=1, max_size=2))
@@ -191,7 +190,7 @@ SKIPS_FOR_A_PERSON = [
 INSERTS += SKIPS + SKIPS_FOR_A_PERSON
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=examples(), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parents=st.sets(st.integers(0, 5)), children=rows, g=refs, h=refs, k=few,
        statements=st.lists(st.sampled_from(INSERTS) | st.sampled_from(UPDATES), min_size=1, max_size=3)

@@ -7,14 +7,13 @@ its admin row, left for a person)."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import erd_preflight as ep
-from tests.oracle import REFUSED, assert_agrees, postgres_accepts, verdict
+from tests.oracle import REFUSED, assert_agrees, examples, postgres_accepts, verdict
 
 SETUP = "CREATE TABLE old (id int PRIMARY KEY, a int); INSERT INTO old VALUES (1, 1), (2, 2)"
 
@@ -121,7 +120,7 @@ AFTER = [
 ]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 3)), st.one_of(st.none(), st.integers(0, 3))),
                      max_size=4), m_rows=values, after=st.lists(st.sampled_from(AFTER), min_size=1, max_size=3))

@@ -5,7 +5,6 @@ expressions fails on an expression that raises, and a unique one on equal keys a
 
 from __future__ import annotations
 
-import os
 
 import psycopg
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 import erd_preflight as ep
 
-from oracle import assert_agrees, postgres_accepts, verdict
+from oracle import assert_agrees, examples, postgres_accepts, verdict
 
 pairs = st.sampled_from([None, "(,)", "(1,)", "(1,2)"])
 texts = st.sampled_from([None, "", "ab", "ab  ", "abcd"])
@@ -50,7 +49,7 @@ def _load(conninfo: str, data: list) -> None:
             cur.executemany("INSERT INTO x VALUES (%s, %s::pair, %s, %s::varbit, %s::text[])", data)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=examples(), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=rows, statements=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=2))
 def test_composites_and_length_limits_are_judged_as_postgresql_judges_them(db, conninfo, data, statements):
@@ -91,7 +90,7 @@ DOMAIN_STATEMENTS = [
 ]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.lists(st.tuples(st.integers(0, 3), st.sampled_from([None, "", "ab", "abc", "[1]", "{bad"]),
                                st.sampled_from([None, -1, 0, 5])), max_size=6),
@@ -132,7 +131,7 @@ INHERITANCE_STATEMENTS = [
 ]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(own=st.lists(st.tuples(st.integers(1, 3), st.none() | st.integers(0, 3)), max_size=4),
        inherited=st.lists(st.tuples(st.integers(1, 3), st.none() | st.integers(0, 3)), max_size=4),
@@ -270,7 +269,7 @@ ADD_COLUMN_STATEMENTS = [
 ]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.lists(st.none() | st.integers(-2, 3), max_size=4), parents=st.sets(st.integers(0, 5)),
        statement=st.sampled_from(ADD_COLUMN_STATEMENTS),
@@ -315,7 +314,7 @@ def test_a_not_valid_not_null_constraint_of_postgresql_18_promises_nothing_of_th
     assert assert_agrees(report, postgres_accepts(conninfo, [statement]), statement) == expected
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
+@settings(max_examples=examples(3), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(st.sampled_from([None, "1", " 2", "x", "", "3.5", "2024-02-30", "2024-02-28", "99999999999"]),
                        max_size=6),
@@ -356,7 +355,7 @@ PARTITION_STATEMENTS = [
 ]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(default=st.booleans(), rows=st.lists(st.tuples(st.integers(-3, 12), st.none() | st.integers(-1, 2)), max_size=5),
        detached=st.lists(st.tuples(st.none() | st.integers(-1, 8), st.none() | st.integers(-1, 2)), max_size=4),

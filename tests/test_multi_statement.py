@@ -6,7 +6,6 @@ on rows that break the later step and on rows that do not. Both servers in CI.""
 
 from __future__ import annotations
 
-import os
 
 import psycopg
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 import erd_preflight as ep
 
 from test_rehearsal import oracle_fails
+from oracle import examples
 
 # name: (setup without rows, rows that make the migration fail, rows that let it pass, migration)
 CASES: dict[str, tuple[str, str, str, str]] = {
@@ -327,7 +327,7 @@ CATALOG_STEPS = [
 _cell = st.none() | st.integers(min_value=-2, max_value=2)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(_cell, _cell), max_size=8),
        steps=st.lists(st.sampled_from(CATALOG_STEPS), min_size=1, max_size=4))

@@ -7,14 +7,13 @@ makes, a table written before the INSERT) stays a person's call."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import erd_preflight as ep
-from tests.oracle import REFUSED, assert_agrees, postgres_accepts, verdict
+from tests.oracle import REFUSED, assert_agrees, examples, postgres_accepts, verdict
 
 SETUP = """
 DROP TABLE IF EXISTS nt, old, kind CASCADE;
@@ -60,7 +59,7 @@ def _load(run_sql, setup: str, **tables: list[tuple]) -> None:
             run_sql(f"INSERT INTO {table} VALUES (%s{', %s' * len(values)})", (i, *values))
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
+@settings(max_examples=examples(3), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(old_rows=rows, table=st.sampled_from(NEW_TABLES), fill=st.sampled_from(FILLS),
        after=st.lists(st.sampled_from(AFTER), max_size=2))
@@ -148,7 +147,7 @@ FILLED = [
 INDEXED = ["CREATE UNIQUE INDEX pm_id ON pm (id)", "CREATE UNIQUE INDEX pm_creator ON pm (creator)"]
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 3, deadline=None,
+@settings(max_examples=examples(3), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(posts=st.lists(st.integers(0, 3), max_size=4), bans=st.lists(st.integers(0, 3), max_size=3),
        remade=st.sampled_from(REMADE), filled=st.sampled_from(FILLED), indexed=st.lists(st.sampled_from(INDEXED),

@@ -2,7 +2,6 @@
 transaction that is rolled back, on generated data (NULLs, duplicates, orphans, partial NULL keys, bad
 casts, empty tables, multi-step plans)."""
 
-import os
 
 import psycopg
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +9,7 @@ from hypothesis import strategies as st
 
 import erd_preflight as ep
 
-from oracle import assert_agrees, postgres_accepts
+from oracle import assert_agrees, examples, postgres_accepts
 
 small = st.none() | st.integers(min_value=-3, max_value=3)
 rows = st.lists(st.tuples(small, small, st.sampled_from(["1", "2", "x", "", " 7", None, "99999999999"])),
@@ -50,7 +49,7 @@ def _load_tables(conninfo: str, child: list, parent: list) -> None:
             cur.executemany("INSERT INTO c VALUES (%s, %s, %s)", child)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(child=rows, parent=parents, plan_steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=3))
 def test_verdict_agrees_with_postgresql_running_the_ddl(db, conninfo, child, parent, plan_steps):
     _load_tables(conninfo, child, parent)
@@ -85,7 +84,7 @@ def _shape_after_plain_ddl(conninfo: str, statements: list[str]) -> list[tuple[s
             conn.rollback()
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(child=rows, parent=parents, plan_steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=3))
 def test_a_clear_plan_applies_in_phases_to_what_postgresql_makes_of_the_plain_ddl(db, conninfo, store, child,
@@ -109,7 +108,7 @@ ranges = st.lists(st.tuples(st.integers(0, 3), st.none() | st.integers(0, 9), st
                             st.booleans()), max_size=10)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=ranges, statement=st.sampled_from([
     "ALTER TABLE booking ADD CONSTRAINT no_overlap EXCLUDE USING gist (during WITH &&)",

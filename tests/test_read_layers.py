@@ -5,7 +5,6 @@ oracle, on both servers: the same statements on the same rows, in a transaction 
 
 from __future__ import annotations
 
-import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,7 +13,7 @@ import erd_preflight as ep
 import psycopg
 
 from erd_preflight.catalog import Catalog
-from tests.oracle import REFUSED, assert_agrees, postgres_accepts, verdict
+from tests.oracle import REFUSED, assert_agrees, examples, postgres_accepts, verdict
 
 SETUP = """
 DROP TABLE IF EXISTS a, b, c CASCADE;
@@ -45,7 +44,7 @@ a_rows = st.lists(st.tuples(st.none() | st.integers(0, 3), st.integers(0, 2)), m
 b_rows = st.lists(st.tuples(st.none() | st.integers(1, 4), st.integers(0, 2)), max_size=4)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(a=a_rows, b=b_rows, statements=st.lists(st.sampled_from(STATEMENTS), min_size=2, max_size=4, unique=True))
 def test_a_statement_reads_what_earlier_steps_left_and_agrees_with_postgresql_asking_nobody(

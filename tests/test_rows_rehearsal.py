@@ -7,7 +7,6 @@ the copy is dropped afterwards."""
 from __future__ import annotations
 
 import collections
-import os
 import re
 
 import psycopg
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 import erd_preflight as ep
 from erd_preflight.shadow import shadow_server
 
-from oracle import assert_agrees, postgres_accepts, verdict
+from oracle import assert_agrees, examples, postgres_accepts, verdict
 
 SCHEMA = """
 DROP TABLE IF EXISTS h, c, p, audit CASCADE;
@@ -83,7 +82,7 @@ def _load(conninfo: str, parents: set[int], children: list, h: list) -> None:
             conn.execute("INSERT INTO h SELECT %s, id FROM c WHERE id = %s", (i, v))
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parents=st.sets(st.integers(0, 5), min_size=3), children=rows, h=refs,
        statements=st.lists(st.sampled_from(UNVERIFIABLE) | st.sampled_from(MODELLED), min_size=1, max_size=3)

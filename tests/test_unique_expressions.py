@@ -4,13 +4,12 @@ An UPDATE that does not touch an index's columns leaves it alone. PostgreSQL is 
 
 from __future__ import annotations
 
-import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import erd_preflight as ep
-from tests.oracle import REFUSED, assert_agrees, postgres_accepts
+from tests.oracle import REFUSED, assert_agrees, examples, postgres_accepts
 
 SETUP = """
 DROP TABLE IF EXISTS p CASCADE;
@@ -37,7 +36,7 @@ rows = st.lists(st.tuples(st.none() | st.sampled_from(["a", "A", "b", "same"]), 
                 max_size=4)
 
 
-@settings(max_examples=int(os.environ.get("ERD_PREFLIGHT_ORACLE_EXAMPLES", "120")) // 2, deadline=None,
+@settings(max_examples=examples(2), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(p=rows, existing=st.sampled_from(INDEXES), made=st.sampled_from(INDEXES),
        statements=st.lists(st.sampled_from(STATEMENTS), min_size=1, max_size=3, unique=True))
