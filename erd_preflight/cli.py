@@ -59,21 +59,35 @@ def database_url(given: str | None) -> str:
     return url
 
 
+def plan_path(spec: str) -> Path:
+    """The file or folder a PLAN argument names; a UsageError when it does not exist, said before any database is
+    asked for."""
+    from .plan.tools import TOOLS
+
+    tool, _, rest = spec.partition(":")
+    if rest and tool in TOOLS:
+        path, missing = Path(rest), f"no such file or folder: {rest}"
+    elif spec.startswith("alembic:"):
+        path = Path(spec.removeprefix("alembic:"))
+        missing = f"{path} does not exist: give alembic:PATH/TO/alembic.ini"
+    else:
+        path, missing = Path(spec), f"no such file: {spec}"
+    if not path.exists():
+        raise UsageError(missing)
+    return path
+
+
 def load_plan(spec: str, db: Database) -> MigrationPlan:
     """A ``.sql`` file, a folder of migrations (pending ones only), ``alembic:PATH/alembic.ini``, or
     ``TOOL:PATH`` for prisma, diesel, atlas, liquibase or django."""
     from .plan.tools import TOOLS, detect
 
+    path = plan_path(spec)
     tool, _, rest = spec.partition(":")
     if rest and tool in TOOLS:
-        if not Path(rest).exists():
-            raise UsageError(f"no such file or folder: {rest}")
-        return MigrationPlan.from_tool(tool, rest, db=db)
+        return MigrationPlan.from_tool(tool, path, db=db)
     if spec.startswith("alembic:"):
-        ini = Path(spec.removeprefix("alembic:"))
-        if not ini.exists():
-            raise UsageError(f"{ini} does not exist: give alembic:PATH/TO/alembic.ini")
-        return MigrationPlan.from_alembic(ini, db=db)
+        return MigrationPlan.from_alembic(path, db=db)
     path = Path(spec)
     if path.is_dir():
         return MigrationPlan.from_dir(path, db=db)
@@ -82,8 +96,6 @@ def load_plan(spec: str, db: Database) -> MigrationPlan:
         if found is not None:
             return MigrationPlan.from_tool(found[0].name, path, db=db)
         return MigrationPlan.from_sql(read_sql_file(path), name=path.name, origin=path.name)
-    if not path.exists():
-        raise UsageError(f"no such file: {spec}")
     raise UsageError(f"{spec} is not a .sql file, a folder of migrations, alembic:PATH/alembic.ini or TOOL:PATH "
                      "(prisma, diesel, atlas, liquibase, django)")
 
@@ -335,7 +347,8 @@ def _rehearse_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="erd-preflight", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    summary = __doc__.split("\n\n")[0].replace("``", "") if __doc__ else None  # the docstring's markup is not shown
+    top = argparse.ArgumentParser(prog="erd-preflight", description=summary)
     top.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -383,6 +396,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser().parse_args(argv)  # argparse exits 2 on a usage error, with its own message
     stream = out or sys.stdout
     try:
+        if getattr(args, "plan", None):
+            plan_path(args.plan)  # a missing file is the first thing to say, before "no database"
         db = connect(database_url(args.db))
         return COMMANDS[args.command](args, db, stream)
     except KeyboardInterrupt:

@@ -58,7 +58,13 @@ def read_sql_file(path: Any) -> str:
         raise PlanError(f"{Path(path).name} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column "
                         f"{column} cannot be decoded. Save the file as UTF-8", line=line, column=column) from None
     refuse_nul(text, Path(path).name)
-    return text
+    return without_bom(text)
+
+
+def without_bom(text: str) -> str:
+    """``text`` without the UTF-8 byte-order mark that Windows editors put first in a file (psql and Flyway skip
+    it; PostgreSQL's parser would read it as part of the first word)."""
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def refuse_nul(text: str, subject: str) -> None:
@@ -77,6 +83,12 @@ def _parse(text: str, what: str) -> tuple[Any, ...]:
     except ParseError as exc:
         message, offset = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
         line, column = line_column(text, offset)
+        written = text.splitlines()[line - 1].strip() if 0 < line <= len(text.splitlines()) else ""
+        if written.startswith("\\") and text.splitlines()[line - 1][column - 1:].startswith("\\"):
+            raise PlanError(f'{what}: "{written.split()[0]}" at line {line} is a psql meta-command, not SQL: '
+                            "preflight reads SQL, as PostgreSQL's server does, not psql scripts. Remove the line "
+                            "(psql's \\set, \\connect, \\i run in psql only), or split the script where it "
+                            "switches database", line=line, column=column) from None
         raise PlanError(f"{what}: {message}", line=line, column=column) from None
 
 
@@ -96,6 +108,7 @@ def split_statements(text: str, what: str = "the migration SQL does not parse") 
     long file with non-ASCII text. So the whole file is parsed once to JSON (byte offsets, linear), each
     statement's bytes are decoded while walking forward, and each statement is parsed on its own."""
     refuse_nul(text, "the migration SQL")
+    text = without_bom(text)
     try:
         tree = json.loads(parse_sql_json(text))
     except ParseError:

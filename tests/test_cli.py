@@ -266,6 +266,23 @@ def test_a_missing_plan_and_an_unreachable_server_are_one_clear_line_each(tmp_pa
     assert first.startswith("erd-preflight: cannot connect to postgresql://nobody@127.0.0.1:1/nothing: ")
     assert first.endswith(" Check the URL and that the server accepts connections.")
     assert "?." not in first and ".." not in first
+    # without a database either, the missing file is what is said first: it is the first thing to fix
+    missing = cli("check", "nope.sql", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr == "erd-preflight: no such file: nope.sql\n"
+    missing = cli("check", "prisma:gone", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr == "erd-preflight: no such file or folder: gone\n"
+
+
+def test_help_reads_as_plain_text_and_a_bom_file_is_read_as_psql_reads_it(tmp_path, conninfo):
+    shown = cli("--help")
+    assert shown.returncode == 0 and "``" not in shown.stdout and "erd-preflight: the same preflight" in shown.stdout
+    plan = tmp_path / "0001_windows.sql"
+    plan.write_bytes("\ufeffCREATE TABLE windows_saved (id int);\n".encode())
+    clear = cli("check", str(plan), url=conninfo)
+    assert clear.returncode == 0, clear.stderr
+    plan.write_text("\\set ON_ERROR_STOP on\nCREATE TABLE windows_saved (id int);\n")
+    meta = cli("check", str(plan), url=conninfo)
+    assert meta.returncode == 2 and '"\\set" at line 1 is a psql meta-command' in meta.stderr, meta.stderr
 
 
 

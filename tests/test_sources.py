@@ -80,6 +80,57 @@ def test_dbmate_reads_the_up_section_only_and_skips_listed_versions(tmp_path, db
     assert [s.kind for s in plan.steps] == ["add_column", "add_column"]
 
 
+def test_goose_reads_the_up_section_only_and_skips_what_its_history_says_is_applied(tmp_path, db, run_sql):
+    """Found while checking byte-order marks: a goose file, numbered like any other, was read whole, so its Down
+    section (DROP TABLE) was part of the plan, after the Up section it undoes."""
+    folder = write(tmp_path / "goose", {
+        "00001_create.sql": "-- +goose Up\nCREATE TABLE notes (id int);\n-- +goose Down\nDROP TABLE notes;\n",
+        "00002_title.sql": "-- +goose Up\n-- +goose StatementBegin\nALTER TABLE notes ADD COLUMN title text;\n"
+                           "-- +goose StatementEnd\n\n-- +goose Down\nALTER TABLE notes DROP COLUMN title;\n",
+        "00003_body.sql": "-- +goose Up\nALTER TABLE notes ADD COLUMN body text;\n-- +goose Down\n"
+                          "ALTER TABLE notes DROP COLUMN body;\n",
+    })
+    plan = ep.MigrationPlan.from_dir(folder, history=False)
+    assert [s.kind for s in plan.steps] == ["create_table", "add_column", "add_column"], plan.steps
+    run_sql("CREATE TABLE notes (id int); CREATE TABLE goose_db_version (id serial PRIMARY KEY, version_id bigint, "
+            "is_applied boolean); INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), "
+            "(2, true), (2, false)")  # 2 was applied, then rolled back
+    plan = ep.MigrationPlan.from_dir(folder, db=db)
+    assert plan.origins == ("00002_title.sql", "00003_body.sql")
+    assert "goose_db_version" in plan.record_hint and "(3, true)" in plan.record_hint
+
+
+def test_a_file_with_a_down_section_and_no_up_marker_is_refused(tmp_path):
+    folder = write(tmp_path / "half", {"00001_x.sql": "CREATE TABLE a (id int);\n-- +goose Down\nDROP TABLE a;\n"})
+    with pytest.raises(ep.PlanError, match="down section but no up section"):
+        ep.MigrationPlan.from_dir(folder, history=False)
+
+
+def test_a_byte_order_mark_is_read_as_psql_and_flyway_read_it(tmp_path, db):
+    """Windows editors start a UTF-8 file with a byte-order mark; PostgreSQL's parser read it as part of the first
+    word ("syntax error at or near \ufeffALTER")."""
+    bom = "\ufeff"
+    assert [s.kind for s in ep.MigrationPlan.from_sql(bom + "ALTER TABLE t ADD COLUMN a int").steps] == ["add_column"]
+    flyway, goose = tmp_path / "flyway", tmp_path / "goose"
+    flyway.mkdir()
+    goose.mkdir()
+    (flyway / "V1__a.sql").write_bytes((bom + "ALTER TABLE t ADD COLUMN a int;\n").encode())
+    (goose / "00001_b.sql").write_bytes((bom + "-- +goose Up\nALTER TABLE t ADD COLUMN b int;\n-- +goose Down\n"
+                                         "ALTER TABLE t DROP COLUMN b;\n").encode())
+    assert [s.kind for s in ep.MigrationPlan.from_dir(flyway, history=False).steps] == ["add_column"]
+    assert [s.kind for s in ep.MigrationPlan.from_dir(goose, history=False).steps] == ["add_column"]
+
+
+def test_a_psql_meta_command_is_named_as_one(tmp_path):
+    for text, line in [("\\set ON_ERROR_STOP on\nALTER TABLE t ADD COLUMN a int;", 1),
+                       ("CREATE TABLE a (id int);\n  \\connect other\n", 2)]:
+        with pytest.raises(ep.PlanError, match=r"psql meta-command, not SQL: preflight reads SQL") as caught:
+            ep.MigrationPlan.from_sql(text)
+        assert caught.value.line == line
+    with pytest.raises(ep.PlanError, match="syntax error"):  # a backslash inside a statement is SQL's error
+        ep.MigrationPlan.from_sql("SELECT 1 \\ 2")
+
+
 def test_a_parse_error_in_a_folder_names_the_file_line_and_column(tmp_path):
     folder = write(tmp_path / "bad", {"V1__ok.sql": "ALTER TABLE t ADD COLUMN a int;",
                                       "V2__bad.sql": "\n\nALTER TABLE t ADD COLUMN;\n"})

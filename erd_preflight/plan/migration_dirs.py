@@ -8,6 +8,8 @@ what its history table says is applied.
   one current version, and ``dirty`` when a migration failed half-way.
 - dbmate: ``<timestamp>_<name>.sql`` with ``-- migrate:up`` / ``-- migrate:down`` sections (only up is read).
   History: ``schema_migrations`` with one row per applied version.
+- goose: ``<version>_<name>.sql`` with ``-- +goose Up`` / ``-- +goose Down`` sections (only up is read).
+  History: ``goose_db_version``, whose latest row for a version says whether it is applied.
 - sqitch: ``sqitch.plan`` lists the changes in order; each is ``deploy/<change>.sql``. History: sqitch keeps
   it in its own registry database, which is not read: every change in the plan is included.
 """
@@ -37,12 +39,15 @@ _DOWN = re.compile(r"^\d+_.+\.down\.sql$", re.IGNORECASE)
 _NUMBERED = re.compile(r"^(?P<version>\d+)[_-](?P<name>.+)\.sql$", re.IGNORECASE)
 _DBMATE_UP = re.compile(r"^--\s*migrate:up\b.*$", re.MULTILINE)
 _DBMATE_DOWN = re.compile(r"^--\s*migrate:down\b.*$", re.MULTILINE)
+_GOOSE_UP = re.compile(r"^--\s*\+goose\s+Up\b.*$", re.MULTILINE | re.IGNORECASE)
+_GOOSE_DOWN = re.compile(r"^--\s*\+goose\s+Down\b.*$", re.MULTILINE | re.IGNORECASE)
+_SECTIONS = {"dbmate": (_DBMATE_UP, _DBMATE_DOWN), "goose": (_GOOSE_UP, _GOOSE_DOWN)}
 
 
 @dataclass(frozen=True)
 class MigrationFile:
     path: Path
-    tool: str  # flyway, flyway-repeatable, golang-migrate, dbmate, numbered, sqitch
+    tool: str  # flyway, flyway-repeatable, golang-migrate, dbmate, goose, numbered, sqitch
     version: tuple[int, ...]
     name: str
 
@@ -52,8 +57,9 @@ class MigrationFile:
 
     def sql(self) -> str:
         text = read_sql_file(self.path)
-        if self.tool == "dbmate":
-            up, down = _DBMATE_UP.search(text), _DBMATE_DOWN.search(text)
+        if self.tool in _SECTIONS:
+            up_marker, down_marker = _SECTIONS[self.tool]
+            up, down = up_marker.search(text), down_marker.search(text)
             if up is None:
                 return text
             # keep the line numbers of the file, so a parse error points at the right line
@@ -89,7 +95,10 @@ def migration_files(folder: Path) -> tuple[list[MigrationFile], list[str]]:
             files.append(MigrationFile(path, "golang-migrate", (int(m["version"]),), m["name"]))
         elif m := _NUMBERED.match(name):
             text = read_sql_file(path)
-            tool = "dbmate" if _DBMATE_UP.search(text) else "numbered"
+            tool = "dbmate" if _DBMATE_UP.search(text) else "goose" if _GOOSE_UP.search(text) else "numbered"
+            if tool == "numbered" and (_DBMATE_DOWN.search(text) or _GOOSE_DOWN.search(text)):
+                raise PlanError(f"{name} has a down section but no up section (-- migrate:up or -- +goose Up): "
+                                "preflight cannot tell which statements upgrade. Mark the up section.")
             files.append(MigrationFile(path, tool, (int(m["version"]),), m["name"]))
         else:
             unordered.append(name)
@@ -157,6 +166,12 @@ def applied_versions(db: Any, files: list[MigrationFile]) -> tuple[set[tuple[int
                 flyway)).fetchall()
             applied |= {_version(r[0]) for r in rows if re.fullmatch(r"\d+(?:[._]\d+)*", str(r[0]))}
             notes.append(f"{flyway.as_string(conn)}: {len(rows)} applied version(s)")
+        goose = history_table(conn, "goose_db_version")
+        if goose and "goose" in tools:  # one row per up or down; a version's latest row says where it is
+            rows = conn.execute(sql.SQL("SELECT DISTINCT ON (version_id) version_id, is_applied FROM {} "
+                                        "ORDER BY version_id, id DESC").format(goose)).fetchall()
+            applied |= {(int(r[0]),) for r in rows if r[1]}
+            notes.append(f"goose_db_version (goose): {sum(1 for r in rows if r[1])} applied version(s)")
         migrations = history_table(conn, "schema_migrations")
         if migrations and tools & {"golang-migrate", "dbmate", "numbered"}:
             columns = {r[0] for r in conn.execute(
@@ -194,7 +209,7 @@ def plan_from_dir(cls: type[MigrationPlan], folder: Path, *, db: Any = None, his
     if not files:
         raise PlanError(
             f"{folder} holds no migration this reader knows: it looked for Flyway V3__x.sql (and R__x.sql), "
-            "golang-migrate 0003_x.up.sql, dbmate 20240101120000_x.sql, a sqitch.plan, and the layouts of Prisma "
+            "golang-migrate 0003_x.up.sql, dbmate 20240101120000_x.sql, goose 00003_x.sql, a sqitch.plan, and the layouts of Prisma "
             "(<timestamp>_name/migration.sql), Diesel (<version>_name/up.sql), Atlas (atlas.sum), Liquibase (a "
             "changelog) and Django (manage.py). An empty plan would check nothing, so it is refused: point at the "
             "folder that holds the migrations")
@@ -235,6 +250,10 @@ def record_hint(folder: Path, pending: list[MigrationFile]) -> str | None:
         values = sql.SQL(", ").join(sql.SQL("({})").format(sql.Literal(f.version_text)) for f in versioned)
         statement = sql.SQL("INSERT INTO schema_migrations (version) VALUES {};").format(values)
         return f"dbmate has no command that marks a migration as run; run this SQL:\n{statement.as_string(None)}"
+    if last.tool == "goose":
+        values = sql.SQL(", ").join(sql.SQL("({}, true)").format(sql.Literal(f.version[0])) for f in versioned)
+        statement = sql.SQL("INSERT INTO goose_db_version (version_id, is_applied) VALUES {};").format(values)
+        return f"goose has no command that marks a migration as run; run this SQL:\n{statement.as_string(None)}"
     if last.tool == "sqitch":
         return "sqitch deploy --log-only"
     return None
