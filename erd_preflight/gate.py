@@ -256,7 +256,7 @@ def decide(facts: GateFacts, remediations: Callable[[], list[Remediation]] = lis
                         f"rows), longer than max_blocking_lock {facts.max_blocking_lock:g} s (estimated on this "
                         f"database): confirm with apply(confirm_large_non_concurrent=[{request.table!r}]), or apply "
                         "it when writers can wait, or in a form that does not block them (a rewrite: expand and "
-                        "contract, see the README's Locks and traffic)."))
+                        "contract, see docs/locks.md)."))
         elif not request.confirmed:
             reasons.append(GateReason(
                 code="CONFIRMATION_REQUIRED",

@@ -1,4 +1,4 @@
-"""Every benchmark command the README shows runs (with small sizes here; the figures come from full runs), and
+"""Every benchmark command the README and docs/ show runs (with small sizes here; the figures come from full runs), and
 the history replay judges a small history written for it as PostgreSQL does."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ SMALL = {"--rows": "2000", "--tables": "3", "--schemas": "2", "--statements": "2
 
 
 def _readme_benchmarks() -> list[list[str]]:
-    commands = re.findall(r"`python (benchmarks/\S+\.py[^`]*)`", (ROOT / "README.md").read_text(encoding="utf-8"))
+    guide = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    commands = re.findall(r"`python (benchmarks/\S+\.py[^`]*)`", guide)
     return [command.split() for command in commands]
 
 

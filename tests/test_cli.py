@@ -188,7 +188,10 @@ def test_check_reads_a_folder_and_an_alembic_project(tmp_path, conninfo, server_
 
 
 def readme_block(marker: str) -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    """The code block after ``<!-- marker -->`` in the README or a page of docs/."""
+    root = Path(__file__).resolve().parents[1]
+    text = next(t for t in (p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+                if f"<!-- {marker} -->" in t)
     after = text.split(f"<!-- {marker} -->", 1)[1]
     return after.split("```", 2)[1].split("\n", 1)[1]
 

@@ -178,20 +178,21 @@ def downgrade():
 '''
 
 
-def alembic_project(folder: Path, url: str, revisions: list[tuple[str, str, str]]) -> Path:
-    """A real Alembic project made by `alembic init`, with ``revisions`` as (id, doc, upgrade body)."""
+def alembic_project(folder: Path, url: str, revisions: list[tuple[str, str, str]], scripts: str = "migrations") -> Path:
+    """A real Alembic project made by `alembic init` (its scripts in ``scripts``), with ``revisions`` as (id, doc,
+    upgrade body)."""
     from alembic import command
     from alembic.config import Config
 
     folder.mkdir(parents=True, exist_ok=True)
     ini = folder / "alembic.ini"
     config = Config(str(ini))
-    command.init(config, str(folder / "migrations"))
+    command.init(config, str(folder / scripts))
     text = ini.read_text().replace("driver://user:pass@localhost/dbname", url.replace("%", "%%"))
     ini.write_text(text)
     down = None
     for revision, doc, body in revisions:
-        (folder / "migrations" / "versions" / f"{revision}.py").write_text(
+        (folder / scripts / "versions" / f"{revision}.py").write_text(
             REVISION.format(doc=doc, revision=revision, down=down, body=body))
         down = revision
     return ini
