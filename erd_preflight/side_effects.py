@@ -9,6 +9,7 @@ PostgreSQL's parser (pglast) finds the calls; PostgreSQL's catalog says what eac
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -78,15 +79,20 @@ def calls_in(text: str) -> tuple[set[tuple[str | None, str]], set[tuple[str | No
 
 
 # unsafe_calls' answers per catalog key (where, fingerprint, role, search_path: a cast's type name is resolved on
-# the search_path) and text: while the catalog has not changed, neither has the answer
-_ANSWERS: OrderedDict[tuple[tuple[str, ...], str], list[str]] = OrderedDict()
+# the search_path) and text, kept by the text's digest (a check's SQL can be long, and 4,096 of them were kept
+# whole): while the catalog has not changed, neither has the answer
+_ANSWERS: OrderedDict[tuple[tuple[str, ...], bytes], list[str]] = OrderedDict()
 _ANSWERS_LOCK = threading.Lock()
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 def known_unsafe_calls(key: tuple[str, ...], text: str) -> list[str] | None:
     """The answer ``unsafe_calls`` gave for ``text`` under this catalog key, if it gave one."""
     with _ANSWERS_LOCK:
-        found = _ANSWERS.get((key, text))
+        found = _ANSWERS.get((key, _digest(text)))
     return list(found) if found is not None else None
 
 
@@ -99,7 +105,7 @@ def unsafe_calls(conn: psycopg.Connection[Any], text: str, *, key: tuple[str, ..
     answer = _unsafe_calls(conn, text)
     if key is not None:
         with _ANSWERS_LOCK:
-            _ANSWERS[(key, text)] = answer
+            _ANSWERS[(key, _digest(text))] = answer
             while len(_ANSWERS) > 4096:
                 _ANSWERS.popitem(last=False)
     return list(answer)

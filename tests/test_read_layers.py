@@ -105,3 +105,28 @@ def test_statements_that_read_each_others_tables_keep_the_checks_of_a_bounded_si
     assert max(len(repr(c.probe)) for c in checks) < 40 * READ_AS_PLANNED_MAX
     report = ep.run_preflight(plan, db)
     assert verdict(report) == "unverified", report.summary()  # the later statements are a person's, never a guess
+
+
+def test_many_inserts_into_a_new_table_with_a_serial_key_stay_small_and_agree_with_postgresql(db, run_sql, conninfo):
+    """Found replaying lemmy (2025-08-01-000025_add_modlog_combined_table): a new table with a serial key, then one
+    INSERT ... SELECT per old table. Each INSERT's numbers counted the rows of the INSERTs before it as they are
+    stored, which count the ones before them: the checks' SQL doubled with each INSERT (the replay held 4.7 GB at
+    the 12th of 17). Counted on the rows as written, it grows by one INSERT each time."""
+    from erd_preflight.checks.state import READ_AS_PLANNED_MAX
+
+    olds = [f"old_{i}" for i in range(14)]
+    run_sql("; ".join(f"DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id int PRIMARY KEY, at int); "
+                      f"INSERT INTO {t} VALUES (1, {i}), (2, {i + 1})" for i, t in enumerate(olds)))
+    columns = ", ".join(f"{t}_id int UNIQUE REFERENCES {t}" for t in olds)
+    statements = [f"CREATE TABLE combined (id serial PRIMARY KEY, at int NOT NULL, {columns})"]
+    statements += [f"INSERT INTO combined (at, {t}_id) SELECT at, id FROM {t}" for t in olds]
+    statements.append("ALTER TABLE combined ADD CONSTRAINT combined_at CHECK (at < 14)")
+    plan = ep.MigrationPlan.from_sql(";\n".join(statements))
+    with psycopg.connect(conninfo) as conn:
+        checks = ep.derive_checks(plan, Catalog(conn))
+        conn.rollback()
+    assert max(len(repr(c.probe)) for c in checks) < 40 * READ_AS_PLANNED_MAX
+    report = ep.run_preflight(plan, db)
+    accepted = postgres_accepts(conninfo, [s.sql() for s in plan.steps])
+    assert not accepted  # old_13's second row has at = 14
+    assert assert_agrees(report, accepted, "combined") == "blocked", report.summary()

@@ -122,7 +122,7 @@ class TableState:
     added_by: list[int] = field(default_factory=list)  # steps that insert rows preflight does not read
     starts_empty: bool = False  # made by a CREATE TABLE of its own rows only (no parent, not partitioned)
     taken_empty_at: int | None = None  # the INSERT from which the plan's table is read as rows (checks.new_tables)
-    draws: dict[str, list[str]] = field(default_factory=dict)  # column -> the rows of each INSERT that drew its sequence
+    draws: dict[str, list[str]] = field(default_factory=dict)  # column -> the rows each INSERT wrote, drawing its sequence
     cascaded: dict[int, str] = field(default_factory=dict)  # by step: whose DELETE cascades to this table's rows
     _rendered: list[tuple[str, str]] = field(default_factory=list, repr=False)  # per layer: relation, its SQL
 
@@ -800,9 +800,13 @@ class PlanContext:
                     value = cast_to(sql.SQL("NULL"), kind)
             stored.append(sql.SQL("{} AS {}").format(value, sql.Identifier(name)))
         stored_sql = sql.SQL("(SELECT {} FROM {})").format(sql.SQL(", ").join(stored), source).as_string()
-        for name in drawing:  # every proposed row draws, also one ON CONFLICT DO NOTHING then skips
-            state.draws.setdefault(name, []).append(stored_sql)
         written_sql = sql.SQL("(SELECT * FROM {})").format(source).as_string()
+        if len(stored_sql) > READ_AS_PLANNED_MAX:
+            return False  # the rows would be carried whole by every check that reads the table after: a person's call
+        for name in drawing:  # every proposed row draws, also one ON CONFLICT DO NOTHING then skips
+            # counted on the rows as written, never on the rows as stored: those count the draws before them, so
+            # each INSERT would carry all the earlier ones, twice over (17 INSERTs into one new table: 2^17 copies)
+            state.draws.setdefault(name, []).append(written_sql)
         key = f"{state.schema}.{state.name}@insert{index}"
         before = state.source(own_rows=True)
         stored_source = Source(key=key, relation=sql.SQL(stored_sql), alias=state.name,
