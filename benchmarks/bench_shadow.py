@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 import erd_preflight as ep
-from erd_preflight import shadow
+from erd_preflight.rehearse import shadow
 from erd_preflight.db import embedded_url
 
 

@@ -11,9 +11,9 @@
     PreflightPanel(plan, db)                        # the same, as an ipywidgets panel
 """
 
-from .apply import ApplyOptions
+from .run.apply import ApplyOptions
 from .checks import Check, PreflightOptions, checks_for, derive_checks
-from .contract import (
+from .report.contract import (
     CheckRun,
     PreflightCheckResult,
     PreflightReport,
@@ -38,16 +38,16 @@ from .errors import (
     StoreError,
     StoreMissing,
 )
-from .gate import GateDecision
-from .phases import ApplyPhases, compile_phases
+from .run.gate import GateDecision
+from .plan.phases import ApplyPhases, compile_phases
 from .plan import MigrationPlan
 from .plan import steps as _steps
 from .plan.steps import *  # noqa: F403 (the step models: each kind is exported once, from plan.steps.__all__)
-from .preflight import run_preflight
-from .remediation import Remediation
-from .scan import Cancel, ScanProgress
-from .run import MigrationRun
-from .store import RunRecord, runs
+from .read.preflight import run_preflight
+from .checks.remediation import Remediation
+from .read.scan import Cancel, ScanProgress
+from .run.migration_run import MigrationRun
+from .run.store import RunRecord, runs
 from .version import __version__ as __version__
 
 _WIDGETS = ("PreflightPanel", "RunHistoryPanel")
@@ -56,7 +56,7 @@ _WIDGETS = ("PreflightPanel", "RunHistoryPanel")
 def __getattr__(name: str) -> object:
     # The panels import ipywidgets: load them on first use, so scripts and the CLI start without it.
     if name in _WIDGETS:
-        from . import widgets
+        from .notebook import widgets
 
         return getattr(widgets, name)
     raise AttributeError(f"module 'erd_preflight' has no attribute {name!r}")

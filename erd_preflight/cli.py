@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .apply import ApplyOptions
+from .run.apply import ApplyOptions
 from .checks import PreflightOptions
-from .contract import PreflightReport
+from .report.contract import PreflightReport
 from .db import Database, connect
 from .errors import (
     ApplyBlocked,
@@ -33,11 +33,11 @@ from .errors import (
     ConcurrentApply,
     PreflightError,
 )
-from .frames import LOCK_SHOWN_FROM, TEXT_MARKS, lock_lines
-from .phases import PhaseStatement
+from .report.frames import LOCK_SHOWN_FROM, TEXT_MARKS, lock_lines
+from .plan.phases import PhaseStatement
 from .plan import MigrationPlan
 from .sqlparse import read_sql_file
-from .store import DEFAULT_STORE_SCHEMA, AppliedStatement
+from .run.store import DEFAULT_STORE_SCHEMA, AppliedStatement
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE, EXIT_APPLY_FAILED = 0, 1, 2, 3
 PLAN_HELP = ("a .sql file, a folder of migrations, alembic:PATH/alembic.ini, or prisma:PATH, diesel:PATH, atlas:PATH, "
@@ -109,7 +109,7 @@ def nothing_pending(plan: MigrationPlan, out: TextIO) -> bool:
 
 def _progress(stream: TextIO) -> Any:
     """A progress bar per check on a terminal; nothing when the output is a file or a CI log."""
-    from .preflight import progress_bar
+    from .read.preflight import progress_bar
 
     return progress_bar(stream) if stream.isatty() else None
 
@@ -171,7 +171,7 @@ def shown_frame(frame: Any) -> Any:
 
 
 def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
-    from .preflight import run_preflight
+    from .read.preflight import run_preflight
 
     plan = load_plan(args.plan, db)
     if not args.json and nothing_pending(plan, out):
@@ -188,7 +188,7 @@ def cmd_check(args: argparse.Namespace, db: Database, out: TextIO) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
-    from .run import MigrationRun
+    from .run.migration_run import MigrationRun
 
     plan = load_plan(args.plan, db)
     if nothing_pending(plan, out):
@@ -262,7 +262,7 @@ def cmd_apply(args: argparse.Namespace, db: Database, out: TextIO) -> int:
 def cmd_runs(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     import pandas as pd
 
-    from .store import runs
+    from .run.store import runs
 
     frame = runs(db, store_schema=args.store_schema, limit=args.limit)
     if frame.empty:

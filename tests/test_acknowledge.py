@@ -9,7 +9,7 @@ import json
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.widgets import PreflightPanel
+from erd_preflight.notebook.widgets import PreflightPanel
 
 from test_cli import cli, conninfo  # noqa: F401 (the fixture)
 

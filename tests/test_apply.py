@@ -17,8 +17,8 @@ from psycopg import sql
 
 import erd_preflight as ep
 from waiting import acknowledging, wait_for
-from erd_preflight.phases import foreign_key_name
-from erd_preflight.store import STORE_VERSION, RunStore
+from erd_preflight.plan.phases import foreign_key_name
+from erd_preflight.run.store import STORE_VERSION, RunStore
 
 FAST = ep.ApplyOptions(lock_timeout=0.5, lock_retries=2, retry_backoff=0.05, retry_jitter=0.5)
 
@@ -455,7 +455,7 @@ def test_a_store_from_a_newer_release_is_refused(db, store, run_sql):
     RunStore(db, store)
     run_sql(sql.SQL("COMMENT ON TABLE {} IS 'erd_preflight migration runs. store version 99'").format(
         sql.Identifier(store, "migration_run")))
-    from erd_preflight import store as store_module
+    from erd_preflight.run import store as store_module
 
     store_module._ensured.clear()
     with pytest.raises(ep.StoreError, match="newer than this erd_preflight"):

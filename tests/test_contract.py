@@ -4,7 +4,7 @@ import re
 import jsonschema
 
 import erd_preflight as ep
-from erd_preflight.contract import CheckRun, SampleColumn
+from erd_preflight.report.contract import CheckRun, SampleColumn
 
 
 def _report() -> ep.PreflightReport:

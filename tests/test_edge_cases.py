@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.executor import _Executor
+from erd_preflight.read.executor import Executor
 from erd_preflight.sqlparse import split_statements
 
 from oracle import assert_agrees, postgres_accepts
@@ -436,13 +436,13 @@ def test_a_passing_unique_key_is_proved_by_its_hashes_without_grouping_the_keys(
     if "NULLS NOT DISTINCT" in statement and server_version < 150000:
         pytest.skip("PostgreSQL 15's")
     proofs: list[object] = []
-    original = _Executor._distinct_by_hash
+    original = Executor._distinct_by_hash
 
     def spy(self, *args, **kwargs):
         proofs.append(original(self, *args, **kwargs))
         return proofs[-1]
 
-    monkeypatch.setattr(_Executor, "_distinct_by_hash", spy)
+    monkeypatch.setattr(Executor, "_distinct_by_hash", spy)
     run_sql(setup)
     report = ep.run_preflight(ep.MigrationPlan.from_sql(statement), db)
     accepted = postgres_accepts(conninfo, [s.text for s in split_statements(statement)])

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from erd_preflight.contract import PreflightCheckResult, PreflightReport, TargetRef
-from erd_preflight.gate import GateFacts, decide
-from erd_preflight.remediation import Remediation
-from erd_preflight.store import Confirmation
+from erd_preflight.report.contract import PreflightCheckResult, PreflightReport, TargetRef
+from erd_preflight.run.gate import GateFacts, decide
+from erd_preflight.checks.remediation import Remediation
+from erd_preflight.run.store import Confirmation
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
 

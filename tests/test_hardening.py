@@ -561,7 +561,7 @@ def test_every_step_kind_has_a_lock_and_a_phase_of_its_own(kind):
     """No silent fallback: the lock a step takes (and its CONCURRENTLY or NOT VALID form) is written down for
     every step kind, and its phase is one of apply's."""
     from erd_preflight.checks import lock_of
-    from erd_preflight.phases import phase_of
+    from erd_preflight.plan.phases import phase_of
 
     step = _step_classes()[kind](**SAMPLES[kind])
     variants = [step]

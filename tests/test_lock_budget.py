@@ -9,7 +9,7 @@ import json
 import pytest
 
 import erd_preflight as ep
-from erd_preflight import phases
+from erd_preflight.plan import phases
 from test_cli import cli
 
 
@@ -99,7 +99,7 @@ def test_the_notebook_report_shows_the_locks(db, table):
 
 
 def test_the_panel_asks_for_the_budget_confirmation_and_says_why(db, table, store):
-    from erd_preflight.widgets import PreflightPanel
+    from erd_preflight.notebook.widgets import PreflightPanel
 
     plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN c TYPE bigint")
     panel = PreflightPanel(plan, db, store_schema=store, options=ep.ApplyOptions(max_blocking_lock=0.0001))

@@ -16,9 +16,9 @@ from pglast import ast
 from pglast.stream import RawStream
 from psycopg import sql
 
-from erd_preflight import shadow
+from erd_preflight.rehearse import shadow
 from erd_preflight.plan import PlanStep
-from erd_preflight.shadow_catalog import LOCK_MODES
+from erd_preflight.rehearse.shadow_catalog import LOCK_MODES
 
 _SETUP = """
 CREATE SCHEMA {s};
@@ -213,7 +213,7 @@ def test_a_scan_and_an_index_build_are_told_apart_from_a_catalog_change(conninfo
 def test_each_step_kinds_declared_lock_agrees_with_the_shadow_on_its_example(conninfo, run_sql, locks_db, kind):
     """The hand-written LOCK is only the fallback without a rehearsal: it names the mode PostgreSQL takes on the
     step's own table, or says it takes none on an existing one."""
-    from erd_preflight.locks import declared_mode
+    from erd_preflight.read.locks import declared_mode
     from erd_preflight.plan import MigrationPlan
 
     text = _in_schema(kind.EXAMPLE, locks_db)

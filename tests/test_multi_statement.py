@@ -215,7 +215,7 @@ def test_the_rehearsal_follows_a_rename_by_oid(db, run_sql, conninfo):
     """The catalog read after each step (after the last one only when it adds a column): the renamed table is
     the same relation, with its rows."""
     from erd_preflight.catalog import Catalog
-    from erd_preflight.shadow import rehearse
+    from erd_preflight.rehearse.shadow import rehearse
 
     run_sql("CREATE TABLE person (id int, email text)")
     with psycopg.connect(conninfo) as conn:
@@ -258,7 +258,7 @@ def test_a_snapshot_read_again_after_each_statement_equals_a_whole_read(conninfo
     """The rehearsal reads the catalog again only where a relation changed (each statement in a subtransaction of
     its own, as the rehearsal runs it), found by its digest, or by the catalog rows the transaction wrote while it
     deleted none: after every kind of change, that equals reading it all."""
-    from erd_preflight.shadow_catalog import read_snapshot
+    from erd_preflight.rehearse.shadow_catalog import read_snapshot
 
     run_sql("CREATE TABLE t (id int PRIMARY KEY, a int, b text); CREATE TABLE u (id int)")
     statements = [

@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 import erd_preflight as ep
-from erd_preflight import phases
+from erd_preflight.plan import phases
 from erd_preflight.catalog import Catalog
 
 PLAN = """

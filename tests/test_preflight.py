@@ -288,7 +288,7 @@ def test_scan_checks_on_one_table_share_one_scan_and_still_report_in_order(db, r
 
 def test_same_plan_gives_identical_checks_and_fingerprint(db, shop):
     from erd_preflight.catalog import Catalog
-    from erd_preflight.preflight import read_only
+    from erd_preflight.read.preflight import read_only
 
     plan = ep.MigrationPlan.from_sql(PLAN)
     with db.connection() as conn, read_only(conn, 5):
@@ -344,7 +344,7 @@ def test_preflight_runs_with_a_role_that_can_only_select(server_url, schema, run
 
 
 def test_a_write_inside_a_preflight_transaction_fails(db, run_sql):
-    from erd_preflight.preflight import read_only
+    from erd_preflight.read.preflight import read_only
 
     run_sql("CREATE TABLE t (a int)")
     with db.connection() as conn:

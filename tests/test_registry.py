@@ -9,7 +9,7 @@ import typing
 import pytest
 
 import erd_preflight as ep
-from erd_preflight import contract
+from erd_preflight.report import contract
 from erd_preflight.checks import DATA_CHECKS
 from erd_preflight.plan import MigrationPlan, PlanStep
 

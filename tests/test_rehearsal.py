@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 import erd_preflight as ep
-from erd_preflight import shadow
-from erd_preflight.shadow import REHEARSAL_ROLE
+from erd_preflight.rehearse import shadow
+from erd_preflight.rehearse.shadow import REHEARSAL_ROLE
 
 
 def oracle_fails(conninfo: str, text: str) -> str | None:

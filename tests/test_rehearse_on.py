@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 import erd_preflight as ep
 from erd_preflight import CopyRefused
-from erd_preflight.frames import lock_lines
+from erd_preflight.report.frames import lock_lines
 from standby import copy_of, standby_of
 
 

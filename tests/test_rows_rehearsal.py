@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import erd_preflight as ep
-from erd_preflight.shadow import shadow_server
+from erd_preflight.rehearse.shadow import shadow_server
 
 from oracle import assert_agrees, examples, postgres_accepts, verdict
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.scan import ScanProgress
+from erd_preflight.read.scan import ScanProgress
 
 from oracle import assert_agrees, postgres_accepts
 from standby import caught_up, standby_of
@@ -285,7 +285,7 @@ def test_a_recovery_conflict_runs_the_check_again_in_a_new_snapshot(db, run_sql,
 
 
 def test_the_panel_runs_preflight_in_a_thread_and_its_cancel_button_stops_it(db, run_sql, conninfo, store):
-    from erd_preflight.widgets import PreflightPanel
+    from erd_preflight.notebook.widgets import PreflightPanel
 
     _slow_table(run_sql)
     panel = PreflightPanel(ep.MigrationPlan.from_sql(SLOW), db, store_schema=store,

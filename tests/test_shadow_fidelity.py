@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 import erd_preflight as ep
-from erd_preflight import shadow
+from erd_preflight.rehearse import shadow
 
 
 def oracle_fails(conninfo: str, text: str) -> str | None:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 import erd_preflight as ep
-from erd_preflight import shadow
+from erd_preflight.rehearse import shadow
 from oracle import assert_agrees, postgres_accepts, verdict
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.phases import compile_phases
+from erd_preflight.plan.phases import compile_phases
 
 
 def cli(*args: str, url: str, cwd: Path | None = None, env: dict[str, str] | None = None

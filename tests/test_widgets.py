@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.widgets import PreflightPanel, RunHistoryPanel
+from erd_preflight.notebook.widgets import PreflightPanel, RunHistoryPanel
 
 FAST = ep.ApplyOptions(lock_timeout=0.5, lock_retries=2, retry_backoff=0.05, retry_jitter=0.5)
 

@@ -9,7 +9,7 @@ from pglast import ast
 from pglast.stream import RawStream
 from psycopg import sql
 
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..plan import (
     AddCheck,
     AddColumn,
@@ -47,7 +47,7 @@ from .model import (
     verdict,
 )
 from .state import PlanContext, TableState, added_value, calls_nextval, nextval_sequence
-from ..shadow_catalog import ColumnSnapshot
+from ..rehearse.shadow_catalog import ColumnSnapshot
 
 
 def created_in_plan(index: int, step: Step, state: TableState, check_id: str, what: str) -> Check:

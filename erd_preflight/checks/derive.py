@@ -11,7 +11,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 from ..catalog import Catalog
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..plan import (
     AddColumn,
     AddForeignKey,
@@ -23,7 +23,7 @@ from ..plan import (
     Step,
     TableStep,
 )
-from ..shadow_catalog import Rehearsal
+from ..rehearse.shadow_catalog import Rehearsal
 from .expressions import cast_to
 from .model import (
     CAST_PRECHECK,
@@ -37,7 +37,7 @@ from .model import (
     Verdict,
     verdict,
 )
-from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks)
+from . import data as _registered  # noqa: F401 (importing it registers each step kind's data checks
 from .dml import delete_checks, insert_checks, type_change_checks, update_checks
 from .domains import domain_checks
 from .extensions import extension_checks
@@ -381,7 +381,7 @@ def exact_by_construction(index: int, step: Step, checks: list[Check], read: tup
 def _online(plan: MigrationPlan, catalog: Catalog, options: PreflightOptions) -> frozenset[int]:
     """The steps apply runs in their online form: their scans and index builds let writes go on."""
     from ..errors import PlanError
-    from ..phases import online_steps
+    from ..plan.phases import online_steps
 
     if not options.online:
         return frozenset()

@@ -32,7 +32,7 @@ from pglast import ast
 from psycopg import sql
 
 from ..catalog import IndexInfo, ReferencingKey
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
 from .expressions import cast_to, index_columns, index_keys, mentions, too_long
 from .model import (

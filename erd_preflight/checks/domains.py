@@ -15,7 +15,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..plan import RawSQL, display_name
 from ..sqlparse import walk_ast
 from .model import CHECK_CONSTRAINT_PRECHECK, NOT_NULL_PRECHECK, Check, RowsProbe, null_datum

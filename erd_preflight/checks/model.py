@@ -11,7 +11,7 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..contract import (  # noqa: F401 (the check ids are re-exported: checks is their home for callers)
+from ..report.contract import (  # noqa: F401 (the check ids are re-exported: checks is their home for callers)
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
     DEFAULT_SAMPLE_CAP,

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from ..catalog import Catalog, ColumnInfo, TableInfo
 from ..plan.steps.raw import data_dependence
-from ..shadow_catalog import RelationSnapshot
+from ..rehearse.shadow_catalog import RelationSnapshot
 from ..sqlparse import walk_ast
 from .expressions import cast_to
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pglast import ast, enums
 from psycopg import sql
 
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..errors import PlanError
 from ..plan import RawSQL, display_name
 from ..sqlparse import normalize_expression

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pglast import ast
 from psycopg import sql
 
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..plan import RawSQL
 from .model import (
     OBJECT_PRECHECK,

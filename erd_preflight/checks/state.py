@@ -34,7 +34,7 @@ from ..plan import (
     TableStep,
     display_name,
 )
-from ..shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
+from ..rehearse.shadow_catalog import ColumnSnapshot, Rehearsal, RelationSnapshot
 from ..sqlparse import inline_ctes, normalize_expression, relations_replaced, walk_ast
 from .expressions import cast_to, is_constant, mentions, serial_type
 from .model import PreflightOptions, Source

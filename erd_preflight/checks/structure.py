@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..contract import TargetRef
+from ..report.contract import TargetRef
 from ..plan import (
     AddCheck,
     AddColumn,

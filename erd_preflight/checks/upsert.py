@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pglast import ast, enums
 from psycopg import sql
 
-from ..shadow_catalog import RelationSnapshot
+from ..rehearse.shadow_catalog import RelationSnapshot
 
 __all__ = ["Arbiter", "arbiter_of", "kept_rows"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pglast
 from pglast import ast
 
-from ..shadow_catalog import CatalogSnapshot
+from ..rehearse.shadow_catalog import CatalogSnapshot
 from ..sqlparse import relations_replaced, subquery_for, walk_ast
 
 _DEPTH = 16  # views over views deeper than this are left as they are (the query is then not decided)

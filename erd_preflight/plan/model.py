@@ -145,11 +145,11 @@ class MigrationPlan(Refusing):
 
     def steps_frame(self) -> pd.DataFrame:
         """One row per step: its number, the phase apply runs it in, a summary and its SQL."""
-        from ..display import plan_frame
+        from ..notebook.display import plan_frame
 
         return plan_frame(self)
 
     def _repr_html_(self) -> str:
-        from ..display import plan_html
+        from ..notebook.display import plan_html
 
         return plan_html(self)

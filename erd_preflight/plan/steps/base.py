@@ -16,7 +16,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 from pydantic import ConfigDict, Field, field_validator, model_serializer
 
-from ...contract import OBJECT_PRECHECK, TargetRef
+from ...report.contract import OBJECT_PRECHECK, TargetRef
 from ..names import Refusing, check_identifier, display_name, ident, qualified_text
 
 PhaseName = Literal["A", "B", "C"]

@@ -8,7 +8,7 @@ from pglast import ast, enums
 from psycopg import sql
 from pydantic import field_validator
 
-from ...contract import CAST_PRECHECK, NOT_NULL_PRECHECK
+from ...report.contract import CAST_PRECHECK, NOT_NULL_PRECHECK
 from ...sqlparse import normalize_expression, normalize_type
 from ..names import display_name
 from .base import ALTER_COMMANDS, ColumnStep, Rel, Unmodelled, default_clause, deparse, drop_tail, parses

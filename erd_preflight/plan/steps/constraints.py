@@ -10,7 +10,7 @@ from pglast import ast, enums
 from psycopg import sql
 from pydantic import ConfigDict, Field, field_validator
 
-from ...contract import CHECK_CONSTRAINT_PRECHECK, EXCLUSION_PRECHECK, FK_VIOLATIONS_PRECHECK, UNIQUE_PRECHECK, TargetRef
+from ...report.contract import CHECK_CONSTRAINT_PRECHECK, EXCLUSION_PRECHECK, FK_VIOLATIONS_PRECHECK, UNIQUE_PRECHECK, TargetRef
 from ...sqlparse import normalize_expression
 from ..names import Refusing, check_identifier, display_name, ident, idents, qualified_text
 from .base import (

@@ -8,7 +8,7 @@ from pglast import ast, enums
 from psycopg import sql
 from pydantic import Field, field_validator, model_validator
 
-from ...contract import UNIQUE_PRECHECK, TargetRef
+from ...report.contract import UNIQUE_PRECHECK, TargetRef
 from ...sqlparse import normalize_expression
 from ..names import check_identifier, ident, idents, make_object_name, qualified_text
 from .base import (

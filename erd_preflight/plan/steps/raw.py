@@ -11,7 +11,7 @@ from pglast import ast, enums
 from psycopg import sql
 from pydantic import Field, field_validator
 
-from ...contract import TargetRef
+from ...report.contract import TargetRef
 from ...sqlparse import normalize_statement
 from .base import PhaseName, Step
 

@@ -19,16 +19,16 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from ..db import Database
-from ..errors import ConnectionFailed, classify
-from ..phases import ApplyPhases, PhaseStatement, lock_settings
-from ..plan import display_name, drop_index_concurrently
+from ...db import Database
+from ...errors import ConnectionFailed, classify
+from ...plan.phases import ApplyPhases, PhaseStatement, lock_settings
+from ...plan import display_name, drop_index_concurrently
 from ..store import AppliedStatement, RunStore, now_text
 from .lock import ApplyOptions, ApplyProgress, try_apply_lock
 from .watch import SNAPSHOT_HOLDERS, Blocker, IndexBuildWatch, LockWatch, holders_of
 
 if TYPE_CHECKING:
-    from ..scan import Cancel
+    from ...read.scan import Cancel
 
 # ---------------------------------------------------------------------------------------------------------
 

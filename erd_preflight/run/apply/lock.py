@@ -12,9 +12,9 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..db import Database
-from ..errors import ConcurrentApply
-from ..phases import PhaseStatement
+from ...db import Database
+from ...errors import ConcurrentApply
+from ...plan.phases import PhaseStatement
 from ..store import AppliedStatement
 
 # The apply lock: a two-key advisory lock, per database. 0x45524450 is "ERDP".

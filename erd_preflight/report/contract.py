@@ -128,7 +128,7 @@ class PreflightCheckResult(ContractModel):
     stats: dict[str, int | float] | None = None
 
     def _repr_html_(self) -> str:
-        from .display import finding_html
+        from ..notebook.display import finding_html
 
         return finding_html(self)
 
@@ -172,7 +172,7 @@ class ReplicaStamp(ContractModel):
 
 class StatementLock(ContractModel):
     """A lock one statement of the apply takes on a relation that exists before the plan, as PostgreSQL took it in
-    the rehearsal, and how long it is held on this target (estimated: see ``erd_preflight.locks``)."""
+    the rehearsal, and how long it is held on this target (estimated: see ``erd_preflight.read.locks``)."""
 
     step: int
     phase: str
@@ -301,12 +301,12 @@ class PreflightReport(ContractModel):
 
     def checklist_styler(self) -> Styler:
         """The checklist as a pandas Styler: pass / warning / blocking marks, coloured."""
-        from .display import checklist_styler
+        from ..notebook.display import checklist_styler
 
         return checklist_styler(self)
 
     def findings_styler(self) -> Styler:
-        from .display import findings_styler
+        from ..notebook.display import findings_styler
 
         return findings_styler(self)
 
@@ -317,7 +317,7 @@ class PreflightReport(ContractModel):
         return plot_violations(self, ax)
 
     def _repr_html_(self) -> str:
-        from .display import report_html
+        from ..notebook.display import report_html
 
         return report_html(self)
 

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import ipywidgets as widgets
 
-from .apply import ApplyOptions
-from .checks import PreflightOptions
-from .contract import CheckRun, PreflightReport
-from .db import Database, connect
+from ..run.apply import ApplyOptions
+from ..checks import PreflightOptions
+from ..report.contract import CheckRun, PreflightReport
+from ..db import Database, connect
 from .display import (
     acknowledgement_request_html,
     apply_log_html,
@@ -47,14 +47,14 @@ from .display import (
     run_html,
     runs_html,
 )
-from .gate import AcknowledgementRequest, ConfirmationRequest, GateDecision, matches_table
-from .phases import PhaseStatement
-from .plan import MigrationPlan
-from .errors import PreflightCancelled
-from .remediation import Remediation
-from .scan import Cancel, ScanProgress
-from .run import MigrationRun
-from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunStore, runs
+from ..run.gate import AcknowledgementRequest, ConfirmationRequest, GateDecision, matches_table
+from ..plan.phases import PhaseStatement
+from ..plan import MigrationPlan
+from ..errors import PreflightCancelled
+from ..checks.remediation import Remediation
+from ..read.scan import Cancel, ScanProgress
+from ..run.migration_run import MigrationRun
+from ..run.store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunStore, runs
 
 T = TypeVar("T")
 VIOLATIONS_PAGE_SIZE = 100

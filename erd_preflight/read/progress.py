@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .contract import CheckRun
+from ..report.contract import CheckRun
 from .scan import ScanProgress
 
 ProgressCallback = Callable[[CheckRun, int, int], None]

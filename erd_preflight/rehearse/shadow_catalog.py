@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .catalog import ConstraintInfo, IndexInfo
+from ..catalog import ConstraintInfo, IndexInfo
 
 # One row per relation outside the system schemas, with its columns, constraints and indexes as JSON. Names come
 # back as they are (no quoting).

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ..db import Database
-from ..phases import PhaseStatement
+from ...db import Database
+from ...plan.phases import PhaseStatement
 from ..store import AppliedStatement
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from pglast import ast
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
-from .errors import PhaseOrderError
-from .plan import (
+from ..errors import PhaseOrderError
+from . import (
     NAMEDATALEN,
     ONLINE_KINDS,
     OnlinePiece,
@@ -53,12 +53,12 @@ from .plan import (
     index_name,
     make_object_name,
 )
-from .sqlparse import walk_ast
+from ..sqlparse import walk_ast
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .catalog import Catalog, ConstraintInfo
+    from ..catalog import Catalog, ConstraintInfo
 
 
 PHASE_TITLES: dict[str, str] = {
@@ -152,7 +152,7 @@ class ApplyPhases(BaseModel):
         return len(self.statements)
 
     def _repr_html_(self) -> str:
-        from .display import phases_html
+        from ..notebook.display import phases_html
 
         return phases_html(self)
 

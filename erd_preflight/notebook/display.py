@@ -13,17 +13,17 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .checks import human_bytes
+from ..checks import human_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
     from pandas.io.formats.style import Styler
 
-    from .contract import PreflightCheckResult, PreflightReport
-    from .gate import GateDecision
-    from .phases import ApplyPhases
-    from .plan import MigrationPlan
-    from .store import RunRecord
+    from ..report.contract import PreflightCheckResult, PreflightReport
+    from ..run.gate import GateDecision
+    from ..plan.phases import ApplyPhases
+    from ..plan import MigrationPlan
+    from ..run.store import RunRecord
 
 # outcome / severity / status -> (mark, foreground, background)
 MARKS: dict[str, tuple[str, str, str]] = {
@@ -220,7 +220,7 @@ def finding_html(finding: PreflightCheckResult, samples: pd.DataFrame | None = N
                  collapsible: bool = True, open_: bool = True, plot: str | None = None) -> str:
     """One finding, said once: its title (the disclosure, when ``collapsible``), the message, the other
     counts, the first sample rows and, when given, a plot (an <img>)."""
-    from .frames import rows_frame
+    from ..report.frames import rows_frame
 
     if samples is None and finding.sample_rows:
         samples = rows_frame(finding.sample_rows, None)
@@ -280,7 +280,7 @@ def report_html(report: PreflightReport) -> str:
 def locks_html(report: PreflightReport) -> str:
     """The apply's locks on existing tables held 0.1 s or more, one line per step and table ("blocks writes on
     public.orders ≈ 40 s"), and every lock in a fold (``report.locks_frame()``); empty without a lock report."""
-    from .frames import LOCK_SHOWN_FROM, lock_lines
+    from ..report.frames import LOCK_SHOWN_FROM, lock_lines
 
     if report.locks is None or not report.locks.statements:
         return ""
@@ -348,8 +348,8 @@ def plan_frame(plan: MigrationPlan) -> pd.DataFrame:
     """The plan's steps, each with the phase apply runs it in (compiled without a database)."""
     import pandas as pd
 
-    from .errors import PhaseOrderError
-    from .phases import compile_phases, phase_of
+    from ..errors import PhaseOrderError
+    from ..plan.phases import compile_phases, phase_of
 
     phases: dict[int, list[str]] = {}
     try:
@@ -365,8 +365,8 @@ def plan_frame(plan: MigrationPlan) -> pd.DataFrame:
 
 
 def plan_html(plan: MigrationPlan) -> str:
-    from .errors import PhaseOrderError
-    from .phases import compile_phases
+    from ..errors import PhaseOrderError
+    from ..plan.phases import compile_phases
 
     head = (f"<div><b>plan {esc(plan.name or '')}</b> · {len(plan.steps)} steps · fingerprint "
             f"<code>{plan.fingerprint[:12]}</code></div>")
@@ -379,7 +379,7 @@ def plan_html(plan: MigrationPlan) -> str:
 
 
 def phases_html(phases: ApplyPhases) -> str:
-    from .phases import PHASE_TITLES
+    from ..plan.phases import PHASE_TITLES
 
     parts = []
     for name in ("A", "B", "C"):
@@ -573,7 +573,7 @@ _OUTCOME_COLOURS = {"applied": "#14532d", "failed": "#7f1d1d", "rolled_back": "#
 def apply_log_html(applied: list[tuple[Any, Any]]) -> str:
     """The apply log: each statement (PhaseStatement, AppliedStatement) under its phase's title, with its outcome
     and, for a CONCURRENTLY build still running, its progress."""
-    from .phases import PHASE_TITLES
+    from ..plan.phases import PHASE_TITLES
 
     lines, phase = [], None
     for s, e in applied:

@@ -22,11 +22,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .catalog import Catalog
-from .contract import LockReport, StatementLock
-from .phases import ApplyPhases
-from .plan import MigrationPlan, TableStep
-from .shadow_catalog import LOCK_MODES, LockHeld, StatementImpact
+from ..catalog import Catalog
+from ..report.contract import LockReport, StatementLock
+from ..plan.phases import ApplyPhases
+from ..plan import MigrationPlan, TableStep
+from ..rehearse.shadow_catalog import LOCK_MODES, LockHeld, StatementImpact
 
 # pg_locks' names, as PostgreSQL's documentation writes them
 MODE_NAMES = {

@@ -21,9 +21,9 @@ import pglast
 from pglast import ast
 from pglast.stream import RawStream
 
-from .catalog import Catalog
-from .phases import compile_phases, phase_of
-from .plan import (
+from ..catalog import Catalog
+from ..plan.phases import compile_phases, phase_of
+from ..plan import (
     AddForeignKey,
     CreateIndex,
     DropIndex,

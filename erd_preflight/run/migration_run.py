@@ -29,11 +29,11 @@ from .apply import (
     running_applies,
     try_apply_lock,
 )
-from .catalog import Catalog
-from .checks import Check, PreflightOptions, derive_checks
-from .contract import PreflightReport, utc_now
-from .db import Database, connect
-from .errors import ApplyBlocked, ApplyFailed, ConnectionFailed, PhaseOrderError, RunStateError
+from ..catalog import Catalog
+from ..checks import Check, PreflightOptions, derive_checks
+from ..report.contract import PreflightReport, utc_now
+from ..db import Database, connect
+from ..errors import ApplyBlocked, ApplyFailed, ConnectionFailed, PhaseOrderError, RunStateError
 from .gate import (
     Acknowledgement,
     Confirmation,
@@ -44,10 +44,10 @@ from .gate import (
     decide,
     matches_table,
 )
-from .phases import ApplyPhases, compile_phases, lock_settings
-from .plan import MigrationPlan
-from .scan import Cancel
-from .preflight import (
+from ..plan.phases import ApplyPhases, compile_phases, lock_settings
+from ..plan import MigrationPlan
+from ..read.scan import Cancel
+from ..read.preflight import (
     ProgressCallback,
     catalog_session,
     json_value,
@@ -56,9 +56,9 @@ from .preflight import (
     violating_rows,
     violations_over_time,
 )
-from .remediation import Remediation, remediations_for
+from ..checks.remediation import Remediation, remediations_for
 from .resume import Remaining, remaining_steps
-from .sqlparse import normalize_expression
+from ..sqlparse import normalize_expression
 from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunRecord, RunStore, now_text
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
 
 def _tool_version() -> str:
-    from .version import __version__
+    from ..version import __version__
 
     return __version__
 
@@ -206,7 +206,7 @@ class MigrationRun:
         return f"MigrationRun(id={self.id}, status={self._record.status!r}, steps={len(self.plan)})"
 
     def _repr_html_(self) -> str:
-        from .display import run_html
+        from ..notebook.display import run_html
 
         return run_html(self._record)
 
@@ -391,7 +391,7 @@ class MigrationRun:
 
     def violations(self, finding: int | str, *, page: int = 0, page_size: int = 1000) -> pd.DataFrame:
         """Page ``page`` (0-based) of every violating row of a finding, as a DataFrame (read-only)."""
-        from .frames import rows_frame
+        from ..report.frames import rows_frame
 
         check = self.check_of(finding)
         if check is None:

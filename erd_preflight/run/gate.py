@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .checks import NON_CONCURRENT_INDEX_WARNING
-from .contract import ACKNOWLEDGE_STEP, PreflightReport, StatementLock
-from .remediation import Remediation
+from ..checks import NON_CONCURRENT_INDEX_WARNING
+from ..report.contract import ACKNOWLEDGE_STEP, PreflightReport, StatementLock
+from ..checks.remediation import Remediation
 from .store import Acknowledgement as Acknowledgement  # stored in migration_run.confirmations
 from .store import Confirmation as Confirmation
 
@@ -104,7 +104,7 @@ class GateDecision(BaseModel):
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from .display import gate_html
+        from ..notebook.display import gate_html
 
         return gate_html(self)
 

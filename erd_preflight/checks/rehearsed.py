@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .catalog import Catalog
-from .checks import REHEARSAL_PRECHECK, REHEARSAL_UNAVAILABLE_WARNING, Check, PreflightOptions, Verdict, derive_checks
-from .errors import PlanError
-from .plan import MigrationPlan
+from ..catalog import Catalog
+from . import REHEARSAL_PRECHECK, REHEARSAL_UNAVAILABLE_WARNING, Check, PreflightOptions, Verdict, derive_checks
+from ..errors import PlanError
+from ..plan import MigrationPlan
 
 if TYPE_CHECKING:
-    from .shadow import Adaptation
-    from .shadow_catalog import Rehearsal, RelationSnapshot
+    from ..rehearse.shadow import Adaptation
+    from ..rehearse.shadow_catalog import Rehearsal, RelationSnapshot
 
 
 def plan_statements(plan: MigrationPlan, catalog: Catalog, online: bool = False,
@@ -21,7 +21,7 @@ def plan_statements(plan: MigrationPlan, catalog: Catalog, online: bool = False,
     """The plan's statements (step, SQL) in the order apply runs them (plan order when apply would refuse it).
     ``online``: with the online form of the steps apply runs in it, whose statements interleave with other steps';
     the checks are derived from each step whole (``online=False``), which ``prove_online`` shows ends the same."""
-    from .phases import compile_phases
+    from ..plan.phases import compile_phases
 
     try:
         return [(s.step, s.sql) for s in compile_phases(plan, catalog, online=online,
@@ -38,7 +38,7 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     PostgreSQL refuses is a blocking check of its step, placed before that step's data checks. A shadow that
     cannot be built asks a person to acknowledge each step it would have judged; a rehearsal that stops early,
     the step where it stopped. Neither blocks, and neither is a silent clear."""
-    from .shadow import ShadowUnavailable, rehearse
+    from ..rehearse.shadow import ShadowUnavailable, rehearse
 
     if statements is None:
         statements = plan_statements(plan, catalog, all_or_nothing=options.all_or_nothing)
@@ -114,7 +114,7 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
 def _unrehearsed(plan: MigrationPlan, checks: list[Check], statements: list[tuple[int, str]], why: str) -> list[Check]:
     """No shadow (it cannot be built or restored): each step whose verdict the rehearsal gives is acknowledged by
     a person, told why and how to get the rehearsal back. Never a clear on a structural question nobody answered."""
-    from .shadow import plain_form
+    from ..rehearse.shadow import plain_form
 
     rehearsed = [step for step, text in statements if plain_form(text) is not None]  # not VACUUM and the like
     asked: list[Check] = []
@@ -154,8 +154,8 @@ def prove_online(plan: MigrationPlan, catalog: Catalog, rehearsal: Rehearsal,
     """Whether apply's statements, with the online form of the steps it runs so, end in the catalog the plan as
     written ends in (``rehearsal``, read to its end): both rehearsed by PostgreSQL on the shadow. None when they do
     (or no step runs online), else the first online step whose table differs, and how."""
-    from .phases import compile_phases
-    from .shadow import rehearse
+    from ..plan.phases import compile_phases
+    from ..rehearse.shadow import rehearse
 
     try:
         phases = compile_phases(plan, catalog, online=True, all_or_nothing=options.all_or_nothing)

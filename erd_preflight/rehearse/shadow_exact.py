@@ -27,7 +27,7 @@ import pglast
 import psycopg
 from pglast import ast
 
-from .sqlparse import walk_ast
+from ..sqlparse import walk_ast
 
 # Functions and catalog views whose answer in the shadow is not the target's although no table's row decides it.
 DIFFERS = re.compile(

@@ -18,7 +18,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
-from .errors import PreflightCancelled
+from ..errors import PreflightCancelled
 
 OpenConnection = Callable[[], ContextManager[psycopg.Connection[Any]]]
 

@@ -31,12 +31,12 @@ import psycopg
 from pglast import ast
 from psycopg import sql
 
-from .errors import classify
+from ..errors import classify
 from .shadow import (REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, plain_form, scratch_database,
                      shadow_for)
 from .shadow_catalog import RehearsalFailure, about_the_rows
-from .sqlparse import walk_ast
-from .versions import created_functions
+from ..sqlparse import walk_ast
+from ..versions import created_functions
 
 Key = int | tuple[str, str]  # a relation of the target (its oid), or a name the plan makes (schema or "", name)
 ALL: None = None  # a footprint of None: the statement may read or write any table

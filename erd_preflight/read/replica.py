@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from .contract import ReplicaStamp
-from .db import redact_url
-from .errors import ReplicaError
+from ..report.contract import ReplicaStamp
+from ..db import redact_url
+from ..errors import ReplicaError
 
 
 # how many times a check the standby cancels to replay WAL (a recovery conflict) runs again, in a new snapshot

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from .checks import (
+from ..checks import (
     CastProbe,
     evaluated_sql,
     unsafe_message,
@@ -26,16 +26,16 @@ from .checks import (
     all_not_null,
     null_datum,
 )
-from .contract import Outcome, SampleColumn, json_value
-from .db import read_only
-from .errors import classify, server_went_away
-from .plan import display_name
+from ..report.contract import Outcome, SampleColumn, json_value
+from ..db import read_only
+from ..errors import classify, server_went_away
+from ..plan import display_name
 from .replica import REPLICA_RETRIES, RecoveryConflict
 from .scan import Cancel, OpenConnection, Piece, PieceCounter, ScanProgress, begin_snapshot, plan_pieces
-from .side_effects import known_unsafe_calls, unsafe_calls
+from ..side_effects import known_unsafe_calls, unsafe_calls
 
 
-class _Outcome:
+class CheckOutcome:
     def __init__(self, outcome: Outcome, message: str, stats: dict[str, int | float],
                  rows: list[dict[str, Any]] | None = None, columns: list[SampleColumn] | None = None,
                  acknowledge: bool = False) -> None:
@@ -49,14 +49,14 @@ _PARALLEL_SORT_KEYS = 200_000
 TEXT_OID, VARCHAR_OID = 25, 1043
 
 
-class _Executor:
+class Executor:
     """Runs probes. Row-predicate checks on the same relation share one scan (one FILTER per check)."""
 
     def __init__(self, conn: psycopg.Connection[Any], options: PreflightOptions, checks: list[Check],
                  work_mem: str, *, data: psycopg.Connection[Any] | None = None,
                  open_data: OpenConnection | None = None, cancel: Cancel | None = None, explore: bool = False,
                  on_scan: Callable[[ScanProgress], None] | None = None,
-                 on_early: Callable[[int, _Outcome], None] | None = None,
+                 on_early: Callable[[int, CheckOutcome], None] | None = None,
                  on_snapshot: Callable[[psycopg.Connection[Any]], None] | None = None,
                  reopen: Callable[[], psycopg.Connection[Any]] | None = None, pieces_likely: bool = True) -> None:
         self.catalog = conn  # the primary: screening reads its catalog
@@ -169,16 +169,16 @@ class _Executor:
     def _limit(self) -> sql.Composable:
         return sql.Literal(self.options.sample_cap)
 
-    def _judge(self, check: Check, stats: dict[str, Any], sampler: Callable[[], Any]) -> _Outcome:
+    def _judge(self, check: Check, stats: dict[str, Any], sampler: Callable[[], Any]) -> CheckOutcome:
         if stats["violations"] == 0:
             if check.unsure_pass:  # rows an earlier step adds are not read: no violation here is not a clear
-                return _Outcome("warning", check.unsure_pass, stats, acknowledge=True)
-            return _Outcome("pass", check.message(check.ok, stats), stats)
+                return CheckOutcome("warning", check.unsure_pass, stats, acknowledge=True)
+            return CheckOutcome("pass", check.message(check.ok, stats), stats)
         rows, columns = sampler()
-        return _Outcome(check.failure, check.message(check.fail, stats), stats, rows, columns,
+        return CheckOutcome(check.failure, check.message(check.fail, stats), stats, rows, columns,
                         acknowledge=check.acknowledge and check.failure == "warning")
 
-    def run(self, position: int) -> tuple[_Outcome, float]:
+    def run(self, position: int) -> tuple[CheckOutcome, float]:
         """The check's outcome and time. On a hot standby, a check the standby cancels to replay WAL (a recovery
         conflict) runs again in a new snapshot, up to REPLICA_RETRIES times."""
         for attempt in range(REPLICA_RETRIES + 1):
@@ -194,21 +194,21 @@ class _Executor:
                     with contextlib.suppress(psycopg.Error):
                         self.conn.execute("ROLLBACK")
         check = self.checks[position]
-        return _Outcome("blocking", f"the standby cancelled step {check.step}'s check {REPLICA_RETRIES + 1} times to "
+        return CheckOutcome("blocking", f"the standby cancelled step {check.step}'s check {REPLICA_RETRIES + 1} times to "
                         f"replay WAL ({message}), so preflight cannot say the step is safe. On the standby, set "
                         "hot_standby_feedback = on or raise max_standby_streaming_delay, or run without read_from "
                         "(on the primary).", {"recoveryConflicts": REPLICA_RETRIES + 1}), 0.0
 
-    def _run_once(self, position: int) -> tuple[_Outcome, float]:
+    def _run_once(self, position: int) -> tuple[CheckOutcome, float]:
         check = self.checks[position]
         started = time.perf_counter()
         if isinstance(check.probe, Verdict):
             v = check.probe
-            return _Outcome(v.outcome, v.message, dict(v.stats), acknowledge=v.acknowledge), 0.0
+            return CheckOutcome(v.outcome, v.message, dict(v.stats), acknowledge=v.acknowledge), 0.0
         if position in self._unsafe:
             # Preflight does not run what may act on the database, so it cannot say the step is safe: a person
             # decides (the gate needs an acknowledgement of the step).
-            return _Outcome("warning", unsafe_message(check, self._unsafe[position]),
+            return CheckOutcome("warning", unsafe_message(check, self._unsafe[position]),
                             {"volatileFunctions": len(self._unsafe[position])}, acknowledge=True), 0.0
         try:
             with self._check():
@@ -227,16 +227,16 @@ class _Executor:
                 # An enum value an earlier step adds (ALTER TYPE ... ADD VALUE) is not in the database yet either.
                 # PostgreSQL ran the step in the rehearsal, so what is missing here is made by an earlier step
                 # (a type, a function, an extension): the rows cannot be judged before apply. Not a verdict.
-                outcome = _Outcome("warning", f"cannot verify step {check.step} before apply: its check needs "
+                outcome = CheckOutcome("warning", f"cannot verify step {check.step} before apply: its check needs "
                                    f"what an earlier step of the plan makes ({exc.diag.message_primary}), so it "
                                    "cannot run on the database as it is now. PostgreSQL checks the rows at apply; "
                                    "acknowledge this step, or apply the earlier steps first and preflight again.",
                                    {}, acknowledge=True)
             elif undefined:
-                outcome = _Outcome("blocking", f"{exc.diag.message_primary}: the object this check reads is "
+                outcome = CheckOutcome("blocking", f"{exc.diag.message_primary}: the object this check reads is "
                                    "missing, so the step would fail too. Check the names in the plan.", {})
             else:
-                outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary}. PostgreSQL "
+                outcome = CheckOutcome("blocking", f"the check could not run: {exc.diag.message_primary}. PostgreSQL "
                                    "would meet the same error at apply; fix the expression or the data.", {})
         except psycopg.Error as exc:
             kind = classify(exc)
@@ -253,17 +253,17 @@ class _Executor:
             elif check.rehearsed and (exc.sqlstate or "").startswith("42"):
                 # PostgreSQL accepted the step's own statement in the rehearsal: a query preflight built that it
                 # refuses (a syntax or a name) is preflight's limit, not a verdict on the step or its rows.
-                outcome = _Outcome("warning", f"cannot verify step {check.step} before apply: preflight's check of it "
+                outcome = CheckOutcome("warning", f"cannot verify step {check.step} before apply: preflight's check of it "
                                    f"could not run ({exc.diag.message_primary or exc}; SQLSTATE {exc.sqlstate}), "
                                    "though PostgreSQL accepted the step in the rehearsal. PostgreSQL checks the rows at "
                                    "apply; acknowledge this step.", {}, acknowledge=True)
             else:
-                outcome = _Outcome("blocking", f"the check could not run: {exc.diag.message_primary or exc}. "
+                outcome = CheckOutcome("blocking", f"the check could not run: {exc.diag.message_primary or exc}. "
                                    "PostgreSQL would meet the same error at apply; fix the expression or the data.", {})
         elapsed = (time.perf_counter() - started) * 1000
         return outcome, self._shared_ms.pop(position, elapsed)
 
-    def _no_access(self, check: Check, exc: psycopg.Error) -> _Outcome:
+    def _no_access(self, check: Check, exc: psycopg.Error) -> CheckOutcome:
         """The checking role may not read every row it must judge: say so, with what lifts it."""
         if self._user is None:
             self._user = str(self.conn.execute("SELECT current_user").fetchone()[0])  # type: ignore[index]
@@ -280,12 +280,12 @@ class _Executor:
                     f"FORCE ROW LEVEL SECURITY) or as a role with BYPASSRLS (ALTER ROLE {user} BYPASSRLS)")
         else:
             what = f"role {user} may not read every column this check needs: {grant}"
-        return _Outcome("blocking", f"preflight cannot read the rows this check must judge ({primary}): {what}; "
+        return CheckOutcome("blocking", f"preflight cannot read the rows this check must judge ({primary}): {what}; "
                         "then run the preflight again.", {"privilege": 1})
 
-    def _timed_out(self, check: Check) -> _Outcome:
+    def _timed_out(self, check: Check) -> CheckOutcome:
         cap = self.options.check_timeout
-        return _Outcome(
+        return CheckOutcome(
             "blocking",
             f"the check did not finish within {cap:g} s, so preflight cannot say the step is safe. Raise the cap "
             f"with run_preflight(..., check_timeout={max(cap * 4, 60):g}) or PreflightOptions.check_timeout, "
@@ -295,7 +295,7 @@ class _Executor:
 
     # --- row predicates: NOT NULL, CHECK, ADD COLUMN NOT NULL -------------------------------------------
 
-    def _rows(self, position: int) -> _Outcome:
+    def _rows(self, position: int) -> CheckOutcome:
         check = self.checks[position]
         probe = check.probe
         assert isinstance(probe, RowsProbe)
@@ -436,7 +436,7 @@ class _Executor:
                 if self.on_early is not None:
                     rows, columns = self._samples(sql.SQL("SELECT * FROM {} AS {} {} LIMIT {}").format(
                         piece.relation, alias, piece.where_and(_violation(probe)), self._limit()))
-                    self.on_early(position, _Outcome(first.failure, first.early_message(counted), counted, rows,
+                    self.on_early(position, CheckOutcome(first.failure, first.early_message(counted), counted, rows,
                                                      columns))
                 if self.options.counts == "early" and not self.explore:
                     stopped_early = True
@@ -462,7 +462,7 @@ class _Executor:
 
     # --- duplicates -------------------------------------------------------------------------------------
 
-    def _duplicates(self, position: int, check: Check, probe: DuplicatesProbe) -> _Outcome:
+    def _duplicates(self, position: int, check: Check, probe: DuplicatesProbe) -> CheckOutcome:
         keys = sql.SQL(", ").join(sql.Identifier(c) for c in probe.columns)
         # Grouping and counting needs the memory an index build would get (maintenance_work_mem).
         self.conn.execute("SELECT set_config('work_mem', %s, true)", (self.work_mem,))
@@ -534,9 +534,9 @@ class _Executor:
         self.conn.execute("RELEASE SAVEPOINT erd_preflight_hash")
         return (int(total), int(wide_keys)) if distinct == keyed else None
 
-    def _wide_keys(self, check: Check, probe: DuplicatesProbe, stats: dict[str, Any], wide_keys: int) -> _Outcome:
+    def _wide_keys(self, check: Check, probe: DuplicatesProbe, stats: dict[str, Any], wide_keys: int) -> CheckOutcome:
         shown = ", ".join(display_name(c) for c in probe.columns)
-        return _Outcome("warning", f"cannot verify step {check.step} before apply: {wide_keys:,} key"
+        return CheckOutcome("warning", f"cannot verify step {check.step} before apply: {wide_keys:,} key"
                         f"{'s' if wide_keys != 1 else ''} ({shown}) of {display_name(probe.source.alias)} "
                         f"{'are' if wide_keys != 1 else 'is'} more than {WIDE_KEY:,} bytes as stored, near btree's "
                         "index row limit (2,704 bytes after compression; SQLSTATE 54000 past it). Acknowledge this "
@@ -544,7 +544,7 @@ class _Executor:
 
     # --- orphans ------------------------------------------------------------------------------------------
 
-    def _orphans(self, check: Check, probe: OrphansProbe) -> _Outcome:
+    def _orphans(self, check: Check, probe: OrphansProbe) -> CheckOutcome:
         found = "erd_preflight_found"
         parent_keys = sql.SQL(", ").join(sql.Identifier(r) for r in probe.ref_columns)
         # The count is probe.condition() as a hash anti-join, as PostgreSQL's own validation does: each table is
@@ -573,7 +573,7 @@ class _Executor:
 
     # --- casts --------------------------------------------------------------------------------------------
 
-    def _cast(self, position: int, check: Check, probe: CastProbe) -> _Outcome:
+    def _cast(self, position: int, check: Check, probe: CastProbe) -> CheckOutcome:
         converted, violation = probe.converted(), probe.violation()
         if position not in self._shared and len(self._group_of(position)) > 1:
             self._scan_group(position)
@@ -610,7 +610,7 @@ class _Executor:
             (type_text,)).fetchone()
         return bool(row and row[0])
 
-    def _cast_by_input(self, check: Check, probe: CastProbe, violation: sql.Composable) -> _Outcome:
+    def _cast_by_input(self, check: Check, probe: CastProbe, violation: sql.Composable) -> CheckOutcome:
         """Exact counts where some value does not convert, without raising: pg_input_is_valid() on each value's
         text; the values that do convert are then held to the column's other rules (NOT NULL, length)."""
         text = sql.SQL("CAST(({}) AS text)").format(probe.input_text)
@@ -625,7 +625,7 @@ class _Executor:
         return self._judge_cast(check, probe, {"violations": int(bad), "totalRows": int(total),
                                                "firstError": f" (first error: {first})" if first else ""}, failing)
 
-    def _judge_cast(self, check: Check, probe: CastProbe, stats: dict[str, Any], failing: sql.Composable) -> _Outcome:
+    def _judge_cast(self, check: Check, probe: CastProbe, stats: dict[str, Any], failing: sql.Composable) -> CheckOutcome:
         """A cast's verdict from its counts; its samples are the rows ``failing`` flags. ``firstError`` fills the
         message only, never the contract's numeric stats."""
         outcome = self._judge(check, stats, lambda: self._samples(sql.SQL("SELECT * FROM {} WHERE {} LIMIT {}").format(
@@ -634,14 +634,14 @@ class _Executor:
         return outcome
 
     def _cast_rows(self, check: Check, probe: CastProbe, converted: sql.Composable, violation: sql.Composable,
-                   first_error: str, cap: int | None = None) -> _Outcome:
+                   first_error: str, cap: int | None = None) -> CheckOutcome:
         """Some value fails to convert: count the failing rows one by one (a subtransaction per row)."""
         body_marker = "$erd_preflight$"
         source = probe.source
         text_of = sql.SQL("{} {}").format(converted, violation).as_string(self.conn)
         if source.derived or body_marker in text_of:
             # Rows of a derived relation have no ctid to revisit one by one: report the failure, not a count.
-            return _Outcome("blocking", check.message(
+            return CheckOutcome("blocking", check.message(
                 f"converting {display_name(source.alias, probe.column)} to {probe.type} fails for at least one "
                 f"row (PostgreSQL: {first_error}); the step would fail. Fix those values or the USING expression.",
                 {}), {"violations": 1})

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from .checks import (
+from . import (
     FK_VIOLATIONS_PRECHECK,
     INVALID_INDEX_PRECHECK,
     NON_CONCURRENT_INDEX_WARNING,
@@ -25,8 +25,8 @@ from .checks import (
     OrphansProbe,
     RowsProbe,
 )
-from .contract import PreflightCheckResult, TargetRef
-from .plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name, drop_index_concurrently
+from ..report.contract import PreflightCheckResult, TargetRef
+from ..plan import AddUnique, CreateIndex, MigrationPlan, Step, display_name, drop_index_concurrently
 
 RemediationKind = Literal[
     "open_violations", "backfill", "dedupe", "delete_orphans", "null_orphans", "insert_parents",

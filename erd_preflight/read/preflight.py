@@ -10,10 +10,10 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from .catalog import Catalog
-from .checks import CastProbe, Check, DuplicatesProbe, PreflightOptions, unsafe_message
-from .copy_rehearsal import CopyRehearsal, rehearse_on_copy
-from .contract import (
+from ..catalog import Catalog
+from ..checks import CastProbe, Check, DuplicatesProbe, PreflightOptions, unsafe_message
+from ..rehearse.copy_rehearsal import CopyRehearsal, rehearse_on_copy
+from ..report.contract import (
     ACKNOWLEDGE_STEP,
     CheckRun,
     LockReport,
@@ -23,18 +23,18 @@ from .contract import (
     json_value,
     utc_now,
 )
-from .db import Database, connect, read_only
-from .errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
-from .executor import _Executor, _Outcome
-from .phases import ApplyPhases, compile_phases
-from .plan import MigrationPlan
+from ..db import Database, connect, read_only
+from ..errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
+from .executor import CheckOutcome, Executor
+from ..plan.phases import ApplyPhases, compile_phases
+from ..plan import MigrationPlan
 from .progress import ProgressCallback, progress_bar
-from .rehearsal import plan_statements, rehearsed_checks
+from ..checks.rehearsed import plan_statements, rehearsed_checks
 from .replica import Replica
-from .rows_rehearsal import RowsRehearsal, rehearse_rows
+from ..rehearse.rows_rehearsal import RowsRehearsal, rehearse_rows
 from .scan import Cancel
-from .shadow import apply_search_path
-from .shadow_catalog import Rehearsal
+from ..rehearse.shadow import apply_search_path
+from ..rehearse.shadow_catalog import Rehearsal
 
 __all__ = ["ProgressCallback", "catalog_session", "json_value", "progress_bar", "read_only", "run_preflight",
            "violating_rows"]
@@ -129,7 +129,7 @@ def run_preflight(
         callback = progress_bar() if progress is True else (progress or None)
         replica = stack.enter_context(Replica(read_from, conn, opts.check_timeout)) if read_from else None
 
-        def on_early(position: int, early: _Outcome) -> None:
+        def on_early(position: int, early: CheckOutcome) -> None:
             if callback:
                 check = checks[position]
                 callback(CheckRun(check_id=check.check_id, step=check.step, step_summary=check.step_summary,
@@ -137,7 +137,7 @@ def run_preflight(
                                   stats=early.stats, sample_columns=early.columns, sample_rows=early.rows),
                          position, len(checks))
 
-        executor = _Executor(
+        executor = Executor(
             conn, opts, checks, work_mem, explore=explore, cancel=cancel, on_early=on_early if callback else None,
             on_scan=getattr(callback, "scan", None),
             data=replica.conn if replica else None,
@@ -226,9 +226,9 @@ def _locks(conn: psycopg.Connection[Any], plan: MigrationPlan, catalog: Catalog,
     """The apply's locks and their holds (``locks``): measured in the rehearsal when the apply is one transaction,
     on a scratch copy of the shadow when it is several; declared by each step kind without one. With a
     ``rehearse_on`` copy, the locks taken there and each statement's time there."""
-    from .lock_rehearsal import needs_own_transactions, rehearse_locks
+    from ..rehearse.lock_rehearsal import needs_own_transactions, rehearse_locks
     from .locks import ReadRates, lock_report
-    from .shadow import ShadowUnavailable
+    from ..rehearse.shadow import ShadowUnavailable
 
     if phases is None:
         return None
@@ -262,7 +262,7 @@ class _Judge(Protocol):
     def judge(self, step: int) -> tuple[str, str] | str: ...
 
 
-def _on_copy(outcome: _Outcome, copy: CopyRehearsal, step: int, blocked: set[int]) -> _Outcome:
+def _on_copy(outcome: CheckOutcome, copy: CopyRehearsal, step: int, blocked: set[int]) -> CheckOutcome:
     """A check's outcome with the copy's verdict on its step: a step PostgreSQL refused there blocks (once, on
     its first check that does not block already: also where the read-only checks passed it); a warning a person
     would acknowledge is decided there when the copy ran the step."""
@@ -271,21 +271,21 @@ def _on_copy(outcome: _Outcome, copy: CopyRehearsal, step: int, blocked: set[int
         blocked.add(step)
         if outcome.outcome != "blocking":
             _, message = copy.judge(step)  # type: ignore[misc]
-            return _Outcome("blocking", message, outcome.stats)
+            return CheckOutcome("blocking", message, outcome.stats)
         return outcome
     if outcome.acknowledge and outcome.outcome == "warning":
         return _decided(outcome, copy, step, outcome.stats)
     return outcome
 
 
-def _decided(outcome: _Outcome, judge: _Judge, step: int, stats: dict[str, Any]) -> _Outcome:
+def _decided(outcome: CheckOutcome, judge: _Judge, step: int, stats: dict[str, Any]) -> CheckOutcome:
     """A warning a person would acknowledge, decided by a rehearsal on real rows when it can be (with ``stats``);
     otherwise the same warning, saying why that rehearsal could not decide it."""
     verdict = judge.judge(step)
     if isinstance(verdict, tuple):
         decided, message = verdict
-        return _Outcome(decided, message, stats)  # type: ignore[arg-type]
-    return _Outcome(outcome.outcome, f"{outcome.message.rstrip('.')}. ({verdict[0].upper()}{verdict[1:]}.)",
+        return CheckOutcome(decided, message, stats)  # type: ignore[arg-type]
+    return CheckOutcome(outcome.outcome, f"{outcome.message.rstrip('.')}. ({verdict[0].upper()}{verdict[1:]}.)",
                     outcome.stats, outcome.rows, outcome.columns, acknowledge=True)
 
 
@@ -294,7 +294,7 @@ def violating_rows(db: Database, check: Check, *, offset: int, limit: int,
     """A page of every violating row of a data check (duplicates: of every duplicate group), read-only."""
     opts = PreflightOptions(sample_cap=min(max(limit, 1), 10_000), check_timeout=timeout)
     with db.dedicated() as conn:
-        executor = _Executor(conn, opts, [check], "64MB")
+        executor = Executor(conn, opts, [check], "64MB")
         executor.screen()
         if executor._unsafe:
             raise PreflightError(unsafe_message(check, executor._unsafe[0]))
@@ -309,7 +309,7 @@ TIME_TYPES = ("timestamp", "timestamp with time zone", "timestamp without time z
 def _rows_query(check: Check) -> sql.Composable | None:
     """Every violating row of a data check, whole rows (None: its violations are not rows, e.g. duplicate
     groups, or a conversion whose failing rows only a per-row pass finds)."""
-    from .checks import OrphansProbe, RowsProbe
+    from ..checks import OrphansProbe, RowsProbe
 
     probe = check.probe
     if isinstance(probe, (RowsProbe, OrphansProbe)):
@@ -341,7 +341,7 @@ def violations_over_time(db: Database, check: Check, column: str | None = None, 
     from the span of ``column`` over all the rows the check reads), the column, and (start, rows) for every
     period of that span, in time order, with 0 where no row violates: when the bad data started shows. Violating
     rows whose ``column`` is NULL come last, under a start of None."""
-    from .checks import OrphansProbe
+    from ..checks import OrphansProbe
 
     query = _rows_query(check)
     if query is None:
@@ -378,9 +378,9 @@ def violations_over_time(db: Database, check: Check, column: str | None = None, 
         return period, column, [(r[0], int(r[1])) for r in counted]
 
 
-def _violating_page(conn: psycopg.Connection[Any], executor: _Executor, check: Check, *, offset: int,
+def _violating_page(conn: psycopg.Connection[Any], executor: Executor, check: Check, *, offset: int,
                     limit: int) -> tuple[list[dict[str, Any]], list[SampleColumn]]:
-    from .remediation import order_for, violations_query
+    from ..checks.remediation import order_for, violations_query
 
     probe = check.probe
     if isinstance(probe, CastProbe):

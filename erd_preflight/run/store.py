@@ -18,12 +18,12 @@ from psycopg import sql as psycopg_sql
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import JSONB
 
-from .errors import RunStateError, StoreError, StoreMissing
+from ..errors import RunStateError, StoreError, StoreMissing
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .db import Database
+    from ..db import Database
 
 STORE_VERSION = 1
 DEFAULT_STORE_SCHEMA = "erd_preflight"
@@ -245,12 +245,12 @@ class RunRecord(BaseModel):
 
     def statements_frame(self) -> pd.DataFrame:
         """Every statement recorded in ``applied_sql`` (remediations, phases A/B/C, cleanup), as a table."""
-        from .display import statements_frame
+        from ..notebook.display import statements_frame
 
         return statements_frame(self)
 
     def _repr_html_(self) -> str:
-        from .display import run_html
+        from ..notebook.display import run_html
 
         return run_html(self)
 
@@ -387,7 +387,7 @@ def runs(db: Any = None, *, store_schema: str = DEFAULT_STORE_SCHEMA, limit: int
     store yet it is empty, and ``frame.attrs["note"]`` says there is no record yet."""
     import pandas as pd
 
-    from .db import connect
+    from ..db import connect
 
     if limit < 0:
         raise ValueError(f"limit must be 0 or more, not {limit}")

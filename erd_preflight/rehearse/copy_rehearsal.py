@@ -37,9 +37,9 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from .db import redact_url
-from .errors import CopyRefused, classify
-from .phases import ApplyPhases, PhaseStatement
+from ..db import redact_url
+from ..errors import CopyRefused, classify
+from ..plan.phases import ApplyPhases, PhaseStatement
 from .shadow import plain_form
 from .shadow_catalog import ImpactReader, RehearsalFailure, StatementImpact, about_the_rows, read_relation_files
 

@@ -40,9 +40,9 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
-from .catalog import CATALOG_FINGERPRINT
-from .db import embedded_url
-from .errors import ConnectionFailed, classify
+from ..catalog import CATALOG_FINGERPRINT
+from ..db import embedded_url
+from ..errors import ConnectionFailed, classify
 from .shadow_exact import (
     Exactness,
     differs,
@@ -66,8 +66,8 @@ from .shadow_catalog import (
     read_relation_files,
     read_snapshot,
 )
-from .sqlparse import walk_ast
-from .versions import called_functions, created_functions, missing_built_ins, newer_syntax
+from ..sqlparse import walk_ast
+from ..versions import called_functions, created_functions, missing_built_ins, newer_syntax
 
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from .phases import ApplyPhases
+from ..plan.phases import ApplyPhases
 from .shadow import (REHEARSAL_ROLE, REHEARSAL_STATEMENT_TIMEOUT, ShadowUnavailable, as_applied, plain_form,
                      repeatable, scratch_database, shadow_for)
 from .shadow_catalog import ImpactReader, StatementImpact, read_relation_files
