@@ -7,9 +7,14 @@ added with a default has that value; a renamed table is read under its real name
 changes the rows it matches), so checks read the table *as it will be* at their step. Execution lives in
 ``preflight``; nothing here touches table data.
 
-Modules, each importing only those above it: ``model`` (ids, options, probes, a check, locks), ``expressions``,
-``state`` (the plan's effect on each table), ``structure`` (checks from the catalog), ``data`` (checks that
-read rows), ``derive`` (the order, and the registry of each step kind's data checks).
+Modules, each importing only those below it in this list: ``model`` (ids, options, probes, a check, locks),
+``expressions``; ``tables`` (a table's rows in layers), ``new_tables``, ``views``, ``upsert``; ``simulate`` (the data
+statements simulated); ``state`` (the plan's effect on each table, step by step); ``structure``, ``data``, ``dml``
+and the other kinds' checks; ``derive`` (the order, and the registry of each step kind's data checks); then
+``rehearsed`` (the checks derived with the rehearsal, as preflight runs them) and ``remediation`` (the SQL that
+fixes what a check found).
+
+It may import the rehearsal's catalog snapshots, the plan and the base, never the read path, the run or the faces.
 """
 
 from .derive import DATA_CHECKS, checks_for, derive_checks
