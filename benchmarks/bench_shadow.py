@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 import erd_preflight as ep
+from erd_preflight.rehearse import rehearsal as rehearsing
 from erd_preflight.rehearse import shadow
 from erd_preflight.db import embedded_url
 
@@ -68,7 +69,7 @@ def main() -> None:
                 shadow_bytes += conn.execute("SELECT pg_database_size(%s)", (kept.template,)).fetchone()[0]
         again, kept, plain = [], [], []
         for _ in range(args.repeat):
-            shadow._rehearsals.clear()
+            rehearsing._rehearsals.clear()
             started = time.perf_counter()
             ep.run_preflight(plan, db)
             again.append(time.perf_counter() - started)
@@ -78,7 +79,7 @@ def main() -> None:
             started = time.perf_counter()
             ep.run_preflight(plan, db, rehearse=False)
             plain.append(time.perf_counter() - started)
-        shadow._rehearsals.clear()
+        rehearsing._rehearsals.clear()
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         ep.run_preflight(plan, db)
@@ -91,7 +92,7 @@ def main() -> None:
               f"on the cached shadow {best_again * 1000:.1f} ms; the same plan and catalog again (rehearsal kept) "
               f"{best_kept * 1000:.1f} ms; without the rehearsal {best_plain * 1000:.1f} ms. Rehearsing on the "
               f"cached shadow adds {(best_again - best_plain) * 1000:.1f} ms; a kept rehearsal holds "
-              f"{held / 2**20:.2f} MB (at most {shadow._REHEARSALS_MAX} are kept)")
+              f"{held / 2**20:.2f} MB (at most {rehearsing._REHEARSALS_MAX} are kept)")
     finally:
         db.engine.dispose()
         with psycopg.connect(url, autocommit=True) as conn:

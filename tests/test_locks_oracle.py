@@ -16,7 +16,7 @@ from pglast import ast
 from pglast.stream import RawStream
 from psycopg import sql
 
-from erd_preflight.rehearse import shadow
+from erd_preflight.rehearse import rehearsal as rehearsing
 from erd_preflight.plan import PlanStep
 from erd_preflight.rehearse.shadow_catalog import LOCK_MODES
 
@@ -176,7 +176,7 @@ def test_the_rehearsal_names_the_locks_and_rewrites_postgresql_takes_on_the_targ
         run_sql(_in_schema(pre, locks_db))
     expected, rewritten = _on_target(conninfo, text, locks_db)
     with psycopg.connect(conninfo) as target:
-        rehearsal = shadow.rehearse(target, [(1, text)])
+        rehearsal = rehearsing.rehearse(target, [(1, text)])
     assert rehearsal.failure is None and rehearsal.stopped is None, (rehearsal.failure, rehearsal.stopped)
     (impact,) = rehearsal.impacts
     assert impact.measured
@@ -192,7 +192,7 @@ def test_the_rehearsal_names_the_locks_and_rewrites_postgresql_takes_on_the_targ
 
 def test_a_table_the_plan_creates_has_no_traffic_to_block(conninfo, locks_db):
     with psycopg.connect(conninfo) as target:
-        rehearsal = shadow.rehearse(target, [(1, "CREATE TABLE fresh (id int)"),
+        rehearsal = rehearsing.rehearse(target, [(1, "CREATE TABLE fresh (id int)"),
                                              (2, "ALTER TABLE fresh ADD COLUMN x int DEFAULT random()::int"),
                                              (3, "CREATE INDEX ON fresh (x)")])
     assert [impact.locks for impact in rehearsal.impacts] == [(), (), ()]
@@ -203,7 +203,7 @@ def test_a_scan_and_an_index_build_are_told_apart_from_a_catalog_change(conninfo
                   "CREATE INDEX ON t (b)", "ALTER TABLE t ADD CONSTRAINT c_pos CHECK (a > 0)",
                   "ALTER TABLE t ADD CONSTRAINT c_neg CHECK (a < 100) NOT VALID"]
     with psycopg.connect(conninfo) as target:
-        rehearsal = shadow.rehearse(target, list(enumerate(statements, start=1)))
+        rehearsal = rehearsing.rehearse(target, list(enumerate(statements, start=1)))
     works = [{lock.name: lock.work for lock in impact.locks} for impact in rehearsal.impacts]
     # a statement that takes no lock its transaction lacks and does no work on rows names nothing (the last)
     assert works == [{"t": "catalog"}, {"t": "scan"}, {"t": "index build"}, {"t": "scan"}, {}]
@@ -222,7 +222,7 @@ def test_each_step_kinds_declared_lock_agrees_with_the_shadow_on_its_example(con
     (step,) = MigrationPlan.from_sql(text).steps
     declared = declared_mode(step.lock()[0])
     with psycopg.connect(conninfo) as target:
-        (impact,) = shadow.rehearse(target, [(1, text)]).impacts
+        (impact,) = rehearsing.rehearse(target, [(1, text)]).impacts
     own = getattr(step, "table", None)
     measured = {lock.name: lock.mode for lock in impact.locks}
     if declared is None:
@@ -235,6 +235,6 @@ def test_each_step_kinds_declared_lock_agrees_with_the_shadow_on_its_example(con
 
 def test_a_drop_index_after_its_table_is_locked_still_names_the_table(conninfo, locks_db):
     with psycopg.connect(conninfo) as target:
-        rehearsal = shadow.rehearse(target, [(1, "ALTER TABLE t ADD COLUMN x int"), (2, "DROP INDEX t_a_ix")])
+        rehearsal = rehearsing.rehearse(target, [(1, "ALTER TABLE t ADD COLUMN x int"), (2, "DROP INDEX t_a_ix")])
     assert [{lock.name: lock.mode for lock in impact.locks} for impact in rehearsal.impacts] == [
         {"t": "AccessExclusiveLock"}, {"t": "AccessExclusiveLock"}]

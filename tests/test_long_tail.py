@@ -164,7 +164,7 @@ def _in_apply_order(conninfo: str, plan: ep.MigrationPlan) -> list[str] | None:
     """The statements as apply runs them: a constraint after the data statements of its phase (the oracle runs
     what apply runs, in its order; a foreign key added before an UPDATE that fixes its rows applies)."""
     from erd_preflight.catalog import Catalog
-    from erd_preflight.rehearse.shadow import plain_form
+    from erd_preflight.rehearse.rehearsal import plain_form
 
     with psycopg.connect(conninfo) as conn:
         try:

@@ -215,7 +215,7 @@ def test_the_rehearsal_follows_a_rename_by_oid(db, run_sql, conninfo):
     """The catalog read after each step (after the last one only when it adds a column): the renamed table is
     the same relation, with its rows."""
     from erd_preflight.catalog import Catalog
-    from erd_preflight.rehearse.shadow import rehearse
+    from erd_preflight.rehearse.rehearsal import rehearse
 
     run_sql("CREATE TABLE person (id int, email text)")
     with psycopg.connect(conninfo) as conn:

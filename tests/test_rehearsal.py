@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.rehearse import shadow
+from erd_preflight.rehearse import rehearsal as rehearsing
 from erd_preflight.rehearse.shadow import REHEARSAL_ROLE
 
 
@@ -68,7 +68,7 @@ def test_a_plan_postgresql_accepts_passes_the_rehearsal_and_leaves_the_shadow_un
             "CREATE INDEX CONCURRENTLY t_b ON t (b);\nCREATE VIEW tv AS SELECT id, b FROM t;")
     assert oracle_fails(conninfo, text) is None  # PostgreSQL applies it
     for _ in range(2):  # the second run rehearses on the same (cached) shadow: it must be as pristine as before
-        shadow._rehearsals.clear()  # rehearse again, not the answer kept from the first run
+        rehearsing._rehearsals.clear()  # rehearse again, not the answer kept from the first run
         report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
         assert not any(r.check_id.startswith("REHEARSAL") for r in report.results), report.results
         assert report.status == "clear"
@@ -80,8 +80,8 @@ def test_a_rehearsal_is_kept_for_its_catalog_and_a_changed_catalog_is_rehearsed_
     plan = ep.MigrationPlan.from_sql("ALTER TABLE t ALTER COLUMN a TYPE bigint;")
     assert oracle_fails(conninfo, "ALTER TABLE t ALTER COLUMN a TYPE bigint;") is None  # PostgreSQL applies it
     runs: list[int] = []
-    rehearse_on = shadow._rehearse_on
-    monkeypatch.setattr(shadow, "_rehearse_on", lambda *a: runs.append(1) or rehearse_on(*a))
+    rehearse_on = rehearsing._rehearse_on
+    monkeypatch.setattr(rehearsing, "_rehearse_on", lambda *a: runs.append(1) or rehearse_on(*a))
     assert ep.run_preflight(plan, db).status == "clear"
     assert ep.run_preflight(plan, db).status == "clear"
     assert len(runs) == 1  # the same statements on the same catalog: PostgreSQL's answer is kept

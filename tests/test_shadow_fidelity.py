@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 import erd_preflight as ep
-from erd_preflight.rehearse import shadow
+from erd_preflight.rehearse import rehearsal as rehearsing
 
 
 def oracle_fails(conninfo: str, text: str) -> str | None:
@@ -58,7 +58,7 @@ def test_a_sequence_narrowed_below_the_targets_position_blocks_as_postgresql_doe
     text = "ALTER SEQUENCE s AS smallint;"
     refused = oracle_fails(conninfo, text)
     assert (refused is not None) == fails
-    shadow._rehearsals.clear()
+    rehearsing._rehearsals.clear()
     report = ep.run_preflight(ep.MigrationPlan.from_sql(text), db)
     assert report.blocked == fails, report.checks
     if fails:

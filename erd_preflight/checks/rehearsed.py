@@ -1,4 +1,4 @@
-"""The rehearsal's place in a preflight: the plan's statements run on the shadow (``shadow.rehearse``) in
+"""The rehearsal's place in a preflight: the plan's statements run on the shadow (``rehearsal.rehearse``) in
 apply's order, the checks derived from the catalog it leaves after each step, and PostgreSQL's refusal of a
 statement as a blocking check of its step."""
 
@@ -38,7 +38,8 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
     PostgreSQL refuses is a blocking check of its step, placed before that step's data checks. A shadow that
     cannot be built asks a person to acknowledge each step it would have judged; a rehearsal that stops early,
     the step where it stopped. Neither blocks, and neither is a silent clear."""
-    from ..rehearse.shadow import ShadowUnavailable, rehearse
+    from ..rehearse.shadow import ShadowUnavailable
+    from ..rehearse.rehearsal import rehearse
 
     if statements is None:
         statements = plan_statements(plan, catalog, all_or_nothing=options.all_or_nothing)
@@ -114,7 +115,7 @@ def rehearsed_checks(plan: MigrationPlan, catalog: Catalog, options: PreflightOp
 def _unrehearsed(plan: MigrationPlan, checks: list[Check], statements: list[tuple[int, str]], why: str) -> list[Check]:
     """No shadow (it cannot be built or restored): each step whose verdict the rehearsal gives is acknowledged by
     a person, told why and how to get the rehearsal back. Never a clear on a structural question nobody answered."""
-    from ..rehearse.shadow import plain_form
+    from ..rehearse.rehearsal import plain_form
 
     rehearsed = [step for step, text in statements if plain_form(text) is not None]  # not VACUUM and the like
     asked: list[Check] = []
@@ -155,7 +156,7 @@ def prove_online(plan: MigrationPlan, catalog: Catalog, rehearsal: Rehearsal,
     written ends in (``rehearsal``, read to its end): both rehearsed by PostgreSQL on the shadow. None when they do
     (or no step runs online), else the first online step whose table differs, and how."""
     from ..plan.phases import compile_phases
-    from ..rehearse.shadow import rehearse
+    from ..rehearse.rehearsal import rehearse
 
     try:
         phases = compile_phases(plan, catalog, online=True, all_or_nothing=options.all_or_nothing)

@@ -40,7 +40,7 @@ from sqlalchemy.engine import make_url
 from ..db import redact_url
 from ..errors import CopyRefused, classify
 from ..plan.phases import ApplyPhases, PhaseStatement
-from .shadow import plain_form
+from .rehearsal import plain_form
 from .shadow_catalog import ImpactReader, RehearsalFailure, StatementImpact, about_the_rows, read_relation_files
 
 __all__ = ["CopyRefused", "CopyRehearsal", "TimedStatement", "rehearse_on_copy"]

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 
 from ..plan.phases import ApplyPhases
-from .shadow import (REHEARSAL_ROLE, REHEARSAL_STATEMENT_TIMEOUT, ShadowUnavailable, as_applied, plain_form,
-                     repeatable, scratch_database, shadow_for)
+from .shadow import REHEARSAL_ROLE, REHEARSAL_STATEMENT_TIMEOUT, ShadowUnavailable, scratch_database, shadow_for
+from .rehearsal import as_applied, plain_form, repeatable
 from .shadow_catalog import ImpactReader, StatementImpact, read_relation_files
 
 

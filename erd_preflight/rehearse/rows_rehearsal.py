@@ -32,8 +32,8 @@ from pglast import ast
 from psycopg import sql
 
 from ..errors import classify
-from .shadow import (REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, plain_form, scratch_database,
-                     shadow_for)
+from .shadow import REHEARSAL_ROLE, Shadow, ShadowUnavailable, apply_search_path, scratch_database, shadow_for
+from .rehearsal import plain_form
 from .shadow_catalog import RehearsalFailure, about_the_rows
 from ..sqlparse import walk_ast
 from ..versions import created_functions

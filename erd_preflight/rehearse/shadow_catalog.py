@@ -341,7 +341,7 @@ class ImpactReader:
 
     def start(self, conn: psycopg.Connection[Any]) -> None:
         """Before the first statement: what the transaction holds and has counted already (the session flushes
-        its counts between rehearsals, see ``shadow._session``, so a relation not seen yet starts from 0)."""
+        its counts between rehearsals, see ``shadow.shadow_session``, so a relation not seen yet starts from 0)."""
         for oid, mode, _, scans, _, _ in conn.execute(_HELD, prepare=True):
             self.seen[(oid, mode)] = None
             self.scans[oid] = int(scans or 0)
