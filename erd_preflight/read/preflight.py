@@ -25,7 +25,8 @@ from ..report.contract import (
 )
 from ..db import Database, connect, read_only
 from ..errors import CheckTimeout, PlanError, PreflightError, classify, server_went_away
-from .executor import CheckOutcome, Executor
+from .executor import Executor
+from .probes import CheckOutcome
 from ..plan.phases import ApplyPhases, compile_phases
 from ..plan import MigrationPlan
 from .progress import ProgressCallback, progress_bar
