@@ -27,28 +27,25 @@ their default.
 
 from __future__ import annotations
 
-import pglast
-from pglast import ast
 from psycopg import sql
 
-from ..catalog import IndexInfo, ReferencingKey
 from ..report.contract import TargetRef
-from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
-from .expressions import cast_to, index_columns, index_keys, mentions, too_long
+from ..plan import Step, display_name
+from .expressions import cast_to, mentions, too_long
 from .model import (
     CAST_PRECHECK,
     CHECK_CONSTRAINT_PRECHECK,
     FK_VIOLATIONS_PRECHECK,
     NOT_NULL_PRECHECK,
-    UNIQUE_PRECHECK,
     UNMODELLED_SQL_WARNING,
     Check,
     DuplicatesProbe,
-    OrphansProbe,
     RowsProbe,
     Source,
     null_datum,
-    verdict,
+)
+from .row_rules import (
+    order_dependent, touched, unverifiable, checks_of, foreign_keys_of, orphans_after, referenced_key, row_rules, unique_checks,
 )
 from .state import InsertLayer, PlanContext, TableState, UpdateLayer
 
@@ -73,33 +70,6 @@ def _changed_rows(state: TableState, index: int, layer: UpdateLayer) -> Source:
                   expressions=(*layer.before.expressions, *screened))
 
 
-def _touched(layer: UpdateLayer, state: TableState, index: int) -> Source:
-    """The rows the statement of step ``index`` touches (its WHERE is true) as they were, each value it writes
-    beside them (``erd_written_<column>``, as written: no cast), under the name its expressions use. Reading only
-    these rows, a check costs what the statement changes, when its WHERE can use an index."""
-    written = [sql.SQL("{} AS {}").format(sql.SQL(value), sql.Identifier(f"erd_written_{column}"))
-               for column, value in layer.values.items()]
-    relation = sql.SQL("(SELECT {} FROM {} AS {} WHERE ({}))").format(  # a bare WHERE, which an index can serve
-        sql.SQL(", ").join([sql.SQL("{}.*").format(sql.Identifier(layer.alias)), *written]), layer.before.relation,
-        sql.Identifier(layer.alias), sql.SQL(layer.where or "true"))
-    screened = [f"SELECT {value}" for value in layer.values.values()] + ([f"SELECT {layer.where}"] if layer.where else [])
-    return Source(key=f"{state.schema}.{state.name}@touched{index}", relation=relation, alias=layer.alias,
-                  columns=layer.before.columns, derived=True, expressions=(*layer.before.expressions, *screened))
-
-
-def _written(layer: UpdateLayer, column: str) -> sql.Composable:
-    """In ``_touched``: the value the statement writes to ``column``, as the column's type, or the old one."""
-    if column in layer.values:
-        return cast_to(sql.Identifier(layer.alias, f"erd_written_{column}"), layer.types[column])
-    return sql.Identifier(layer.alias, column)
-
-
-def _unverifiable(index: int, step: Step, state: TableState, what: str) -> Check:
-    return verdict(UNMODELLED_SQL_WARNING, index, step, "warning",
-                   f"cannot verify step {index} before apply: {what} on {state.label}. PostgreSQL checks it at "
-                   "apply; acknowledge this step once you have reviewed it.", acknowledge=True)
-
-
 def _set_off(context: PlanContext, index: int, step: Step, state: TableState, verb: str) -> list[Check]:
     """The triggers and rules a data statement sets off on the table: preflight does not run them, a person
     reviews them."""
@@ -111,11 +81,11 @@ def _set_off(context: PlanContext, index: int, step: Step, state: TableState, ve
         actions = list(relation.acting)
     elif not state.info.oid or context.makes_actions_before(index):
         where = "the rehearsal did not reach this step" if context.rehearsal else "without the rehearsal"
-        return [_unverifiable(index, step, state, f"the {verb} may set off triggers or rules the plan makes before "
+        return [unverifiable(index, step, state, f"the {verb} may set off triggers or rules the plan makes before "
                               f"it, which preflight cannot see ({where})")]
     else:
         actions = context.catalog.actions(state.info.oid)
-    return [_unverifiable(index, step, state, f"the {verb} sets off {', '.join(actions)}, which preflight does not "
+    return [unverifiable(index, step, state, f"the {verb} sets off {', '.join(actions)}, which preflight does not "
                           "run")] if actions else []
 
 
@@ -145,7 +115,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
                 f"{{violations}} of the {{totalRows}} rows step {index} changes would get a value longer than {kind} allows in "
                 f"{state.column_label(column)}; the UPDATE would fail (value too long). Shorten the values first.",
                 f"every value step {index} writes fits {kind} in {state.column_label(column)} ({{totalRows}} rows).",
-                source=_touched(layer, state, index))
+                source=touched(layer, state, index))
         if column in state.not_null:
             rows(NOT_NULL_PRECHECK, null_datum(sql.Identifier(column)), target,
                  f"{{violations}} of the {{totalRows}} rows step {index} changes would get NULL in NOT NULL column "
@@ -180,7 +150,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
 
     # what the UPDATE writes: the columns it sets, and the stored generated columns computed again from them
     written = assigned | set(layer.recomputed)
-    checks += _row_rules(context, index, step, state, changed, writes=written, verb="changes",
+    checks += row_rules(context, index, step, state, changed, writes=written, verb="changes",
                          fails="the UPDATE would fail. Change the expression or its WHERE",
                          fk_fails="the UPDATE would fail on the foreign key")
 
@@ -188,7 +158,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
         checks.append(Check(
             check_id=UNMODELLED_SQL_WARNING, step=index, step_summary=summary,
             target=TargetRef(kind="table", schema=state.schema, table=state.name),
-            probe=RowsProbe(source=_touched(layer, state, index), predicate=sql.SQL(layer.joined)),
+            probe=RowsProbe(source=touched(layer, state, index), predicate=sql.SQL(layer.joined)),
             failure="warning", acknowledge=True,
             fail=f"{{violations}} of the {{totalRows}} rows of {state.label} that step {index} updates match more than "
             "one row of its FROM items; PostgreSQL updates each with one of them, and which one it does not say, so "
@@ -196,273 +166,13 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             "or make the join match one row.",
             ok=f"each row step {index} updates matches one row of its FROM items ({{totalRows}} rows).",
             notes=state.history_notes()))
-    checks.extend(_unique_checks(context, index, step, state, written, f"the UPDATE of step {index}",
+    checks.extend(unique_checks(context, index, step, state, written, f"the UPDATE of step {index}",
                                  "the UPDATE would fail on the unique key"))
-    checks.extend(_order_dependent(index, step, state, layer))
+    checks.extend(order_dependent(index, step, state, layer))
     for key in context.references_to(state, index):
         if written & set(key.ref_columns):
-            checks.extend(_referenced_key(context, index, step, state, layer, key))
+            checks.extend(referenced_key(context, index, step, state, layer, key))
     return checks
-
-
-def _row_rules(context: PlanContext, index: int, step: Step, state: TableState, rows: Source, *, writes: set[str],
-               verb: str, fails: str, fk_fails: str, fk_rows: Source | None = None) -> list[Check]:
-    """The CHECK constraints (NOT VALID ones too: PostgreSQL enforces them on new row versions) and the foreign keys
-    over the ``writes`` columns of the table, on the ``rows`` step ``index`` writes (it ``verb`` them); the
-    foreign keys on ``fk_rows`` when only those are written (an INSERT that skips its conflicting rows)."""
-    summary = step.summary()
-    checks: list[Check] = []
-    for name, expression in _checks_of(state):
-        shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
-        checks.append(Check(
-            check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=summary,
-            target=TargetRef(kind="constraint", schema=state.schema, table=state.name, name=name),
-            probe=RowsProbe(source=rows, predicate=sql.SQL("({}) IS FALSE").format(sql.SQL(expression))),
-            fail=f"{{violations}} of the {{totalRows}} rows step {index} {verb} would break {shown}; {fails}.",
-            ok=f"every row step {index} {verb} satisfies {shown} ({{totalRows}} rows).", notes=state.history_notes()))
-    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state):
-        if not writes & set(columns):
-            continue
-        parent = context.state(ref_schema, ref_table)
-        if parent is None or parent.info is None:
-            checks.append(_unverifiable(index, step, state, f"step {index} writes ({', '.join(columns)}), whose "
-                                        f"foreign key references {display_name(ref_schema, ref_table)}, a table "
-                                        "preflight cannot read here"))
-            continue
-        cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
-        checks.append(Check(
-            check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
-            target=TargetRef(kind="relationship", schema=state.schema, table=state.name, columns=columns,
-                             ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
-            probe=OrphansProbe(child=fk_rows or rows, columns=columns, parent=parent.source(own_rows=True),
-                               ref_columns=ref_columns, match_full=match_full),
-            fail=f"{{violations}} of the {{totalRows}} rows step {index} {verb} would get a ({cols}) with no "
-            f"matching {parent.label}({refs}); {fk_fails}.",
-            ok=f"every ({cols}) step {index} writes has a matching {parent.label}({refs}) ({{totalRows}} rows).",
-            notes=state.history_notes() + parent.history_notes()))
-    return checks
-
-
-def _unique_keys(state: TableState, assigned: set[str]) -> dict[tuple[str, ...], bool]:
-    """The plain unique keys (columns -> NULLS NOT DISTINCT) the assigned columns are part of."""
-    assert state.info is not None
-    keys: dict[tuple[str, ...], bool] = {}
-    for ix in state.info.indexes.values():
-        if ix.unique and ix.valid and not ix.expressions and not ix.partial and assigned & set(ix.columns):
-            keys[ix.columns] = keys.get(ix.columns, False) or ix.nulls_not_distinct
-    for s in state.enforced:
-        if isinstance(s, (AddUnique, CreateIndex)) and assigned & set(s.columns):
-            if isinstance(s, CreateIndex) and (not s.unique or s.where):
-                continue
-            nnd = s.nulls_not_distinct or (isinstance(s, AddUnique) and s.primary_key)
-            keys[s.columns] = keys.get(s.columns, False) or nnd
-    return keys
-
-
-def _order_dependent(index: int, step: Step, state: TableState, layer: UpdateLayer) -> list[Check]:
-    """A unique key is checked row by row as the UPDATE goes: a row that takes a key another changed row still has
-    (``SET id = id + 1``, or a stored generated column computed again from what it sets) fails or not depending on
-    the order PostgreSQL visits the rows in. Preflight cannot know that order, so such rows are named for a person to
-    acknowledge."""
-    checks: list[Check] = []
-    regenerated = dict(layer.regenerated)
-    for columns, nnd in _unique_keys(state, set(layer.values) | set(layer.recomputed)).items():
-        equal = "IS NOT DISTINCT FROM" if nnd else "="
-        renamed = {c: f"erd_new_{c}" for c in columns}
-        was = {c: f"erd_was_{c}" for c in columns}
-        where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
-        # each changed row as the UPDATE writes it (every column under its own name, so a generated column's
-        # expression reads the new values), beside its key as it was
-        written = sql.SQL("(SELECT {}, {} FROM {} AS {}{})").format(
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(
-                cast_to(sql.SQL(layer.values[name]), kind) if name in layer.values else sql.Identifier(layer.alias, name),
-                sql.Identifier(name)) for name, kind in layer.types.items()),
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(layer.alias, c), sql.Identifier(was[c]))
-                               for c in columns),
-            layer.before.relation, sql.Identifier(layer.alias), where)
-        # the new key: a generated column computed again from the written row, any other column as written
-        relation = sql.SQL("(SELECT erd_written.*, {} FROM {} AS erd_written)").format(
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(
-                sql.SQL(regenerated[c]) if c in regenerated else sql.Identifier("erd_written", c),
-                sql.Identifier(renamed[c])) for c in columns),
-            written)
-        changed = Source(key=f"{state.schema}.{state.name}@keys{index}:{','.join(columns)}", relation=relation,
-                         alias="erd_changed", columns=(*tuple(layer.types.items()),
-                                                       *((was[c], layer.types.get(c, "text")) for c in columns)),
-                         derived=True, expressions=(*layer.before.expressions, *(
-                             f"SELECT {regenerated[c]}" for c in columns if c in regenerated)))
-        taken = sql.SQL(" AND ").join(sql.SQL("{} {} {}").format(
-            sql.Identifier("erd_old", c), sql.SQL(equal), sql.Identifier("erd_changed", renamed[c])) for c in columns)
-        keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM (SELECT {} FROM {} AS {}{}) "
-                            "AS erd_old WHERE {})").format(
-            sql.SQL(", ").join(sql.Identifier("erd_changed", renamed[c]) for c in columns),
-            sql.SQL(", ").join(sql.Identifier("erd_changed", was[c]) for c in columns),
-            keys, layer.before.relation, sql.Identifier(layer.alias), where, taken)
-        cols = ", ".join(display_name(c) for c in columns)
-        checks.append(Check(
-            check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
-            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
-            probe=RowsProbe(source=changed, predicate=predicate), failure="warning", acknowledge=True,
-            fail=f"cannot verify step {index} before apply: {{violations:row|rows}} it changes {{violations:~takes|take}} a ({cols}) that "
-            f"another row it changes has until then; PostgreSQL checks the key row by row, so the UPDATE fails or "
-            "not depending on the order it visits the rows in. Acknowledge this step, or make the key constraint "
-            "DEFERRABLE, or update in two passes.",
-            ok=f"no row step {index} changes takes a ({cols}) another changed row still has ({{totalRows}} rows).",
-            notes=state.history_notes()))
-    return checks
-
-
-def _checks_of(state: TableState, validated_only: bool = False) -> list[tuple[str | None, str]]:
-    """The CHECK constraints of the table at this step: the ones it had (NOT VALID too, unless ``validated_only``),
-    the plan's."""
-    assert state.info is not None
-    found: list[tuple[str | None, str]] = [
-        (c.name, c.check_expression) for c in state.info.constraints.values()
-        if c.type == "c" and c.check_expression and c.name in state.constraint_names
-        and (c.validated or not validated_only)]
-    found += [(s.name, s.expression) for s in state.enforced
-              if isinstance(s, AddCheck) and (s.name is None or s.name in state.constraint_names)
-              and not (validated_only and s.not_valid)]
-    return found
-
-
-def _foreign_keys_of(state: TableState, validated_only: bool = False
-                     ) -> list[tuple[tuple[str, ...], str | None, str, tuple[str, ...], bool]]:
-    assert state.info is not None
-    found = [(c.columns, c.ref_schema, c.ref_table or "", c.ref_columns, c.match_full)
-             for c in state.info.constraints.values() if c.type == "f" and c.name in state.constraint_names
-             and (c.validated or not validated_only)]
-    found += [(s.columns, s.ref_schema, s.ref_table, s.ref_columns, s.match_full) for s in state.enforced
-              if isinstance(s, AddForeignKey) and (s.name is None or s.name in state.constraint_names)
-              and not (validated_only and s.not_valid)]
-    return found
-
-
-def _unique_checks(context: PlanContext, index: int, step: Step, state: TableState, changed: set[str], after: str,
-                   fails: str) -> list[Check]:
-    """The table's unique keys that use a ``changed`` column, checked on the table as the step leaves it (``after``
-    says what changed the values, ``fails`` what fails then). With the rehearsal, the unique indexes are those
-    PostgreSQL's catalog has at the step (the plan's own raw ones too, not the ones it dropped), an expression or
-    partial one computed on the new values; the ones preflight cannot compute here (an operator class or a
-    collation, a table the plan made) are named for acknowledgement."""
-    assert state.info is not None
-    snapshot = context.rehearsal.before.get(index) if context.rehearsal else None
-    relation = snapshot.resolve(state.schema, state.name) if snapshot else None
-    unsure: list[str] = []
-    checks: list[Check] = []
-    source = state.source(own_rows=True)  # a unique index of an inheritance parent covers its own rows
-    if relation is None:
-        keys = _unique_keys(state, changed)
-        for ix in state.info.indexes.values():
-            if ix.unique and ix.valid and ix.expressions:
-                unsure.append(f"expression unique index {display_name(ix.name)}")
-            elif ix.unique and ix.valid and ix.partial and changed & set(ix.columns):
-                unsure.append(f"partial unique index {display_name(ix.name)}")
-        unsure += ["the partial unique index of an earlier step" for s in state.enforced
-                   if isinstance(s, CreateIndex) and s.unique and s.where and changed & set(s.columns)]
-    else:
-        keys = {}
-        for ix in relation.indexes:
-            if not (ix.unique and ix.valid):
-                continue
-            if not ix.expressions and not ix.partial:
-                if changed & set(ix.columns):
-                    keys[ix.columns] = keys.get(ix.columns, False) or ix.nulls_not_distinct
-                continue
-            computed = _computed_key(index, step, state, source, ix, changed, after, fails)
-            if isinstance(computed, str):
-                unsure.append(computed)
-            elif computed is not None:
-                checks.append(computed)
-    if unsure:
-        checks.insert(0, _unverifiable(index, step, state, f"{after} changes columns of {', '.join(unsure)}, which "
-                                       "preflight does not compute on the new values"))
-    for columns, nnd in keys.items():
-        cols = ", ".join(display_name(c) for c in columns)
-        checks.append(Check(
-            check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
-            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
-            probe=DuplicatesProbe(source=source, columns=columns, nulls_not_distinct=nnd),
-            fail=f"after {after}, {{duplicateGroups:value|values}} of ({cols}) would occur more than once in {state.label}, "
-            f"in {{violations:row|rows}}; {fails}.",
-            ok=f"({cols}) stays unique in {state.label} after {after} ({{totalRows}} rows).",
-            notes=state.history_notes()))
-    return checks
-
-
-def _computed_key(index: int, step: Step, state: TableState, source: Source, ix: IndexInfo, changed: set[str],
-                  after: str, fails: str) -> Check | str | None:
-    """An expression or partial unique index, checked on the rows as the step leaves them: its keys computed by its
-    own definition (as PostgreSQL's catalog gives it) over the rows its WHERE covers. None when the step changes no
-    column it reads; a name for acknowledgement when preflight cannot compute it here."""
-    kind = "expression" if ix.expressions else "partial"
-    named = f"{kind} unique index {display_name(ix.name)}"
-    try:
-        (raw,) = pglast.parse_sql(ix.definition or "")
-    except (pglast.parser.ParseError, ValueError):
-        return named
-    stmt = raw.stmt
-    if not isinstance(stmt, ast.IndexStmt):
-        return named
-    columns = index_columns(stmt)
-    if columns is not None and not changed & columns:
-        return None
-    if columns is None or not state.info or not state.info.oid or any(p.opclass or p.collation
-                                                                     for p in stmt.indexParams):
-        return named  # equality under an operator class or collation; a table the plan made (its functions)
-    keyed, names, keys = index_keys(stmt, source, f"unique{index}:{ix.name}")
-    shown = ", ".join(keys)
-    nnd = bool(stmt.nulls_not_distinct)
-    rule = "" if nnd else " (rows with a NULL in the key are not compared, as PostgreSQL does)"
-    return Check(
-        check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
-        target=TargetRef(kind="index", schema=state.schema, table=state.name, name=ix.name),
-        probe=DuplicatesProbe(source=keyed, columns=names, nulls_not_distinct=nnd),
-        fail=f"after {after}, {{duplicateGroups:value|values}} of ({shown}) would occur more than once among the rows "
-        f"of {state.label} that unique index {display_name(ix.name)} covers, in {{violations:row|rows}}{rule}; {fails}.",
-        ok=f"({shown}) stays unique among the rows of {state.label} that {display_name(ix.name)} covers after "
-        f"{after} ({{totalRows}} rows){rule}.", notes=state.history_notes())
-
-
-def _referenced_key(context: PlanContext, index: int, step: Step, state: TableState, layer: UpdateLayer,
-                    key: ReferencingKey) -> list[Check]:
-    """A foreign key of another table (``key``) references columns the UPDATE changes."""
-    child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
-    shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
-    if key.on_update == "c":
-        return []  # ON UPDATE CASCADE: the referencing rows follow
-    if child is not None and child.info is None and not child.inserted_by:
-        return []  # a table the plan creates, empty: nothing references the changed keys
-    if key.on_update in ("n", "d") or child is None or child.info is None:
-        return [_unverifiable(index, step, state, f"the UPDATE changes a key that foreign key {shown} references "
-                              "(ON UPDATE SET NULL / SET DEFAULT, or a table preflight cannot read here)")]
-    cols = ", ".join(display_name(c) for c in key.columns)
-    target = TargetRef(kind="relationship", schema=key.schema, table=key.table, columns=key.columns,
-                       ref_schema=state.schema, ref_table=state.name, ref_columns=key.ref_columns)
-    common = dict(check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=step.summary(), target=target,
-                  notes=state.history_notes())
-    if key.on_update == "a":
-        # NO ACTION: checked when the statement ends, on the table as the UPDATE leaves it.
-        return [Check(probe=OrphansProbe(child=child.source(own_rows=True), columns=key.columns,
-                                         parent=state.source(own_rows=True),
-                                         ref_columns=key.ref_columns, match_full=key.match_full),
-                      fail=f"after step {index}, {{violations:row|rows}} of {child.label} would reference a "
-                      f"({cols}) that no row of {state.label} has any more ({shown}); the UPDATE would fail.",
-                      ok=f"every row of {child.label} still has its {state.label} row after step {index} "
-                      f"({{totalRows}} rows).", **common)]  # type: ignore[arg-type]
-    # RESTRICT: a changed key that any row still references fails, whatever other rows hold afterwards.
-    old = sql.SQL(", ").join(sql.Identifier(layer.alias, c) for c in key.ref_columns)
-    new = sql.SQL(", ").join(_written(layer, c) for c in key.ref_columns)
-    match = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("erd_child", c), sql.Identifier(layer.alias, r))
-                                  for c, r in zip(key.columns, key.ref_columns))
-    predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM {} AS erd_child WHERE {})").format(
-        new, old, child.source(own_rows=True).relation, match)
-    return [Check(probe=RowsProbe(source=_touched(layer, state, index), predicate=predicate),
-                  fail=f"{{violations}} of the {{totalRows}} rows of {state.label} that step {index} changes have a key that rows of "
-                  f"{child.label} reference ({shown}, ON UPDATE RESTRICT); the UPDATE would fail.",
-                  ok=f"no key step {index} changes is referenced by {child.label} ({{totalRows}} rows).",
-                  **common)]  # type: ignore[arg-type]
 
 
 def type_change_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
@@ -473,10 +183,10 @@ def type_change_checks(context: PlanContext, index: int, step: Step, state: Tabl
     checks: list[Check] = []
     source = state.source()
     summary = step.summary()
-    checks += _unique_checks(context, index, step, state, {column}, f"the type change of {label}",
+    checks += unique_checks(context, index, step, state, {column}, f"the type change of {label}",
                              "rebuilding the unique index fails. Change the USING expression, or dedupe first")
     # PostgreSQL re-adds (and checks) the constraints that use the column, and rebuilds its indexes
-    for name, expression in [(n, e) for n, e in _checks_of(state, validated_only=True) if mentions(e, column)]:
+    for name, expression in [(n, e) for n, e in checks_of(state, validated_only=True) if mentions(e, column)]:
         shown = f"CHECK ({expression})" + (f" ({display_name(name)})" if name else "")
         checks.append(Check(
             check_id=CHECK_CONSTRAINT_PRECHECK, step=index, step_summary=summary,
@@ -486,39 +196,22 @@ def type_change_checks(context: PlanContext, index: int, step: Step, state: Tabl
             "would fail when PostgreSQL checks it again.",
             ok=f"every row satisfies {shown} after the type change of {label} ({{totalRows}} rows).",
             notes=state.history_notes()))
-    for columns, ref_schema, ref_table, ref_columns, match_full in _foreign_keys_of(state, validated_only=True):
+    for columns, ref_schema, ref_table, ref_columns, match_full in foreign_keys_of(state, validated_only=True):
         if column not in columns:
             continue
         parent = context.state(ref_schema, ref_table)
         if parent is None or parent.info is None:
             continue
-        checks.append(_orphans_after(index, summary, label, state, state.source(own_rows=True), columns, parent,
+        checks.append(orphans_after(index, summary, label, state, state.source(own_rows=True), columns, parent,
                                      parent.source(own_rows=True), ref_columns, match_full))
     for key in context.catalog.referencing(state.info.oid):
         if column in key.ref_columns:
             child = state if (key.schema, key.table) == (state.schema, state.name) \
                 else context.state(key.schema, key.table)
             if child is not None and child.info is not None:
-                checks.append(_orphans_after(index, summary, label, child, child.source(own_rows=True), key.columns,
+                checks.append(orphans_after(index, summary, label, child, child.source(own_rows=True), key.columns,
                                              state, state.source(own_rows=True), key.ref_columns, key.match_full))
     return checks
-
-
-def _orphans_after(index: int, summary: str, label: str, child: TableState, child_source: Source,
-                   columns: tuple[str, ...], parent: TableState, parent_source: Source, ref_columns: tuple[str, ...],
-                   match_full: bool) -> Check:
-    cols, refs = ", ".join(display_name(c) for c in columns), ", ".join(display_name(c) for c in ref_columns)
-    return Check(
-        check_id=FK_VIOLATIONS_PRECHECK, step=index, step_summary=summary,
-        target=TargetRef(kind="relationship", schema=child.schema, table=child.name, columns=columns,
-                         ref_schema=parent.schema, ref_table=parent.name, ref_columns=ref_columns),
-        probe=OrphansProbe(child=child_source, columns=columns, parent=parent_source, ref_columns=ref_columns,
-                           match_full=match_full),
-        fail=f"after the type change of {label}, {{violations:row|rows}} of {child.label} {{violations:~has|have}} a ({cols}) with no "
-        f"matching {parent.label}({refs}); the foreign key fails when PostgreSQL checks it again.",
-        ok=f"every ({cols}) of {child.label} still matches {parent.label}({refs}) after the type change of {label} "
-        "({totalRows} rows).",
-        notes=child.history_notes() + parent.history_notes())
 
 
 def delete_checks(context: PlanContext, index: int, step: Step, state: TableState) -> list[Check]:
@@ -528,12 +221,12 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
     layer = state.deletes[index]
     checks: list[Check] = []
     checks += _set_off(context, index, step, state, "DELETE")
-    removed = _touched(layer, state, index)
+    removed = touched(layer, state, index)
     for key in context.references_to(state, index):
         child = state if (key.schema, key.table) == (state.schema, state.name) else context.state(key.schema, key.table)
         shown = f"{display_name(key.schema, key.table)}.{display_name(key.name)}"
         if child is None or (child.info is None and child.inserted_by):
-            checks.append(_unverifiable(index, step, state, f"the DELETE removes rows that foreign key {shown} may "
+            checks.append(unverifiable(index, step, state, f"the DELETE removes rows that foreign key {shown} may "
                                         "reference, in rows preflight cannot read"))
             continue
         if child.info is None:
@@ -543,11 +236,11 @@ def delete_checks(context: PlanContext, index: int, step: Step, state: TableStat
                 continue  # simulated as a DELETE of its own at this step (PlanContext._cascade), checked alike
             further = [k for k in context.references_to(child, index) if k.on_delete != "c"]
             if further:
-                checks.append(_unverifiable(index, step, state, f"the DELETE cascades through {shown} to rows that "
+                checks.append(unverifiable(index, step, state, f"the DELETE cascades through {shown} to rows that "
                                             f"{', '.join(k.name for k in further)} may reference"))
             continue
         if key.on_delete == "d" or (key.on_delete == "r" and child is state):
-            checks.append(_unverifiable(index, step, state, f"the DELETE removes rows that foreign key {shown} "
+            checks.append(unverifiable(index, step, state, f"the DELETE removes rows that foreign key {shown} "
                                         "references (ON DELETE SET DEFAULT, or RESTRICT on the table itself)"))
             continue
         if key.on_delete == "n" and not set(key.columns) & child.not_null:
@@ -610,10 +303,10 @@ def insert_checks(context: PlanContext, index: int, step: Step, state: TableStat
              f"{{violations}} of the {{totalRows}} rows step {index} inserts have NULL in NOT NULL column "
              f"{state.column_label(column)}; the INSERT would fail.",
              f"no row step {index} inserts has NULL in {state.column_label(column)} ({{totalRows}} rows).")
-    checks += _row_rules(context, index, step, state, layer.stored, writes=set(layer.types), verb="inserts",
+    checks += row_rules(context, index, step, state, layer.stored, writes=set(layer.types), verb="inserts",
                          fails="the INSERT would fail", fk_fails="the INSERT would fail on the foreign key",
                          fk_rows=layer.rows)
-    unique = _unique_checks(context, index, step, state, set(layer.types), f"the INSERT of step {index}",
+    unique = unique_checks(context, index, step, state, set(layer.types), f"the INSERT of step {index}",
                             "the INSERT would fail on the unique key")
     checks.extend(_new_keys(index, step, state, layer, c)
                   if isinstance(c.probe, DuplicatesProbe) and set(c.probe.columns) <= set(layer.types) else c
