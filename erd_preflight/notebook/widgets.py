@@ -3,7 +3,8 @@
 - ``PreflightPanel(plan, db)``: the plan's steps with their phase, "Run preflight" with a progress bar per
   check, the checklist, one accordion section per finding with its sample rows and remediations, the
   gate's reasons, large-table confirmations, and an Apply button that is disabled unless the gate allows it.
-- ``LargeTableConfirmation``: tick a box and type the table's name to confirm a non-concurrent index build.
+- its parts (``parts``): a finding's section, ``LargeTableConfirmation`` (tick a box and type the table's name to
+  confirm a non-concurrent index build), a step's acknowledgement;
 - ``RunHistoryPanel(db)``: the ``migration_run`` audit trail, with each stored report a click away.
 
 Every handler shows its error in the panel (message, and the traceback under "details") and keeps it in
@@ -13,9 +14,8 @@ Every handler shows its error in the panel (message, and the traceback under "de
 from __future__ import annotations
 
 import threading
-import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -24,30 +24,22 @@ from ..checks import PreflightOptions
 from ..report.contract import CheckRun, PreflightReport
 from ..db import Database, connect
 from .display import (
-    acknowledgement_request_html,
     apply_log_html,
     badge,
     checklist_html,
     locks_html,
-    confirmation_request_html,
-    error_html,
     esc,
-    finding_html,
-    finding_title,
-    frame_html,
     gate_html,
     mark,
     note_html,
-    over_time_html,
     plan_html,
     remediated_html,
-    remediation_sql_html,
     report_head,
     report_html,
     run_html,
     runs_html,
 )
-from ..run.gate import AcknowledgementRequest, ConfirmationRequest, GateDecision, matches_table
+from ..run.gate import GateDecision
 from ..plan.phases import PhaseStatement
 from ..plan import MigrationPlan
 from ..errors import PreflightCancelled
@@ -55,235 +47,11 @@ from ..checks.remediation import Remediation
 from ..read.scan import Cancel, ScanProgress
 from ..run.migration_run import MigrationRun
 from ..run.store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunStore, runs
+from .parts import (
+    ErrorBox, FindingView, LargeTableConfirmation, RemediationControl, StepAcknowledgement,
+    guarded,
+)
 
-T = TypeVar("T")
-VIOLATIONS_PAGE_SIZE = 100
-
-
-class ErrorBox(widgets.HTML):
-    """Where a panel shows what went wrong: the message, what to do, and the traceback folded away."""
-
-    def __init__(self) -> None:
-        super().__init__(value="")
-        self.errors: list[str] = []
-
-    def show(self, action: str, exc: BaseException) -> None:
-        message = f"{type(exc).__name__}: {exc}"
-        self.errors.append(message)
-        self.value = error_html(action, message, "".join(traceback.format_exception(exc)))
-
-    def clear(self) -> None:
-        self.value = ""
-
-
-def _guarded(errors: ErrorBox, action: str, work: Callable[[], T], *, reraise: bool) -> T | None:
-    errors.clear()
-    try:
-        return work()
-    except Exception as exc:  # shown in the panel, kept in errors, and re-raised for notebook calls
-        if not getattr(exc, "_erd_shown", False):  # a button handler around a method: show it once
-            errors.show(action, exc)
-            exc._erd_shown = True  # type: ignore[attr-defined]
-        if reraise:
-            raise
-        return None
-
-
-class ViolationsPager(widgets.VBox):
-    """Every violating row of one finding, a page at a time (read-only queries)."""
-
-    def __init__(self, run: MigrationRun, finding: int, errors: ErrorBox,
-                 page_size: int = VIOLATIONS_PAGE_SIZE) -> None:
-        self.run, self.finding, self.errors, self.page_size = run, finding, errors, page_size
-        self.page = 0
-        self.table = widgets.HTML()
-        self.label = widgets.Label()
-        self.previous_button = widgets.Button(description="◀ previous", disabled=True)
-        self.next_button = widgets.Button(description="next ▶")
-        self.previous_button.on_click(lambda _: self.show(self.page - 1))
-        self.next_button.on_click(lambda _: self.show(self.page + 1))
-        super().__init__([widgets.HBox([self.previous_button, self.next_button, self.label]), self.table])
-        self.frame = None
-        self.show(0)
-
-    def show(self, page: int) -> None:
-        def load() -> None:
-            frame = self.run.violations(self.finding, page=max(page, 0), page_size=self.page_size)
-            self.page, self.frame = max(page, 0), frame
-            first = self.page * self.page_size
-            self.label.value = (f"rows {first + 1:,}–{first + len(frame):,}" if len(frame)
-                                else "no more violating rows")
-            self.table.value = frame_html(frame, max_rows=None)
-            self.previous_button.disabled = self.page == 0
-            self.next_button.disabled = len(frame) < self.page_size
-
-        _guarded(self.errors, "listing the violating rows", load, reraise=False)
-
-
-class RemediationControl(widgets.VBox):
-    """One remediation: its SQL on demand, and (if runnable) a Run button, with a value box for a backfill."""
-
-    def __init__(self, remediation: Remediation, on_run: Callable[[RemediationControl], None]) -> None:
-        self.remediation = remediation
-        self.show_button = widgets.Button(description=_short(remediation), tooltip=remediation.title,
-                                          layout=widgets.Layout(width="auto"))
-        self.sql = widgets.HTML()
-        self.value = widgets.Text(placeholder="value for the NULLs", layout=widgets.Layout(width="260px"))
-        self.as_expression = widgets.Checkbox(value=False, description="SQL expression (e.g. 'x-' || id)",
-                                              indent=False)
-        self.run_button = widgets.Button(description=f"Run {remediation.kind}", button_style="warning",
-                                         disabled=remediation.needs_value)
-        self.result = widgets.HTML()
-        self.show_button.on_click(lambda _: self.toggle_sql())
-        self.run_button.on_click(lambda _: on_run(self))
-        self.value.observe(lambda _: self._update(), names="value")
-        row: list[widgets.Widget] = [self.show_button]
-        if remediation.runnable:
-            if remediation.needs_value:
-                row += [self.value, self.as_expression]
-            row.append(self.run_button)
-        super().__init__([widgets.HBox(row), self.sql, self.result])
-
-    def toggle_sql(self) -> None:
-        if self.sql.value:
-            self.sql.value = ""
-        else:
-            self.sql.value = remediation_sql_html(self.remediation)
-
-    def _update(self) -> None:
-        if self.remediation.needs_value:
-            self.run_button.disabled = not self.value.value.strip()
-
-    def arguments(self) -> dict[str, Any]:
-        if not self.remediation.needs_value:
-            return {}
-        return {"expression": self.value.value} if self.as_expression.value else {"value": self.value.value}
-
-
-def _short(r: Remediation) -> str:
-    return {
-        "open_violations": "all violations (SQL)", "backfill": "backfill SQL", "dedupe": "dedupe SQL",
-        "delete_orphans": "delete orphans SQL", "null_orphans": "NULL the orphans SQL",
-        "insert_parents": "insert parents SQL", "use_concurrently": "CONCURRENTLY instead",
-        "drop_invalid_index": "drop INVALID index SQL",
-    }.get(r.kind, r.kind)
-
-
-class FindingView(widgets.VBox):
-    """One finding, said once (its title is the accordion's): message, counts, sample rows, violations over
-    time when its rows have a timestamp or date column, and what can be done about it."""
-
-    def __init__(self, panel: PreflightPanel, report: PreflightReport, index: int,
-                 remediations: list[Remediation]) -> None:
-        finding = report.results[index]
-        step = next((c.step for c in report.checks if c.finding == index), None)
-        samples = report.samples(index) if finding.sample_rows else None
-        self.title = finding_title(finding, step)
-        self.details = widgets.HTML(finding_html(finding, samples, step=step, collapsible=False))
-        self.violations_button = widgets.Button(description="All violations (paged)", icon="table",
-                                                layout=widgets.Layout(width="auto"))
-        self.violations = widgets.VBox()
-        self.pager: ViolationsPager | None = None
-        self.violations_button.on_click(lambda _: self.open_violations())
-        self.panel, self.index = panel, index
-        self.remediations = [RemediationControl(r, panel._run_remediation) for r in remediations
-                             if r.kind != "open_violations"]
-        has_rows = any(r.kind == "open_violations" for r in remediations)
-        rows: list[widgets.Widget] = [self.details]
-        if has_rows:
-            rows += [self.violations_button, self.violations]
-        # violations over time: when the rows have a timestamp or date column (the user picks which)
-        columns = (_guarded(panel.error_box, "listing the timestamp columns",
-                            lambda: panel.run.time_columns(index) if panel.run else [], reraise=False) or [])
-        self.time_picker = widgets.Dropdown(options=columns, value=columns[0] if columns else None,
-                                            description="over time of", layout=widgets.Layout(width="auto"))
-        self.plot_button = widgets.Button(description="Plot violations over time", icon="bar-chart",
-                                          layout=widgets.Layout(width="auto"))
-        self.plot = widgets.HTML()
-        self.plot_button.on_click(lambda _: _guarded(panel.error_box, "plotting violations over time",
-                                                     self.plot_over_time, reraise=False))
-        if columns:
-            rows += [widgets.HBox([self.plot_button, self.time_picker]), self.plot]
-        rows += self.remediations
-        super().__init__(rows)
-
-    def plot_over_time(self) -> str:
-        """What "Plot violations over time" does: count the violating rows per period of the picked column."""
-        if self.panel.run is None or self.time_picker.value is None:
-            raise ValueError("this finding's rows have no timestamp or date column to plot over")
-        frame = self.panel.run.violations_over_time(self.index, self.time_picker.value)
-        self.plot.value = over_time_html(frame, self.title)
-        return self.plot.value
-
-    def open_violations(self) -> ViolationsPager | None:
-        if self.panel.run is None:
-            return None
-        self.pager = ViolationsPager(self.panel.run, self.index, self.panel.error_box)
-        self.violations.children = (self.pager,)
-        return self.pager
-
-    def control(self, kind: str) -> RemediationControl:
-        for control in self.remediations:
-            if control.remediation.kind == kind:
-                return control
-        raise KeyError(f"finding {self.index} has no {kind!r} remediation; it has: "
-                       f"{', '.join(c.remediation.kind for c in self.remediations) or 'none'}")
-
-
-class LargeTableConfirmation(widgets.VBox):
-    """Confirm one non-concurrent index build on a large table: tick the box and type the table's name."""
-
-    def __init__(self, request: ConfirmationRequest, alternative: str | None,
-                 on_confirm: Callable[[LargeTableConfirmation], None]) -> None:
-        self.request = request
-        self.info = widgets.HTML(confirmation_request_html(request, alternative))
-        self.tick = widgets.Checkbox(value=False, indent=False,
-                                     description=f"I accept that writes to {request.table} wait for the whole build",
-                                     layout=widgets.Layout(width="auto"))
-        self.typed = widgets.Text(placeholder=f"type {request.table} to confirm",
-                                  layout=widgets.Layout(width="320px"))
-        self.confirm_button = widgets.Button(description="Confirm", button_style="warning", disabled=True)
-        self.state = widgets.HTML(badge("✓ confirmed", "clear") if request.confirmed else "")
-        self.tick.observe(lambda _: self._update(), names="value")
-        self.typed.observe(lambda _: self._update(), names="value")
-        self.confirm_button.on_click(lambda _: on_confirm(self))
-        controls = [] if request.confirmed else [self.tick, widgets.HBox([self.typed, self.confirm_button])]
-        super().__init__([self.info, *controls, self.state],
-                         layout=widgets.Layout(border="1px solid #fcd34d", padding="4px", margin="4px 0"))
-
-    @property
-    def ready(self) -> bool:
-        return self.tick.value and matches_table(self.typed.value, self.request.table)
-
-    def _update(self) -> None:
-        self.confirm_button.disabled = not self.ready
-
-
-class StepAcknowledgement(widgets.VBox):
-    """Acknowledge one step preflight cannot verify: tick the box and type the step's number."""
-
-    def __init__(self, request: AcknowledgementRequest, on_acknowledge: Callable[[StepAcknowledgement], None]) -> None:
-        self.request = request
-        self.info = widgets.HTML(acknowledgement_request_html(request))
-        self.tick = widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="auto"),
-                                     description=f"I reviewed step {request.step}; PostgreSQL alone checks it at apply")
-        self.typed = widgets.Text(placeholder=f"type {request.step} to acknowledge",
-                                  layout=widgets.Layout(width="220px"))
-        self.acknowledge_button = widgets.Button(description="Acknowledge", button_style="warning", disabled=True)
-        self.state = widgets.HTML(badge("✓ acknowledged", "clear") if request.acknowledged else "")
-        self.tick.observe(lambda _: self._update(), names="value")
-        self.typed.observe(lambda _: self._update(), names="value")
-        self.acknowledge_button.on_click(lambda _: on_acknowledge(self))
-        controls = [] if request.acknowledged else [self.tick, widgets.HBox([self.typed, self.acknowledge_button])]
-        super().__init__([self.info, *controls, self.state],
-                         layout=widgets.Layout(border="1px solid #fcd34d", padding="4px", margin="4px 0"))
-
-    @property
-    def ready(self) -> bool:
-        return bool(self.tick.value) and self.typed.value.strip() == str(self.request.step)
-
-    def _update(self) -> None:
-        self.acknowledge_button.disabled = not self.ready
 
 
 class _PanelProgress:
@@ -387,7 +155,7 @@ class PreflightPanel(widgets.VBox):
     def _click(self, action: Callable[[], Any]) -> None:
         """A button handler: the error goes to the panel (a callback's exception would reach no one)."""
         label = getattr(action, "__name__", "action").replace("_", " ")
-        _guarded(self.error_box, label, action, reraise=False)
+        guarded(self.error_box, label, action, reraise=False)
 
     # --- preflight -----------------------------------------------------------------------------------------
 
@@ -427,7 +195,7 @@ class PreflightPanel(widgets.VBox):
             self.refresh_gate()
             return report
 
-        result = _guarded(self.error_box, "preflight", work, reraise=True)
+        result = guarded(self.error_box, "preflight", work, reraise=True)
         assert result is not None
         return result
 
@@ -494,7 +262,7 @@ class PreflightPanel(widgets.VBox):
             self.run.confirm_large_non_concurrent(row.request.table, by=self.confirmed_by)
             self.refresh_gate()
 
-        _guarded(self.error_box, f"confirming {row.request.table}", work, reraise=False)
+        guarded(self.error_box, f"confirming {row.request.table}", work, reraise=False)
 
     def _acknowledge(self, row: StepAcknowledgement) -> None:
         def work() -> None:
@@ -504,7 +272,7 @@ class PreflightPanel(widgets.VBox):
             self.run.acknowledge(row.request.step, by=self.confirmed_by)
             self.refresh_gate()
 
-        _guarded(self.error_box, f"acknowledging step {row.request.step}", work, reraise=False)
+        guarded(self.error_box, f"acknowledging step {row.request.step}", work, reraise=False)
 
     def _run_remediation(self, control: RemediationControl) -> None:
         def work() -> None:
@@ -520,7 +288,7 @@ class PreflightPanel(widgets.VBox):
                 self._show_report(self.report, f" · {badge('stale', 'stale')} the data changed since")
             self.status.value += remediated_html(control.remediation.title, changed)
 
-        _guarded(self.error_box, f"remediation {control.remediation.kind}", work, reraise=False)
+        guarded(self.error_box, f"remediation {control.remediation.kind}", work, reraise=False)
 
     # --- apply -------------------------------------------------------------------------------------------
 
@@ -549,7 +317,7 @@ class PreflightPanel(widgets.VBox):
             self._show_final(record)
             return record
 
-        return _guarded(self.error_box, "apply", work, reraise=True)
+        return guarded(self.error_box, "apply", work, reraise=True)
 
     def _on_statement(self, statement: PhaseStatement, entry: AppliedStatement) -> None:
         for i, (seen, _) in enumerate(self._applied):
@@ -565,7 +333,7 @@ class PreflightPanel(widgets.VBox):
         if self.report is not None:  # the report stays; the run's state is said next to it, and in the gate
             self._show_report(self.report, f" · {badge(record.status, record.status)} run {record.id} is "
                                            f"{esc(record.status)}")
-        _guarded(self.error_box, "reading the gate", self.refresh_gate, reraise=False)
+        guarded(self.error_box, "reading the gate", self.refresh_gate, reraise=False)
         self.apply_button.disabled = True
 
 
@@ -582,11 +350,11 @@ class RunHistoryPanel(widgets.VBox):
         self.open_button = widgets.Button(description="Open report", icon="folder-open")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.detail = widgets.HTML()
-        self.open_button.on_click(lambda _: _guarded(self.error_box, "opening the run", self.open_run, reraise=False))
-        self.refresh_button.on_click(lambda _: _guarded(self.error_box, "refresh", self.refresh, reraise=False))
+        self.open_button.on_click(lambda _: guarded(self.error_box, "opening the run", self.open_run, reraise=False))
+        self.refresh_button.on_click(lambda _: guarded(self.error_box, "refresh", self.refresh, reraise=False))
         super().__init__([self.table, widgets.HBox([self.picker, self.open_button, self.refresh_button]),
                           self.error_box, self.detail])
-        _guarded(self.error_box, "loading the runs", self.refresh, reraise=False)
+        guarded(self.error_box, "loading the runs", self.refresh, reraise=False)
 
     @property
     def errors(self) -> list[str]:
