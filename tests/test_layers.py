@@ -24,7 +24,8 @@ def test_the_import_contracts_hold():
 
 PACKAGE = ROOT / "erd_preflight"
 FACES = ("notebook", "cli")
-DISPLAY_METHODS = re.compile(r"^(_repr_html_|\w+_styler|\w+_frame|plot_\w+)$")
+DISPLAY_METHODS = re.compile(r"^(_repr_html_|\w+_styler|\w+_frame|plot_\w+|summary)$")
+VIEWS = ("erd_preflight.notebook.display", "erd_preflight.report.frames")  # the view layer
 MAX_LINES = 600
 
 
@@ -37,6 +38,8 @@ def _imports(path: Path) -> list[tuple[list[str], str, list[str]]]:
 
     def visit(node: ast.AST, within: list[str]) -> None:
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # for type hints only: nothing runs it
             inside = within + [child.name] if isinstance(
                 child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else within
             if isinstance(child, ast.ImportFrom) and child.level:
@@ -58,7 +61,7 @@ def test_only_a_models_display_methods_import_the_faces():
             continue
         for within, target, _ in _imports(path):
             if target.startswith(("erd_preflight.notebook", "erd_preflight.cli")):
-                assert within and DISPLAY_METHODS.match(within[-1]) and target == "erd_preflight.notebook.display", \
+                assert within and DISPLAY_METHODS.match(within[-1]) and target in VIEWS, \
                     f"{path.relative_to(ROOT)}: {'.'.join(within) or 'module level'} imports {target}"
 
 
@@ -69,3 +72,41 @@ def test_no_module_is_above_the_line_limit_and_no_private_name_crosses_modules()
         for within, target, names in _imports(path):
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             assert not private, f"{path.relative_to(ROOT)} imports {private} from {target}"
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the modules it imports, function-level imports too; a display method's import of the view layer
+    and a module's import of its own package (a package's ``__init__`` imports its modules) are left out."""
+    modules: dict[str, Path] = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        edges: set[str] = set()
+        for within, target, names in _imports(path):
+            if within and DISPLAY_METHODS.match(within[-1]) and target in VIEWS:
+                continue
+            edges |= {t for t in [target, *(f"{target}.{n}" for n in names)] if t in modules}
+        graph[module] = {t for t in edges if t != module and not module.startswith(t + ".")}
+    return graph
+
+
+def test_no_module_imports_itself_through_others():
+    """A new cycle fails here, with its modules: Python runs function-level imports, so they count."""
+    graph = _graph()
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def walk(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycle = path[path.index(target):] + [target]
+                raise AssertionError("an import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                walk(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
