@@ -3,8 +3,10 @@
 A plan is built from typed steps or parsed from SQL (``MigrationPlan.from_sql``). Steps know their SQL
 and the objects they touch; what runs them against a database lives elsewhere (``preflight``).
 
-Layers, each importing only those below it: ``model`` (MigrationPlan) → the sources (``migration_dirs``,
-``alembic_source``) → ``parse`` → ``steps`` (one module per family of kinds) → ``names``.
+Layers, each importing only those below it: ``phases`` (the plan compiled into apply's phases: the rehearsal, the
+checks and the apply all read it, so it lives with the plan) → ``model`` (MigrationPlan) → the sources
+(``migration_dirs``, ``alembic_source``, ``tools``) → ``parse`` → ``steps`` (one module per family of kinds) →
+``names``. The plan may import the base and the report's contract, never what judges or runs it.
 """
 
 from .model import MigrationPlan
