@@ -98,5 +98,5 @@ def test_the_readme_is_a_short_guide_whose_links_lead_to_pages():
 
 
 def test_the_api_reference_names_every_public_name():
-    listed = set(re.findall(r"^::: erd_preflight(?:\.widgets)?\.(\w+)$", (DOCS / "api.md").read_text(), re.M))
+    listed = set(re.findall(r"^::: erd_preflight(?:\.notebook\.widgets)?\.(\w+)$", (DOCS / "api.md").read_text(), re.M))
     assert listed == set(ep.__all__)
