@@ -187,7 +187,10 @@ def test_ctrl_c_in_the_cli_cancels_the_query_on_the_server(run_sql, conninfo, se
     url = f"{server_url}{'&' if '?' in server_url else '?'}options={quote(f'-c search_path={schema}')}"
     cli = subprocess.Popen([sys.executable, "-m", "erd_preflight.cli", "check", str(plan), "--db", url,
                             "--chunk-rows", str(10**9)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # a suite started in the background inherits SIGINT ignored, as every child would: a
+                           # user's terminal delivers it, so the CLI gets it as a user's would
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         try:
             _wait_running(conninfo, "repeat(md5", timeout=60)
