@@ -87,6 +87,14 @@ def test_an_insert_of_select_star_is_never_read_by_its_first_column_alone(db, ru
     assert assert_agrees(report, False, text) == "unverified", report.summary()
 
 
+def _largest_probe(plan: ep.MigrationPlan, conninfo: str) -> int:
+    """The length of the longest check's SQL (its probe, as repr shows it) derived for ``plan``."""
+    with psycopg.connect(conninfo) as conn:
+        checks = ep.derive_checks(plan, Catalog(conn))
+        conn.rollback()
+    return max(len(repr(c.probe)) for c in checks)
+
+
 def test_statements_that_read_each_others_tables_keep_the_checks_of_a_bounded_size(db, run_sql, conninfo):
     """Found replaying lemmy: each UPDATE ... FROM reads the other table as the last one left it, and carries its
     SQL once per column it sets, so the checks' SQL grew with every statement until the replay held 6 GB. Past
@@ -99,10 +107,7 @@ def test_statements_that_read_each_others_tables_keep_the_checks_of_a_bounded_si
         chain.append("UPDATE a SET v = b.n, x = b.n, y = b.n FROM b WHERE b.a_id = a.id")
         chain.append("UPDATE b SET n = a.v + a.x + a.y FROM a WHERE b.a_id = a.id")
     plan = ep.MigrationPlan.from_sql(";\n".join(chain))
-    with psycopg.connect(conninfo) as conn:
-        checks = ep.derive_checks(plan, Catalog(conn))
-        conn.rollback()
-    assert max(len(repr(c.probe)) for c in checks) < 40 * READ_AS_PLANNED_MAX
+    assert _largest_probe(plan, conninfo) < 40 * READ_AS_PLANNED_MAX
     report = ep.run_preflight(plan, db)
     assert verdict(report) == "unverified", report.summary()  # the later statements are a person's, never a guess
 
@@ -122,10 +127,7 @@ def test_many_inserts_into_a_new_table_with_a_serial_key_stay_small_and_agree_wi
     statements += [f"INSERT INTO combined (at, {t}_id) SELECT at, id FROM {t}" for t in olds]
     statements.append("ALTER TABLE combined ADD CONSTRAINT combined_at CHECK (at < 14)")
     plan = ep.MigrationPlan.from_sql(";\n".join(statements))
-    with psycopg.connect(conninfo) as conn:
-        checks = ep.derive_checks(plan, Catalog(conn))
-        conn.rollback()
-    assert max(len(repr(c.probe)) for c in checks) < 40 * READ_AS_PLANNED_MAX
+    assert _largest_probe(plan, conninfo) < 40 * READ_AS_PLANNED_MAX
     report = ep.run_preflight(plan, db)
     accepted = postgres_accepts(conninfo, [s.sql() for s in plan.steps])
     assert not accepted  # old_13's second row has at = 14
