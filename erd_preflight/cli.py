@@ -88,7 +88,6 @@ def load_plan(spec: str, db: Database) -> MigrationPlan:
         return MigrationPlan.from_tool(tool, path, db=db)
     if spec.startswith("alembic:"):
         return MigrationPlan.from_alembic(path, db=db)
-    path = Path(spec)
     if path.is_dir():
         return MigrationPlan.from_dir(path, db=db)
     if path.is_file():

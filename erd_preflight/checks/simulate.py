@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pglast
 from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
-from ..plan import (
-    RawSQL,
-    Step,
-)
+from ..plan import RawSQL, Step
 from ..rehearse.shadow_catalog import RelationSnapshot
 from ..sqlparse import normalize_expression, relations_replaced, walk_ast
 from .expressions import cast_to, mentions
@@ -23,14 +20,10 @@ from .model import Source
 from .new_tables import empty_info, fresh_numbers
 from .views import as_subquery, views_inlined
 from .upsert import Arbiter, arbiter_of, kept_rows
-
 from .tables import (
     READ_AS_PLANNED_MAX, InsertLayer, TableState, TooLarge, UpdateLayer, calls_nextval, nextval_sequence,
     select_width, take_constraints,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class Simulations:
