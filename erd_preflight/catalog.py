@@ -98,7 +98,7 @@ SELECT ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL AS partial
        i.indexprs IS NOT NULL AS expressions,
        ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o) AS columns,
-       {nulls_not_distinct} AS nulls_not_distinct
+       {nulls_not_distinct} AS nulls_not_distinct, i.indimmediate
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
  WHERE i.indrelid = %s
  ORDER BY ic.relname
@@ -207,6 +207,7 @@ class IndexInfo:
     columns: tuple[str, ...]
     nulls_not_distinct: bool
     definition: str | None = None  # pg_get_indexdef, where read (the rehearsal's catalog reads it)
+    immediate: bool = True  # checked row by row as a statement goes (False: a DEFERRABLE constraint's index)
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,7 @@ class Catalog:
                     expressions=r[4],
                     columns=tuple(r[5]),
                     nulls_not_distinct=r[6],
+                    immediate=r[7],
                 )
                 for r in self.conn.execute(sql.SQL(_INDEXES).format(nulls_not_distinct=sql.SQL(nnd)), (oid,))
             }

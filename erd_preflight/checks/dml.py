@@ -45,7 +45,7 @@ from .model import (
     null_datum,
 )
 from .row_rules import (
-    order_dependent, touched, unverifiable, checks_of, foreign_keys_of, orphans_after, referenced_key, row_rules, unique_checks,
+    touched, unverifiable, checks_of, foreign_keys_of, orphans_after, referenced_key, row_rules, unique_checks,
 )
 from .state import InsertLayer, PlanContext, TableState, UpdateLayer
 
@@ -167,8 +167,7 @@ def update_checks(context: PlanContext, index: int, step: Step, state: TableStat
             ok=f"each row step {index} updates matches one row of its FROM items ({{totalRows}} rows).",
             notes=state.history_notes()))
     checks.extend(unique_checks(context, index, step, state, written, f"the UPDATE of step {index}",
-                                 "the UPDATE would fail on the unique key"))
-    checks.extend(order_dependent(index, step, state, layer))
+                                 "the UPDATE would fail on the unique key", layer=layer))
     for key in context.references_to(state, index):
         if written & set(key.ref_columns):
             checks.extend(referenced_key(context, index, step, state, layer, key))

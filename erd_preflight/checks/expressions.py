@@ -121,6 +121,22 @@ def index_keys(stmt: ast.IndexStmt, source: Source, tag: str) -> tuple[Source, t
     return keyed, names, shown
 
 
+def renamed_keys(definition: str, rename: dict[str, str] | None = None) -> tuple[list[str], str | None]:
+    """An index's keys and its WHERE (None: it covers every row) as SQL over the row's columns, each column read
+    under the name ``rename`` gives it (unqualified: the index's own definition names no table)."""
+    (raw,) = pglast.parse_sql(definition)
+    stmt = raw.stmt
+    assert isinstance(stmt, ast.IndexStmt)
+    rename = rename or {}
+    for node in walk_ast((tuple(p.expr for p in stmt.indexParams if p.expr is not None), stmt.whereClause)):
+        if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
+            name = node.fields[-1].sval
+            node.fields = (ast.String(sval=rename.get(name, name)),)
+    keys = [RawStream()(p.expr) if p.name is None else sql.Identifier(rename.get(p.name, p.name)).as_string()
+            for p in stmt.indexParams]
+    return keys, RawStream()(stmt.whereClause) if stmt.whereClause is not None else None
+
+
 def index_columns(stmt: ast.IndexStmt) -> set[str] | None:
     """The columns an index's keys and WHERE read (None: one it reads as a whole row, or that cannot be told)."""
     found: set[str] = set()

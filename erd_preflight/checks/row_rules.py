@@ -12,7 +12,7 @@ from psycopg import sql
 from ..catalog import IndexInfo, ReferencingKey
 from ..report.contract import TargetRef
 from ..plan import AddCheck, AddForeignKey, AddUnique, CreateIndex, Step, display_name
-from .expressions import cast_to, index_columns, index_keys
+from .expressions import cast_to, index_columns, index_keys, renamed_keys
 from .model import (
     CHECK_CONSTRAINT_PRECHECK,
     FK_VIOLATIONS_PRECHECK,
@@ -93,14 +93,16 @@ def row_rules(context: PlanContext, index: int, step: Step, state: TableState, r
     return checks
 
 
-def unique_keys(state: TableState, assigned: set[str]) -> dict[tuple[str, ...], bool]:
-    """The plain unique keys (columns -> NULLS NOT DISTINCT) the assigned columns are part of."""
+def unique_keys(state: TableState, assigned: set[str], immediate_only: bool = False) -> dict[tuple[str, ...], bool]:
+    """The plain unique keys (columns -> NULLS NOT DISTINCT) the assigned columns are part of (``immediate_only``:
+    the ones PostgreSQL checks row by row, not a DEFERRABLE constraint's)."""
     assert state.info is not None
     keys: dict[tuple[str, ...], bool] = {}
     for ix in state.info.indexes.values():
-        if ix.unique and ix.valid and not ix.expressions and not ix.partial and assigned & set(ix.columns):
+        if ix.unique and ix.valid and not ix.expressions and not ix.partial and assigned & set(ix.columns) \
+                and (ix.immediate or not immediate_only):
             keys[ix.columns] = keys.get(ix.columns, False) or ix.nulls_not_distinct
-    for s in state.enforced:
+    for s in state.enforced:  # the plan's modelled keys, never DEFERRABLE (the parser leaves those to PostgreSQL)
         if isinstance(s, (AddUnique, CreateIndex)) and assigned & set(s.columns):
             if isinstance(s, CreateIndex) and (not s.unique or s.where):
                 continue
@@ -109,58 +111,79 @@ def unique_keys(state: TableState, assigned: set[str]) -> dict[tuple[str, ...], 
     return keys
 
 
-def order_dependent(index: int, step: Step, state: TableState, layer: UpdateLayer) -> list[Check]:
+def order_dependent(index: int, step: Step, state: TableState, layer: UpdateLayer, *, reads: set[str],
+                     new: tuple[list[str], str | None], old: tuple[list[str], str | None], nnd: bool,
+                     target: TargetRef, shown: str, remedy: str) -> Check:
     """A unique key is checked row by row as the UPDATE goes: a row that takes a key another changed row still has
     (``SET id = id + 1``, or a stored generated column computed again from what it sets) fails or not depending on
     the order PostgreSQL visits the rows in. Preflight cannot know that order, so such rows are named for a person to
-    acknowledge."""
-    checks: list[Check] = []
+    acknowledge. ``new`` and ``old`` are the key (and the partial index's WHERE) over the row as written and over
+    its columns as they were (``reads``, named ``erd_was_<column>``)."""
     regenerated = dict(layer.regenerated)
-    for columns, nnd in unique_keys(state, set(layer.values) | set(layer.recomputed)).items():
-        equal = "IS NOT DISTINCT FROM" if nnd else "="
-        renamed = {c: f"erd_new_{c}" for c in columns}
-        was = {c: f"erd_was_{c}" for c in columns}
-        where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
-        # each changed row as the UPDATE writes it (every column under its own name, so a generated column's
-        # expression reads the new values), beside its key as it was
-        written = sql.SQL("(SELECT {}, {} FROM {} AS {}{})").format(
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(
-                cast_to(sql.SQL(layer.values[name]), kind) if name in layer.values else sql.Identifier(layer.alias, name),
-                sql.Identifier(name)) for name, kind in layer.types.items()),
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(layer.alias, c), sql.Identifier(was[c]))
-                               for c in columns),
-            layer.before.relation, sql.Identifier(layer.alias), where)
-        # the new key: a generated column computed again from the written row, any other column as written
-        relation = sql.SQL("(SELECT erd_written.*, {} FROM {} AS erd_written)").format(
-            sql.SQL(", ").join(sql.SQL("{} AS {}").format(
-                sql.SQL(regenerated[c]) if c in regenerated else sql.Identifier("erd_written", c),
-                sql.Identifier(renamed[c])) for c in columns),
-            written)
-        changed = Source(key=f"{state.schema}.{state.name}@keys{index}:{','.join(columns)}", relation=relation,
-                         alias="erd_changed", columns=(*tuple(layer.types.items()),
-                                                       *((was[c], layer.types.get(c, "text")) for c in columns)),
-                         derived=True, expressions=(*layer.before.expressions, *(
-                             f"SELECT {regenerated[c]}" for c in columns if c in regenerated)))
-        taken = sql.SQL(" AND ").join(sql.SQL("{} {} {}").format(
-            sql.Identifier("erd_old", c), sql.SQL(equal), sql.Identifier("erd_changed", renamed[c])) for c in columns)
-        keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        predicate = sql.SQL("ROW({}) IS DISTINCT FROM ROW({}) AND EXISTS (SELECT 1 FROM (SELECT {} FROM {} AS {}{}) "
-                            "AS erd_old WHERE {})").format(
-            sql.SQL(", ").join(sql.Identifier("erd_changed", renamed[c]) for c in columns),
-            sql.SQL(", ").join(sql.Identifier("erd_changed", was[c]) for c in columns),
-            keys, layer.before.relation, sql.Identifier(layer.alias), where, taken)
-        cols = ", ".join(display_name(c) for c in columns)
-        checks.append(Check(
-            check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(),
-            target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
-            probe=RowsProbe(source=changed, predicate=predicate), failure="warning", acknowledge=True,
-            fail=f"cannot verify step {index} before apply: {{violations:row|rows}} it changes {{violations:~takes|take}} a ({cols}) that "
-            f"another row it changes has until then; PostgreSQL checks the key row by row, so the UPDATE fails or "
-            "not depending on the order it visits the rows in. Acknowledge this step, or make the key constraint "
-            "DEFERRABLE, or update in two passes.",
-            ok=f"no row step {index} changes takes a ({cols}) another changed row still has ({{totalRows}} rows).",
-            notes=state.history_notes()))
-    return checks
+    equal = "IS NOT DISTINCT FROM" if nnd else "="
+    where = sql.SQL(" WHERE ({})").format(sql.SQL(layer.where)) if layer.where else sql.SQL("")
+    # each changed row as the UPDATE writes it (every column under its own name, so a generated column's
+    # expression reads the new values), beside the columns the key reads as they were
+    written = sql.SQL("(SELECT {}, {} FROM {} AS {}{})").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(
+            cast_to(sql.SQL(layer.values[name]), kind) if name in layer.values else sql.Identifier(layer.alias, name),
+            sql.Identifier(name)) for name, kind in layer.types.items()),
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(layer.alias, c), sql.Identifier(f"erd_was_{c}"))
+                           for c in sorted(reads)),
+        layer.before.relation, sql.Identifier(layer.alias), where)
+    # the row as stored: a generated column computed again from the written row, any other column as written
+    row = sql.SQL("(SELECT {}, {} FROM {} AS erd_written)").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(
+            sql.SQL(regenerated[c]) if c in regenerated else sql.Identifier("erd_written", c), sql.Identifier(c))
+            for c in layer.types),
+        sql.SQL(", ").join(sql.Identifier("erd_written", f"erd_was_{c}") for c in sorted(reads)), written)
+    (new_keys, new_cover), (old_keys, old_cover) = new, old
+    names = [f"erd_key_{i}" for i in range(1, len(new_keys) + 1)]
+    relation = sql.SQL("(SELECT {}, {}, {} AS erd_new_in, {} AS erd_was_in FROM {} AS erd_row)").format(
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(k), sql.Identifier(f"erd_new_{n}"))
+                           for k, n in zip(new_keys, names)),
+        sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(k), sql.Identifier(f"erd_was_{n}"))
+                           for k, n in zip(old_keys, names)),
+        sql.SQL("coalesce(({}), false)").format(sql.SQL(new_cover)) if new_cover else sql.SQL("true"),
+        sql.SQL("coalesce(({}), false)").format(sql.SQL(old_cover)) if old_cover else sql.SQL("true"), row)
+    changed = Source(key=f"{state.schema}.{state.name}@keys{index}:{shown}", relation=relation, alias="erd_changed",
+                     columns=tuple((f"erd_{side}_{n}", "") for side in ("new", "was") for n in names),
+                     derived=True, expressions=(*layer.before.expressions,
+                                                *(f"SELECT {v}" for v in layer.values.values()),
+                                                *([f"SELECT {layer.where}"] if layer.where else []),
+                                                *(f"SELECT {k}" for k in (*new_keys, *old_keys)),
+                                                *(f"SELECT {c}" for c in (new_cover, old_cover) if c),
+                                                *(f"SELECT {regenerated[c]}" for c in regenerated)))
+
+    def key(alias: str, side: str) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(alias, f"erd_{side}_{n}") for n in names)
+
+    taken = sql.SQL(" AND ").join(sql.SQL("{} {} {}").format(
+        sql.Identifier("erd_other", f"erd_was_{n}"), sql.SQL(equal), sql.Identifier("erd_changed", f"erd_new_{n}"))
+        for n in names)
+    predicate = sql.SQL("erd_changed.erd_new_in AND NOT (erd_changed.erd_was_in AND ROW({}) IS NOT DISTINCT FROM "
+                        "ROW({})) AND EXISTS (SELECT 1 FROM {} AS erd_other WHERE erd_other.erd_was_in AND {})").format(
+        key("erd_changed", "new"), key("erd_changed", "was"), relation, taken)
+    return Check(
+        check_id=UNIQUE_PRECHECK, step=index, step_summary=step.summary(), target=target,
+        probe=RowsProbe(source=changed, predicate=predicate), failure="warning", acknowledge=True,
+        fail=f"cannot verify step {index} before apply: {{violations:row|rows}} it changes {{violations:~takes|take}} "
+        f"a {shown} that another row it changes has until then; PostgreSQL checks the key row by row, so the UPDATE "
+        f"fails or not depending on the order it visits the rows in. Acknowledge this step, or {remedy}.",
+        ok=f"no row step {index} changes takes a {shown} another changed row still has ({{totalRows}} rows).",
+        notes=state.history_notes())
+
+
+def plain_order(index: int, step: Step, state: TableState, layer: UpdateLayer, columns: tuple[str, ...],
+                nnd: bool) -> Check:
+    """``order_dependent`` for a unique key on plain columns."""
+    keys = [sql.Identifier(c).as_string() for c in columns]
+    was = [sql.Identifier(f"erd_was_{c}").as_string() for c in columns]
+    return order_dependent(
+        index, step, state, layer, reads=set(columns), new=(keys, None), old=(was, None), nnd=nnd,
+        target=TargetRef(kind="column", schema=state.schema, table=state.name, columns=columns),
+        shown=f"({', '.join(display_name(c) for c in columns)})",
+        remedy="make the key constraint DEFERRABLE, or update in two passes")
 
 
 def checks_of(state: TableState, validated_only: bool = False) -> list[tuple[str | None, str]]:
@@ -190,12 +213,13 @@ def foreign_keys_of(state: TableState, validated_only: bool = False
 
 
 def unique_checks(context: PlanContext, index: int, step: Step, state: TableState, changed: set[str], after: str,
-                   fails: str) -> list[Check]:
+                   fails: str, layer: UpdateLayer | None = None) -> list[Check]:
     """The table's unique keys that use a ``changed`` column, checked on the table as the step leaves it (``after``
     says what changed the values, ``fails`` what fails then). With the rehearsal, the unique indexes are those
     PostgreSQL's catalog has at the step (the plan's own raw ones too, not the ones it dropped), an expression or
     partial one computed on the new values; the ones preflight cannot compute here (an operator class or a
-    collation, a table the plan made) are named for acknowledgement."""
+    collation, a table the plan made) are named for acknowledgement. For an UPDATE (its ``layer``), each key
+    PostgreSQL checks row by row is also checked for rows that take a key another changed row still has."""
     assert state.info is not None
     snapshot = context.rehearsal.before.get(index) if context.rehearsal else None
     relation = snapshot.resolve(state.schema, state.name) if snapshot else None
@@ -204,6 +228,7 @@ def unique_checks(context: PlanContext, index: int, step: Step, state: TableStat
     source = state.source(own_rows=True)  # a unique index of an inheritance parent covers its own rows
     if relation is None:
         keys = unique_keys(state, changed)
+        immediate = unique_keys(state, changed, immediate_only=True)
         for ix in state.info.indexes.values():
             if ix.unique and ix.valid and ix.expressions:
                 unsure.append(f"expression unique index {display_name(ix.name)}")
@@ -212,19 +237,23 @@ def unique_checks(context: PlanContext, index: int, step: Step, state: TableStat
         unsure += ["the partial unique index of an earlier step" for s in state.enforced
                    if isinstance(s, CreateIndex) and s.unique and s.where and changed & set(s.columns)]
     else:
-        keys = {}
+        keys, immediate = {}, {}
         for ix in relation.indexes:
             if not (ix.unique and ix.valid):
                 continue
             if not ix.expressions and not ix.partial:
                 if changed & set(ix.columns):
                     keys[ix.columns] = keys.get(ix.columns, False) or ix.nulls_not_distinct
+                    if ix.immediate:
+                        immediate[ix.columns] = immediate.get(ix.columns, False) or ix.nulls_not_distinct
                 continue
             computed = computed_key(index, step, state, source, ix, changed, after, fails)
             if isinstance(computed, str):
                 unsure.append(computed)
             elif computed is not None:
                 checks.append(computed)
+                if layer is not None and ix.immediate:
+                    checks.append(computed_order(index, step, state, layer, ix))
     if unsure:
         checks.insert(0, unverifiable(index, step, state, f"{after} changes columns of {', '.join(unsure)}, which "
                                        "preflight does not compute on the new values"))
@@ -238,7 +267,21 @@ def unique_checks(context: PlanContext, index: int, step: Step, state: TableStat
             f"in {{violations:row|rows}}; {fails}.",
             ok=f"({cols}) stays unique in {state.label} after {after} ({{totalRows}} rows).",
             notes=state.history_notes()))
+    if layer is not None:
+        checks += [plain_order(index, step, state, layer, columns, nnd) for columns, nnd in immediate.items()]
     return checks
+
+
+def computed_order(index: int, step: Step, state: TableState, layer: UpdateLayer, ix: IndexInfo) -> Check:
+    """``order_dependent`` for an expression or partial unique index ``computed_key`` computes."""
+    (raw,) = pglast.parse_sql(ix.definition or "")
+    reads = index_columns(raw.stmt) or set()
+    nnd = bool(raw.stmt.nulls_not_distinct)
+    return order_dependent(
+        index, step, state, layer, reads=reads, new=renamed_keys(ix.definition or ""),
+        old=renamed_keys(ix.definition or "", {c: f"erd_was_{c}" for c in reads}), nnd=nnd,
+        target=TargetRef(kind="index", schema=state.schema, table=state.name, name=ix.name),
+        shown=f"key of unique index {display_name(ix.name)}", remedy="update in two passes")
 
 
 def computed_key(index: int, step: Step, state: TableState, source: Source, ix: IndexInfo, changed: set[str],

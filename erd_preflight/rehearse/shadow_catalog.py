@@ -52,7 +52,7 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relispopulated,
              ic.relname, i.indisunique, i.indisvalid, i.indpred IS NOT NULL, i.indexprs IS NOT NULL,
              ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(n, o)
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o),
-             i.indnullsnotdistinct, pg_get_indexdef(i.indexrelid))
+             i.indnullsnotdistinct, pg_get_indexdef(i.indexrelid), i.indimmediate)
            ORDER BY ic.relname), '[]')
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid),
   CASE WHEN c.relispartition THEN pg_get_partition_constraintdef(c.oid) END,
@@ -249,7 +249,7 @@ def _read_relations(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int,
                                              ref_columns=tuple(k[7] or ()), match_full=k[8] == "f",
                                              check_expression=k[9], on_update=k[10].strip() or "a",
                                              on_delete=k[11].strip() or "a") for k in _json(constraints)),
-            indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6], ix[7]) for ix in _json(indexes)),
+            indexes=tuple(IndexInfo(ix[0], ix[1], ix[2], ix[3], ix[4], tuple(ix[5]), ix[6], ix[7], ix[8]) for ix in _json(indexes)),
         )
     return out
 
