@@ -8,7 +8,8 @@ pglast into exactly one expression and re-rendered before it is composed in.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -34,6 +35,47 @@ RemediationKind = Literal[
 ]
 
 
+@dataclass(frozen=True)
+class RowChange:
+    """What a remediation does to rows, as parts the run composes: delete (``sets`` None) or update the rows of
+    ``relation`` (named ``alias``) where ``where`` holds. The run keeps those rows in the same statement
+    (``DELETE ... RETURNING`` inside a data-modifying WITH), previews them, and puts them back. A dedupe's WHERE
+    depends on which row of each group survives: ``where`` then takes the window's ORDER BY."""
+
+    schema: str | None
+    table: str
+    relation: sql.Composable
+    alias: str
+    where: sql.Composable | Callable[[sql.Composable], sql.Composable]
+    sets: sql.Composable | Callable[[sql.Composable], sql.Composable] | None = None
+    columns: tuple[str, ...] = ()  # the columns an update sets
+    partition: tuple[sql.Composable, sql.Composable] | None = None  # a dedupe's group keys and WHERE (over erd_g)
+
+    def condition(self, order: sql.Composable | None = None) -> sql.Composable:
+        if callable(self.where):
+            return self.where(order if order is not None else first_stored("erd_g"))
+        return self.where
+
+    def assignments(self, value: sql.Composable | None = None) -> sql.Composable:
+        assert self.sets is not None
+        if callable(self.sets):
+            return self.sets(value if value is not None else sql.SQL("$1"))
+        return self.sets
+
+    def statement(self, value: sql.Composable | None = None, order: sql.Composable | None = None) -> sql.Composable:
+        """The remediation as it reads, without keeping anything."""
+        if self.sets is None:
+            return sql.SQL("DELETE FROM {} AS {} WHERE {}").format(self.relation, sql.Identifier(self.alias),
+                                                                   self.condition(order))
+        return sql.SQL("UPDATE {} AS {} SET {} WHERE {}").format(
+            self.relation, sql.Identifier(self.alias), self.assignments(value), self.condition(order))
+
+
+def first_stored(alias: str) -> sql.Composable:
+    """A dedupe's default survivor: the first row of each group as stored (lowest ctid)."""
+    return sql.SQL("{}.tableoid, {}.ctid").format(sql.Identifier(alias), sql.Identifier(alias))
+
+
 class Remediation(BaseModel):
     """One way out of a blocking finding (or an unconfirmed large-table index). ``sql`` is what would run;
     ``runnable`` remediations run only through ``MigrationRun.remediate(...)``; ``needs_value`` ones ask
@@ -55,9 +97,18 @@ class Remediation(BaseModel):
     # expression). Never serialised: a remediation read back from JSON runs only through the run's own copy.
     _statement: sql.Composable | None = PrivateAttr(default=None)
     _backfill: Any = PrivateAttr(default=None)
+    _change: RowChange | None = PrivateAttr(default=None)
+
+    @property
+    def change(self) -> RowChange | None:
+        """What it does to rows (deletes or updates), for the run to keep, preview and restore; None: it changes
+        no row (an index dropped) or only adds rows."""
+        return self._change
 
     def statement(self, value: sql.Composable | None = None) -> sql.Composable:
         """What runs: the composed statement (a backfill's with ``value``, by default the parameter ``$1``)."""
+        if self._change is not None:
+            return self._change.statement(value)
         if self._backfill is not None:
             return self._backfill(value if value is not None else sql.SQL("$1"))
         if self._statement is None:
@@ -65,11 +116,14 @@ class Remediation(BaseModel):
         return self._statement
 
 
-def _remediation(statement: sql.Composable | None = None, backfill: Any = None, **fields: Any) -> Remediation:
-    shown = backfill(sql.SQL("$1")) if backfill is not None else statement
+def _remediation(statement: sql.Composable | None = None, backfill: Any = None, change: RowChange | None = None,
+                 **fields: Any) -> Remediation:
+    shown = change.statement() if change is not None else backfill(sql.SQL("$1")) if backfill is not None \
+        else statement
     remediation = Remediation(**fields, sql=shown.as_string() if shown is not None else None)
     remediation._statement = statement
     remediation._backfill = backfill
+    remediation._change = change
     return remediation
 
 
@@ -140,29 +194,30 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
     target = finding.target_ref
     if finding.check_id == NOT_NULL_PRECHECK and isinstance(probe, RowsProbe) and table is not None and target \
             and target.columns and len(target.columns) == 1:
-        column = sql.Identifier(target.columns[0])
-        relation = table
-
-        def backfill(value: sql.Composable) -> sql.Composable:
-            return sql.SQL("UPDATE {} SET {} = {} WHERE {} IS NOT DISTINCT FROM NULL").format(
-                relation, column, value, column)
-
+        column = target.columns[0]
+        change = RowChange(
+            schema=target.schema_, table=target.table or "", relation=table, alias="c", columns=(column,),
+            where=sql.SQL("{} IS NOT DISTINCT FROM NULL").format(sql.Identifier("c", column)),
+            sets=lambda value: sql.SQL("{} = {}").format(sql.Identifier(column), value))
         out.append(_remediation(
-            kind="backfill", title=f"Backfill the NULLs of {display_name(target.columns[0])} with a value you choose",
-            backfill=backfill, runnable=True, needs_value=True, **common))
+            kind="backfill", title=f"Backfill the NULLs of {display_name(column)} with a value you choose",
+            change=change, runnable=True, needs_value=True, **common))
     if finding.check_id == UNIQUE_PRECHECK and isinstance(probe, DuplicatesProbe) and table is not None:
         out.append(_remediation(
-            kind="dedupe", title="Delete the duplicates, keeping the first row (lowest ctid) of each group",
-            statement=dedupe_sql(table, probe), runnable=True, **common))
+            kind="dedupe", title="Delete the duplicates, keeping one row of each group (the first stored, or by a "
+            "rule you choose)", change=dedupe_change(table, probe, target), runnable=True, **common))
     if finding.check_id == FK_VIOLATIONS_PRECHECK and isinstance(probe, OrphansProbe) and not probe.child.derived \
             and not probe.parent.derived:
         child = probe.child.relation
         cond = probe.condition()
+        assert target is not None
+        orphans = RowChange(schema=target.schema_, table=target.table or "", relation=child, alias="c", where=cond)
         out.append(_remediation(kind="delete_orphans", title="Delete the orphan rows", runnable=True,
-                                statement=sql.SQL("DELETE FROM {} AS c WHERE {}").format(child, cond), **common))
+                                change=orphans, **common))
         sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in probe.columns)
         out.append(_remediation(kind="null_orphans", title="Set the orphans' key to NULL", runnable=True,
-                                statement=sql.SQL("UPDATE {} AS c SET {} WHERE {}").format(child, sets, cond),
+                                change=RowChange(schema=target.schema_, table=target.table or "", relation=child,
+                                                 alias="c", where=cond, sets=sets, columns=probe.columns),
                                 **common))
         parent_cols = sql.SQL(", ").join(sql.Identifier(c) for c in probe.ref_columns)
         child_cols = sql.SQL(", ").join(sql.Identifier("c", c) for c in probe.columns)
@@ -179,13 +234,19 @@ def remediations_for(finding: PreflightCheckResult, index: int, check: Check | N
     return out
 
 
-def dedupe_sql(table: sql.Composable, probe: DuplicatesProbe) -> sql.Composed:
-    keys, where = probe.keys, probe.grouped()
-    # ctid identifies a row without relying on a primary key the table may not have.
-    return sql.SQL(
-        "DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER "
-        "(PARTITION BY {keys} ORDER BY ctid) AS n FROM {table}{where}) AS d WHERE d.n > 1)"
-    ).format(table=table, keys=keys, where=where)
+def dedupe_change(table: sql.Composable, probe: DuplicatesProbe, target: TargetRef | None) -> RowChange:
+    """Delete every row of a duplicate group but one: the first by the window's ORDER BY (over the rows, named
+    ``erd_g``). (tableoid, ctid) identifies a row without a primary key the table may not have, partitions too."""
+    keys, grouped = probe.keys, probe.grouped()
+
+    def where(order: sql.Composable) -> sql.Composable:
+        return sql.SQL(
+            "(d.tableoid, d.ctid) IN (SELECT erd_d.tableoid, erd_d.ctid FROM (SELECT erd_g.tableoid, erd_g.ctid, "
+            "row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS erd_n FROM {table} AS erd_g{where}) AS erd_d "
+            "WHERE erd_d.erd_n > 1)").format(keys=keys, order=order, table=table, where=grouped)
+
+    return RowChange(schema=target.schema_ if target else None, table=(target.table if target else None) or "",
+                     relation=table, alias="d", where=lambda order: where(order), partition=(keys, grouped))
 
 
 def concurrent_alternative(step: Step) -> str | None:

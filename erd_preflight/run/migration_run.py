@@ -9,13 +9,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
 
 from .apply import (
     ApplyFailure,
@@ -44,13 +41,12 @@ from .gate import (
     decide,
     matches_table,
 )
-from ..plan.phases import ApplyPhases, compile_phases, lock_settings
+from ..plan.phases import ApplyPhases, compile_phases
 from ..plan import MigrationPlan
 from ..read.scan import Cancel
 from ..read.preflight import (
     ProgressCallback,
     catalog_session,
-    json_value,
     run_preflight,
     time_columns,
     violating_rows,
@@ -58,8 +54,8 @@ from ..read.preflight import (
 )
 from ..checks.remediation import Remediation, remediations_for
 from .resume import Remaining, remaining_steps
-from ..sqlparse import normalize_expression
-from .store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunRecord, RunStore, now_text
+from .remediate import RemediationPreview, preview, restore, run_remediation
+from .store import DEFAULT_STORE_SCHEMA, RunRecord, RunStore, now_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -421,60 +417,62 @@ class MigrationRun:
         frame.attrs.update(period=period, column=column)
         return frame
 
-    def remediate(self, remediation: Remediation, *, value: Any = None, expression: str | None = None) -> int:
-        """Run one runnable remediation (its own transaction, under lock_timeout) and record it. Returns the
-        rows it changed. The report no longer describes the data: run the preflight again afterwards.
-
-        A backfill needs ``value`` (sent as a query parameter) or ``expression`` (SQL over the row's columns,
-        e.g. ``"'unknown-' || id"``, checked by PostgreSQL's parser)."""
-        if not remediation.runnable or remediation.sql is None:
-            raise ValueError(f"remediation {remediation.kind!r} is shown, not run: {remediation.title}")
+    def _own(self, remediation: Remediation) -> Remediation:
         # What runs is this run's own remediation, rebuilt from the plan and the catalog as sql objects; the
         # one passed in only says which. A remediation whose text no longer matches is refused, not run.
+        if not remediation.runnable or remediation.sql is None:
+            raise ValueError(f"remediation {remediation.kind!r} is shown, not run: {remediation.title}")
         own = next((r for r in self.remediations() if r.kind == remediation.kind
                     and r.finding == remediation.finding), None)
         if own is None or own.sql != remediation.sql:
             raise ValueError(f"remediation {remediation.kind!r} of finding {remediation.finding} is not one of this "
                              f"run's current remediations (the report or the data changed since it was shown): take "
                              "it again from run.remediations() or run.gate().remediations.")
-        params: list[Any] | None = None
-        if own.needs_value:
-            if (value is None) == (expression is None):
-                raise ValueError(f"remediation {remediation.kind!r} needs a value: remediate(r, value=...) or "
-                                 f"remediate(r, expression='SQL expression'). It runs {remediation.sql}")
-            if expression is not None:
-                # One expression node, re-rendered by PostgreSQL's own parser; parenthesised as a whole.
-                composed = own.statement(sql.SQL("({})").format(sql.SQL(normalize_expression(expression))))
-            else:
-                composed, params = own.statement(), [value]
-        else:
-            composed = own.statement()
-        statement = composed.as_string()
+        return own
+
+    def preview(self, remediation: Remediation, *, survivor: str = "first") -> RemediationPreview:
+        """What ``remediation`` would delete or change, read-only: its rows, the rows of other tables that reference
+        them and what each foreign key does with them (or that they become orphans, where the plan adds the key),
+        a dedupe's kept row of each group (``survivor``: 'first', 'oldest:<column>', 'newest:<column>',
+        'most_referenced'), and whether its rows fit ``keep_limit_bytes``."""
+        return preview(self.db, self.plan, self._own(remediation), self.options, survivor=survivor,
+                       timeout=self.preflight_options.check_timeout)
+
+    def remediate(self, remediation: Remediation, *, value: Any = None, expression: str | None = None,
+                  keep: bool = True, survivor: str = "first") -> int:
+        """Run one runnable remediation (its own transaction, under lock_timeout) and record it. Returns the
+        rows it changed. The report no longer describes the data: run the preflight again afterwards.
+
+        Every row it deletes, and every row it overwrites as it was, is kept on the run in the same statement
+        (``remediation_rows``), so ``restore(position)`` can put them back. Above ``keep_limit_bytes`` it refuses,
+        unless ``keep=False`` (then nothing is kept, and the record says so).
+
+        A backfill needs ``value`` (sent as a query parameter) or ``expression`` (SQL over the row's columns,
+        e.g. ``"'unknown-' || id"``, checked by PostgreSQL's parser). A dedupe keeps the row ``survivor`` says."""
+        own = self._own(remediation)
         record = self.refresh()
         if record.status in ("applying", "applied"):
             raise RunStateError(f"run {self.id} is {record.status}; remediations belong before the apply.")
-        entry = AppliedStatement(phase="remediation", sql=statement, started=now_text(),
-                                 **({"params": {"$1": json_value(value)}} if params else {}))
-        position = self.store.append_statement(self.id, entry)
-        rows = -1
-        try:
-            with self.db.dedicated() as conn:
-                # DROP INDEX CONCURRENTLY cannot run in a transaction block; everything else runs in one.
-                with conn.transaction() if remediation.transactional else contextlib.nullcontext():
-                    conn.execute(lock_settings(self.options.lock_timeout, self.options.statement_timeout,
-                                               local=remediation.transactional))
-                    # A raw cursor sends $1 as a server-side parameter and never scans the text for %
-                    # placeholders, so no identifier (a column named %(value)s) can turn into one.
-                    rows = psycopg.RawCursor(conn).execute(composed, params).rowcount
-        except psycopg.Error as exc:
-            message = getattr(exc.diag, "message_primary", None) or str(exc)
-            self.store.update_statement(self.id, position, outcome="failed", finished=now_text(), error=message)
-            raise RunStateError(f"the remediation failed and was rolled back: {message}") from exc
-        self.store.update_statement(self.id, position, outcome="applied", finished=now_text(), rows=max(rows, 0))
+        rows = run_remediation(self.db, self.store, self.id, self.plan, own, self.options, value=value,
+                               expression=expression, keep=keep, survivor=survivor)
         if record.status == "clear":
             self.store.transition(self.id, "stale", note=f"data changed by remediation {remediation.kind}")
         self.refresh()
-        return max(rows, 0)
+        return rows
+
+    def restore(self, position: int) -> int:
+        """Put back what the remediation at ``position`` of ``applied_sql`` deleted or overwrote, in one transaction,
+        and record it. Refuses, changing nothing, where those rows have changed since or a constraint now forbids
+        them. The report no longer describes the data: run the preflight again afterwards."""
+        record = self.refresh()
+        if record.status in ("applying", "applied"):
+            raise RunStateError(f"run {self.id} is {record.status}: restore belongs before the apply (after it, the "
+                                "plan may have changed the table; the kept rows stay in remediation_rows).")
+        rows = restore(self.db, self.store, self.id, position, self.options)
+        if record.status == "clear":
+            self.store.transition(self.id, "stale", note=f"data changed by the restore of statement {position}")
+        self.refresh()
+        return rows
 
     # --- apply -------------------------------------------------------------------------------------------
 

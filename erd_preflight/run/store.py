@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ..db import Database
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: remediation_rows, the rows remediations deleted or overwrote
 DEFAULT_STORE_SCHEMA = "erd_preflight"
 _COMMENT = "erd_preflight migration runs: plans, preflight reports, gate decisions, applied SQL. store version {}"
 
@@ -78,7 +78,29 @@ def migration_run_table(schema: str = DEFAULT_STORE_SCHEMA) -> sa.Table:
             sa.Index("migration_run_fingerprint_idx", "plan_fingerprint"),
             comment=_COMMENT.format(STORE_VERSION),
         )
+        sa.Table(
+            "remediation_rows",
+            metadata,
+            sa.Column("id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+            sa.Column("run_id", sa.BigInteger, sa.ForeignKey("migration_run.id", ondelete="CASCADE"), nullable=False),
+            sa.Column("position", sa.Integer, nullable=False),  # the remediation's entry in applied_sql
+            sa.Column("table_name", sa.Text, nullable=False),
+            sa.Column("action", sa.Text, nullable=False),
+            sa.Column("row_key", JSONB),  # the primary key's values, or the whole row where there is none
+            sa.Column("old_row", JSONB, nullable=False),  # the row as it was, for people and queries
+            sa.Column("old_text", sa.Text, nullable=False),  # the same, as PostgreSQL's exact text: what restore reads
+            sa.Column("new_text", sa.Text),  # an updated row as the remediation left it: restore checks it is still so
+            sa.Column("restored_at", sa.DateTime(timezone=True)),
+            sa.CheckConstraint("action IN ('deleted', 'updated')", name="remediation_rows_action_check"),
+            sa.Index("remediation_rows_run_idx", "run_id", "position"),
+            comment="erd_preflight: the rows each remediation deleted or overwrote, kept for restore",
+        )
     return _metadata[schema]
+
+
+def remediation_rows_table(schema: str = DEFAULT_STORE_SCHEMA) -> sa.Table:
+    """The SQLAlchemy Core definition of ``<schema>.remediation_rows``."""
+    return migration_run_table(schema).metadata.tables[f"{schema}.remediation_rows"]
 
 
 _ensured: set[tuple[str, str]] = set()
@@ -103,6 +125,10 @@ def ensure_store(db: Database, schema: str = DEFAULT_STORE_SCHEMA, *, create: bo
                 table.metadata.create_all(conn, checkfirst=True)
                 comment = conn.execute(sa.text("SELECT obj_description(to_regclass(:name), 'pg_class')"),
                                        {"name": name}).scalar()
+                if (_version(comment) or STORE_VERSION) < STORE_VERSION:
+                    # an older store: create_all added what it lacked (new tables only); say it is current now
+                    conn.execute(sa.schema.SetTableComment(table))
+                    comment = table.comment
         else:
             with db.sa_connection() as conn:
                 exists, comment = conn.execute(sa.text(

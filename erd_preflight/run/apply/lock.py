@@ -52,6 +52,9 @@ class ApplyOptions(BaseModel):
         default=5.0, ge=0, allow_inf_nan=False,
         description="seconds: a step whose estimated lock blocking writes on an existing table is held longer needs "
         "a confirmation naming the table (None: no budget)")
+    keep_limit_bytes: int = Field(
+        default=256 * 2**20, ge=0, description="the most a remediation may keep of the rows it deletes or "
+        "overwrites (their text and jsonb, in remediation_rows); above it, it runs only with keep=False")
     max_report_age: float = Field(default=3600.0, gt=0, allow_inf_nan=False,
                                   description="how old a clear report may be at apply")
 

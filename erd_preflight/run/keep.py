@@ -1,0 +1,226 @@
+"""What a remediation removes is kept, and can be put back.
+
+A remediation that deletes rows runs as one statement that also copies them into ``<store>.remediation_rows``
+(``WITH gone AS (DELETE ... RETURNING ...) INSERT INTO ...``), and one that overwrites values keeps each row as it
+was and as it left it, in the same way: exact, atomic, in the remediation's own transaction. Each row is kept twice:
+as ``jsonb`` (to read and query) and as PostgreSQL's own text of the row, which restore casts back to the table's
+row type, so every value comes back as it was (json, arrays and floats too).
+
+``restore`` puts back what one remediation removed or overwrote, in one transaction. It refuses, and changes
+nothing, where an overwritten row has changed since (it must still be exactly as the remediation left it), where the
+table's columns changed, or where a constraint now forbids a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..checks.remediation import RowChange
+from ..errors import RunStateError
+
+
+class KeepTooLarge(RunStateError):
+    """The rows a remediation would keep are above ``ApplyOptions.keep_limit_bytes``."""
+
+
+class RestoreRefused(RunStateError):
+    """Restore cannot put the rows back as they were; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What keeping and restoring need of a table, read from the catalog when they run."""
+
+    oid: int
+    schema: str
+    name: str
+    primary_key: tuple[str, ...]
+    writable: tuple[str, ...]  # the columns an INSERT or UPDATE may set: not generated, not dropped
+    updatable: tuple[str, ...]  # of those, the ones an UPDATE may set (an identity ALWAYS column may not)
+
+    @property
+    def relation(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def label(self) -> str:
+        return sql.Identifier(self.schema, self.name).as_string()
+
+
+def table_facts(conn: psycopg.Connection[Any], schema: str | None, table: str) -> TableFacts:
+    """The table as the catalog has it now (``schema`` None: the first on the search_path)."""
+    regclass = sql.Identifier(*([schema] if schema else []), table).as_string(conn)
+    row = conn.execute(
+        """SELECT c.oid, n.nspname, c.relname,
+                  ARRAY(SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(n, o)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                        WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.o),
+                  ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                           AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum),
+                  ARRAY(SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0
+                           AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a' ORDER BY a.attnum)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)""",
+        (regclass,)).fetchone()
+    if row is None:
+        raise RestoreRefused(f"table {regclass} does not exist (any more)")
+    return TableFacts(oid=row[0], schema=row[1], name=row[2], primary_key=tuple(row[3]), writable=tuple(row[4]),
+                      updatable=tuple(row[5]))
+
+
+def _key(facts: TableFacts, alias: str) -> sql.Composable:
+    """The row's primary key as jsonb (pairs in groups of 50: jsonb_build_object takes 100 arguments at most), or
+    the whole row where the table has none."""
+    if not facts.primary_key:
+        return sql.SQL("to_jsonb({}.*)").format(sql.Identifier(alias))
+    columns = list(facts.primary_key)
+    parts = [sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(alias, c)) for c in columns[i:i + 50]))
+        for i in range(0, len(columns), 50)]
+    return sql.SQL(" || ").join(parts)
+
+
+def _rows(store_schema: str) -> sql.Identifier:
+    return sql.Identifier(store_schema, "remediation_rows")
+
+
+def measure(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composable | None) -> tuple[int, int]:
+    """The rows the remediation would delete or change, and the bytes keeping them takes (the row's text, its
+    jsonb, and for an update the text as it leaves it, estimated as the old text)."""
+    alias = sql.Identifier(change.alias)
+    copies = 1 if change.sets is None else 2
+    row = conn.execute(sql.SQL(
+        "SELECT count(*), coalesce(sum({} * octet_length(({}.*)::text) + pg_column_size(to_jsonb({}.*))), 0) "
+        "FROM {} AS {} WHERE {}").format(sql.Literal(copies), alias, alias, change.relation, alias,
+                                         change.condition(order))).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def kept_statement(change: RowChange, facts: TableFacts, store_schema: str, run_id: int, position: int, *,
+                   value: sql.Composable | None = None, order: sql.Composable | None = None) -> sql.Composable:
+    """The remediation as one statement that keeps what it removes: its rowcount is the rows it changed."""
+    alias = sql.Identifier(change.alias)
+    fixed = sql.SQL("{}, {}, {}").format(sql.Literal(run_id), sql.Literal(position), sql.Literal(facts.label))
+    if change.sets is None:
+        return sql.SQL(
+            "WITH erd_gone AS (DELETE FROM {rel} AS {a} WHERE {where} RETURNING ({a}.*)::text AS erd_text, "
+            "to_jsonb({a}.*) AS erd_row, {key} AS erd_key) "
+            "INSERT INTO {rows} (run_id, position, table_name, action, row_key, old_row, old_text) "
+            "SELECT {fixed}, 'deleted', erd_key, erd_row, erd_text FROM erd_gone").format(
+            rel=change.relation, a=alias, where=change.condition(order), key=_key(facts, change.alias),
+            rows=_rows(store_schema), fixed=fixed)
+    # The old rows are read in a WITH under the same name, then updated by (tableoid, ctid) with the WHERE checked
+    # again: a row another session changed meanwhile is left alone (its ctid moved), never kept wrong.
+    return sql.SQL(
+        "WITH erd_old AS (SELECT {a}.tableoid AS erd_oid, {a}.ctid AS erd_ctid, ({a}.*)::text AS erd_text, "
+        "to_jsonb({a}.*) AS erd_row FROM {rel} AS {a} WHERE {where}), "
+        "erd_changed AS (UPDATE {rel} AS {a} SET {sets} FROM erd_old WHERE {a}.tableoid = erd_old.erd_oid "
+        "AND {a}.ctid = erd_old.erd_ctid AND ({where}) RETURNING erd_old.erd_text, erd_old.erd_row, "
+        "({a}.*)::text AS erd_new, {key} AS erd_key) "
+        "INSERT INTO {rows} (run_id, position, table_name, action, row_key, old_row, old_text, new_text) "
+        "SELECT {fixed}, 'updated', erd_key, erd_row, erd_text, erd_new FROM erd_changed").format(
+        rel=change.relation, a=alias, where=change.condition(order), sets=change.assignments(value),
+        key=_key(facts, change.alias), rows=_rows(store_schema), fixed=fixed)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What one remediation kept: its table, and how many rows it deleted, overwrote, and has put back."""
+
+    table: str
+    deleted: int
+    updated: int
+    restored: int
+
+
+def kept(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position: int) -> Kept | None:
+    row = conn.execute(sql.SQL(
+        "SELECT min(table_name), count(*) FILTER (WHERE action = 'deleted'), count(*) FILTER (WHERE action = "
+        "'updated'), count(restored_at) FROM {} WHERE run_id = %s AND position = %s").format(_rows(store_schema)),
+        (run_id, position)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return Kept(table=row[0], deleted=row[1], updated=row[2], restored=row[3])
+
+
+def restore_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position: int) -> tuple[int, str]:
+    """Put back, inside the caller's transaction, what the remediation at ``position`` deleted or overwrote;
+    returns the rows put back and the SQL that ran. Raises ``RestoreRefused`` (the caller rolls back)."""
+    found = kept(conn, store_schema, run_id, position)
+    if found is None:
+        raise RestoreRefused(f"run {run_id} kept no rows for statement {position}: it was not a remediation that "
+                             "deletes or overwrites rows, or it ran without keeping them")
+    if found.restored:
+        raise RestoreRefused(f"statement {position} of run {run_id} was restored already ({found.restored} rows)")
+    facts = _facts_of(conn, found.table)
+    rows, where = _rows(store_schema), sql.SQL("k.run_id = {} AND k.position = {}").format(
+        sql.Literal(run_id), sql.Literal(position))
+    record = sql.SQL("k.old_text::{}").format(facts.relation)
+    statements: list[sql.Composable] = []
+    done = 0
+    try:
+        if found.updated:
+            done += _restore_updated(conn, facts, rows, where, found.updated, statements)
+        if found.deleted:
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in facts.writable)
+            picked = sql.SQL(", ").join(sql.SQL("(erd_k.erd_r).{}").format(sql.Identifier(c)) for c in facts.writable)
+            insert = sql.SQL(
+                "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT {} AS erd_r FROM {} AS k "
+                "WHERE {} AND k.action = 'deleted' ORDER BY k.id) AS erd_k").format(
+                facts.relation, cols, picked, record, rows, where)
+            statements.append(insert)
+            done += conn.execute(insert).rowcount
+    except psycopg.errors.InvalidTextRepresentation as exc:
+        raise RestoreRefused(f"the columns of {facts.label} changed since the remediation, so its rows no longer "
+                             f"fit the table: {exc.diag.message_primary}. Nothing was restored.") from exc
+    except psycopg.errors.IntegrityError as exc:
+        raise RestoreRefused(f"a constraint now forbids the rows: {exc.diag.message_primary}"
+                             f"{' (' + exc.diag.message_detail + ')' if exc.diag.message_detail else ''}. Nothing "
+                             "was restored.") from exc
+    conn.execute(sql.SQL("UPDATE {} AS k SET restored_at = now() WHERE {}").format(rows, where))
+    return done, ";\n".join(s.as_string(conn) for s in statements)
+
+
+def _facts_of(conn: psycopg.Connection[Any], label: str) -> TableFacts:
+    row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE c.oid = to_regclass(%s)", (label,)).fetchone()
+    if row is None:
+        raise RestoreRefused(f"table {label} does not exist any more; nothing was restored")
+    return table_facts(conn, row[0], row[1])
+
+
+def _restore_updated(conn: psycopg.Connection[Any], facts: TableFacts, rows: sql.Composable, where: sql.Composable,
+                     expected: int, statements: list[sql.Composable]) -> int:
+    """Each overwritten row, found as the remediation left it (its exact text; equal rows paired one to one), set
+    back to what it was. A row changed or gone since refuses the whole restore."""
+    alias = sql.Identifier("erd_cur")
+    narrow = sql.SQL("")
+    if facts.primary_key:  # read the rows by their key, not the whole table
+        keys = sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, sql.Identifier(c)) for c in facts.primary_key)
+        wanted = sql.SQL(", ").join(sql.SQL("(w.new_text::{}).{}").format(facts.relation, sql.Identifier(c))
+                                    for c in facts.primary_key)
+        narrow = sql.SQL(" AND ({}) IN (SELECT {} FROM erd_want AS w)").format(keys, wanted)
+    sets = sql.SQL(", ").join(sql.Identifier(c) for c in facts.updatable)
+    values = sql.SQL(", ").join(sql.SQL("(erd_p.erd_r).{}").format(sql.Identifier(c)) for c in facts.updatable)
+    statement = sql.SQL(
+        "WITH erd_want AS (SELECT k.old_text, k.new_text, row_number() OVER (PARTITION BY k.new_text ORDER BY k.id) "
+        "AS n FROM {rows} AS k WHERE {where} AND k.action = 'updated'), "
+        "erd_have AS (SELECT {a}.tableoid AS erd_oid, {a}.ctid AS erd_ctid, ({a}.*)::text AS erd_t, row_number() "
+        "OVER (PARTITION BY ({a}.*)::text ORDER BY {a}.tableoid, {a}.ctid) AS n FROM {rel} AS {a} "
+        "WHERE ({a}.*)::text IN (SELECT new_text FROM erd_want){narrow}), "
+        "erd_p AS (SELECT w.old_text::{rel} AS erd_r, h.erd_oid, h.erd_ctid FROM erd_want AS w "
+        "JOIN erd_have AS h ON h.erd_t = w.new_text AND h.n = w.n) "
+        "UPDATE {rel} AS {a} SET ({sets}) = ROW({values}) FROM erd_p "
+        "WHERE {a}.tableoid = erd_p.erd_oid AND {a}.ctid = erd_p.erd_ctid").format(
+        rows=rows, where=where, a=alias, rel=facts.relation, narrow=narrow, sets=sets, values=values)
+    statements.append(statement)
+    done = conn.execute(statement).rowcount
+    if done != expected:
+        raise RestoreRefused(f"{expected - done} of the {expected} rows the remediation overwrote in {facts.label} have "
+                             "changed since (or are gone), so putting back their old values would overwrite someone "
+                             "else's change. Nothing was restored; the kept rows are in remediation_rows.")
+    return done

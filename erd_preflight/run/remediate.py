@@ -1,0 +1,337 @@
+"""Running a remediation, saying beforehand what it will touch, and putting back what it removed.
+
+``preview`` counts the rows a remediation deletes or changes and, for each foreign key that references them, the
+rows of the other table and what PostgreSQL does with them: block, cascade, set NULL or DEFAULT; or, where no
+foreign key exists yet but the plan adds one, that they become orphans. A dedupe shows which row of each group it
+keeps, by the rule the user chooses (``survivor``). ``run_remediation`` keeps every row it deletes or overwrites
+(``keep``) unless told not to, and ``restore`` puts them back. All of it is recorded in ``applied_sql``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..checks.remediation import Remediation, RowChange, first_stored
+from ..db import Database
+from ..errors import RunStateError
+from ..plan import AddForeignKey, MigrationPlan, display_name
+from ..plan.phases import lock_settings
+from ..read.preflight import json_value
+from ..sqlparse import normalize_expression
+from .apply import ApplyOptions
+from .keep import KeepTooLarge, RestoreRefused, TableFacts, kept_statement, measure, restore_rows, table_facts
+from .store import AppliedStatement, RunStore, now_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FkAction = Literal["block", "cascade", "set null", "set default", "orphan"]
+_ACTIONS: dict[str, FkAction] = {"a": "block", "r": "block", "c": "cascade", "n": "set null", "d": "set default"}
+_PLAN_ACTIONS: dict[str, FkAction] = {"NO ACTION": "block", "RESTRICT": "block", "CASCADE": "cascade",
+                                      "SET NULL": "set null", "SET DEFAULT": "set default"}
+
+
+class ReferenceEffect(BaseModel):
+    """The rows of another table that reference the rows a remediation deletes (or whose key it changes), and what
+    happens to them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    constraint: str | None
+    columns: list[str]
+    action: FkAction
+    rows: int
+    step: int | None = None  # the plan step that adds the foreign key, for "orphan"
+
+    @property
+    def sentence(self) -> str:
+        what = {"block": "the remediation fails on them (the foreign key forbids it)",
+                "cascade": "PostgreSQL deletes them too (ON DELETE CASCADE)",
+                "set null": "PostgreSQL sets their key to NULL",
+                "set default": "PostgreSQL sets their key to its DEFAULT",
+                "orphan": f"they become orphans, which the foreign key step {self.step} adds will refuse"}[self.action]
+        by = f"foreign key {display_name(self.constraint)}" if self.constraint else "the plan's foreign key"
+        return f"{self.rows} rows of {self.table} reference them ({by} on {', '.join(self.columns)}): {what}."
+
+
+class RemediationPreview(BaseModel):
+    """What a remediation will touch, counted before it runs, read-only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    table: str
+    action: Literal["delete", "update"]
+    rows: int
+    keep_bytes: int  # what keeping those rows takes in remediation_rows
+    keep_limit_bytes: int
+    references: list[ReferenceEffect] = Field(default_factory=list)
+    survivor: str | None = None  # a dedupe's rule: which row of each group it keeps
+    sample: list[dict[str, Any]] = Field(default_factory=list)  # rows it touches (a dedupe: whole groups, kept or not)
+
+    @property
+    def keeps(self) -> bool:
+        return self.keep_bytes <= self.keep_limit_bytes
+
+    def summary(self) -> str:
+        verb = "deletes" if self.action == "delete" else "changes"
+        lines = [f"{self.kind} {verb} {self.rows} rows of {self.table}"
+                 + (f", keeping one row of each group: the {survivor_text(self.survivor)}" if self.survivor else "")
+                 + "."]
+        lines += [f"- {r.sentence}" for r in self.references if r.rows]
+        lines.append(f"Keeps them on the run ({_size(self.keep_bytes)}), so run.restore(position) can put them back."
+                     if self.keeps else
+                     f"Keeping them would take {_size(self.keep_bytes)}, above keep_limit_bytes "
+                     f"({_size(self.keep_limit_bytes)}): it runs only with keep=False, and then cannot be restored.")
+        return "\n".join(lines)
+
+    def sample_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.sample)
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<li>{html.escape(r.sentence)}</li>" for r in self.references if r.rows)
+        head = html.escape(self.summary().splitlines()[0])
+        table = self.sample_frame().to_html(index=False, max_rows=20) if self.sample else ""
+        return f"<div><b>{head}</b><ul>{body}</ul><p>{html.escape(self.summary().splitlines()[-1])}</p>{table}</div>"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} kB" if n >= 1024 else f"{n} bytes"
+
+
+def survivor_text(survivor: str | None) -> str:
+    rule, _, column = (survivor or "first").partition(":")
+    return {"first": "first stored (lowest ctid)", "oldest": f"oldest by {column}", "newest": f"newest by {column}",
+            "most_referenced": "one the most rows of other tables reference"}.get(rule, rule)
+
+
+@dataclass(frozen=True)
+class _Reference:
+    constraint: str | None
+    child: sql.Identifier
+    child_label: str
+    columns: tuple[str, ...]
+    ref_columns: tuple[str, ...]
+    action: FkAction
+    step: int | None = None
+
+
+def references(conn: psycopg.Connection[Any], facts: TableFacts, plan: MigrationPlan | None,
+               deleting: bool) -> list[_Reference]:
+    """The foreign keys that reference the table (their ON DELETE, or ON UPDATE when ``deleting`` is False), and
+    the ones the plan adds to it from tables that exist."""
+    found = [_Reference(name, sql.Identifier(schema, table), sql.Identifier(schema, table).as_string(conn),
+                        tuple(cols), tuple(refs), _ACTIONS.get(on_delete if deleting else on_update, "block"))
+             for name, schema, table, cols, refs, on_delete, on_update in conn.execute(
+                 """SELECT k.conname, n.nspname, c.relname,
+                           ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(n, o)
+                                  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n ORDER BY x.o),
+                           ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(n, o)
+                                  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n ORDER BY x.o),
+                           k.confdeltype::text, k.confupdtype::text
+                      FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE k.contype = 'f' AND k.confrelid = %s AND k.conparentid = 0 ORDER BY 1""", (facts.oid,))]
+    for number, step in enumerate(plan.steps if plan else [], start=1):
+        if not isinstance(step, AddForeignKey) or step.ref_table != facts.name \
+                or step.ref_schema not in (None, facts.schema):
+            continue
+        row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE c.oid = to_regclass(%s)", (step.relation.as_string(conn),)).fetchone()
+        if row is None:
+            continue  # a table the plan creates: no rows reference anything yet
+        child = sql.Identifier(row[0], row[1])
+        if any(r.child_label == child.as_string(conn) and r.columns == step.columns for r in found):
+            continue  # already there (the plan adds it again, or the catalog has it from an earlier run)
+        found.append(_Reference(step.name, child, child.as_string(conn), step.columns, step.ref_columns, "orphan",
+                                number))
+    return found
+
+
+def _matches(ref: _Reference, child: str, parent: str) -> sql.Composable:
+    return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier(child, c), sql.Identifier(parent, p))
+                                 for c, p in zip(ref.columns, ref.ref_columns))
+
+
+def survivor_order(conn: psycopg.Connection[Any], facts: TableFacts, refs: list[_Reference], survivor: str
+                   ) -> sql.Composable:
+    """The ORDER BY of a dedupe's window over the rows (``erd_g``): the first row of each group is kept."""
+    rule, _, column = survivor.partition(":")
+    tail = first_stored("erd_g")
+    if rule == "first" and not column:
+        return tail
+    if rule in ("oldest", "newest") and column:
+        if column not in facts.writable:
+            raise ValueError(f"survivor {survivor!r}: {facts.label} has no column {column!r} (it has "
+                             f"{', '.join(facts.writable)})")
+        direction = sql.SQL("ASC" if rule == "oldest" else "DESC")
+        return sql.SQL("{} {} NULLS LAST, {}").format(sql.Identifier("erd_g", column), direction, tail)
+    if rule == "most_referenced" and not column:
+        counts = [sql.SQL("(SELECT count(*) FROM {} AS erd_ref WHERE {})").format(
+            r.child, _matches(r, "erd_ref", "erd_g")) for r in refs]
+        return sql.SQL("{} DESC, {}").format(sql.SQL(" + ").join(counts), tail) if counts else tail
+    raise ValueError(f"survivor {survivor!r}: say 'first', 'oldest:<column>', 'newest:<column>' or 'most_referenced'")
+
+
+def preview(db: Database, plan: MigrationPlan | None, remediation: Remediation, options: ApplyOptions, *,
+            survivor: str = "first", timeout: float = 60.0) -> RemediationPreview:
+    """What ``remediation`` would delete or change, and what the foreign keys do with the rows that reference
+    those; read-only."""
+    change = _change_of(remediation)
+    with db.dedicated() as conn:
+        conn.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            conn.execute(lock_settings(timeout, timeout, local=True))
+            facts = table_facts(conn, change.schema, change.table)
+            refs = references(conn, facts, plan, deleting=change.sets is None)
+            order = survivor_order(conn, facts, refs, survivor) if callable(change.where) else None
+            rows, size = measure(conn, change, order)
+            effects = []
+            for ref in refs:
+                if change.sets is not None and not set(ref.ref_columns) & set(change.columns):
+                    continue  # an update that leaves the referenced key alone
+                count = conn.execute(sql.SQL(
+                    "SELECT count(*) FROM {} AS erd_ref WHERE EXISTS (SELECT 1 FROM {} AS {} WHERE {} AND {})").format(
+                    ref.child, change.relation, sql.Identifier(change.alias), change.condition(order),
+                    _matches(ref, "erd_ref", change.alias))).fetchone()
+                effects.append(ReferenceEffect(table=ref.child_label, constraint=ref.constraint,
+                                               columns=list(ref.columns), action=ref.action,
+                                               rows=int(count[0]) if count else 0, step=ref.step))
+            sample = _sample(conn, change, order)
+        finally:
+            conn.execute("ROLLBACK")
+    return RemediationPreview(kind=remediation.kind, table=facts.label, action="delete" if change.sets is None
+                              else "update", rows=rows, keep_bytes=size, keep_limit_bytes=options.keep_limit_bytes,
+                              references=effects, survivor=survivor if callable(change.where) else None,
+                              sample=sample)
+
+
+def _sample(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composable | None) -> list[dict[str, Any]]:
+    alias = sql.Identifier(change.alias)
+    if change.partition is not None and order is not None:  # a dedupe: whole groups, the kept row first
+        keys, grouped = change.partition
+        query = sql.SQL(
+            "SELECT erd_n = 1, erd_row FROM (SELECT to_jsonb(erd_g.*) AS erd_row, row_number() OVER (PARTITION BY "
+            "{keys} ORDER BY {order}) AS erd_n, count(*) OVER (PARTITION BY {keys}) AS erd_c, dense_rank() OVER "
+            "(ORDER BY {keys}) AS erd_group FROM {rel} AS erd_g{where}) AS erd_s WHERE erd_c > 1 "
+            "ORDER BY erd_group, erd_n LIMIT 20").format(keys=keys, order=order, rel=change.relation, where=grouped)
+        return [{"kept": bool(keep), **row} for keep, row in conn.execute(query)]
+    query = sql.SQL("SELECT to_jsonb({}.*) FROM {} AS {} WHERE {} LIMIT 20").format(
+        alias, change.relation, alias, change.condition(order))
+    return [row for (row,) in conn.execute(query)]
+
+
+def _change_of(remediation: Remediation) -> RowChange:
+    if remediation.change is None:
+        raise ValueError(f"remediation {remediation.kind!r} deletes or changes no row: there is nothing to preview "
+                         "or keep")
+    return remediation.change
+
+
+def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationPlan, own: Remediation,
+                    options: ApplyOptions, *, value: Any = None, expression: str | None = None, keep: bool = True,
+                    survivor: str = "first") -> int:
+    """Run ``own`` (the run's own remediation) in its transaction, keeping the rows it deletes or overwrites in the
+    same statement; record it. Returns the rows it changed."""
+    params: list[Any] | None = None
+    value_sql: sql.Composable | None = None
+    if own.needs_value:
+        if (value is None) == (expression is None):
+            raise ValueError(f"remediation {own.kind!r} needs a value: remediate(r, value=...) or "
+                             f"remediate(r, expression='SQL expression'). It runs {own.sql}")
+        if expression is not None:
+            # One expression node, re-rendered by PostgreSQL's own parser; parenthesised as a whole.
+            value_sql = sql.SQL("({})").format(sql.SQL(normalize_expression(expression)))
+        else:
+            value_sql, params = sql.SQL("$1"), [value]
+    change = own.change
+    if change is None and survivor != "first":
+        raise ValueError(f"survivor= chooses the row a dedupe keeps; remediation {own.kind!r} keeps no row")
+    entry = AppliedStatement(phase="remediation", sql=own.sql or "", started=now_text(),
+                             **({"params": {"$1": json_value(value)}} if params else {}))
+    position = store.append_statement(run_id, entry)
+    rows, kept, shown = -1, None, own.sql or ""
+    try:
+        with db.dedicated() as conn:
+            # DROP INDEX CONCURRENTLY cannot run in a transaction block; everything else runs in one.
+            with conn.transaction() if own.transactional else contextlib.nullcontext():
+                conn.execute(lock_settings(options.lock_timeout, options.statement_timeout, local=own.transactional))
+                if change is None:
+                    composed = own.statement(value_sql)
+                else:
+                    facts = table_facts(conn, change.schema, change.table)
+                    order = survivor_order(conn, facts, references(conn, facts, plan, deleting=True), survivor) \
+                        if callable(change.where) else None
+                    if keep:
+                        count, size = measure(conn, change, order)
+                        if size > options.keep_limit_bytes:
+                            raise KeepTooLarge(
+                                f"{own.kind} would delete or change {count} rows of {facts.label}, and keeping them "
+                                f"takes {_size(size)}, above keep_limit_bytes ({_size(options.keep_limit_bytes)}). "
+                                "Raise it (ApplyOptions(keep_limit_bytes=...)), or run it with keep=False: then the "
+                                "rows are not kept and cannot be restored. Nothing was changed.")
+                        composed = kept_statement(change, facts, store.schema, run_id, position, value=value_sql,
+                                                  order=order)
+                    else:
+                        composed = change.statement(value_sql, order)
+                    shown = change.statement(value_sql, order).as_string(conn)
+                # A raw cursor sends $1 as a server-side parameter and never scans the text for %
+                # placeholders, so no identifier (a column named %(value)s) can turn into one.
+                rows = psycopg.RawCursor(conn).execute(composed, params).rowcount
+                if change is not None:
+                    kept = max(rows, 0) if keep else None
+    except KeepTooLarge as exc:
+        store.update_statement(run_id, position, outcome="rolled_back", finished=now_text(), error=str(exc))
+        raise
+    except psycopg.Error as exc:
+        message = getattr(exc.diag, "message_primary", None) or str(exc)
+        store.update_statement(run_id, position, outcome="failed", finished=now_text(), error=message)
+        raise RunStateError(f"the remediation failed and was rolled back: {message}") from exc
+    extra: dict[str, Any] = {"kept": kept} if kept is not None else {}
+    if change is not None and not keep:
+        extra["not_kept"] = True
+    if survivor != "first":
+        extra["survivor"] = survivor
+    store.update_statement(run_id, position, outcome="applied", finished=now_text(), rows=max(rows, 0), sql=shown,
+                           **extra)
+    return max(rows, 0)
+
+
+def restore(db: Database, store: RunStore, run_id: int, position: int, options: ApplyOptions) -> int:
+    """Put back what the remediation at ``position`` of ``applied_sql`` deleted or overwrote, in one transaction,
+    and record it; returns the rows put back. Refuses (``RestoreRefused``), changing nothing, where the rows have
+    changed since or a constraint forbids them now."""
+    record = store.get(run_id)
+    if not 0 <= position < len(record.applied_sql):
+        raise RestoreRefused(f"run {run_id} has no statement {position} (it has {len(record.applied_sql)})")
+    entry = record.applied_sql[position]
+    if entry.phase != "remediation" or entry.outcome != "applied":
+        raise RestoreRefused(f"statement {position} of run {run_id} is not an applied remediation ({entry.phase}, "
+                             f"{entry.outcome}): only what a remediation removed can be restored")
+    if entry.model_extra and entry.model_extra.get("not_kept"):
+        raise RestoreRefused(f"statement {position} of run {run_id} ran with keep=False: its rows were not kept")
+    mark = store.append_statement(run_id, AppliedStatement(phase="restore", sql=f"-- restore of statement {position}",
+                                                           started=now_text(), restores=position))
+    try:
+        with db.dedicated() as conn, conn.transaction():
+            conn.execute(lock_settings(options.lock_timeout, options.statement_timeout, local=True))
+            done, ran = restore_rows(conn, store.schema, run_id, position)
+    except (RestoreRefused, psycopg.Error) as exc:
+        message = str(exc) if isinstance(exc, RestoreRefused) else \
+            getattr(exc.diag, "message_primary", None) or str(exc)
+        store.update_statement(run_id, mark, outcome="rolled_back", finished=now_text(), error=message)
+        if isinstance(exc, RestoreRefused):
+            raise
+        raise RestoreRefused(f"the restore failed and was rolled back: {message}") from exc
+    store.update_statement(run_id, mark, outcome="applied", finished=now_text(), rows=done, sql=ran)
+    return done
