@@ -46,7 +46,9 @@ from .plan.steps import *  # noqa: F403 (the step models: each kind is exported 
 from .read.preflight import run_preflight
 from .checks.remediation import Remediation
 from .read.scan import Cancel, ScanProgress
+from .run.keep import KeepTooLarge, RestoreRefused
 from .run.migration_run import MigrationRun
+from .run.remediate import ReferenceEffect, RemediationPreview
 from .run.store import RunRecord, runs
 from .version import __version__ as __version__
 
@@ -73,6 +75,7 @@ __all__ = [
     "CheckRun",
     "ConcurrentApply",
     "ConnectionFailed",
+    "KeepTooLarge",
     "CopyRefused",
     "Database",
     "GateDecision",
@@ -86,10 +89,13 @@ __all__ = [
     "PreflightOptions",
     "PreflightPanel",  # noqa: F405 (loaded on first use by __getattr__)
     "PreflightReport",
+    "ReferenceEffect",
     "Remediation",
+    "RemediationPreview",
     "ReplicaError",
     "ReplicaStamp",
     "RunHistoryPanel",  # noqa: F405
+    "RestoreRefused",
     "RunRecord",
     "RunStateError",
     "ScanProgress",

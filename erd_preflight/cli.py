@@ -277,6 +277,52 @@ def cmd_runs(args: argparse.Namespace, db: Database, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_remediate(args: argparse.Namespace, db: Database, out: TextIO) -> int:
+    """Show what one remediation of a stored run will touch, ask, then run it, keeping what it removes."""
+    from .run.migration_run import MigrationRun
+
+    run = MigrationRun.load(args.run, db, store_schema=args.store_schema)
+    found = [r for r in run.remediations() if r.finding == args.finding and r.kind == args.kind and r.runnable]
+    if not found:
+        offered = ", ".join(f"{r.finding} {r.kind}" for r in run.remediations() if r.runnable) or "none"
+        raise UsageError(f"run {run.id} has no runnable remediation {args.kind!r} for finding {args.finding} "
+                         f"(offered: {offered}); run erd-preflight check again if the data changed")
+    remediation = found[0]
+    if remediation.change is not None:
+        preview = run.preview(remediation, survivor=args.survivor)
+        print(preview.summary(), file=out)
+        if preview.sample:
+            import pandas as pd
+
+            with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+                print(preview.sample_frame().head(10).to_string(index=False), file=out)
+    print(f"runs: {remediation.sql}", file=out)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not run: confirm with --yes (stdin is not a terminal to ask on)")
+        if input("Run it? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not run.", file=out)
+            return EXIT_BLOCKED
+    rows = run.remediate(remediation, value=args.value, expression=args.expression, keep=not args.no_keep,
+                         survivor=args.survivor)
+    position = len(run.record.applied_sql) - 1
+    kept = "" if args.no_keep or remediation.change is None else \
+        f"; kept on the run: erd-preflight restore {run.id} {position} puts them back"
+    print(f"{remediation.kind}: {rows} rows changed{kept}. Run erd-preflight check again before apply.", file=out)
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, db: Database, out: TextIO) -> int:
+    """Put back what one remediation of a stored run deleted or overwrote."""
+    from .run.migration_run import MigrationRun
+
+    run = MigrationRun.load(args.run, db, store_schema=args.store_schema)
+    rows = run.restore(args.position)
+    print(f"restored statement {args.position} of run {run.id}: put back {rows} row{'s' if rows != 1 else ''}. "
+          "Run erd-preflight check again before apply.", file=out)
+    return EXIT_OK
+
+
 def _at_least(kind: type, minimum: float, what: str) -> Any:
     """An argparse type: a finite number of ``kind``, at least ``minimum``."""
 
@@ -385,10 +431,32 @@ def parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=_count, default=20, help="how many runs to list, newest first")
     runs.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
     common(runs)
+
+    remediate = sub.add_parser("remediate", help="show what a remediation of a stored run will delete or change, "
+                               "then run it, keeping those rows on the run")
+    remediate.add_argument("run", type=int, help="the run's id (erd-preflight runs)")
+    remediate.add_argument("finding", type=int, help="the finding's number in the run's report (from 0)")
+    remediate.add_argument("kind", help="dedupe, delete_orphans, null_orphans, backfill, insert_parents, ...")
+    remediate.add_argument("--value", help="a backfill's value (sent as a parameter)")
+    remediate.add_argument("--expression", help="a backfill's SQL expression over the row's columns")
+    remediate.add_argument("--survivor", default="first", help="a dedupe's kept row: first, oldest:COLUMN, "
+                           "newest:COLUMN or most_referenced (default: %(default)s)")
+    remediate.add_argument("--no-keep", action="store_true", help="do not keep the rows (above keep_limit_bytes); "
+                           "they cannot be restored then")
+    remediate.add_argument("--yes", action="store_true", help="run without asking")
+    remediate.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
+    common(remediate)
+
+    restore = sub.add_parser("restore", help="put back what one remediation of a stored run deleted or overwrote")
+    restore.add_argument("run", type=int, help="the run's id (erd-preflight runs)")
+    restore.add_argument("position", type=int, help="the remediation's statement number in the run's record")
+    restore.add_argument("--store-schema", default=DEFAULT_STORE_SCHEMA, help="schema of migration_run")
+    common(restore)
     return top
 
 
-COMMANDS = {"check": cmd_check, "apply": cmd_apply, "runs": cmd_runs}
+COMMANDS = {"check": cmd_check, "apply": cmd_apply, "runs": cmd_runs, "remediate": cmd_remediate,
+            "restore": cmd_restore}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -453,8 +453,11 @@ class MigrationRun:
         record = self.refresh()
         if record.status in ("applying", "applied"):
             raise RunStateError(f"run {self.id} is {record.status}; remediations belong before the apply.")
-        rows = run_remediation(self.db, self.store, self.id, self.plan, own, self.options, value=value,
-                               expression=expression, keep=keep, survivor=survivor)
+        try:
+            rows = run_remediation(self.db, self.store, self.id, self.plan, own, self.options, value=value,
+                                   expression=expression, keep=keep, survivor=survivor)
+        finally:
+            self.refresh()  # the record says what became of it, refused or failed too
         if record.status == "clear":
             self.store.transition(self.id, "stale", note=f"data changed by remediation {remediation.kind}")
         self.refresh()
@@ -468,7 +471,10 @@ class MigrationRun:
         if record.status in ("applying", "applied"):
             raise RunStateError(f"run {self.id} is {record.status}: restore belongs before the apply (after it, the "
                                 "plan may have changed the table; the kept rows stay in remediation_rows).")
-        rows = restore(self.db, self.store, self.id, position, self.options)
+        try:
+            rows = restore(self.db, self.store, self.id, position, self.options)
+        finally:
+            self.refresh()
         if record.status == "clear":
             self.store.transition(self.id, "stale", note=f"data changed by the restore of statement {position}")
         self.refresh()
