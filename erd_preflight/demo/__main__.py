@@ -55,15 +55,24 @@ def main(argv: list[str]) -> int:
     decision = run.gate()
     print(decision.summary())
     remedies = {(r.check_id, r.kind): r for r in decision.remediations}
+    dedupe = remedies[("UNIQUE_PRECHECK", "dedupe")]
+    print("\nbefore it runs, the dedupe says what it will touch:")
+    print(run.preview(dedupe, survivor="most_referenced").summary())
     steps = [
         (("NOT_NULL_PRECHECK", "backfill"), {"expression": "'customer' || id || '@example.invalid'"}),
-        (("UNIQUE_PRECHECK", "dedupe"), {}),
+        (("UNIQUE_PRECHECK", "dedupe"), {"survivor": "most_referenced"}),
         (("FK_VIOLATIONS_PRECHECK", "null_orphans"), {}),
     ]
+    print()
     for key, kwargs in steps:
         changed = run.remediate(remedies[key], **kwargs)
-        print(f"remediation {key[1]} ({key[0]}): {changed} rows changed")
-    print("  (the dedupe deleted customers that had orders: their orders joined the planted orphans)")
+        position = len(run.record.applied_sql) - 1
+        print(f"remediation {key[1]} ({key[0]}): {changed} rows changed, kept on the run "
+              f"(run.restore({position}) puts them back)")
+    print("  (the dedupe orphaned the orders of the customers it deleted, as its preview said: null_orphans set their "
+          "customer_id to NULL)")
+    print("the rows the remediations removed or overwrote, kept in erd_preflight.remediation_rows:")
+    print(run.kept_frame().groupby(["position", "table_name", "action"]).size().to_string())
     second = run.preflight()
     print(second.summary())
     print("\nphases that apply will run:")

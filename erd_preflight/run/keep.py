@@ -21,6 +21,7 @@ from psycopg import sql
 
 from ..checks.remediation import RowChange
 from ..errors import RunStateError
+from ..plan import display_name
 
 
 class KeepTooLarge(RunStateError):
@@ -48,7 +49,8 @@ class TableFacts:
 
     @property
     def label(self) -> str:
-        return sql.Identifier(self.schema, self.name).as_string()
+        """The table's name, schema-qualified, quoted only where needed: what to_regclass reads back."""
+        return display_name(self.schema, self.name)
 
 
 def table_facts(conn: psycopg.Connection[Any], schema: str | None, table: str) -> TableFacts:
@@ -145,6 +147,15 @@ def kept(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position
     if row is None or row[0] is None:
         return None
     return Kept(table=row[0], deleted=row[1], updated=row[2], restored=row[3])
+
+
+def kept_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int) -> list[tuple[Any, ...]]:
+    """Every row the run's remediations kept: position, table, action, key, old row, restored at."""
+    if conn.execute("SELECT to_regclass(%s) IS NULL", (_rows(store_schema).as_string(conn),)).fetchone()[0]:
+        return []  # a store older than version 2 (read-only): nothing was kept
+    return conn.execute(sql.SQL(
+        "SELECT position, table_name, action, row_key, old_row, restored_at FROM {} WHERE run_id = %s "
+        "ORDER BY position, id").format(_rows(store_schema)), (run_id,)).fetchall()
 
 
 def restore_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position: int) -> tuple[int, str]:

@@ -54,6 +54,7 @@ from ..read.preflight import (
 )
 from ..checks.remediation import Remediation, remediations_for
 from .resume import Remaining, remaining_steps
+from .keep import kept_rows
 from .remediate import RemediationPreview, preview, restore, run_remediation
 from .store import DEFAULT_STORE_SCHEMA, RunRecord, RunStore, now_text
 
@@ -462,6 +463,15 @@ class MigrationRun:
             self.store.transition(self.id, "stale", note=f"data changed by remediation {remediation.kind}")
         self.refresh()
         return rows
+
+    def kept_frame(self) -> pd.DataFrame:
+        """Every row this run's remediations deleted or overwrote, as kept (``remediation_rows``): the statement's
+        position, the table, deleted or updated, the row's key, the row as it was, and when it was restored."""
+        import pandas as pd
+
+        with self.db.dedicated() as conn:
+            rows = kept_rows(conn, self.store.schema, self.id)
+        return pd.DataFrame(rows, columns=["position", "table_name", "action", "row_key", "old_row", "restored_at"])
 
     def restore(self, position: int) -> int:
         """Put back what the remediation at ``position`` of ``applied_sql`` deleted or overwrote, in one transaction,

@@ -130,7 +130,7 @@ def references(conn: psycopg.Connection[Any], facts: TableFacts, plan: Migration
                deleting: bool) -> list[_Reference]:
     """The foreign keys that reference the table (their ON DELETE, or ON UPDATE when ``deleting`` is False), and
     the ones the plan adds to it from tables that exist."""
-    found = [_Reference(name, sql.Identifier(schema, table), sql.Identifier(schema, table).as_string(conn),
+    found = [_Reference(name, sql.Identifier(schema, table), display_name(schema, table),
                         tuple(cols), tuple(refs), _ACTIONS.get(on_delete if deleting else on_update, "block"))
              for name, schema, table, cols, refs, on_delete, on_update in conn.execute(
                  """SELECT k.conname, n.nspname, c.relname,
@@ -151,9 +151,9 @@ def references(conn: psycopg.Connection[Any], facts: TableFacts, plan: Migration
         if row is None:
             continue  # a table the plan creates: no rows reference anything yet
         child = sql.Identifier(row[0], row[1])
-        if any(r.child_label == child.as_string(conn) and r.columns == step.columns for r in found):
+        if any(r.child_label == display_name(*row) and r.columns == step.columns for r in found):
             continue  # already there (the plan adds it again, or the catalog has it from an earlier run)
-        found.append(_Reference(step.name, child, child.as_string(conn), step.columns, step.ref_columns, "orphan",
+        found.append(_Reference(step.name, child, display_name(*row), step.columns, step.ref_columns, "orphan",
                                 number))
     return found
 
