@@ -168,6 +168,13 @@ def test_quickstart_in_jupyterlab_run_preflight_shows_the_checklist_and_apply_st
             log = panel_output.get_by_text("Phase A: transactional DDL, one transaction").first
             expect(log).to_be_visible()
             shot(log.locator("xpath=ancestor::*[contains(@class, 'widget-html')][1]"), "4-quickstart-apply-log.png")
+            # the dedupe said, before it ran, which rows it deletes and that their orders would become orphans
+            preview_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="run.preview(dedupe)")
+            preview_cell.first.scroll_into_view_if_needed()
+            preview = preview_cell.first.locator(".jp-OutputArea")
+            expect(preview).to_contain_text("they become orphans", timeout=60_000)
+            expect(preview).to_contain_text("dedupe deletes 8 rows of quickstart.customers")
+            shot(preview, "6-quickstart-dedupe-preview.png")
             history_cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="ep.RunHistoryPanel(db)")
             history_cell.first.scroll_into_view_if_needed()
             open_button = history_cell.first.locator("button", has_text="Open report")

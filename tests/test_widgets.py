@@ -312,3 +312,30 @@ def test_the_panel_applies_in_a_thread_and_its_cancel_button_stops_the_apply(db,
     assert run_sql("SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
                    "AND table_name = 'big' AND column_name = 'w'") == [(0,)], "phase A rolled back whole"
     assert "failed" in panel.status.value and panel.cancel_button.disabled
+
+
+def test_the_panel_previews_a_dedupe_and_restores_what_it_deleted(db, store, shop, run_sql):
+    """The preview says what the dedupe deletes and that orders referencing those customers would become orphans,
+    with the rule's kept rows; after it runs, a Restore button in the run's record puts the customers back."""
+    before = run_sql("SELECT count(*), string_agg(c::text, ',' ORDER BY id) FROM customers c")
+    panel = panel_for(MIGRATION, db, store, explore=True)
+    panel.preflight_button.click()
+    panel.wait()
+    view = next(v for r, v in zip(panel.report.results, panel.finding_views) if r.check_id == "UNIQUE_PRECHECK")
+    dedupe = view.control("dedupe")
+    dedupe.survivor.value = "most_referenced"
+    dedupe.preview_button.click()
+    assert panel.errors == []
+    assert "dedupe deletes 4 rows of" in dedupe.preview.value
+    assert "orders reference them" in dedupe.preview.value and "become orphans" in dedupe.preview.value
+    assert "<th>kept</th>" in dedupe.preview.value
+    assert not panel.kept.children
+    dedupe.run_button.click()
+    assert panel.errors == []
+    assert run_sql("SELECT count(*) FROM customers")[0][0] == before[0][0] - 4
+    (position,) = panel.kept.buttons
+    assert "dedupe changed 4 rows, kept on the run" in panel.kept.children[0].children[0].value
+    panel.kept.buttons[position].click()
+    assert panel.errors == []
+    assert run_sql("SELECT count(*), string_agg(c::text, ',' ORDER BY id) FROM customers c") == before
+    assert "restored" in panel.kept.children[0].value and not panel.kept.buttons

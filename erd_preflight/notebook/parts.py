@@ -15,6 +15,7 @@ from ..report.contract import PreflightReport
 from .display import (
     acknowledgement_request_html,
     badge,
+    esc,
     confirmation_request_html,
     error_html,
     finding_html,
@@ -95,10 +96,22 @@ class ViolationsPager(widgets.VBox):
 
 
 class RemediationControl(widgets.VBox):
-    """One remediation: its SQL on demand, and (if runnable) a Run button, with a value box for a backfill."""
+    """One remediation: its SQL on demand, a Preview of what it will touch (rows, the rows of other tables that
+    reference them and what each foreign key does, a dedupe's kept rows, by the rule picked), and (if runnable) a
+    Run button, with a value box for a backfill."""
 
-    def __init__(self, remediation: Remediation, on_run: Callable[[RemediationControl], None]) -> None:
+    def __init__(self, remediation: Remediation, on_run: Callable[[RemediationControl], None],
+                 on_preview: Callable[[RemediationControl], None] | None = None) -> None:
         self.remediation = remediation
+        self.preview_button = widgets.Button(description="Preview", icon="eye", tooltip="what it will delete or "
+                                             "change, and what happens to the rows that reference them")
+        self.survivor = widgets.Combobox(value="first", options=["first", "most_referenced", "oldest:<column>",
+                                                                 "newest:<column>"],
+                                         description="keep", layout=widgets.Layout(width="260px"),
+                                         tooltip="which row of each duplicate group the dedupe keeps")
+        self.preview = widgets.HTML()
+        if on_preview is not None:
+            self.preview_button.on_click(lambda _: on_preview(self))
         self.show_button = widgets.Button(description=short_title(remediation), tooltip=remediation.title,
                                           layout=widgets.Layout(width="auto"))
         self.sql = widgets.HTML()
@@ -115,8 +128,12 @@ class RemediationControl(widgets.VBox):
         if remediation.runnable:
             if remediation.needs_value:
                 row += [self.value, self.as_expression]
+            if remediation.kind == "dedupe":
+                row.append(self.survivor)
+            if remediation.change is not None and on_preview is not None:
+                row.append(self.preview_button)
             row.append(self.run_button)
-        super().__init__([widgets.HBox(row), self.sql, self.result])
+        super().__init__([widgets.HBox(row), self.sql, self.preview, self.result])
 
     def toggle_sql(self) -> None:
         if self.sql.value:
@@ -129,9 +146,45 @@ class RemediationControl(widgets.VBox):
             self.run_button.disabled = not self.value.value.strip()
 
     def arguments(self) -> dict[str, Any]:
+        if self.remediation.kind == "dedupe":
+            return {"survivor": self.survivor.value.strip() or "first"}
         if not self.remediation.needs_value:
             return {}
         return {"expression": self.value.value} if self.as_expression.value else {"value": self.value.value}
+
+
+class KeptRows(widgets.VBox):
+    """The remediations of the run's record that kept rows, each with a Restore button (or that it was restored)."""
+
+    def __init__(self, on_restore: Callable[[int], None]) -> None:
+        self.on_restore = on_restore
+        self.buttons: dict[int, widgets.Button] = {}
+        super().__init__([])
+
+    def show(self, record: Any) -> None:
+        restored = {e.model_extra.get("restores") for e in record.applied_sql
+                    if e.phase == "restore" and e.outcome == "applied" and e.model_extra}
+        rows: list[widgets.Widget] = []
+        self.buttons = {}
+        for position, entry in enumerate(record.applied_sql):
+            extra = entry.model_extra or {}
+            if entry.phase != "remediation" or entry.outcome != "applied" or not extra.get("kept"):
+                continue
+            what = (f"statement {position}: {extra.get('remediation', 'remediation')} changed {entry.rows} rows, "
+                    f"kept on the run")
+            if position in restored:
+                rows.append(widgets.HTML(f"{esc(what)} · {badge('restored', 'clear')}"))
+                continue
+            if record.status in ("applying", "applied"):  # the plan may have changed the table since
+                rows.append(widgets.HTML(f"{esc(what)} (in remediation_rows; restore belongs before the apply)"))
+                continue
+            button = widgets.Button(description=f"Restore {position}", icon="undo", button_style="warning",
+                                    tooltip="put back what this remediation deleted or overwrote (refused, changing "
+                                    "nothing, where those rows changed since)")
+            button.on_click(lambda _, p=position: self.on_restore(p))
+            self.buttons[position] = button
+            rows.append(widgets.HBox([widgets.HTML(esc(what)), button]))
+        self.children = tuple(rows)
 
 
 def short_title(r: Remediation) -> str:
@@ -160,7 +213,8 @@ class FindingView(widgets.VBox):
         self.pager: ViolationsPager | None = None
         self.violations_button.on_click(lambda _: self.open_violations())
         self.panel, self.index = panel, index
-        self.remediations = [RemediationControl(r, panel._run_remediation) for r in remediations
+        self.remediations = [RemediationControl(r, panel._run_remediation, panel._preview_remediation)
+                             for r in remediations
                              if r.kind != "open_violations"]
         has_rows = any(r.kind == "open_violations" for r in remediations)
         rows: list[widgets.Widget] = [self.details]

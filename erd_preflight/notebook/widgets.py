@@ -48,7 +48,7 @@ from ..read.scan import Cancel, ScanProgress
 from ..run.migration_run import MigrationRun
 from ..run.store import DEFAULT_STORE_SCHEMA, AppliedStatement, RunStore, runs
 from .parts import (
-    ErrorBox, FindingView, LargeTableConfirmation, RemediationControl, StepAcknowledgement,
+    ErrorBox, FindingView, KeptRows, LargeTableConfirmation, RemediationControl, StepAcknowledgement,
     guarded,
 )
 
@@ -110,6 +110,7 @@ class PreflightPanel(widgets.VBox):
                                            tooltip="enabled when the gate allows it")
         self.apply_log = widgets.HTML()
         self.final_status = widgets.HTML()
+        self.kept = KeptRows(self.restore)
         self._applied: list[tuple[PhaseStatement, AppliedStatement]] = []
 
         # The preflight runs in a thread: the kernel stays free, progress streams in, and Cancel can stop it.
@@ -123,7 +124,7 @@ class PreflightPanel(widgets.VBox):
             widgets.HBox([self.progress, self.progress_label]),
             self.error_box,
             self.status, self.checklist,
-            widgets.HTML(section("Findings")), self.findings,
+            widgets.HTML(section("Findings")), self.findings, self.kept,
             widgets.HTML(section("Gate")), self.gate_view, self.confirmations,
             self.apply_button, self.apply_log, self.final_status,
         ])
@@ -249,6 +250,7 @@ class PreflightPanel(widgets.VBox):
         self.acknowledgement_rows = [StepAcknowledgement(q, self._acknowledge)
                                      for q in decision.acknowledgements_needed]
         self.confirmations.children = tuple([*self.acknowledgement_rows, *self.confirmation_rows])
+        self.kept.show(self.run.record)
         self.apply_button.disabled = not decision.can_apply
         self.apply_button.tooltip = ("the gate allows Apply" if decision.can_apply
                                      else "; ".join(r.message for r in decision.reasons)[:500])
@@ -289,6 +291,31 @@ class PreflightPanel(widgets.VBox):
             self.status.value += remediated_html(control.remediation.title, changed)
 
         guarded(self.error_box, f"remediation {control.remediation.kind}", work, reraise=False)
+
+    def _preview_remediation(self, control: RemediationControl) -> None:
+        def work() -> None:
+            assert self.run is not None
+            control.preview.value = self.run.preview(control.remediation,
+                                                     **{k: v for k, v in control.arguments().items()
+                                                        if k == "survivor"})._repr_html_()
+
+        guarded(self.error_box, f"previewing remediation {control.remediation.kind}", work, reraise=False)
+
+    def restore(self, position: int) -> int | None:
+        """What a Restore button does: put back what the remediation at ``position`` of the record removed."""
+        def work() -> int:
+            assert self.run is not None
+            try:
+                rows = self.run.restore(position)
+            finally:
+                self.kept.show(self.run.record)
+            self.refresh_gate()
+            if self.report is not None:
+                self._show_report(self.report, f" · {badge('stale', 'stale')} the data changed since")
+            self.status.value += remediated_html(f"Restored statement {position}", rows)
+            return rows
+
+        return guarded(self.error_box, f"restoring statement {position}", work, reraise=False)
 
     # --- apply -------------------------------------------------------------------------------------------
 

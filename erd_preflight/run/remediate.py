@@ -93,6 +93,10 @@ class RemediationPreview(BaseModel):
                      f"({_size(self.keep_limit_bytes)}): it runs only with keep=False, and then cannot be restored.")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:  # one line: a saved notebook's plain text does not pin every sample value
+        return (f"RemediationPreview({self.kind} {'deletes' if self.action == 'delete' else 'changes'} {self.rows} "
+                f"rows of {self.table}; {sum(1 for r in self.references if r.rows)} foreign keys touched)")
+
     def sample_frame(self) -> pd.DataFrame:
         import pandas as pd
 
@@ -297,7 +301,7 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
         message = getattr(exc.diag, "message_primary", None) or str(exc)
         store.update_statement(run_id, position, outcome="failed", finished=now_text(), error=message)
         raise RunStateError(f"the remediation failed and was rolled back: {message}") from exc
-    extra: dict[str, Any] = {"kept": kept} if kept is not None else {}
+    extra: dict[str, Any] = {"remediation": own.kind, **({"kept": kept} if kept is not None else {})}
     if change is not None and not keep:
         extra["not_kept"] = True
     if survivor != "first":
