@@ -46,7 +46,7 @@ from .plan.steps import *  # noqa: F403 (the step models: each kind is exported 
 from .read.preflight import run_preflight
 from .checks.remediation import Remediation
 from .read.scan import Cancel, ScanProgress
-from .run.keep import KeepTooLarge, RestoreRefused
+from .run.keep import KeepRefused, KeepTooLarge, RestoreRefused
 from .run.migration_run import MigrationRun
 from .run.remediate import ReferenceEffect, RemediationPreview
 from .run.store import RunRecord, runs
@@ -75,6 +75,7 @@ __all__ = [
     "CheckRun",
     "ConcurrentApply",
     "ConnectionFailed",
+    "KeepRefused",
     "KeepTooLarge",
     "CopyRefused",
     "Database",

@@ -108,7 +108,7 @@ def test_restore_refuses_rows_a_constraint_now_forbids(db, run_sql, conninfo):
     assert run.remediate(remediation(run, "dedupe")) == 1
     run_sql("INSERT INTO parent VALUES (2, 'someone else')")
     now = rows_of(conninfo, "parent")
-    with pytest.raises(ep.RestoreRefused, match="a constraint now forbids the rows: duplicate key value"):
+    with pytest.raises(ep.RestoreRefused, match=r"a constraint now forbids the rows of \S*parent: duplicate key value"):
         run.restore(len(run.record.applied_sql) - 1)
     assert rows_of(conninfo, "parent") == now
 
@@ -267,3 +267,51 @@ def test_a_store_of_version_1_gains_the_kept_rows_table(db, run_sql):
     finally:
         run_sql("DROP SCHEMA erd_keep_v1 CASCADE")
         store_module._ensured.clear()
+
+
+def test_rows_a_foreign_keys_action_deletes_or_overwrites_are_kept_and_restored_too(db, run_sql, conninfo):
+    """ON DELETE CASCADE two tables deep, SET NULL, a table that references itself, a row two keys reach: the
+    dedupe deletes parents, PostgreSQL deletes and overwrites rows of four other tables, and restore gives back
+    every one of them as it was."""
+    run_sql("""
+        CREATE TABLE parent (id int PRIMARY KEY, email text);
+        INSERT INTO parent SELECT g, 'e' || (g % 3) FROM generate_series(1, 9) g;
+        CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent ON DELETE CASCADE,
+                            other_id int REFERENCES parent ON DELETE CASCADE);
+        INSERT INTO child SELECT g, g % 9 + 1, (g + 4) % 9 + 1 FROM generate_series(1, 18) g;
+        CREATE TABLE grandchild (child_id int REFERENCES child ON DELETE CASCADE, note text);
+        INSERT INTO grandchild SELECT g % 18 + 1, 'n' || g FROM generate_series(1, 36) g;
+        CREATE TABLE nulled (parent_id int REFERENCES parent ON DELETE SET NULL, tag text);
+        INSERT INTO nulled SELECT g % 9 + 1, 't' || g FROM generate_series(1, 9) g;
+        CREATE TABLE tree (id int PRIMARY KEY, up int REFERENCES tree ON DELETE CASCADE, parent_id int
+                           REFERENCES parent ON DELETE CASCADE);
+        INSERT INTO tree VALUES (1, NULL, 4), (2, 1, NULL), (3, 2, NULL), (4, NULL, 1);
+    """)
+    tables = ("parent", "child", "grandchild", "nulled", "tree")
+    before = rows_of(conninfo, *tables)
+    run = start(db, "ALTER TABLE parent ADD UNIQUE (email)")
+    dedupe = remediation(run, "dedupe")
+    preview = run.preview(dedupe)
+    assert preview.keeps and any(e.depth == 2 and "grandchild" in e.table for e in preview.references)
+    assert run.remediate(dedupe) == 6
+    after = rows_of(conninfo, *tables)
+    assert all(after[t] != before[t] for t in tables), "every table lost or changed rows"
+    entry = run.record.applied_sql[-1]
+    lost = sum((before[t] - after[t]).total() for t in tables if t != "parent")
+    assert entry.model_extra["kept_reached"] == lost
+    assert run.restore(len(run.record.applied_sql) - 1) == 6 + lost
+    assert rows_of(conninfo, *tables) == before
+
+
+def test_a_set_default_action_the_run_cannot_keep_refuses_unless_told_not_to_keep(db, run_sql, conninfo):
+    run_sql("CREATE TABLE parent (id int PRIMARY KEY, email text); INSERT INTO parent VALUES (0, 'z'), (1, 'a'), "
+            "(2, 'a'); CREATE TABLE child (parent_id int DEFAULT 0 REFERENCES parent ON DELETE SET DEFAULT);"
+            "INSERT INTO child VALUES (2)")
+    before = rows_of(conninfo, "parent", "child")
+    run = start(db, "ALTER TABLE parent ADD UNIQUE (email)")
+    dedupe = remediation(run, "dedupe")
+    assert not run.preview(dedupe).keeps and "SET DEFAULT" in run.preview(dedupe).summary()
+    with pytest.raises(ep.KeepRefused, match="ON DELETE SET DEFAULT.*keep=False"):
+        run.remediate(dedupe)
+    assert rows_of(conninfo, "parent", "child") == before
+    assert run.remediate(dedupe, keep=False) == 1

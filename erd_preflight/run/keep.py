@@ -28,6 +28,10 @@ class KeepTooLarge(RunStateError):
     """The rows a remediation would keep are above ``ApplyOptions.keep_limit_bytes``."""
 
 
+class KeepRefused(RunStateError):
+    """A remediation would change rows the run cannot keep exactly (a foreign key's SET DEFAULT, a chain too deep)."""
+
+
 class RestoreRefused(RunStateError):
     """Restore cannot put the rows back as they were; nothing was changed."""
 
@@ -85,6 +89,118 @@ def _key(facts: TableFacts, alias: str) -> sql.Composable:
     return sql.SQL(" || ").join(parts)
 
 
+MAX_DEPTH = 8  # foreign keys followed from the remediation's table: ON DELETE CASCADE chains, a tree's levels
+
+
+@dataclass(frozen=True)
+class Dependent:
+    """Rows of another table that a foreign key's ON DELETE action deletes (CASCADE) or overwrites (SET NULL) when
+    the remediation deletes its rows: kept too, before the remediation runs, in its transaction, with the rows
+    locked so that what is kept is what PostgreSQL then changes."""
+
+    facts: TableFacts
+    alias: str
+    condition: sql.Composable  # over ``alias``: the rows of the table the action reaches
+    action: str  # deleted | updated
+    depth: int
+    constraint: str
+    set_columns: tuple[str, ...] = ()  # SET NULL: the columns it sets
+
+    def new_text(self) -> sql.Composable:
+        """An overwritten row as SET NULL leaves it, in PostgreSQL's text: what restore expects to find."""
+        nulls = sql.SQL(", ").join(sql.SQL("{}, NULL").format(sql.Literal(c)) for c in self.set_columns)
+        return sql.SQL("(jsonb_populate_record({}, jsonb_build_object({})))::text").format(
+            sql.Identifier(self.alias), nulls)
+
+
+def dependents(conn: psycopg.Connection[Any], facts: TableFacts, alias: str, condition: sql.Composable,
+               depth: int = 1) -> list[Dependent]:
+    """What the ON DELETE actions of the foreign keys that reference ``facts`` do to other rows when the rows of
+    ``facts`` where ``condition`` holds are deleted, level by level (only where rows are reached). Raises
+    ``KeepRefused`` where a kept copy could not give them back: SET DEFAULT, or chains deeper than MAX_DEPTH."""
+    found: list[Dependent] = []
+    set_sql = _SET_COLUMNS if conn.info.server_version >= 150000 else "ARRAY[]::name[]"
+    keys = conn.execute(sql.SQL(
+        """SELECT k.conname, n.nspname, c.relname, k.confdeltype::text,
+                  ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(n, o)
+                         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n ORDER BY x.o),
+                  ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(n, o)
+                         JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n ORDER BY x.o),
+                  {}
+             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE k.contype = 'f' AND k.confrelid = %s AND k.conparentid = 0 AND k.confdeltype IN ('c', 'n', 'd')
+            ORDER BY 1""").format(sql.SQL(set_sql)), (facts.oid,)).fetchall()
+    for name, schema, table, action, columns, ref_columns, set_columns in keys:
+        child = table_facts(conn, schema, table)
+        child_alias = f"erd_k{depth}"
+        matches = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier(child_alias, c),
+                                                                  sql.Identifier(alias, r))
+                                        for c, r in zip(columns, ref_columns))
+        reached = sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE ({}) AND {})").format(
+            facts.relation, sql.Identifier(alias), condition, matches)
+        any_row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS {} WHERE {})").format(
+            child.relation, sql.Identifier(child_alias), reached)).fetchone()
+        if not any_row or not any_row[0]:
+            continue
+        shown = f"{display_name(name)} of {child.label}"
+        if action == "d":
+            raise KeepRefused(f"foreign key {shown} is ON DELETE SET DEFAULT: the remediation would overwrite rows of "
+                              f"{child.label} in a way the run cannot keep exactly")
+        if depth > MAX_DEPTH:
+            raise KeepRefused(f"foreign key {shown} reaches rows {depth} levels from the remediation's table, deeper "
+                              f"than the {MAX_DEPTH} the run keeps")
+        if action == "c":
+            found.append(Dependent(child, child_alias, reached, "deleted", depth, name))
+            found += dependents(conn, child, child_alias, reached, depth + 1)
+        else:
+            found.append(Dependent(child, child_alias, reached, "updated", depth, name,
+                                   tuple(set_columns) or tuple(columns)))
+    return found
+
+
+# PostgreSQL 15+: ON DELETE SET NULL (columns) sets only those
+_SET_COLUMNS = """ARRAY(SELECT a.attname FROM unnest(k.confdelsetcols) x(n)
+                          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n)"""
+
+
+def keep_dependents(conn: psycopg.Connection[Any], found: list[Dependent], store_schema: str, run_id: int,
+                    position: int) -> int:
+    """Copy (and lock) the rows the foreign keys' actions will delete or overwrite; returns how many."""
+    kept = 0
+    for d in found:
+        alias = sql.Identifier(d.alias)
+        fixed = sql.SQL("{}, {}, {}, {}").format(sql.Literal(run_id), sql.Literal(position),
+                                                 sql.Literal(d.facts.label), sql.Literal(d.depth))
+        kept += conn.execute(sql.SQL(
+            "INSERT INTO {rows} (run_id, position, table_name, depth, action, row_key, old_row, old_text, new_text, "
+            "row_tid) SELECT {fixed}, {action}, {key}, to_jsonb({a}.*), ({a}.*)::text, {new}, "
+            "{a}.tableoid::text || {a}.ctid::text FROM {rel} AS {a} WHERE {cond} FOR UPDATE OF {a}").format(
+            rows=_rows(store_schema), fixed=fixed, action=sql.Literal(d.action), key=_key(d.facts, d.alias), a=alias,
+            new=d.new_text() if d.action == "updated" else sql.SQL("NULL"), rel=d.facts.relation,
+            cond=d.condition)).rowcount
+    return kept
+
+
+def drop_duplicates(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position: int) -> int:
+    """A row two actions reach (two foreign keys, a table that references itself, the remediation's own rows) is
+    kept once: deleted before overwritten, the nearest level first. Returns the rows of other tables kept."""
+    conn.execute(sql.SQL(
+        "DELETE FROM {rows} AS k WHERE k.run_id = %(run)s AND k.position = %(position)s AND EXISTS (SELECT 1 FROM "
+        "{rows} AS o WHERE o.run_id = k.run_id AND o.position = k.position AND o.table_name = k.table_name AND "
+        "o.row_tid = k.row_tid AND (o.action <> 'deleted', o.depth, o.id) < (k.action <> 'deleted', k.depth, k.id))"
+    ).format(rows=_rows(store_schema)), {"run": run_id, "position": position})
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE run_id = %s AND position = %s AND depth > 0").format(
+        _rows(store_schema)), (run_id, position)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def lock_rows(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composable | None) -> None:
+    """Lock the rows a remediation deletes, so no row that references them comes or goes before it runs."""
+    alias = sql.Identifier(change.alias)
+    conn.execute(sql.SQL("SELECT 1 FROM {} AS {} WHERE {} FOR UPDATE OF {}").format(
+        change.relation, alias, change.condition(order), alias))
+
+
 def _rows(store_schema: str) -> sql.Identifier:
     return sql.Identifier(store_schema, "remediation_rows")
 
@@ -102,6 +218,20 @@ def measure(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composa
     return int(row[0]), int(row[1])
 
 
+def measure_dependents(conn: psycopg.Connection[Any], found: list[Dependent]) -> tuple[int, int]:
+    """``measure`` for the rows the foreign keys' actions reach."""
+    rows = size = 0
+    for d in found:
+        alias = sql.Identifier(d.alias)
+        row = conn.execute(sql.SQL(
+            "SELECT count(*), coalesce(sum({} * octet_length(({}.*)::text) + pg_column_size(to_jsonb({}.*))), 0) "
+            "FROM {} AS {} WHERE {}").format(sql.Literal(2 if d.action == "updated" else 1), alias, alias,
+                                             d.facts.relation, alias, d.condition)).fetchone()
+        assert row is not None
+        rows, size = rows + int(row[0]), size + int(row[1])
+    return rows, size
+
+
 def kept_statement(change: RowChange, facts: TableFacts, store_schema: str, run_id: int, position: int, *,
                    value: sql.Composable | None = None, order: sql.Composable | None = None) -> sql.Composable:
     """The remediation as one statement that keeps what it removes: its rowcount is the rows it changed."""
@@ -110,9 +240,9 @@ def kept_statement(change: RowChange, facts: TableFacts, store_schema: str, run_
     if change.sets is None:
         return sql.SQL(
             "WITH erd_gone AS (DELETE FROM {rel} AS {a} WHERE {where} RETURNING ({a}.*)::text AS erd_text, "
-            "to_jsonb({a}.*) AS erd_row, {key} AS erd_key) "
-            "INSERT INTO {rows} (run_id, position, table_name, action, row_key, old_row, old_text) "
-            "SELECT {fixed}, 'deleted', erd_key, erd_row, erd_text FROM erd_gone").format(
+            "to_jsonb({a}.*) AS erd_row, {key} AS erd_key, {a}.tableoid::text || {a}.ctid::text AS erd_tid) "
+            "INSERT INTO {rows} (run_id, position, table_name, action, row_key, old_row, old_text, row_tid) "
+            "SELECT {fixed}, 'deleted', erd_key, erd_row, erd_text, erd_tid FROM erd_gone").format(
             rel=change.relation, a=alias, where=change.condition(order), key=_key(facts, change.alias),
             rows=_rows(store_schema), fixed=fixed)
     # The old rows are read in a WITH under the same name, then updated by (tableoid, ctid) with the WHERE checked
@@ -122,44 +252,46 @@ def kept_statement(change: RowChange, facts: TableFacts, store_schema: str, run_
         "to_jsonb({a}.*) AS erd_row FROM {rel} AS {a} WHERE {where}), "
         "erd_changed AS (UPDATE {rel} AS {a} SET {sets} FROM erd_old WHERE {a}.tableoid = erd_old.erd_oid "
         "AND {a}.ctid = erd_old.erd_ctid AND ({where}) RETURNING erd_old.erd_text, erd_old.erd_row, "
-        "({a}.*)::text AS erd_new, {key} AS erd_key) "
-        "INSERT INTO {rows} (run_id, position, table_name, action, row_key, old_row, old_text, new_text) "
-        "SELECT {fixed}, 'updated', erd_key, erd_row, erd_text, erd_new FROM erd_changed").format(
+        "({a}.*)::text AS erd_new, {key} AS erd_key, erd_old.erd_oid::text || erd_old.erd_ctid::text AS erd_tid) "
+        "INSERT INTO {rows} (run_id, position, table_name, action, row_key, old_row, old_text, new_text, row_tid) "
+        "SELECT {fixed}, 'updated', erd_key, erd_row, erd_text, erd_new, erd_tid FROM erd_changed").format(
         rel=change.relation, a=alias, where=change.condition(order), sets=change.assignments(value),
         key=_key(facts, change.alias), rows=_rows(store_schema), fixed=fixed)
 
 
 @dataclass(frozen=True)
 class Kept:
-    """What one remediation kept: its table, and how many rows it deleted, overwrote, and has put back."""
+    """What one remediation kept: its table, the rows it deleted or overwrote, the rows of other tables its
+    foreign keys' actions reached, and how many have been put back."""
 
     table: str
-    deleted: int
-    updated: int
+    rows: int
+    dependents: int
     restored: int
 
 
 def kept(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position: int) -> Kept | None:
     row = conn.execute(sql.SQL(
-        "SELECT min(table_name), count(*) FILTER (WHERE action = 'deleted'), count(*) FILTER (WHERE action = "
-        "'updated'), count(restored_at) FROM {} WHERE run_id = %s AND position = %s").format(_rows(store_schema)),
-        (run_id, position)).fetchone()
-    if row is None or row[0] is None:
+        "SELECT min(table_name) FILTER (WHERE depth = 0), count(*) FILTER (WHERE depth = 0), "
+        "count(*) FILTER (WHERE depth > 0), count(restored_at) FROM {} WHERE run_id = %s AND position = %s"
+    ).format(_rows(store_schema)), (run_id, position)).fetchone()
+    if row is None or not (row[1] or row[2]):
         return None
-    return Kept(table=row[0], deleted=row[1], updated=row[2], restored=row[3])
+    return Kept(table=row[0] or "", rows=row[1], dependents=row[2], restored=row[3])
 
 
 def kept_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int) -> list[tuple[Any, ...]]:
-    """Every row the run's remediations kept: position, table, action, key, old row, restored at."""
+    """Every row the run's remediations kept: position, table, level, action, key, old row, restored at."""
     if conn.execute("SELECT to_regclass(%s) IS NULL", (_rows(store_schema).as_string(conn),)).fetchone()[0]:
         return []  # a store older than version 2 (read-only): nothing was kept
     return conn.execute(sql.SQL(
-        "SELECT position, table_name, action, row_key, old_row, restored_at FROM {} WHERE run_id = %s "
-        "ORDER BY position, id").format(_rows(store_schema)), (run_id,)).fetchall()
+        "SELECT position, table_name, depth, action, row_key, old_row, restored_at FROM {} WHERE run_id = %s "
+        "ORDER BY position, depth, id").format(_rows(store_schema)), (run_id,)).fetchall()
 
 
 def restore_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int, position: int) -> tuple[int, str]:
-    """Put back, inside the caller's transaction, what the remediation at ``position`` deleted or overwrote;
+    """Put back, inside the caller's transaction, what the remediation at ``position`` deleted or overwrote (and
+    what its foreign keys' actions deleted or overwrote, the remediation's table first, then level by level);
     returns the rows put back and the SQL that ran. Raises ``RestoreRefused`` (the caller rolls back)."""
     found = kept(conn, store_schema, run_id, position)
     if found is None:
@@ -167,32 +299,38 @@ def restore_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int, 
                              "deletes or overwrites rows, or it ran without keeping them")
     if found.restored:
         raise RestoreRefused(f"statement {position} of run {run_id} was restored already ({found.restored} rows)")
-    facts = _facts_of(conn, found.table)
-    rows, where = _rows(store_schema), sql.SQL("k.run_id = {} AND k.position = {}").format(
-        sql.Literal(run_id), sql.Literal(position))
-    record = sql.SQL("k.old_text::{}").format(facts.relation)
+    rows = _rows(store_schema)
+    groups = conn.execute(sql.SQL(
+        "SELECT depth, table_name, action, count(*) FROM {} WHERE run_id = %s AND position = %s "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 3, 2").format(rows), (run_id, position)).fetchall()
     statements: list[sql.Composable] = []
     done = 0
-    try:
-        if found.updated:
-            done += _restore_updated(conn, facts, rows, where, found.updated, statements)
-        if found.deleted:
+    for depth, label, action, count in groups:
+        facts = _facts_of(conn, label)
+        where = sql.SQL("k.run_id = {} AND k.position = {} AND k.depth = {} AND k.table_name = {} "
+                        "AND k.action = {}").format(sql.Literal(run_id), sql.Literal(position), sql.Literal(depth),
+                                                    sql.Literal(label), sql.Literal(action))
+        try:
+            if action == "updated":
+                done += _restore_updated(conn, facts, rows, where, count, statements)
+                continue
             cols = sql.SQL(", ").join(sql.Identifier(c) for c in facts.writable)
             picked = sql.SQL(", ").join(sql.SQL("(erd_k.erd_r).{}").format(sql.Identifier(c)) for c in facts.writable)
             insert = sql.SQL(
-                "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT {} AS erd_r FROM {} AS k "
-                "WHERE {} AND k.action = 'deleted' ORDER BY k.id) AS erd_k").format(
-                facts.relation, cols, picked, record, rows, where)
+                "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT k.old_text::{} AS erd_r FROM {} "
+                "AS k WHERE {} ORDER BY k.id) AS erd_k").format(facts.relation, cols, picked, facts.relation, rows,
+                                                                 where)
             statements.append(insert)
             done += conn.execute(insert).rowcount
-    except psycopg.errors.InvalidTextRepresentation as exc:
-        raise RestoreRefused(f"the columns of {facts.label} changed since the remediation, so its rows no longer "
-                             f"fit the table: {exc.diag.message_primary}. Nothing was restored.") from exc
-    except psycopg.errors.IntegrityError as exc:
-        raise RestoreRefused(f"a constraint now forbids the rows: {exc.diag.message_primary}"
-                             f"{' (' + exc.diag.message_detail + ')' if exc.diag.message_detail else ''}. Nothing "
-                             "was restored.") from exc
-    conn.execute(sql.SQL("UPDATE {} AS k SET restored_at = now() WHERE {}").format(rows, where))
+        except psycopg.errors.InvalidTextRepresentation as exc:
+            raise RestoreRefused(f"the columns of {facts.label} changed since the remediation, so its rows no longer "
+                                 f"fit the table: {exc.diag.message_primary}. Nothing was restored.") from exc
+        except psycopg.errors.IntegrityError as exc:
+            detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
+            raise RestoreRefused(f"a constraint now forbids the rows of {facts.label}: {exc.diag.message_primary}"
+                                 f"{detail}. Nothing was restored.") from exc
+    conn.execute(sql.SQL("UPDATE {} AS k SET restored_at = now() WHERE k.run_id = %s AND k.position = %s").format(
+        rows), (run_id, position))
     return done, ";\n".join(s.as_string(conn) for s in statements)
 
 

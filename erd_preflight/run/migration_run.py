@@ -466,12 +466,14 @@ class MigrationRun:
 
     def kept_frame(self) -> pd.DataFrame:
         """Every row this run's remediations deleted or overwrote, as kept (``remediation_rows``): the statement's
-        position, the table, deleted or updated, the row's key, the row as it was, and when it was restored."""
+        position, the table, its depth (0: the remediation's own table; 1, 2, ...: rows a foreign key's ON DELETE
+        action reached), deleted or updated, the row's key, the row as it was, and when it was restored."""
         import pandas as pd
 
         with self.db.dedicated() as conn:
             rows = kept_rows(conn, self.store.schema, self.id)
-        return pd.DataFrame(rows, columns=["position", "table_name", "action", "row_key", "old_row", "restored_at"])
+        return pd.DataFrame(rows, columns=["position", "table_name", "depth", "action", "row_key", "old_row",
+                                           "restored_at"])
 
     def restore(self, position: int) -> int:
         """Put back what the remediation at ``position`` of ``applied_sql`` deleted or overwrote, in one transaction,

@@ -26,7 +26,22 @@ from ..plan.phases import lock_settings
 from ..read.preflight import json_value
 from ..sqlparse import normalize_expression
 from .apply import ApplyOptions
-from .keep import KeepTooLarge, RestoreRefused, TableFacts, kept_statement, measure, restore_rows, table_facts
+from .keep import (
+    Dependent,
+    KeepRefused,
+    KeepTooLarge,
+    RestoreRefused,
+    TableFacts,
+    dependents,
+    drop_duplicates,
+    keep_dependents,
+    kept_statement,
+    lock_rows,
+    measure,
+    measure_dependents,
+    restore_rows,
+    table_facts,
+)
 from .store import AppliedStatement, RunStore, now_text
 
 if TYPE_CHECKING:
@@ -50,6 +65,7 @@ class ReferenceEffect(BaseModel):
     action: FkAction
     rows: int
     step: int | None = None  # the plan step that adds the foreign key, for "orphan"
+    depth: int = 1  # 1: references the remediation's rows; 2: references rows a cascade reaches; ...
 
     @property
     def sentence(self) -> str:
@@ -59,7 +75,9 @@ class ReferenceEffect(BaseModel):
                 "set default": "PostgreSQL sets their key to its DEFAULT",
                 "orphan": f"they become orphans, which the foreign key step {self.step} adds will refuse"}[self.action]
         by = f"foreign key {display_name(self.constraint)}" if self.constraint else "the plan's foreign key"
-        return f"{self.rows} rows of {self.table} reference them ({by} on {', '.join(self.columns)}): {what}."
+        on = f" on {', '.join(self.columns)}" if self.columns else ""
+        them = "them" if self.depth == 1 else f"rows the cascade reaches ({self.depth} tables away)"
+        return f"{self.rows} rows of {self.table} reference {them} ({by}{on}): {what}."
 
 
 class RemediationPreview(BaseModel):
@@ -74,12 +92,13 @@ class RemediationPreview(BaseModel):
     keep_bytes: int  # what keeping those rows takes in remediation_rows
     keep_limit_bytes: int
     references: list[ReferenceEffect] = Field(default_factory=list)
+    keep_refused: str | None = None  # why the run could not keep what it changes (then it runs only with keep=False)
     survivor: str | None = None  # a dedupe's rule: which row of each group it keeps
     sample: list[dict[str, Any]] = Field(default_factory=list)  # rows it touches (a dedupe: whole groups, kept or not)
 
     @property
     def keeps(self) -> bool:
-        return self.keep_bytes <= self.keep_limit_bytes
+        return self.keep_refused is None and self.keep_bytes <= self.keep_limit_bytes
 
     def summary(self) -> str:
         verb = "deletes" if self.action == "delete" else "changes"
@@ -88,7 +107,8 @@ class RemediationPreview(BaseModel):
                  + "."]
         lines += [f"- {r.sentence}" for r in self.references if r.rows]
         lines.append(f"Keeps them on the run ({_size(self.keep_bytes)}), so run.restore(position) can put them back."
-                     if self.keeps else
+                     if self.keeps else f"Cannot keep them: {self.keep_refused}; it runs only with keep=False, and "
+                     "then cannot be restored." if self.keep_refused else
                      f"Keeping them would take {_size(self.keep_bytes)}, above keep_limit_bytes "
                      f"({_size(self.keep_limit_bytes)}): it runs only with keep=False, and then cannot be restored.")
         return "\n".join(lines)
@@ -211,12 +231,28 @@ def preview(db: Database, plan: MigrationPlan | None, remediation: Remediation, 
                 effects.append(ReferenceEffect(table=ref.child_label, constraint=ref.constraint,
                                                columns=list(ref.columns), action=ref.action,
                                                rows=int(count[0]) if count else 0, step=ref.step))
+            refused = None
+            if change.sets is None:
+                try:
+                    reached = dependents(conn, facts, change.alias, change.condition(order))
+                except KeepRefused as exc:
+                    refused, reached = str(exc), []
+                size += measure_dependents(conn, reached)[1]
+                for d in reached:
+                    if d.depth < 2:
+                        continue  # said by the foreign key that references the remediation's rows
+                    count = conn.execute(sql.SQL("SELECT count(*) FROM {} AS {} WHERE {}").format(
+                        d.facts.relation, sql.Identifier(d.alias), d.condition)).fetchone()
+                    effects.append(ReferenceEffect(table=d.facts.label, constraint=d.constraint, columns=[],
+                                                   action="cascade" if d.action == "deleted" else "set null",
+                                                   rows=int(count[0]) if count else 0, depth=d.depth))
             sample = _sample(conn, change, order)
         finally:
             conn.execute("ROLLBACK")
     return RemediationPreview(kind=remediation.kind, table=facts.label, action="delete" if change.sets is None
                               else "update", rows=rows, keep_bytes=size, keep_limit_bytes=options.keep_limit_bytes,
-                              references=effects, survivor=survivor if callable(change.where) else None,
+                              references=effects, keep_refused=refused,
+                              survivor=survivor if callable(change.where) else None,
                               sample=sample)
 
 
@@ -233,6 +269,26 @@ def _sample(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composa
     query = sql.SQL("SELECT to_jsonb({}.*) FROM {} AS {} WHERE {} LIMIT 20").format(
         alias, change.relation, alias, change.condition(order))
     return [row for (row,) in conn.execute(query)]
+
+
+def _reached(conn: psycopg.Connection[Any], facts: TableFacts, change: RowChange, order: sql.Composable | None,
+             plan: MigrationPlan | None) -> list[Dependent]:
+    """The rows of other tables the remediation's foreign keys' actions delete or overwrite, locked behind the
+    remediation's own rows; ``KeepRefused`` where the run could not give them back."""
+    if change.sets is None:
+        lock_rows(conn, change, order)
+        return dependents(conn, facts, change.alias, change.condition(order))
+    for ref in references(conn, facts, plan, deleting=False):  # ON UPDATE actions on the columns it sets
+        if ref.action in ("cascade", "set null", "set default") and set(ref.ref_columns) & set(change.columns):
+            count = conn.execute(sql.SQL(
+                "SELECT count(*) FROM {} AS erd_ref WHERE EXISTS (SELECT 1 FROM {} AS {} WHERE {} AND {})").format(
+                ref.child, change.relation, sql.Identifier(change.alias), change.condition(order),
+                _matches(ref, "erd_ref", change.alias))).fetchone()
+            if count and count[0]:
+                raise KeepRefused(f"foreign key {display_name(ref.constraint)} of {ref.child_label} is ON UPDATE "
+                                  f"{ref.action.upper()}: the remediation would change {count[0]} of its rows, which "
+                                  "the run does not keep")
+    return []
 
 
 def _change_of(remediation: Remediation) -> RowChange:
@@ -264,7 +320,7 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
     entry = AppliedStatement(phase="remediation", sql=own.sql or "", started=now_text(),
                              **({"params": {"$1": json_value(value)}} if params else {}))
     position = store.append_statement(run_id, entry)
-    rows, kept, shown = -1, None, own.sql or ""
+    rows, kept, extra_kept, shown = -1, None, 0, own.sql or ""
     try:
         with db.dedicated() as conn:
             # DROP INDEX CONCURRENTLY cannot run in a transaction block; everything else runs in one.
@@ -277,13 +333,18 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
                     order = survivor_order(conn, facts, references(conn, facts, plan, deleting=True), survivor) \
                         if callable(change.where) else None
                     if keep:
+                        reached = _reached(conn, facts, change, order, plan)
                         count, size = measure(conn, change, order)
-                        if size > options.keep_limit_bytes:
+                        more, more_size = measure_dependents(conn, reached)
+                        if size + more_size > options.keep_limit_bytes:
+                            also = f" (and {more} rows of other tables its foreign keys reach)" if more else ""
                             raise KeepTooLarge(
-                                f"{own.kind} would delete or change {count} rows of {facts.label}, and keeping them "
-                                f"takes {_size(size)}, above keep_limit_bytes ({_size(options.keep_limit_bytes)}). "
-                                "Raise it (ApplyOptions(keep_limit_bytes=...)), or run it with keep=False: then the "
-                                "rows are not kept and cannot be restored. Nothing was changed.")
+                                f"{own.kind} would delete or change {count} rows of {facts.label}{also}, and keeping "
+                                f"them takes {_size(size + more_size)}, above keep_limit_bytes "
+                                f"({_size(options.keep_limit_bytes)}). Raise it (ApplyOptions(keep_limit_bytes=...)), "
+                                "or run it with keep=False: then the rows are not kept and cannot be restored. "
+                                "Nothing was changed.")
+                        keep_dependents(conn, reached, store.schema, run_id, position)
                         composed = kept_statement(change, facts, store.schema, run_id, position, value=value_sql,
                                                   order=order)
                     else:
@@ -292,16 +353,24 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
                 # A raw cursor sends $1 as a server-side parameter and never scans the text for %
                 # placeholders, so no identifier (a column named %(value)s) can turn into one.
                 rows = psycopg.RawCursor(conn).execute(composed, params).rowcount
-                if change is not None:
-                    kept = max(rows, 0) if keep else None
+                if change is not None and keep:
+                    kept = max(rows, 0)
+                    extra_kept = drop_duplicates(conn, store.schema, run_id, position)
     except KeepTooLarge as exc:
         store.update_statement(run_id, position, outcome="rolled_back", finished=now_text(), error=str(exc))
         raise
+    except KeepRefused as exc:
+        message = (f"{exc}. Run it with keep=False to change them without keeping them (then it cannot be "
+                   "restored), or change those rows first. Nothing was changed.")
+        store.update_statement(run_id, position, outcome="rolled_back", finished=now_text(), error=message)
+        raise KeepRefused(message) from exc
     except psycopg.Error as exc:
         message = getattr(exc.diag, "message_primary", None) or str(exc)
         store.update_statement(run_id, position, outcome="failed", finished=now_text(), error=message)
         raise RunStateError(f"the remediation failed and was rolled back: {message}") from exc
     extra: dict[str, Any] = {"remediation": own.kind, **({"kept": kept} if kept is not None else {})}
+    if extra_kept:
+        extra["kept_reached"] = extra_kept  # rows of other tables its foreign keys' actions deleted or overwrote
     if change is not None and not keep:
         extra["not_kept"] = True
     if survivor != "first":

@@ -85,11 +85,14 @@ def migration_run_table(schema: str = DEFAULT_STORE_SCHEMA) -> sa.Table:
             sa.Column("run_id", sa.BigInteger, sa.ForeignKey("migration_run.id", ondelete="CASCADE"), nullable=False),
             sa.Column("position", sa.Integer, nullable=False),  # the remediation's entry in applied_sql
             sa.Column("table_name", sa.Text, nullable=False),
+            # 0: the remediation's own table; n: rows a foreign key's ON DELETE action reached n tables away
+            sa.Column("depth", sa.SmallInteger, nullable=False, server_default="0"),
             sa.Column("action", sa.Text, nullable=False),
             sa.Column("row_key", JSONB),  # the primary key's values, or the whole row where there is none
             sa.Column("old_row", JSONB, nullable=False),  # the row as it was, for people and queries
             sa.Column("old_text", sa.Text, nullable=False),  # the same, as PostgreSQL's exact text: what restore reads
             sa.Column("new_text", sa.Text),  # an updated row as the remediation left it: restore checks it is still so
+            sa.Column("row_tid", sa.Text),  # tableoid and ctid when kept: a row two actions reach is kept once
             sa.Column("restored_at", sa.DateTime(timezone=True)),
             sa.CheckConstraint("action IN ('deleted', 'updated')", name="remediation_rows_action_check"),
             sa.Index("remediation_rows_run_idx", "run_id", "position"),
