@@ -186,7 +186,7 @@ def test_dedupe_keeps_the_row_the_chosen_rule_names(db, run_sql, conninfo, survi
                     "ALTER TABLE child ADD FOREIGN KEY (parent_id) REFERENCES parent (id)")
     dedupe = remediation(run, "dedupe")
     preview = run.preview(dedupe, survivor=survivor)
-    assert {r["id"] for r in preview.sample if r["kept"]} == kept
+    assert {r["id"] for r in preview.sample if r["this row"] == "kept"} == kept
     assert run.remediate(dedupe, survivor=survivor) == 4
     with psycopg.connect(conninfo) as conn:
         assert {r[0] for r in conn.execute("SELECT id FROM parent")} == kept

@@ -328,7 +328,7 @@ def test_the_panel_previews_a_dedupe_and_restores_what_it_deleted(db, store, sho
     assert panel.errors == []
     assert "dedupe deletes 4 rows of" in dedupe.preview.value
     assert "orders reference them" in dedupe.preview.value and "become orphans" in dedupe.preview.value
-    assert "<th>kept</th>" in dedupe.preview.value
+    assert "<th>this row</th>" in dedupe.preview.value and "<td>deleted</td>" in dedupe.preview.value
     assert not panel.kept.children
     dedupe.run_button.click()
     assert panel.errors == []

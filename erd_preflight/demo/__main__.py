@@ -79,8 +79,8 @@ def main(argv: list[str]) -> int:
     print(run.phases().script())
     record = run.apply()
     print(f"run {record.id}: {record.status}")
-    for entry in record.applied_sql:
-        print(f"  [{entry.phase:<11}] {entry.outcome:<8} {entry.sql[:100]}")
+    for entry in record.applied_sql:  # a remediation as it reads (what ran also kept its rows: entry.sql)
+        print(f"  [{entry.phase:<11}] {entry.outcome:<8} {(entry.model_extra or {}).get('as_shown', entry.sql)[:100]}")
     print("\naudit trail (migration_run):")
     print(runs(db)[["name", "status", "steps", "blocking", "applied_statements"]].to_string())
     return 0 if report.status == "blocked" and record.status == "applied" else 1

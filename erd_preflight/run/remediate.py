@@ -265,7 +265,7 @@ def _sample(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composa
             "{keys} ORDER BY {order}) AS erd_n, count(*) OVER (PARTITION BY {keys}) AS erd_c, dense_rank() OVER "
             "(ORDER BY {keys}) AS erd_group FROM {rel} AS erd_g{where}) AS erd_s WHERE erd_c > 1 "
             "ORDER BY erd_group, erd_n LIMIT 20").format(keys=keys, order=order, rel=change.relation, where=grouped)
-        return [{"kept": bool(keep), **row} for keep, row in conn.execute(query)]
+        return [{"this row": "kept" if keep else "deleted", **row} for keep, row in conn.execute(query)]
     query = sql.SQL("SELECT to_jsonb({}.*) FROM {} AS {} WHERE {} LIMIT 20").format(
         alias, change.relation, alias, change.condition(order))
     return [row for (row,) in conn.execute(query)]
@@ -321,6 +321,7 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
                              **({"params": {"$1": json_value(value)}} if params else {}))
     position = store.append_statement(run_id, entry)
     rows, kept, extra_kept, shown = -1, None, 0, own.sql or ""
+    ran = shown
     try:
         with db.dedicated() as conn:
             # DROP INDEX CONCURRENTLY cannot run in a transaction block; everything else runs in one.
@@ -350,6 +351,7 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
                     else:
                         composed = change.statement(value_sql, order)
                     shown = change.statement(value_sql, order).as_string(conn)
+                ran = composed.as_string(conn)
                 # A raw cursor sends $1 as a server-side parameter and never scans the text for %
                 # placeholders, so no identifier (a column named %(value)s) can turn into one.
                 rows = psycopg.RawCursor(conn).execute(composed, params).rowcount
@@ -375,7 +377,9 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
         extra["not_kept"] = True
     if survivor != "first":
         extra["survivor"] = survivor
-    store.update_statement(run_id, position, outcome="applied", finished=now_text(), rows=max(rows, 0), sql=shown,
+    if ran != shown:
+        extra["as_shown"] = shown  # the remediation as it reads; ``sql`` is the statement that ran, keeping included
+    store.update_statement(run_id, position, outcome="applied", finished=now_text(), rows=max(rows, 0), sql=ran,
                            **extra)
     return max(rows, 0)
 
