@@ -192,6 +192,9 @@ def test_dedupe_keeps_the_row_the_chosen_rule_names(db, run_sql, conninfo, survi
         assert {r[0] for r in conn.execute("SELECT id FROM parent")} == kept
     with pytest.raises(ValueError, match="has no column 'nope'"):
         run.preview(dedupe, survivor="newest:nope")
+    with pytest.raises(ValueError, match="has no column 'nope'"):
+        run.remediate(dedupe, survivor="newest:nope")
+    assert run.record.applied_sql[-1].outcome == "rolled_back"  # not left "running", as if a crash had cut it
 
 
 rows = st.lists(st.tuples(st.none() | st.integers(0, 3), st.none() | st.sampled_from(["a", "b", "c"])), max_size=8)
@@ -315,3 +318,12 @@ def test_a_set_default_action_the_run_cannot_keep_refuses_unless_told_not_to_kee
         run.remediate(dedupe)
     assert rows_of(conninfo, "parent", "child") == before
     assert run.remediate(dedupe, keep=False) == 1
+
+
+def test_a_survivor_rule_for_a_remediation_that_is_no_dedupe_is_refused_not_ignored(db, run_sql):
+    run_sql(types(True, "null_orphans"))
+    run = start(db, PLANS["null_orphans"])
+    orphans = remediation(run, "null_orphans")
+    for call in (run.preview, run.remediate):
+        with pytest.raises(ValueError, match="'null_orphans' is not a dedupe"):
+            call(orphans, survivor="most_referenced")

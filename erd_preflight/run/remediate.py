@@ -212,6 +212,9 @@ def preview(db: Database, plan: MigrationPlan | None, remediation: Remediation, 
     """What ``remediation`` would delete or change, and what the foreign keys do with the rows that reference
     those; read-only."""
     change = _change_of(remediation)
+    if survivor != "first" and not callable(change.where):
+        raise ValueError(f"survivor= chooses which row of each duplicate group a dedupe keeps; {remediation.kind!r} "
+                         "is not a dedupe")
     with db.dedicated() as conn:
         conn.execute("BEGIN TRANSACTION READ ONLY")
         try:
@@ -315,8 +318,9 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
         else:
             value_sql, params = sql.SQL("$1"), [value]
     change = own.change
-    if change is None and survivor != "first":
-        raise ValueError(f"survivor= chooses the row a dedupe keeps; remediation {own.kind!r} keeps no row")
+    if survivor != "first" and (change is None or not callable(change.where)):
+        raise ValueError(f"survivor= chooses which row of each duplicate group a dedupe keeps; {own.kind!r} is not a "
+                         "dedupe")
     entry = AppliedStatement(phase="remediation", sql=own.sql or "", started=now_text(),
                              **({"params": {"$1": json_value(value)}} if params else {}))
     position = store.append_statement(run_id, entry)
@@ -370,6 +374,9 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
         message = getattr(exc.diag, "message_primary", None) or str(exc)
         store.update_statement(run_id, position, outcome="failed", finished=now_text(), error=message)
         raise RunStateError(f"the remediation failed and was rolled back: {message}") from exc
+    except Exception as exc:  # a bad survivor column, ...: rolled back before it ran, and the record says so
+        store.update_statement(run_id, position, outcome="rolled_back", finished=now_text(), error=str(exc))
+        raise
     extra: dict[str, Any] = {"remediation": own.kind, **({"kept": kept} if kept is not None else {})}
     if extra_kept:
         extra["kept_reached"] = extra_kept  # rows of other tables its foreign keys' actions deleted or overwrote
