@@ -452,9 +452,12 @@ def gate_html(decision: GateDecision, *, remediations: bool = True, report: Pref
 def statements_frame(record: RunRecord) -> pd.DataFrame:
     import pandas as pd
 
-    columns = ["phase", "step", "attempt", "outcome", "rows", "sql", "error", "started", "finished"]
-    frame = pd.DataFrame([{c: getattr(s, c) for c in columns} for s in record.applied_sql], columns=columns)
-    return frame.astype({"step": "Int64", "attempt": "Int64", "rows": "Int64"})
+    # A remediation's sql as it reads; what ran (its rows kept in the same statement) is the record's entry.sql
+    columns = ["phase", "step", "attempt", "outcome", "rows", "kept", "sql", "error", "started", "finished"]
+    frame = pd.DataFrame([{**{c: getattr(s, c, None) for c in columns}, "kept": (s.model_extra or {}).get("kept"),
+                           "sql": (s.model_extra or {}).get("as_shown", s.sql)} for s in record.applied_sql],
+                         columns=columns)
+    return frame.astype({"step": "Int64", "attempt": "Int64", "rows": "Int64", "kept": "Int64"})
 
 
 def run_html(record: RunRecord) -> str:
@@ -481,7 +484,8 @@ def run_html(record: RunRecord) -> str:
         finished = [_parse(v) for v in frame["finished"]]
         frame["ms"] = [round((b - a).total_seconds() * 1000, 1) if a and b else None for a, b in zip(started, finished)]
         frame["started"] = [a.strftime("%H:%M:%S.%f")[:-3] if a else "" for a in started]
-        columns = ["phase", "step", "outcome", "rows", "sql", "started", "ms"]
+        columns = ["phase", "step", "outcome", "rows", *(["kept"] if frame["kept"].notna().any() else []), "sql",
+                   "started", "ms"]
         if frame["error"].notna().any():
             columns.insert(5, "error")
         parts.append("<div>statements run (UTC):</div>" + frame_html(frame[columns], max_rows=None, null=""))
