@@ -327,3 +327,18 @@ def test_a_survivor_rule_for_a_remediation_that_is_no_dedupe_is_refused_not_igno
     for call in (run.preview, run.remediate):
         with pytest.raises(ValueError, match="'null_orphans' is not a dedupe"):
             call(orphans, survivor="most_referenced")
+
+
+def test_a_trigger_on_the_remediated_rows_is_named_before_and_recorded_as_not_kept(db, run_sql, conninfo):
+    """What a trigger changes elsewhere is outside what the run keeps: the preview says so, and the record too."""
+    run_sql("CREATE TABLE parent (id int PRIMARY KEY, email text); INSERT INTO parent VALUES (1, 'a'), (2, 'a');"
+            "CREATE TABLE audit (gone int);"
+            "CREATE FUNCTION note_gone() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN INSERT INTO audit VALUES (OLD.id); RETURN OLD; END $$;"
+            "CREATE TRIGGER parent_audit AFTER DELETE ON parent FOR EACH ROW EXECUTE FUNCTION note_gone()")
+    run = start(db, "ALTER TABLE parent ADD UNIQUE (email)")
+    dedupe = remediation(run, "dedupe")
+    assert "trigger parent_audit of" in run.preview(dedupe).summary()
+    assert "what they change elsewhere is not kept" in run.preview(dedupe).summary()
+    assert run.remediate(dedupe) == 1
+    assert run.record.applied_sql[-1].model_extra["triggers_not_kept"] == ["trigger parent_audit"]

@@ -93,6 +93,7 @@ class RemediationPreview(BaseModel):
     keep_limit_bytes: int
     references: list[ReferenceEffect] = Field(default_factory=list)
     keep_refused: str | None = None  # why the run could not keep what it changes (then it runs only with keep=False)
+    triggers: list[str] = Field(default_factory=list)  # triggers and rules that run on its rows: not kept
     survivor: str | None = None  # a dedupe's rule: which row of each group it keeps
     sample: list[dict[str, Any]] = Field(default_factory=list)  # rows it touches (a dedupe: whole groups, kept or not)
 
@@ -106,6 +107,9 @@ class RemediationPreview(BaseModel):
                  + (f", keeping one row of each group: the {survivor_text(self.survivor)}" if self.survivor else "")
                  + "."]
         lines += [f"- {r.sentence}" for r in self.references if r.rows]
+        if self.triggers and self.rows:
+            lines.append(f"- {', '.join(self.triggers)} of {self.table} run on each row it {verb}: what "
+                         "they change elsewhere is not kept.")
         lines.append(f"Keeps them on the run ({_size(self.keep_bytes)}), so run.restore(position) can put them back."
                      if self.keeps else f"Cannot keep them: {self.keep_refused}; it runs only with keep=False, and "
                      "then cannot be restored." if self.keep_refused else
@@ -250,11 +254,12 @@ def preview(db: Database, plan: MigrationPlan | None, remediation: Remediation, 
                                                    action="cascade" if d.action == "deleted" else "set null",
                                                    rows=int(count[0]) if count else 0, depth=d.depth))
             sample = _sample(conn, change, order)
+            triggers = triggers_of(conn, facts, deleting=change.sets is None)
         finally:
             conn.execute("ROLLBACK")
     return RemediationPreview(kind=remediation.kind, table=facts.label, action="delete" if change.sets is None
                               else "update", rows=rows, keep_bytes=size, keep_limit_bytes=options.keep_limit_bytes,
-                              references=effects, keep_refused=refused,
+                              references=effects, keep_refused=refused, triggers=triggers,
                               survivor=survivor if callable(change.where) else None,
                               sample=sample)
 
@@ -272,6 +277,17 @@ def _sample(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composa
     query = sql.SQL("SELECT to_jsonb({}.*) FROM {} AS {} WHERE {} LIMIT 20").format(
         alias, change.relation, alias, change.condition(order))
     return [row for (row,) in conn.execute(query)]
+
+
+def triggers_of(conn: psycopg.Connection[Any], facts: TableFacts, deleting: bool) -> list[str]:
+    """The enabled user triggers and rules of the table that fire on DELETE (or UPDATE)."""
+    return [name for (name,) in conn.execute(
+        """SELECT 'trigger ' || quote_ident(t.tgname) FROM pg_trigger t
+            WHERE t.tgrelid = %(oid)s AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND t.tgtype & %(bit)s <> 0
+           UNION ALL
+           SELECT 'rule ' || quote_ident(r.rulename) FROM pg_rewrite r
+            WHERE r.ev_class = %(oid)s AND r.ev_type = %(event)s ORDER BY 1""",
+        {"oid": facts.oid, "bit": 8 if deleting else 16, "event": "4" if deleting else "2"})]
 
 
 def _reached(conn: psycopg.Connection[Any], facts: TableFacts, change: RowChange, order: sql.Composable | None,
@@ -324,7 +340,7 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
     entry = AppliedStatement(phase="remediation", sql=own.sql or "", started=now_text(),
                              **({"params": {"$1": json_value(value)}} if params else {}))
     position = store.append_statement(run_id, entry)
-    rows, kept, extra_kept, shown = -1, None, 0, own.sql or ""
+    rows, kept, extra_kept, shown, fired = -1, None, 0, own.sql or "", []
     ran = shown
     try:
         with db.dedicated() as conn:
@@ -335,6 +351,7 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
                     composed = own.statement(value_sql)
                 else:
                     facts = table_facts(conn, change.schema, change.table)
+                    fired = triggers_of(conn, facts, deleting=change.sets is None)
                     order = survivor_order(conn, facts, references(conn, facts, plan, deleting=True), survivor) \
                         if callable(change.where) else None
                     if keep:
@@ -384,6 +401,8 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
         extra["not_kept"] = True
     if survivor != "first":
         extra["survivor"] = survivor
+    if fired:
+        extra["triggers_not_kept"] = fired  # what they changed elsewhere is not in remediation_rows
     if ran != shown:
         extra["as_shown"] = shown  # the remediation as it reads; ``sql`` is the statement that ran, keeping included
     store.update_statement(run_id, position, outcome="applied", finished=now_text(), rows=max(rows, 0), sql=ran,
