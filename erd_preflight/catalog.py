@@ -120,11 +120,13 @@ SELECT n.nspname, c.relname, con.conname,
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
-       con.confmatchtype::text, con.confupdtype::text, con.confdeltype::text
+       con.confmatchtype::text, con.confupdtype::text, con.confdeltype::text, {set_columns}, con.conparentid <> 0
   FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE con.contype = 'f' AND con.confrelid = %s
  ORDER BY 1, 2, 3
 """
+_SET_COLUMNS = """ARRAY(SELECT a.attname FROM unnest(con.confdelsetcols) k(n)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n)"""
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ class ReferencingKey:
     match_full: bool
     on_update: str
     on_delete: str
+    set_columns: tuple[str, ...] = ()  # ON DELETE SET NULL / SET DEFAULT (columns), PostgreSQL 15+: only those
+    inherited: bool = False  # a partition's copy of a foreign key its partitioned table has
 
 
 @dataclass(frozen=True)
@@ -373,9 +377,11 @@ class Catalog:
 
     def referencing(self, oid: int) -> list[ReferencingKey]:
         """The foreign keys that reference a table."""
+        set_columns = _SET_COLUMNS if self.server_version >= 150000 else "ARRAY[]::name[]"
         return [ReferencingKey(schema=r[0], table=r[1], name=r[2], columns=tuple(r[3]), ref_columns=tuple(r[4]),
-                               match_full=r[5] == "f", on_update=r[6], on_delete=r[7])
-                for r in self.conn.execute(_REFERENCING, (oid,))]
+                               match_full=r[5] == "f", on_update=r[6], on_delete=r[7], set_columns=tuple(r[8]),
+                               inherited=r[9])
+                for r in self.conn.execute(sql.SQL(_REFERENCING).format(set_columns=sql.SQL(set_columns)), (oid,))]
 
     def relation_exists(self, schema: str, name: str) -> bool:
         regclass = sql.Identifier(schema, name).as_string(self.conn)

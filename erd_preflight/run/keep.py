@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ..checks.remediation import RowChange
+from ..catalog import Catalog
 from ..errors import RunStateError
 from ..plan import display_name
 
@@ -119,48 +120,34 @@ def dependents(conn: psycopg.Connection[Any], facts: TableFacts, alias: str, con
     ``facts`` where ``condition`` holds are deleted, level by level (only where rows are reached). Raises
     ``KeepRefused`` where a kept copy could not give them back: SET DEFAULT, or chains deeper than MAX_DEPTH."""
     found: list[Dependent] = []
-    set_sql = _SET_COLUMNS if conn.info.server_version >= 150000 else "ARRAY[]::name[]"
-    keys = conn.execute(sql.SQL(
-        """SELECT k.conname, n.nspname, c.relname, k.confdeltype::text,
-                  ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(n, o)
-                         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n ORDER BY x.o),
-                  ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(n, o)
-                         JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n ORDER BY x.o),
-                  {}
-             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE k.contype = 'f' AND k.confrelid = %s AND k.conparentid = 0 AND k.confdeltype IN ('c', 'n', 'd')
-            ORDER BY 1""").format(sql.SQL(set_sql)), (facts.oid,)).fetchall()
-    for name, schema, table, action, columns, ref_columns, set_columns in keys:
-        child = table_facts(conn, schema, table)
+    for key in Catalog(conn).referencing(facts.oid):
+        if key.inherited or key.on_delete not in ("c", "n", "d"):
+            continue  # a partition's copy (its partitioned table's key says it); NO ACTION / RESTRICT change nothing
+        child = table_facts(conn, key.schema, key.table)
         child_alias = f"erd_k{depth}"
         matches = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier(child_alias, c),
                                                                   sql.Identifier(alias, r))
-                                        for c, r in zip(columns, ref_columns))
+                                        for c, r in zip(key.columns, key.ref_columns))
         reached = sql.SQL("EXISTS (SELECT 1 FROM {} AS {} WHERE ({}) AND {})").format(
             facts.relation, sql.Identifier(alias), condition, matches)
         any_row = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} AS {} WHERE {})").format(
             child.relation, sql.Identifier(child_alias), reached)).fetchone()
         if not any_row or not any_row[0]:
             continue
-        shown = f"{display_name(name)} of {child.label}"
-        if action == "d":
+        shown = f"{display_name(key.name)} of {child.label}"
+        if key.on_delete == "d":
             raise KeepRefused(f"foreign key {shown} is ON DELETE SET DEFAULT: the remediation would overwrite rows of "
                               f"{child.label} in a way the run cannot keep exactly")
         if depth > MAX_DEPTH:
             raise KeepRefused(f"foreign key {shown} reaches rows {depth} levels from the remediation's table, deeper "
                               f"than the {MAX_DEPTH} the run keeps")
-        if action == "c":
-            found.append(Dependent(child, child_alias, reached, "deleted", depth, name))
+        if key.on_delete == "c":
+            found.append(Dependent(child, child_alias, reached, "deleted", depth, key.name))
             found += dependents(conn, child, child_alias, reached, depth + 1)
         else:
-            found.append(Dependent(child, child_alias, reached, "updated", depth, name,
-                                   tuple(set_columns) or tuple(columns)))
+            found.append(Dependent(child, child_alias, reached, "updated", depth, key.name,
+                                   key.set_columns or key.columns))
     return found
-
-
-# PostgreSQL 15+: ON DELETE SET NULL (columns) sets only those
-_SET_COLUMNS = """ARRAY(SELECT a.attname FROM unnest(k.confdelsetcols) x(n)
-                          JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n)"""
 
 
 def keep_dependents(conn: psycopg.Connection[Any], found: list[Dependent], store_schema: str, run_id: int,

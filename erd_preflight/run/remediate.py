@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..catalog import Catalog
 from ..checks.remediation import Remediation, RowChange, first_stored
 from ..db import Database
 from ..errors import RunStateError
@@ -158,18 +159,10 @@ def references(conn: psycopg.Connection[Any], facts: TableFacts, plan: Migration
                deleting: bool) -> list[_Reference]:
     """The foreign keys that reference the table (their ON DELETE, or ON UPDATE when ``deleting`` is False), and
     the ones the plan adds to it from tables that exist."""
-    found = [_Reference(name, sql.Identifier(schema, table), display_name(schema, table),
-                        tuple(cols), tuple(refs), _ACTIONS.get(on_delete if deleting else on_update, "block"))
-             for name, schema, table, cols, refs, on_delete, on_update in conn.execute(
-                 """SELECT k.conname, n.nspname, c.relname,
-                           ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(n, o)
-                                  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n ORDER BY x.o),
-                           ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(n, o)
-                                  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n ORDER BY x.o),
-                           k.confdeltype::text, k.confupdtype::text
-                      FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-                      JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE k.contype = 'f' AND k.confrelid = %s AND k.conparentid = 0 ORDER BY 1""", (facts.oid,))]
+    found = [_Reference(key.name, sql.Identifier(key.schema, key.table), display_name(key.schema, key.table),
+                        key.columns, key.ref_columns,
+                        _ACTIONS.get(key.on_delete if deleting else key.on_update, "block"))
+             for key in Catalog(conn).referencing(facts.oid) if not key.inherited]
     for number, step in enumerate(plan.steps if plan else [], start=1):
         if not isinstance(step, AddForeignKey) or step.ref_table != facts.name \
                 or step.ref_schema not in (None, facts.schema):
