@@ -60,7 +60,11 @@ class TableFacts:
 
 def table_facts(conn: psycopg.Connection[Any], schema: str | None, table: str) -> TableFacts:
     """The table as the catalog has it now (``schema`` None: the first on the search_path)."""
-    regclass = sql.Identifier(*([schema] if schema else []), table).as_string(conn)
+    return _facts_of(conn, sql.Identifier(*([schema] if schema else []), table).as_string(conn))
+
+
+def _facts_of(conn: psycopg.Connection[Any], regclass: str) -> TableFacts:
+    """``table_facts`` of a table named as to_regclass reads it (a kept row's table_name)."""
     row = conn.execute(
         """SELECT c.oid, n.nspname, c.relname,
                   ARRAY(SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(n, o)
@@ -73,7 +77,7 @@ def table_facts(conn: psycopg.Connection[Any], schema: str | None, table: str) -
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)""",
         (regclass,)).fetchone()
     if row is None:
-        raise RestoreRefused(f"table {regclass} does not exist (any more)")
+        raise RestoreRefused(f"table {regclass} does not exist (any more); nothing was changed")
     return TableFacts(oid=row[0], schema=row[1], name=row[2], primary_key=tuple(row[3]), writable=tuple(row[4]),
                       updatable=tuple(row[5]))
 
@@ -192,31 +196,27 @@ def _rows(store_schema: str) -> sql.Identifier:
     return sql.Identifier(store_schema, "remediation_rows")
 
 
-def measure(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composable | None) -> tuple[int, int]:
-    """The rows the remediation would delete or change, and the bytes keeping them takes (the row's text, its
-    jsonb, and for an update the text as it leaves it, estimated as the old text)."""
-    alias = sql.Identifier(change.alias)
-    copies = 1 if change.sets is None else 2
+def _measure(conn: psycopg.Connection[Any], relation: sql.Composable, alias: str, condition: sql.Composable,
+             copies: int) -> tuple[int, int]:
+    """The rows of ``relation`` where ``condition`` holds, and the bytes keeping them takes: the row's text
+    (``copies`` times: an overwritten row is kept as it was and as it is left, estimated as the old text) and its
+    jsonb."""
+    name = sql.Identifier(alias)
     row = conn.execute(sql.SQL(
         "SELECT count(*), coalesce(sum({} * octet_length(({}.*)::text) + pg_column_size(to_jsonb({}.*))), 0) "
-        "FROM {} AS {} WHERE {}").format(sql.Literal(copies), alias, alias, change.relation, alias,
-                                         change.condition(order))).fetchone()
+        "FROM {} AS {} WHERE {}").format(sql.Literal(copies), name, name, relation, name, condition)).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
-def measure_dependents(conn: psycopg.Connection[Any], found: list[Dependent]) -> tuple[int, int]:
-    """``measure`` for the rows the foreign keys' actions reach."""
-    rows = size = 0
-    for d in found:
-        alias = sql.Identifier(d.alias)
-        row = conn.execute(sql.SQL(
-            "SELECT count(*), coalesce(sum({} * octet_length(({}.*)::text) + pg_column_size(to_jsonb({}.*))), 0) "
-            "FROM {} AS {} WHERE {}").format(sql.Literal(2 if d.action == "updated" else 1), alias, alias,
-                                             d.facts.relation, alias, d.condition)).fetchone()
-        assert row is not None
-        rows, size = rows + int(row[0]), size + int(row[1])
-    return rows, size
+def measure(conn: psycopg.Connection[Any], change: RowChange, order: sql.Composable | None) -> tuple[int, int]:
+    """The rows the remediation would delete or change, and the bytes keeping them takes."""
+    return _measure(conn, change.relation, change.alias, change.condition(order), 1 if change.sets is None else 2)
+
+
+def measure_each(conn: psycopg.Connection[Any], found: list[Dependent]) -> list[tuple[int, int]]:
+    """``measure`` for each set of rows the foreign keys' actions reach."""
+    return [_measure(conn, d.facts.relation, d.alias, d.condition, 2 if d.action == "updated" else 1) for d in found]
 
 
 def kept_statement(change: RowChange, facts: TableFacts, store_schema: str, run_id: int, position: int, *,
@@ -319,14 +319,6 @@ def restore_rows(conn: psycopg.Connection[Any], store_schema: str, run_id: int, 
     conn.execute(sql.SQL("UPDATE {} AS k SET restored_at = now() WHERE k.run_id = %s AND k.position = %s").format(
         rows), (run_id, position))
     return done, ";\n".join(s.as_string(conn) for s in statements)
-
-
-def _facts_of(conn: psycopg.Connection[Any], label: str) -> TableFacts:
-    row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                       "WHERE c.oid = to_regclass(%s)", (label,)).fetchone()
-    if row is None:
-        raise RestoreRefused(f"table {label} does not exist any more; nothing was restored")
-    return table_facts(conn, row[0], row[1])
 
 
 def _restore_updated(conn: psycopg.Connection[Any], facts: TableFacts, rows: sql.Composable, where: sql.Composable,

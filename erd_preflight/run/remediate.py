@@ -39,7 +39,7 @@ from .keep import (
     kept_statement,
     lock_rows,
     measure,
-    measure_dependents,
+    measure_each,
     restore_rows,
     table_facts,
 )
@@ -184,6 +184,16 @@ def _matches(ref: _Reference, child: str, parent: str) -> sql.Composable:
                                  for c, p in zip(ref.columns, ref.ref_columns))
 
 
+def _referencing_rows(conn: psycopg.Connection[Any], ref: _Reference, change: RowChange,
+                      order: sql.Composable | None) -> int:
+    """The rows of ``ref``'s table that reference a row the remediation deletes or changes."""
+    row = conn.execute(sql.SQL(
+        "SELECT count(*) FROM {} AS erd_ref WHERE EXISTS (SELECT 1 FROM {} AS {} WHERE {} AND {})").format(
+        ref.child, change.relation, sql.Identifier(change.alias), change.condition(order),
+        _matches(ref, "erd_ref", change.alias))).fetchone()
+    return int(row[0]) if row else 0
+
+
 def survivor_order(conn: psycopg.Connection[Any], facts: TableFacts, refs: list[_Reference], survivor: str
                    ) -> sql.Composable:
     """The ORDER BY of a dedupe's window over the rows (``erd_g``): the first row of each group is kept."""
@@ -224,28 +234,21 @@ def preview(db: Database, plan: MigrationPlan | None, remediation: Remediation, 
             for ref in refs:
                 if change.sets is not None and not set(ref.ref_columns) & set(change.columns):
                     continue  # an update that leaves the referenced key alone
-                count = conn.execute(sql.SQL(
-                    "SELECT count(*) FROM {} AS erd_ref WHERE EXISTS (SELECT 1 FROM {} AS {} WHERE {} AND {})").format(
-                    ref.child, change.relation, sql.Identifier(change.alias), change.condition(order),
-                    _matches(ref, "erd_ref", change.alias))).fetchone()
                 effects.append(ReferenceEffect(table=ref.child_label, constraint=ref.constraint,
                                                columns=list(ref.columns), action=ref.action,
-                                               rows=int(count[0]) if count else 0, step=ref.step))
+                                               rows=_referencing_rows(conn, ref, change, order), step=ref.step))
             refused = None
             if change.sets is None:
                 try:
                     reached = dependents(conn, facts, change.alias, change.condition(order))
                 except KeepRefused as exc:
                     refused, reached = str(exc), []
-                size += measure_dependents(conn, reached)[1]
-                for d in reached:
-                    if d.depth < 2:
-                        continue  # said by the foreign key that references the remediation's rows
-                    count = conn.execute(sql.SQL("SELECT count(*) FROM {} AS {} WHERE {}").format(
-                        d.facts.relation, sql.Identifier(d.alias), d.condition)).fetchone()
-                    effects.append(ReferenceEffect(table=d.facts.label, constraint=d.constraint, columns=[],
-                                                   action="cascade" if d.action == "deleted" else "set null",
-                                                   rows=int(count[0]) if count else 0, depth=d.depth))
+                for d, (count, bytes_kept) in zip(reached, measure_each(conn, reached)):
+                    size += bytes_kept
+                    if d.depth >= 2:  # depth 1 is said by the foreign key that references the remediation's rows
+                        effects.append(ReferenceEffect(table=d.facts.label, constraint=d.constraint, columns=[],
+                                                       action="cascade" if d.action == "deleted" else "set null",
+                                                       rows=count, depth=d.depth))
             sample = _sample(conn, change, order)
             triggers = triggers_of(conn, facts, deleting=change.sets is None)
         finally:
@@ -292,13 +295,10 @@ def _reached(conn: psycopg.Connection[Any], facts: TableFacts, change: RowChange
         return dependents(conn, facts, change.alias, change.condition(order))
     for ref in references(conn, facts, plan, deleting=False):  # ON UPDATE actions on the columns it sets
         if ref.action in ("cascade", "set null", "set default") and set(ref.ref_columns) & set(change.columns):
-            count = conn.execute(sql.SQL(
-                "SELECT count(*) FROM {} AS erd_ref WHERE EXISTS (SELECT 1 FROM {} AS {} WHERE {} AND {})").format(
-                ref.child, change.relation, sql.Identifier(change.alias), change.condition(order),
-                _matches(ref, "erd_ref", change.alias))).fetchone()
-            if count and count[0]:
+            count = _referencing_rows(conn, ref, change, order)
+            if count:
                 raise KeepRefused(f"foreign key {display_name(ref.constraint)} of {ref.child_label} is ON UPDATE "
-                                  f"{ref.action.upper()}: the remediation would change {count[0]} of its rows, which "
+                                  f"{ref.action.upper()}: the remediation would change {count} of its rows, which "
                                   "the run does not keep")
     return []
 
@@ -350,7 +350,8 @@ def run_remediation(db: Database, store: RunStore, run_id: int, plan: MigrationP
                     if keep:
                         reached = _reached(conn, facts, change, order, plan)
                         count, size = measure(conn, change, order)
-                        more, more_size = measure_dependents(conn, reached)
+                        each = measure_each(conn, reached)
+                        more, more_size = sum(n for n, _ in each), sum(b for _, b in each)
                         if size + more_size > options.keep_limit_bytes:
                             also = f" (and {more} rows of other tables its foreign keys reach)" if more else ""
                             raise KeepTooLarge(
