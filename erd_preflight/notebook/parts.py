@@ -258,57 +258,56 @@ class FindingView(widgets.VBox):
                        f"{', '.join(c.remediation.kind for c in self.remediations) or 'none'}")
 
 
-class LargeTableConfirmation(widgets.VBox):
+class TypedConfirmation(widgets.VBox):
+    """A person's explicit yes: read ``info``, tick the box and type ``expected``; the button then calls back."""
+
+    def __init__(self, info: str, tick: str, expected: str, width: str, button: str, done: str, is_done: bool,
+                 on_click: Callable[[Any], None]) -> None:
+        self.expected = expected
+        self.info = widgets.HTML(info)
+        self.tick = widgets.Checkbox(value=False, indent=False, description=tick, layout=widgets.Layout(width="auto"))
+        self.typed = widgets.Text(placeholder=f"type {expected} to {button.lower()}", layout=widgets.Layout(width=width))
+        self.button = widgets.Button(description=button, button_style="warning", disabled=True)
+        self.state = widgets.HTML(badge(f"✓ {done}", "clear") if is_done else "")
+        self.tick.observe(lambda _: self._update(), names="value")
+        self.typed.observe(lambda _: self._update(), names="value")
+        self.button.on_click(lambda _: on_click(self))
+        controls = [] if is_done else [self.tick, widgets.HBox([self.typed, self.button])]
+        super().__init__([self.info, *controls, self.state],
+                         layout=widgets.Layout(border="1px solid #fcd34d", padding="4px", margin="4px 0"))
+
+    def matches(self, typed: str) -> bool:
+        return typed.strip() == self.expected
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.tick.value) and self.matches(self.typed.value)
+
+    def _update(self) -> None:
+        self.button.disabled = not self.ready
+
+
+class LargeTableConfirmation(TypedConfirmation):
     """Confirm one non-concurrent index build on a large table: tick the box and type the table's name."""
 
     def __init__(self, request: ConfirmationRequest, alternative: str | None,
                  on_confirm: Callable[[LargeTableConfirmation], None]) -> None:
         self.request = request
-        self.info = widgets.HTML(confirmation_request_html(request, alternative))
-        self.tick = widgets.Checkbox(value=False, indent=False,
-                                     description=f"I accept that writes to {request.table} wait for the whole build",
-                                     layout=widgets.Layout(width="auto"))
-        self.typed = widgets.Text(placeholder=f"type {request.table} to confirm",
-                                  layout=widgets.Layout(width="320px"))
-        self.confirm_button = widgets.Button(description="Confirm", button_style="warning", disabled=True)
-        self.state = widgets.HTML(badge("✓ confirmed", "clear") if request.confirmed else "")
-        self.tick.observe(lambda _: self._update(), names="value")
-        self.typed.observe(lambda _: self._update(), names="value")
-        self.confirm_button.on_click(lambda _: on_confirm(self))
-        controls = [] if request.confirmed else [self.tick, widgets.HBox([self.typed, self.confirm_button])]
-        super().__init__([self.info, *controls, self.state],
-                         layout=widgets.Layout(border="1px solid #fcd34d", padding="4px", margin="4px 0"))
+        super().__init__(confirmation_request_html(request, alternative),
+                         f"I accept that writes to {request.table} wait for the whole build", request.table, "320px",
+                         "Confirm", "confirmed", request.confirmed, on_confirm)
+        self.confirm_button = self.button
 
-    @property
-    def ready(self) -> bool:
-        return self.tick.value and matches_table(self.typed.value, self.request.table)
-
-    def _update(self) -> None:
-        self.confirm_button.disabled = not self.ready
+    def matches(self, typed: str) -> bool:
+        return matches_table(typed, self.request.table)
 
 
-class StepAcknowledgement(widgets.VBox):
+class StepAcknowledgement(TypedConfirmation):
     """Acknowledge one step preflight cannot verify: tick the box and type the step's number."""
 
     def __init__(self, request: AcknowledgementRequest, on_acknowledge: Callable[[StepAcknowledgement], None]) -> None:
         self.request = request
-        self.info = widgets.HTML(acknowledgement_request_html(request))
-        self.tick = widgets.Checkbox(value=False, indent=False, layout=widgets.Layout(width="auto"),
-                                     description=f"I reviewed step {request.step}; PostgreSQL alone checks it at apply")
-        self.typed = widgets.Text(placeholder=f"type {request.step} to acknowledge",
-                                  layout=widgets.Layout(width="220px"))
-        self.acknowledge_button = widgets.Button(description="Acknowledge", button_style="warning", disabled=True)
-        self.state = widgets.HTML(badge("✓ acknowledged", "clear") if request.acknowledged else "")
-        self.tick.observe(lambda _: self._update(), names="value")
-        self.typed.observe(lambda _: self._update(), names="value")
-        self.acknowledge_button.on_click(lambda _: on_acknowledge(self))
-        controls = [] if request.acknowledged else [self.tick, widgets.HBox([self.typed, self.acknowledge_button])]
-        super().__init__([self.info, *controls, self.state],
-                         layout=widgets.Layout(border="1px solid #fcd34d", padding="4px", margin="4px 0"))
-
-    @property
-    def ready(self) -> bool:
-        return bool(self.tick.value) and self.typed.value.strip() == str(self.request.step)
-
-    def _update(self) -> None:
-        self.acknowledge_button.disabled = not self.ready
+        super().__init__(acknowledgement_request_html(request),
+                         f"I reviewed step {request.step}; PostgreSQL alone checks it at apply", str(request.step),
+                         "220px", "Acknowledge", "acknowledged", request.acknowledged, on_acknowledge)
+        self.acknowledge_button = self.button
