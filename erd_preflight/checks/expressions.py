@@ -103,13 +103,9 @@ def mentions(expression: str, column: str) -> bool:
 def index_keys(stmt: ast.IndexStmt, source: Source, tag: str) -> tuple[Source, tuple[str, ...], list[str]]:
     """The index's key values on the rows of ``source`` it covers (its WHERE): a relation of columns erd_key_1...,
     their names, and each key as shown to a person."""
-    def render(node: ast.Node) -> str:
-        return RawStream()(node)  # a stream per node: one keeps what it rendered before
-
-    keys = [render(p.expr) if p.name is None else sql.Identifier(p.name).as_string() for p in stmt.indexParams]
-    shown = [render(p.expr) if p.name is None else display_name(p.name) for p in stmt.indexParams]
+    keys, where = _rendered(stmt)
+    shown = [RawStream()(p.expr) if p.name is None else display_name(p.name) for p in stmt.indexParams]
     names = tuple(f"erd_key_{i}" for i in range(1, len(keys) + 1))
-    where = render(stmt.whereClause) if stmt.whereClause is not None else None
     relation = sql.SQL("(SELECT {} FROM {} AS {}{})").format(
         sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(k), sql.Identifier(n)) for k, n in zip(keys, names)),
         source.relation, sql.Identifier(source.alias),
@@ -132,6 +128,13 @@ def renamed_keys(definition: str, rename: dict[str, str] | None = None) -> tuple
         if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
             name = node.fields[-1].sval
             node.fields = (ast.String(sval=rename.get(name, name)),)
+    return _rendered(stmt, rename)
+
+
+def _rendered(stmt: ast.IndexStmt, rename: dict[str, str] | None = None) -> tuple[list[str], str | None]:
+    """An index's keys (a plain column under the name ``rename`` gives it) and its WHERE, as SQL text. A stream per
+    node: one keeps what it rendered before."""
+    rename = rename or {}
     keys = [RawStream()(p.expr) if p.name is None else sql.Identifier(rename.get(p.name, p.name)).as_string()
             for p in stmt.indexParams]
     return keys, RawStream()(stmt.whereClause) if stmt.whereClause is not None else None
